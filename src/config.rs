@@ -1,0 +1,1 @@
+//! The command line (lexopt) and its validation into a `Config`.

@@ -1,0 +1,1 @@
+//! The server state machine for one Prometheus connection.

@@ -1,0 +1,1 @@
+//! The `mio::Poll`, tokens, dispatch of readiness and timer events, signals.

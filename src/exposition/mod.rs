@@ -1,0 +1,1 @@
+//! Parser, snapshot (arena + family index), relabel + merge writer.

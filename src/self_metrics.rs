@@ -1,0 +1,1 @@
+//! The sidecar's own metrics, merged like any other source.

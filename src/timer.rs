@@ -1,0 +1,1 @@
+//! The hashed timer wheel: periodic scrape ticks and deadlines.

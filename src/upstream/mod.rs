@@ -1,0 +1,1 @@
+//! The client state machine for one container and its body framing.
