@@ -1,0 +1,84 @@
+//! Why a scrape failed: a fixed set of reasons, each the `reason` label value
+//! of `multiplexer_scrape_failures_total`.
+
+use std::fmt;
+
+/// The outcome of a scrape that did not produce a servable body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Nothing listens on the container's port (yet).
+    Refused,
+    /// The whole scrape took longer than `--scrape_timeout`.
+    Timeout,
+    /// The connection was reset or the pipe broke.
+    Reset,
+    /// The container closed the connection before the response was complete.
+    Closed,
+    /// The response status was not 200.
+    HttpStatus,
+    /// The response head or its body framing broke HTTP/1.1 rules.
+    BadResponse,
+    /// The body exceeded `--max_body_bytes`.
+    BodyTooLarge,
+    /// The body was sent with a `Content-Encoding` other than identity.
+    Encoding,
+    /// The body is not a valid Prometheus or OpenMetrics text exposition.
+    ParseError,
+    /// Any other socket error.
+    IoError,
+}
+
+impl FailureReason {
+    /// Every reason, in the order they are exported.
+    pub const ALL: [FailureReason; 10] = [
+        FailureReason::Refused,
+        FailureReason::Timeout,
+        FailureReason::Reset,
+        FailureReason::Closed,
+        FailureReason::HttpStatus,
+        FailureReason::BadResponse,
+        FailureReason::BodyTooLarge,
+        FailureReason::Encoding,
+        FailureReason::ParseError,
+        FailureReason::IoError,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Refused => "refused",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Reset => "reset",
+            FailureReason::Closed => "closed",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::BadResponse => "bad_response",
+            FailureReason::BodyTooLarge => "body_too_large",
+            FailureReason::Encoding => "encoding",
+            FailureReason::ParseError => "parse_error",
+            FailureReason::IoError => "io_error",
+        }
+    }
+
+    /// Position in [`FailureReason::ALL`], for per-reason counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (position, reason) in FailureReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position, "{reason}");
+        }
+    }
+}
