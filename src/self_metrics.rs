@@ -11,6 +11,7 @@
 //! missing or unreadable the number is 0, never a panic.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::upstream::FailureReason;
@@ -47,15 +48,13 @@ pub struct ProcessStats {
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 impl ProcessStats {
-    /// Reads the current numbers from `/proc/self` (and `btime` from
-    /// `/proc/stat`). Costs four small file reads and a directory listing;
-    /// meant to be called once per built output, not per scrape of a container.
+    /// Reads the current numbers from `/proc/self`. Costs two small file
+    /// reads and a directory listing (tens of microseconds); meant to be
+    /// called once per built output, not per scrape of a container.
     pub fn read() -> ProcessStats {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         let ticks = parse_stat_ticks(&stat);
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let system_stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let boot_time = parse_boot_time(&system_stat);
         let open_fds = std::fs::read_dir("/proc/self/fd")
             .map(|entries| entries.count() as u64)
             .unwrap_or(0);
@@ -63,11 +62,22 @@ impl ProcessStats {
             cpu_seconds: (ticks.user + ticks.system) as f64 / CLOCK_TICKS_PER_SECOND,
             resident_bytes: parse_resident_bytes(&status),
             open_fds,
-            start_time_seconds: match (boot_time, ticks.start) {
-                (0, _) => 0.0,
-                (boot, start) => boot as f64 + start as f64 / CLOCK_TICKS_PER_SECOND,
-            },
+            start_time_seconds: start_time_seconds(ticks.start),
         }
+    }
+}
+
+/// Boot time plus the process' start tick. Both are constant for the life of
+/// the process, and `/proc/stat` grows with the node's CPUs and interrupts
+/// (tens of KiB on a large node), so it is read once.
+fn start_time_seconds(start_ticks: u64) -> f64 {
+    static BOOT_TIME: OnceLock<u64> = OnceLock::new();
+    let boot_time = *BOOT_TIME.get_or_init(|| {
+        parse_boot_time(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+    });
+    match boot_time {
+        0 => 0.0,
+        boot => boot as f64 + start_ticks as f64 / CLOCK_TICKS_PER_SECOND,
     }
 }
 
