@@ -16,7 +16,7 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
-use super::parse::{Kind, Sample, Span, QUOTED_NAME, SLOW_LABELS};
+use super::parse::{Kind, Sample, Span, BRACES, QUOTED_NAME, SLOW_LABELS};
 use super::snapshot::Snapshot;
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
@@ -352,45 +352,20 @@ impl SampleWriter<'_> {
         scratch: &mut Vec<u8>,
         candidate: &mut Vec<u8>,
     ) {
-        let raw_name = sample.name.of(self.body);
-        if sample.flags & QUOTED_NAME != 0 {
-            escape_quoted_name(raw_name, NameRule::Metric, out);
-        } else {
-            out.extend_from_slice(raw_name);
-        }
         let labels = sample.labels.of(self.body);
-        let slow = sample.flags & SLOW_LABELS != 0
-            || (self.check_labels && has_label(labels, self.label, scratch));
-        if slow {
-            self.write_labels_slow(labels, out, scratch, candidate);
+        let canonical = sample.flags & (SLOW_LABELS | QUOTED_NAME) == 0
+            && !(self.check_labels && has_label(labels, self.label, scratch));
+        if canonical {
+            self.write_canonical(sample, out);
         } else {
-            match (labels.is_empty(), self.target) {
-                (true, None) => {}
-                (true, Some(target)) => {
-                    out.push(b'{');
-                    out.extend_from_slice(target);
-                    out.push(b'}');
-                }
-                (false, None) => {
-                    out.push(b'{');
-                    out.extend_from_slice(labels);
-                    out.push(b'}');
-                }
-                (false, Some(target)) => {
-                    out.push(b'{');
-                    out.extend_from_slice(labels);
-                    out.push(b',');
-                    out.extend_from_slice(target);
-                    out.push(b'}');
-                }
+            let raw_name = sample.name.of(self.body);
+            if sample.flags & QUOTED_NAME != 0 {
+                escape_quoted_name(raw_name, NameRule::Metric, out);
+            } else {
+                out.extend_from_slice(raw_name);
             }
-        }
-        out.push(b' ');
-        match sample.value_form {
-            ValueForm::Decimal => out.extend_from_slice(sample.value.of(self.body)),
-            ValueForm::NaN => out.extend_from_slice(b"NaN"),
-            ValueForm::PosInf => out.extend_from_slice(b"+Inf"),
-            ValueForm::NegInf => out.extend_from_slice(b"-Inf"),
+            self.write_labels_slow(labels, out, scratch, candidate);
+            self.write_value(sample, out);
         }
         if !sample.timestamp.is_empty() {
             let timestamp = sample.timestamp.of(self.body);
@@ -405,6 +380,64 @@ impl SampleWriter<'_> {
             }
         }
         out.push(b'\n');
+    }
+
+    /// Copies the line in as few pieces as possible: `name{labels` then the
+    /// target label, then `} value` (or ` value`) when the body has them
+    /// contiguous.
+    fn write_canonical(&self, sample: &Sample, out: &mut Vec<u8>) {
+        let body = self.body;
+        let (head_end, tail_start) = if sample.flags & BRACES != 0 {
+            (sample.labels.end, sample.labels.end)
+        } else {
+            (sample.name.end, sample.name.end)
+        };
+        out.extend_from_slice(
+            Span {
+                start: sample.name.start,
+                end: head_end,
+            }
+            .of(body),
+        );
+        if let Some(target) = self.target {
+            if sample.flags & BRACES == 0 {
+                out.push(b'{');
+            } else if !sample.labels.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(target);
+            if sample.flags & BRACES == 0 {
+                out.push(b'}');
+            }
+        }
+        let gap = if sample.flags & BRACES != 0 { 2 } else { 1 };
+        if sample.value_form == ValueForm::Decimal
+            && sample.value.start == tail_start + gap
+            && body.get(sample.value.start as usize - 1) == Some(&b' ')
+        {
+            out.extend_from_slice(
+                Span {
+                    start: tail_start,
+                    end: sample.value.end,
+                }
+                .of(body),
+            );
+        } else {
+            if sample.flags & BRACES != 0 {
+                out.push(b'}');
+            }
+            self.write_value(sample, out);
+        }
+    }
+
+    fn write_value(&self, sample: &Sample, out: &mut Vec<u8>) {
+        out.push(b' ');
+        match sample.value_form {
+            ValueForm::Decimal => out.extend_from_slice(sample.value.of(self.body)),
+            ValueForm::NaN => out.extend_from_slice(b"NaN"),
+            ValueForm::PosInf => out.extend_from_slice(b"+Inf"),
+            ValueForm::NegInf => out.extend_from_slice(b"-Inf"),
+        }
     }
 
     /// Re-tokenises a label set: escapes quoted names, drops blanks and

@@ -15,8 +15,9 @@ use std::fmt;
 
 use super::text::{
     escape_quoted_name, hash_name, is_label_continue, is_label_start, is_metric_continue,
-    is_metric_start, om_timestamp_millis, parse_int_timestamp, value_form, NameRule, NameTable,
-    ValueForm,
+    is_metric_start, om_timestamp_millis, parse_int_timestamp, scan_class, scan_quote_stop,
+    scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE, METRIC_CONTINUE,
+    TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -233,6 +234,8 @@ pub(crate) const QUOTED_NAME: u8 = 1;
 /// The label set is not in canonical form (quoted names, blanks, trailing
 /// comma): the writer re-tokenises it instead of copying it.
 pub(crate) const SLOW_LABELS: u8 = 2;
+/// The sample has braces; `labels.end` is the position of its `}`.
+pub(crate) const BRACES: u8 = 4;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
@@ -320,6 +323,7 @@ pub(crate) struct Index {
     regrouped: Vec<Sample>,
     starts: Vec<u32>,
     label_names: Vec<LabelName>,
+    previous_label_names: Vec<LabelName>,
     scratch: Vec<u8>,
     sample_name: Vec<u8>,
 }
@@ -344,6 +348,8 @@ impl Index {
         self.openmetrics = false;
         self.label_bloom = LabelBloom::default();
         self.declarations.clear();
+        // Spans into the previous body: meaningless for the next one.
+        self.previous_label_names.clear();
         self.declaration_table.clear();
         self.family_table.clear();
     }
@@ -521,7 +527,7 @@ impl Index {
                 Ok((NameRef::Quoted(content), close + 1))
             }
             Some(&c) if is_metric_start(c) => {
-                let end = scan_while(b, p + 1, is_metric_continue);
+                let end = scan_class(b, p + 1, METRIC_CONTINUE);
                 Ok((NameRef::Legacy(Span::new(p, end)), end))
             }
             _ => Err((ParseErrorKind::MetricName, p)),
@@ -642,6 +648,9 @@ impl Index {
             let (name, after) = self.metric_name(b, q, true)?;
             flags |= QUOTED_NAME | SLOW_LABELS;
             (name, after, true)
+        } else if let Some(end) = repeats_last_name(b, p, cursor) {
+            // Runs of one name (series of a family, buckets) skip the scan.
+            (NameRef::Legacy(Span::new(p, end)), end, false)
         } else {
             let (name, after) = self.metric_name(b, p, false)?;
             (name, after, false)
@@ -692,6 +701,7 @@ impl Index {
                 q = self.labels(b, r + 1, kind, &mut flags)?;
                 labels = Span::new(r + 1, q - 1);
                 closed_brace = true;
+                flags |= BRACES;
             }
         }
 
@@ -789,8 +799,13 @@ impl Index {
         kind: Kind,
         flags: &mut u8,
     ) -> Result<usize, Fail> {
+        // The previous sample's label names: consecutive samples usually
+        // repeat them in order, and a repeat needs no scan, no duplicate
+        // check and no bloom update (the previous set passed them).
+        std::mem::swap(&mut self.label_names, &mut self.previous_label_names);
         self.label_names.clear();
         self.scratch.clear();
+        let mut repeating = true;
         loop {
             let q = skip_blanks(b, p);
             if q != p {
@@ -807,6 +822,7 @@ impl Index {
                 Some(b'"') => {
                     let (content, close) = scan_quoted(b, p)?;
                     *flags |= SLOW_LABELS;
+                    repeating = false;
                     let start = self.scratch.len();
                     if !escape_quoted_name(content.of(b), NameRule::Label, &mut self.scratch) {
                         return Err((ParseErrorKind::LabelName, p));
@@ -818,7 +834,24 @@ impl Index {
                     }
                 }
                 Some(&c) if is_label_start(c) => {
-                    let end = scan_while(b, p + 1, is_label_continue);
+                    let end = match self.previous_label_names.get(self.label_names.len()) {
+                        Some(previous) if repeating && !previous.escaped => {
+                            let name = previous.span.of(b);
+                            let end = p + name.len();
+                            if b.get(p..end) == Some(name)
+                                && !b.get(end).is_some_and(|&c| is_label_continue(c))
+                            {
+                                end
+                            } else {
+                                repeating = false;
+                                scan_class(b, p + 1, LABEL_CONTINUE)
+                            }
+                        }
+                        _ => {
+                            repeating = false;
+                            scan_class(b, p + 1, LABEL_CONTINUE)
+                        }
+                    };
                     let span = Span::new(p, end);
                     p = end;
                     LabelName {
@@ -846,7 +879,7 @@ impl Index {
             } else {
                 name.span.of(b)
             };
-            for seen in &self.label_names {
+            for seen in self.label_names.iter().filter(|_| !repeating) {
                 let seen_bytes = if seen.escaped {
                     seen.span.of(&self.scratch)
                 } else {
@@ -866,7 +899,9 @@ impl Index {
             {
                 return Err((ParseErrorKind::Quantile, r));
             }
-            self.label_bloom.insert(name_bytes);
+            if !repeating {
+                self.label_bloom.insert(name_bytes);
+            }
             self.label_names.push(name);
 
             let s = skip_blanks(b, close + 1);
@@ -879,6 +914,19 @@ impl Index {
                 _ => return Err((ParseErrorKind::LabelSeparator, s)),
             }
         }
+    }
+}
+
+fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
+    if cursor.last_family == u32::MAX {
+        return None;
+    }
+    let last = cursor.last_name.of(b);
+    let end = p + last.len();
+    if b.get(p..end)? == last && !b.get(end).is_some_and(|&c| is_metric_continue(c)) {
+        Some(end)
+    } else {
+        None
     }
 }
 
@@ -900,19 +948,9 @@ fn skip_blanks(b: &[u8], mut p: usize) -> usize {
     p
 }
 
-fn scan_while(b: &[u8], mut p: usize, accept: fn(u8) -> bool) -> usize {
-    while p < b.len() && accept(b[p]) {
-        p += 1;
-    }
-    p
-}
-
 /// End of a whitespace-delimited token.
-fn scan_token(b: &[u8], mut p: usize) -> usize {
-    while p < b.len() && !matches!(b[p], b' ' | b'\t' | b'\r' | b'\n') {
-        p += 1;
-    }
-    p
+fn scan_token(b: &[u8], p: usize) -> usize {
+    scan_until_class(b, p, TOKEN_END)
 }
 
 fn find_newline(b: &[u8], p: usize) -> usize {
@@ -943,6 +981,7 @@ fn line_end(b: &[u8], p: usize) -> Option<usize> {
 fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
     let mut i = p + 1;
     loop {
+        i = scan_quote_stop(b, i);
         match b.get(i) {
             Some(b'"') => return Ok((Span::new(p + 1, i), i)),
             Some(b'\\') => match b.get(i + 1) {

@@ -3,22 +3,108 @@
 //! open-addressing name table that is reused across bodies (no allocation
 //! after warm-up).
 
-/// Legacy metric name characters (exposition format: `[a-zA-Z_:][a-zA-Z0-9_:]*`).
+/// Byte classes, one lookup per byte in the hot loops.
+pub(crate) const METRIC_START: u8 = 1;
+pub(crate) const METRIC_CONTINUE: u8 = 2;
+pub(crate) const LABEL_START: u8 = 4;
+pub(crate) const LABEL_CONTINUE: u8 = 8;
+/// Ends the plain run of a quoted string: `"`, `\\` or a newline.
+pub(crate) const QUOTE_STOP: u8 = 16;
+/// Ends a whitespace-delimited token: space, tab, CR, LF.
+pub(crate) const TOKEN_END: u8 = 32;
+
+pub(crate) static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let mut class = 0;
+        // Exposition format: metric names [a-zA-Z_:][a-zA-Z0-9_:]*,
+        // label names [a-zA-Z_][a-zA-Z0-9_]*.
+        if alpha || b == b':' {
+            class |= METRIC_START | METRIC_CONTINUE;
+        }
+        if digit {
+            class |= METRIC_CONTINUE | LABEL_CONTINUE;
+        }
+        if alpha {
+            class |= LABEL_START | LABEL_CONTINUE;
+        }
+        if b == b'"' || b == b'\\' || b == b'\n' {
+            class |= QUOTE_STOP;
+        }
+        if b == b' ' || b == b'\t' || b == b'\r' || b == b'\n' {
+            class |= TOKEN_END;
+        }
+        table[c] = class;
+        c += 1;
+    }
+    table
+};
+
 pub(crate) fn is_metric_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+    CLASS[c as usize] & METRIC_START != 0
 }
 
 pub(crate) fn is_metric_continue(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+    CLASS[c as usize] & METRIC_CONTINUE != 0
 }
 
-/// Legacy label name characters (`[a-zA-Z_][a-zA-Z0-9_]*`).
 pub(crate) fn is_label_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
+    CLASS[c as usize] & LABEL_START != 0
 }
 
 pub(crate) fn is_label_continue(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    CLASS[c as usize] & LABEL_CONTINUE != 0
+}
+
+/// First position from `p` whose byte is not in `class` (or the end).
+#[inline]
+pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
+    match b.get(p..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&c| CLASS[c as usize] & class == 0)
+            .map_or(b.len(), |i| p + i),
+        None => b.len(),
+    }
+}
+
+/// First `"`, `\\` or newline from `p` (or the end). Eight bytes at a time
+/// (SWAR zero-byte test): label values are the bulk of a body.
+#[inline]
+pub(crate) fn scan_quote_stop(b: &[u8], mut p: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Lowest set bit is exact; borrows only disturb bits above it.
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while p + 8 <= b.len() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&b[p..p + 8]);
+        let word = u64::from_le_bytes(bytes);
+        let found = has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')))
+            | has_zero(word ^ (ONES * u64::from(b'\n')));
+        if found != 0 {
+            return p + (found.trailing_zeros() / 8) as usize;
+        }
+        p += 8;
+    }
+    scan_until_class(b, p, QUOTE_STOP)
+}
+
+/// First position from `p` whose byte is in `class` (or the end).
+#[inline]
+pub(crate) fn scan_until_class(b: &[u8], p: usize, class: u8) -> usize {
+    match b.get(p..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&c| CLASS[c as usize] & class != 0)
+            .map_or(b.len(), |i| p + i),
+        None => b.len(),
+    }
 }
 
 /// What a value token means to the writer.
