@@ -1,1 +1,45 @@
-//! Parser, snapshot (arena + family index), relabel + merge writer.
+//! The exposition engine, with no I/O: parses each container's latest body
+//! (Prometheus text 0.0.4 or OpenMetrics 1.0 text) into a [`Snapshot`], and
+//! merges snapshots into one text 0.0.4 body in which every sample carries
+//! the container label ([`Merger`]).
+//!
+//! Decisions (see also the README):
+//! - Parsing is lazy: [`Snapshot::replace`] only swaps buffers; the body is
+//!   parsed by [`Snapshot::index`] when a client asks for the output.
+//! - A body that does not parse is rejected whole ([`ParseError`] gives the
+//!   line and what was expected); nothing of it is served.
+//! - Output is text 0.0.4 only. OpenMetrics families are converted the way
+//!   Python's `prometheus_client.generate_latest` does: counter `foo`
+//!   (samples `foo_total`) becomes counter family `foo_total`; `_created`
+//!   samples become gauge families `foo_created`; info `foo` becomes gauge
+//!   `foo_info`; stateset becomes gauge; gaugehistogram becomes histogram
+//!   with `_gsum`/`_gcount` as gauge families; unknown becomes untyped.
+//!   OpenMetrics timestamps (seconds) become milliseconds; exemplars,
+//!   `# UNIT` and `# EOF` are dropped; HELP is written with 0.0.4 escapes.
+//! - Quoted UTF-8 names (`{"my.metric","my.label"="v"} 1`) are written with
+//!   Prometheus' underscore escaping (each character not valid in a legacy
+//!   name becomes `_`), because promtool 2.42 and strict parsers cannot read
+//!   quoted names.
+//! - Values: decimal forms are written verbatim; NaN and infinities (any
+//!   case, `Inf` or `Infinity`) are written `NaN`, `+Inf`, `-Inf`.
+//! - Relabel: `<label>="<container>"` is appended to every sample; an
+//!   existing label of that name becomes `exported_<label>` (prefixed again
+//!   while taken), Prometheus' honor_labels=false rule.
+//! - Merge order: families in order of first appearance (sources in order),
+//!   within a family source 0's samples first, in input order. One HELP (the
+//!   first kept source's that has one) and one TYPE per family.
+//! - Type conflicts: see [`Merger`].
+//! - Samples are offsets into the body (u32); no allocation per sample, and
+//!   after warm-up no allocation per scrape or per merge.
+
+mod merge;
+mod parse;
+mod snapshot;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+pub use merge::{Merger, Source};
+pub use parse::{ParseError, ParseErrorKind};
+pub use snapshot::Snapshot;

@@ -1,0 +1,146 @@
+//! Throughput of parse + relabel + merge on a synthetic ~1 MB exposition of
+//! about 10k series (counters, gauges, histograms, summaries, escaped label
+//! values). Prints MB/s of input body processed.
+//!
+//! Run: `cd bench && cargo run --release --bin exposition_throughput`
+
+use std::time::{Duration, Instant};
+
+use multiplexer::exposition::{Merger, Snapshot, Source};
+
+/// Builds the synthetic body deterministically.
+fn synthetic_body(target_bytes: usize) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let mut family = 0;
+    while s.len() < target_bytes {
+        let f = family;
+        family += 1;
+        match f % 4 {
+            0 => {
+                writeln!(
+                    s,
+                    "# HELP app_requests_{f}_total Requests served, by \\\\ path\\nand code."
+                )
+                .unwrap();
+                writeln!(s, "# TYPE app_requests_{f}_total counter").unwrap();
+                for i in 0..20 {
+                    writeln!(
+                        s,
+                        "app_requests_{f}_total{{method=\"GET\",path=\"/api/v1/items/{i}\",code=\"{}\"}} {}",
+                        200 + i % 3,
+                        1000 + i * 37
+                    )
+                    .unwrap();
+                }
+            }
+            1 => {
+                writeln!(s, "# HELP app_queue_{f}_depth Queue depth.").unwrap();
+                writeln!(s, "# TYPE app_queue_{f}_depth gauge").unwrap();
+                for i in 0..20 {
+                    writeln!(
+                        s,
+                        "app_queue_{f}_depth{{queue=\"q\\\"{i}\\\"\",host=\"node-{i}.example\\\\local\"}} {}.5",
+                        i * 3
+                    )
+                    .unwrap();
+                }
+            }
+            2 => {
+                writeln!(s, "# HELP app_latency_{f}_seconds Request latency.").unwrap();
+                writeln!(s, "# TYPE app_latency_{f}_seconds histogram").unwrap();
+                for route in 0..2 {
+                    let mut cumulative = 0;
+                    for le in [
+                        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+                    ] {
+                        cumulative += 7;
+                        writeln!(
+                            s,
+                            "app_latency_{f}_seconds_bucket{{route=\"/r{route}\",le=\"{le}\"}} {cumulative}"
+                        )
+                        .unwrap();
+                    }
+                    writeln!(
+                        s,
+                        "app_latency_{f}_seconds_sum{{route=\"/r{route}\"}} 12.75"
+                    )
+                    .unwrap();
+                    writeln!(
+                        s,
+                        "app_latency_{f}_seconds_count{{route=\"/r{route}\"}} {cumulative}"
+                    )
+                    .unwrap();
+                }
+            }
+            _ => {
+                writeln!(s, "# HELP app_payload_{f}_bytes Payload size.").unwrap();
+                writeln!(s, "# TYPE app_payload_{f}_bytes summary").unwrap();
+                for q in ["0.5", "0.9", "0.99"] {
+                    writeln!(s, "app_payload_{f}_bytes{{quantile=\"{q}\"}} 1.2e+03").unwrap();
+                }
+                writeln!(s, "app_payload_{f}_bytes_sum 123456").unwrap();
+                writeln!(s, "app_payload_{f}_bytes_count 100").unwrap();
+            }
+        }
+    }
+    s.into_bytes()
+}
+
+fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
+    let names: Vec<String> = (0..bodies.len())
+        .map(|i| format!("container-{i}"))
+        .collect();
+    let mut snapshots: Vec<Snapshot> = bodies.iter().map(|_| Snapshot::new()).collect();
+    let mut spare: Vec<Vec<u8>> = bodies.iter().map(|b| Vec::with_capacity(b.len())).collect();
+    let mut merger = Merger::new("container");
+    let mut out = Vec::new();
+    let input_bytes: usize = bodies.iter().map(Vec::len).sum();
+    let mut busy = Duration::ZERO;
+    let mut samples = 0;
+    for round in 0..rounds + 3 {
+        // Refilling the bodies stands for the socket read; not timed.
+        for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(bodies) {
+            spare.extend_from_slice(body);
+            snapshot.replace(spare);
+        }
+        let start = Instant::now();
+        for snapshot in &mut snapshots {
+            snapshot.index().expect("synthetic body parses");
+        }
+        let sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(&names)
+            .map(|(snapshot, name)| Source {
+                container: Some(name),
+                snapshot,
+            })
+            .collect();
+        merger.merge(&sources, &mut out);
+        let elapsed = start.elapsed();
+        if round >= 3 {
+            busy += elapsed; // the first rounds warm buffers up
+        }
+        samples = snapshots.iter().map(Snapshot::sample_count).sum::<usize>();
+    }
+    let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
+    println!(
+        "{label}: {} bytes in, {} samples, {} bytes out; {:.0} MB/s ({:.1} us per merge)",
+        input_bytes,
+        samples,
+        out.len(),
+        mb / busy.as_secs_f64(),
+        busy.as_secs_f64() * 1e6 / f64::from(rounds)
+    );
+}
+
+fn main() {
+    let body = synthetic_body(1_000_000);
+    run("1 container x 1 MB", std::slice::from_ref(&body), 500);
+    let small = synthetic_body(333_000);
+    run(
+        "3 containers x 333 kB",
+        &[small.clone(), small.clone(), small],
+        500,
+    );
+}

@@ -1,0 +1,583 @@
+//! The relabel and merge writer: many indexed snapshots in, one text 0.0.4
+//! body out.
+//!
+//! Type conflicts (one 0.0.4 family name, different types in different
+//! sources) are resolved so the output always stays valid:
+//! 1. If every type involved is simple (counter, gauge, untyped), the family
+//!    is written as `untyped` with every sample kept; the sources whose type
+//!    differs from the first source's are reported.
+//! 2. Otherwise the type of the first source (in order) that has the family
+//!    wins; the samples of sources with another type are dropped and those
+//!    sources reported.
+//! 3. Then a family whose name is `X_bucket`, `X_sum` or `X_count` while `X`
+//!    is a histogram (or `X_sum`/`X_count` while `X` is a summary) is
+//!    dropped whole and its sources reported: Prometheus' expfmt (promtool)
+//!    folds such names into `X` and would reject or mangle the output.
+//!
+//! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
+
+use super::parse::{Kind, Sample, Span, BRACES, QUOTED_NAME, SLOW_LABELS};
+use super::snapshot::Snapshot;
+use super::text::{
+    escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
+    write_help, NameRule, NameTable, ValueForm,
+};
+
+/// One input of a merge.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    /// None = do not add the container label (used for the sidecar's own
+    /// metrics, which already carry it where needed).
+    pub container: Option<&'a str>,
+    /// Must have been indexed successfully; otherwise it contributes nothing.
+    pub snapshot: &'a Snapshot,
+}
+
+const KEPT: u8 = 0;
+const DOWNGRADED: u8 = 1;
+const DROPPED: u8 = 2;
+
+#[derive(Clone, Copy, Default)]
+struct Contribution {
+    merged: u32,
+    source: u32,
+    family: u32,
+    state: u8,
+}
+
+struct Merged {
+    /// The family's first contribution: where its name is read from.
+    source: u32,
+    family: u32,
+    kind: Kind,
+    /// Range of `Merger::sorted`.
+    contributions: Span,
+}
+
+/// Reusable merge scratch: no allocation per merge after warm-up.
+pub struct Merger {
+    label: Vec<u8>,
+    table: NameTable,
+    merged: Vec<Merged>,
+    contributions: Vec<Contribution>,
+    sorted: Vec<Contribution>,
+    starts: Vec<u32>,
+    conflict_names: Vec<u8>,
+    conflicts: Vec<(usize, Span)>,
+    /// `label="escaped container"` of each source.
+    source_labels: Vec<u8>,
+    source_label_spans: Vec<Option<Span>>,
+    scratch: Vec<u8>,
+    candidate: Vec<u8>,
+}
+
+impl Merger {
+    /// `label_name` is the label added to every sample (already validated
+    /// as a legacy label name by the configuration).
+    pub fn new(label_name: &str) -> Merger {
+        Merger {
+            label: label_name.as_bytes().to_vec(),
+            table: NameTable::default(),
+            merged: Vec::new(),
+            contributions: Vec::new(),
+            sorted: Vec::new(),
+            starts: Vec::new(),
+            conflict_names: Vec::new(),
+            conflicts: Vec::new(),
+            source_labels: Vec::new(),
+            source_label_spans: Vec::new(),
+            scratch: Vec::new(),
+            candidate: Vec::new(),
+        }
+    }
+
+    /// Type conflicts found by the last merge: (index into sources, family
+    /// name) of each family of a source that lost a conflict.
+    pub fn conflicts(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        self.conflicts
+            .iter()
+            .map(|&(source, name)| (source, name.of(&self.conflict_names)))
+    }
+
+    pub fn conflict_count(&self) -> usize {
+        self.conflicts.len()
+    }
+
+    /// Clears `out` and writes the merged text 0.0.4 exposition of `sources`.
+    pub fn merge(&mut self, sources: &[Source<'_>], out: &mut Vec<u8>) {
+        out.clear();
+        self.table.clear();
+        self.merged.clear();
+        self.contributions.clear();
+        self.conflict_names.clear();
+        self.conflicts.clear();
+        self.source_labels.clear();
+        self.source_label_spans.clear();
+
+        let mut estimate = 0;
+        for (source_index, source) in sources.iter().enumerate() {
+            let label = source.container.map(|container| {
+                let start = self.source_labels.len();
+                self.source_labels.extend_from_slice(&self.label);
+                self.source_labels.extend_from_slice(b"=\"");
+                escape_label_value(container.as_bytes(), &mut self.source_labels);
+                self.source_labels.push(b'"');
+                Span {
+                    start: start as u32,
+                    end: self.source_labels.len() as u32,
+                }
+            });
+            self.source_label_spans.push(label);
+            if !source.snapshot.is_indexed() {
+                continue;
+            }
+            let index = &source.snapshot.index;
+            let label_len = label.map_or(0, |l| (l.end - l.start) as usize + 3);
+            estimate += source.snapshot.body_len() + index.samples.len() * label_len;
+            for (family_index, family) in index.families.iter().enumerate() {
+                let name = family.name.of(&index.names);
+                let merged = self.table.find(family.hash, |m| {
+                    let m = &self.merged[m as usize];
+                    let owner = &sources[m.source as usize].snapshot.index;
+                    owner.families[m.family as usize].name.of(&owner.names) == name
+                });
+                let merged = merged.unwrap_or_else(|| {
+                    let id = self.merged.len() as u32;
+                    self.merged.push(Merged {
+                        source: source_index as u32,
+                        family: family_index as u32,
+                        kind: family.kind,
+                        contributions: Span::default(),
+                    });
+                    self.table.insert(family.hash, id);
+                    id
+                });
+                self.contributions.push(Contribution {
+                    merged,
+                    source: source_index as u32,
+                    family: family_index as u32,
+                    state: KEPT,
+                });
+            }
+        }
+        self.group_contributions();
+        self.resolve_types(sources);
+        self.resolve_suffix_clashes(sources);
+        out.reserve(estimate + self.merged.len() * 64);
+        for merged in 0..self.merged.len() {
+            self.write_family(sources, merged, out);
+        }
+    }
+
+    /// Stable counting sort of contributions by merged family.
+    fn group_contributions(&mut self) {
+        self.starts.clear();
+        self.starts.resize(self.merged.len() + 1, 0);
+        for c in &self.contributions {
+            self.starts[c.merged as usize + 1] += 1;
+        }
+        for i in 1..self.starts.len() {
+            self.starts[i] += self.starts[i - 1];
+        }
+        for (m, merged) in self.merged.iter_mut().enumerate() {
+            merged.contributions = Span {
+                start: self.starts[m],
+                end: self.starts[m + 1],
+            };
+        }
+        self.sorted.clear();
+        self.sorted
+            .resize(self.contributions.len(), Contribution::default());
+        for c in &self.contributions {
+            let at = &mut self.starts[c.merged as usize];
+            self.sorted[*at as usize] = *c;
+            *at += 1;
+        }
+    }
+
+    fn resolve_types(&mut self, sources: &[Source<'_>]) {
+        let kind_of = |c: &Contribution| {
+            sources[c.source as usize].snapshot.index.families[c.family as usize].kind
+        };
+        for m in 0..self.merged.len() {
+            let range = self.merged[m].contributions;
+            let contributions = &self.sorted[range.start as usize..range.end as usize];
+            let first = kind_of(&contributions[0]);
+            if contributions.iter().all(|c| kind_of(c) == first) {
+                continue;
+            }
+            let all_simple = contributions.iter().all(|c| kind_of(c).is_simple());
+            self.merged[m].kind = if all_simple { Kind::Untyped } else { first };
+            let lost = if all_simple { DOWNGRADED } else { DROPPED };
+            for i in range.start as usize..range.end as usize {
+                if kind_of(&self.sorted[i]) != first {
+                    self.sorted[i].state = lost;
+                    self.report(sources, i);
+                }
+            }
+        }
+    }
+
+    fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
+        for m in 0..self.merged.len() {
+            let merged = &self.merged[m];
+            let owner = &sources[merged.source as usize].snapshot.index;
+            let name = owner.families[merged.family as usize].name.of(&owner.names);
+            let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
+                (base, false)
+            } else if let Some(base) = name
+                .strip_suffix(b"_sum")
+                .or_else(|| name.strip_suffix(b"_count"))
+            {
+                (base, true)
+            } else {
+                continue;
+            };
+            let clash = self
+                .table
+                .find(hash_name(base), |x| {
+                    let x = &self.merged[x as usize];
+                    let owner = &sources[x.source as usize].snapshot.index;
+                    owner.families[x.family as usize].name.of(&owner.names) == base
+                })
+                .map(|x| self.merged[x as usize].kind)
+                .is_some_and(|kind| {
+                    kind == Kind::Histogram || (allows_summary && kind == Kind::Summary)
+                });
+            if !clash {
+                continue;
+            }
+            let range = merged.contributions;
+            for i in range.start as usize..range.end as usize {
+                let previous = self.sorted[i].state;
+                self.sorted[i].state = DROPPED;
+                if previous == KEPT {
+                    self.report(sources, i);
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, sources: &[Source<'_>], contribution: usize) {
+        let c = self.sorted[contribution];
+        let index = &sources[c.source as usize].snapshot.index;
+        let name = index.families[c.family as usize].name.of(&index.names);
+        let start = self.conflict_names.len();
+        self.conflict_names.extend_from_slice(name);
+        self.conflicts.push((
+            c.source as usize,
+            Span {
+                start: start as u32,
+                end: self.conflict_names.len() as u32,
+            },
+        ));
+    }
+
+    fn write_family(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        let contributions = &self.sorted[range.start as usize..range.end as usize];
+        if contributions.iter().all(|c| c.state == DROPPED) {
+            return;
+        }
+        let owner = &sources[merged.source as usize].snapshot.index;
+        let name = owner.families[merged.family as usize].name.of(&owner.names);
+        let help = contributions
+            .iter()
+            .filter(|c| c.state != DROPPED)
+            .find_map(|c| {
+                let snapshot = sources[c.source as usize].snapshot;
+                let family = &snapshot.index.families[c.family as usize];
+                family
+                    .help
+                    .map(|help| (help.of(snapshot.body()), snapshot.index.openmetrics))
+            });
+        if let Some((help, openmetrics)) = help {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            write_help(help, openmetrics, out);
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(name);
+        out.push(b' ');
+        out.extend_from_slice(merged.kind.as_str().as_bytes());
+        out.push(b'\n');
+
+        for i in range.start as usize..range.end as usize {
+            let c = self.sorted[i];
+            if c.state == DROPPED {
+                continue;
+            }
+            let snapshot = sources[c.source as usize].snapshot;
+            let index = &snapshot.index;
+            let family = &index.families[c.family as usize];
+            let samples = index
+                .samples
+                .get(family.samples.start as usize..family.samples.end as usize)
+                .unwrap_or(&[]);
+            let target =
+                self.source_label_spans[c.source as usize].map(|span| span.of(&self.source_labels));
+            let writer = SampleWriter {
+                body: snapshot.body(),
+                openmetrics: index.openmetrics,
+                target,
+                label: &self.label,
+                check_labels: target.is_some() && index.label_bloom.may_contain(&self.label),
+            };
+            for sample in samples {
+                writer.write(sample, out, &mut self.scratch, &mut self.candidate);
+            }
+        }
+    }
+}
+
+/// Writes the samples of one source.
+struct SampleWriter<'a> {
+    body: &'a [u8],
+    openmetrics: bool,
+    /// `label="container"`, when the label is added.
+    target: Option<&'a [u8]>,
+    label: &'a [u8],
+    /// The body may have a label named like the target: look for it.
+    check_labels: bool,
+}
+
+impl SampleWriter<'_> {
+    fn write(
+        &self,
+        sample: &Sample,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        candidate: &mut Vec<u8>,
+    ) {
+        let labels = sample.labels.of(self.body);
+        let canonical = sample.flags & (SLOW_LABELS | QUOTED_NAME) == 0
+            && !(self.check_labels && has_label(labels, self.label, scratch));
+        if canonical {
+            self.write_canonical(sample, out);
+        } else {
+            let raw_name = sample.name.of(self.body);
+            if sample.flags & QUOTED_NAME != 0 {
+                escape_quoted_name(raw_name, NameRule::Metric, out);
+            } else {
+                out.extend_from_slice(raw_name);
+            }
+            self.write_labels_slow(labels, out, scratch, candidate);
+            self.write_value(sample, out);
+        }
+        if !sample.timestamp.is_empty() {
+            let timestamp = sample.timestamp.of(self.body);
+            if self.openmetrics {
+                if let Some(millis) = om_millis(timestamp) {
+                    out.push(b' ');
+                    out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+                }
+            } else {
+                out.push(b' ');
+                out.extend_from_slice(timestamp);
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// Copies the line in as few pieces as possible: `name{labels` then the
+    /// target label, then `} value` (or ` value`) when the body has them
+    /// contiguous.
+    fn write_canonical(&self, sample: &Sample, out: &mut Vec<u8>) {
+        let body = self.body;
+        let (head_end, tail_start) = if sample.flags & BRACES != 0 {
+            (sample.labels.end, sample.labels.end)
+        } else {
+            (sample.name.end, sample.name.end)
+        };
+        out.extend_from_slice(
+            Span {
+                start: sample.name.start,
+                end: head_end,
+            }
+            .of(body),
+        );
+        if let Some(target) = self.target {
+            if sample.flags & BRACES == 0 {
+                out.push(b'{');
+            } else if !sample.labels.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(target);
+            if sample.flags & BRACES == 0 {
+                out.push(b'}');
+            }
+        }
+        let gap = if sample.flags & BRACES != 0 { 2 } else { 1 };
+        if sample.value_form == ValueForm::Decimal
+            && sample.value.start == tail_start + gap
+            && body.get(sample.value.start as usize - 1) == Some(&b' ')
+        {
+            out.extend_from_slice(
+                Span {
+                    start: tail_start,
+                    end: sample.value.end,
+                }
+                .of(body),
+            );
+        } else {
+            if sample.flags & BRACES != 0 {
+                out.push(b'}');
+            }
+            self.write_value(sample, out);
+        }
+    }
+
+    fn write_value(&self, sample: &Sample, out: &mut Vec<u8>) {
+        out.push(b' ');
+        match sample.value_form {
+            ValueForm::Decimal => out.extend_from_slice(sample.value.of(self.body)),
+            ValueForm::NaN => out.extend_from_slice(b"NaN"),
+            ValueForm::PosInf => out.extend_from_slice(b"+Inf"),
+            ValueForm::NegInf => out.extend_from_slice(b"-Inf"),
+        }
+    }
+
+    /// Re-tokenises a label set: escapes quoted names, drops blanks and
+    /// trailing commas, renames a label that clashes with the target.
+    fn write_labels_slow(
+        &self,
+        labels: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        candidate: &mut Vec<u8>,
+    ) {
+        let mut written = 0;
+        for label in LabelIter::new(labels) {
+            out.push(if written == 0 { b'{' } else { b',' });
+            written += 1;
+            scratch.clear();
+            let name = label.name(scratch);
+            if self.target.is_some() && name == self.label {
+                // Prometheus (scrape.go): prefix `exported_` until unused.
+                candidate.clear();
+                candidate.extend_from_slice(self.label);
+                loop {
+                    candidate.splice(0..0, b"exported_".iter().copied());
+                    if !has_label(labels, candidate, scratch) {
+                        break;
+                    }
+                }
+                out.extend_from_slice(candidate);
+            } else {
+                out.extend_from_slice(name);
+            }
+            out.extend_from_slice(b"=\"");
+            out.extend_from_slice(label.value);
+            out.push(b'"');
+        }
+        if let Some(target) = self.target {
+            out.push(if written == 0 { b'{' } else { b',' });
+            written += 1;
+            out.extend_from_slice(target);
+        }
+        if written > 0 {
+            out.push(b'}');
+        }
+    }
+}
+
+fn om_millis(timestamp: &[u8]) -> Option<i64> {
+    match parse_int_timestamp(timestamp) {
+        Some(seconds) => seconds.checked_mul(1000),
+        None => om_timestamp_millis(timestamp),
+    }
+}
+
+/// Whether a validated label set has a label named `name` (after escaping).
+fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
+    LabelIter::new(labels).any(|label| {
+        scratch.clear();
+        label.name(scratch) == name
+    })
+}
+
+struct Label<'a> {
+    raw_name: &'a [u8],
+    quoted: bool,
+    /// Still escaped, as 0.0.4 wants it.
+    value: &'a [u8],
+}
+
+impl<'a> Label<'a> {
+    fn name<'s>(&self, scratch: &'s mut Vec<u8>) -> &'s [u8]
+    where
+        'a: 's,
+    {
+        if self.quoted {
+            escape_quoted_name(self.raw_name, NameRule::Label, scratch);
+            scratch
+        } else {
+            self.raw_name
+        }
+    }
+}
+
+/// Iterates the labels of a label set the parser validated. Never panics,
+/// even on input it did not validate (it then stops early).
+struct LabelIter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> LabelIter<'a> {
+    fn new(bytes: &'a [u8]) -> LabelIter<'a> {
+        LabelIter { bytes, at: 0 }
+    }
+
+    fn skip(&mut self, accept: impl Fn(u8) -> bool) {
+        while self.bytes.get(self.at).is_some_and(|&c| accept(c)) {
+            self.at += 1;
+        }
+    }
+
+    /// Content of the quoted string starting at `at`; moves past it.
+    fn quoted(&mut self) -> Option<&'a [u8]> {
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut i = start;
+        loop {
+            match self.bytes.get(i)? {
+                b'"' => break,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        self.at = i + 1;
+        self.bytes.get(start..i)
+    }
+}
+
+impl<'a> Iterator for LabelIter<'a> {
+    type Item = Label<'a>;
+
+    fn next(&mut self) -> Option<Label<'a>> {
+        self.skip(|c| c == b' ' || c == b'\t' || c == b',');
+        let (raw_name, quoted) = if self.bytes.get(self.at) == Some(&b'"') {
+            (self.quoted()?, true)
+        } else {
+            let start = self.at;
+            self.skip(|c| c.is_ascii_alphanumeric() || c == b'_');
+            (self.bytes.get(start..self.at)?, false)
+        };
+        if raw_name.is_empty() && !quoted {
+            return None;
+        }
+        self.skip(|c| c == b' ' || c == b'\t' || c == b'=');
+        let value = self.quoted()?;
+        Some(Label {
+            raw_name,
+            quoted,
+            value,
+        })
+    }
+}

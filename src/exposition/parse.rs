@@ -1,0 +1,1001 @@
+//! The parser: one pass over a body that validates it whole and builds an
+//! index of families and samples as offsets into the body.
+//!
+//! Invariants of a successfully built [`Index`]:
+//! - every span points inside the body it was built from (bodies are < 4 GiB);
+//! - family names are unique and already in their 0.0.4 form (legacy
+//!   characters, OpenMetrics suffixes applied); families appear in the order
+//!   of their first sample and have at least one sample;
+//! - `samples` is grouped by family (`Family::samples` is a range of it),
+//!   samples of a family keep their input order;
+//! - every label set, value and timestamp has been validated, so the writer
+//!   may copy them without checking again.
+
+use std::fmt;
+
+use super::text::{
+    escape_quoted_name, hash_name, is_label_continue, is_label_start, is_metric_continue,
+    is_metric_start, om_timestamp_millis, parse_int_timestamp, scan_class, scan_quote_stop,
+    scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE, METRIC_CONTINUE,
+    TOKEN_END,
+};
+
+/// Why a body was rejected, and on which line (1-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: u32,
+    pub kind: ParseErrorKind,
+}
+
+/// What the parser expected and did not find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    TooLarge,
+    InvalidUtf8,
+    MetricName,
+    NameEnd,
+    LabelName,
+    LabelEquals,
+    LabelValueStart,
+    UnterminatedQuote,
+    InvalidEscape,
+    LabelSeparator,
+    DuplicateLabel,
+    BucketBound,
+    Quantile,
+    Value,
+    Timestamp,
+    Exemplar,
+    LineEnd,
+    MetricType,
+    DuplicateType,
+    FamilyType,
+    AfterEof,
+}
+
+impl ParseErrorKind {
+    pub fn message(self) -> &'static str {
+        match self {
+            ParseErrorKind::TooLarge => "expected a body smaller than 4 GiB",
+            ParseErrorKind::InvalidUtf8 => "expected UTF-8 text",
+            ParseErrorKind::MetricName => "expected a metric name",
+            ParseErrorKind::NameEnd => "expected a space after the metric name",
+            ParseErrorKind::LabelName => "expected a label name or '}'",
+            ParseErrorKind::LabelEquals => "expected '=' after the label name",
+            ParseErrorKind::LabelValueStart => "expected '\"' to open the label value",
+            ParseErrorKind::UnterminatedQuote => "expected '\"' to close the quoted string on its line",
+            ParseErrorKind::InvalidEscape => "expected an escape sequence \\\\, \\\" or \\n",
+            ParseErrorKind::LabelSeparator => "expected ',' or '}' after the label",
+            ParseErrorKind::DuplicateLabel => "expected each label name at most once per sample",
+            ParseErrorKind::BucketBound => "expected a number as the value of the le label",
+            ParseErrorKind::Quantile => "expected a number as the value of the quantile label",
+            ParseErrorKind::Value => "expected a value (decimal number, NaN, +Inf or -Inf)",
+            ParseErrorKind::Timestamp => {
+                "expected a timestamp (integer milliseconds, or seconds in OpenMetrics)"
+            }
+            ParseErrorKind::Exemplar => "expected an exemplar '# {labels} value [timestamp]'",
+            ParseErrorKind::LineEnd => "expected the end of the line",
+            ParseErrorKind::MetricType => "expected a metric type (counter, gauge, histogram, summary, untyped, unknown, info, stateset or gaugehistogram)",
+            ParseErrorKind::DuplicateType => "expected one TYPE line per metric name",
+            ParseErrorKind::FamilyType => {
+                "expected the samples of a family to agree with its TYPE (TYPE after samples, or a sample name its TYPE does not allow)"
+            }
+            ParseErrorKind::AfterEof => "expected nothing after # EOF",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.kind.message())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The type a family is written with in text 0.0.4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+            Kind::Untyped => "untyped",
+        }
+    }
+
+    /// Counter, gauge and untyped samples all read the same way, so a
+    /// conflict between them can be written as untyped without loss.
+    pub(crate) fn is_simple(self) -> bool {
+        matches!(self, Kind::Counter | Kind::Gauge | Kind::Untyped)
+    }
+}
+
+/// The type a `# TYPE` line declares (0.0.4 and OpenMetrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Declared {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+    Info,
+    StateSet,
+    GaugeHistogram,
+}
+
+impl Declared {
+    fn from_word(word: &[u8]) -> Option<Declared> {
+        Some(match word {
+            b"counter" => Declared::Counter,
+            b"gauge" => Declared::Gauge,
+            b"histogram" => Declared::Histogram,
+            b"summary" => Declared::Summary,
+            b"untyped" | b"unknown" => Declared::Untyped,
+            b"info" => Declared::Info,
+            b"stateset" => Declared::StateSet,
+            b"gaugehistogram" => Declared::GaugeHistogram,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a sample's family name comes from once its declaration matched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FamilyName {
+    Declared,
+    Sample,
+}
+
+/// Family membership by name and suffix, following the conversion Python's
+/// `generate_latest` applies to OpenMetrics families: counter `foo` keeps
+/// `foo_total` as family `foo_total`, `_created` becomes a gauge family,
+/// info `foo` is gauge `foo_info`, stateset is a gauge, gaugehistogram is a
+/// histogram whose `_gsum`/`_gcount` become gauges.
+fn classify(declared: Declared, decl: &[u8], sample: &[u8]) -> Option<(FamilyName, Kind)> {
+    let suffix = sample.strip_prefix(decl)?;
+    use Declared as D;
+    Some(match (declared, suffix) {
+        (D::Counter, b"") => (FamilyName::Declared, Kind::Counter),
+        (D::Counter, b"_total") => (FamilyName::Sample, Kind::Counter),
+        (D::Counter | D::Histogram | D::Summary, b"_created") => (FamilyName::Sample, Kind::Gauge),
+        (D::Gauge | D::StateSet, b"") => (FamilyName::Declared, Kind::Gauge),
+        (D::Untyped, b"") => (FamilyName::Declared, Kind::Untyped),
+        (D::Histogram, b"_bucket" | b"_sum" | b"_count") => (FamilyName::Declared, Kind::Histogram),
+        (D::GaugeHistogram, b"_bucket") => (FamilyName::Declared, Kind::Histogram),
+        (D::GaugeHistogram, b"_gsum" | b"_gcount") => (FamilyName::Sample, Kind::Gauge),
+        (D::Summary, b"" | b"_sum" | b"_count") => (FamilyName::Declared, Kind::Summary),
+        (D::Info, b"_info") => (FamilyName::Sample, Kind::Gauge),
+        _ => return None,
+    })
+}
+
+/// Suffixes tried when a sample does not belong to the current declaration.
+const SUFFIXES: [&[u8]; 8] = [
+    b"_total",
+    b"_created",
+    b"_bucket",
+    b"_sum",
+    b"_count",
+    b"_info",
+    b"_gsum",
+    b"_gcount",
+];
+
+/// A byte range, as u32 offsets (bodies are limited far below 4 GiB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.start >= self.end
+    }
+
+    pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
+        bytes
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
+    }
+}
+
+pub(crate) struct Family {
+    /// In `Index::names`.
+    pub(crate) name: Span,
+    pub(crate) hash: u32,
+    pub(crate) kind: Kind,
+    /// Raw (still escaped) HELP text in the body.
+    pub(crate) help: Option<Span>,
+    /// Range of `Index::samples`.
+    pub(crate) samples: Span,
+}
+
+/// The sample's name is the content of a quoted string, to be escaped.
+pub(crate) const QUOTED_NAME: u8 = 1;
+/// The label set is not in canonical form (quoted names, blanks, trailing
+/// comma): the writer re-tokenises it instead of copying it.
+pub(crate) const SLOW_LABELS: u8 = 2;
+/// The sample has braces; `labels.end` is the position of its `}`.
+pub(crate) const BRACES: u8 = 4;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sample {
+    /// Legacy name, or the raw content of a quoted name (see `QUOTED_NAME`).
+    pub(crate) name: Span,
+    /// Inside the braces (after a quoted name's comma); empty when none.
+    pub(crate) labels: Span,
+    pub(crate) value: Span,
+    /// Empty when there is none.
+    pub(crate) timestamp: Span,
+    pub(crate) family: u32,
+    pub(crate) flags: u8,
+    pub(crate) value_form: ValueForm,
+}
+
+impl Default for Sample {
+    fn default() -> Sample {
+        Sample {
+            name: Span::default(),
+            labels: Span::default(),
+            value: Span::default(),
+            timestamp: Span::default(),
+            family: 0,
+            flags: 0,
+            value_form: ValueForm::Decimal,
+        }
+    }
+}
+
+struct Declaration {
+    /// In `Index::names`.
+    name: Span,
+    declared: Declared,
+    typed: bool,
+    help: Option<Span>,
+}
+
+/// One bit per label name (by a cheap hash) present anywhere in a body: lets
+/// the writer skip looking for the container label in bodies without it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LabelBloom([u64; 4]);
+
+impl LabelBloom {
+    fn bit(name: &[u8]) -> usize {
+        let first = name.first().copied().unwrap_or(0) as usize;
+        let last = name.last().copied().unwrap_or(0) as usize;
+        let second = name.get(1).copied().unwrap_or(0) as usize;
+        (name.len().wrapping_mul(97) ^ first.wrapping_mul(31) ^ second.wrapping_mul(7) ^ last) & 255
+    }
+
+    fn insert(&mut self, name: &[u8]) {
+        let bit = LabelBloom::bit(name);
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    pub(crate) fn may_contain(&self, name: &[u8]) -> bool {
+        let bit = LabelBloom::bit(name);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+}
+
+type Fail = (ParseErrorKind, usize);
+
+/// A label name as the duplicate check sees it.
+#[derive(Clone, Copy)]
+struct LabelName {
+    span: Span,
+    /// In `Index::scratch` (an escaped quoted name) rather than the body.
+    escaped: bool,
+}
+
+/// The index of one body, with all its buffers kept for the next body.
+#[derive(Default)]
+pub(crate) struct Index {
+    pub(crate) families: Vec<Family>,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) names: Vec<u8>,
+    /// The body ended with `# EOF`: HELP uses OpenMetrics escapes and
+    /// timestamps are seconds.
+    pub(crate) openmetrics: bool,
+    pub(crate) label_bloom: LabelBloom,
+    declarations: Vec<Declaration>,
+    declaration_table: NameTable,
+    family_table: NameTable,
+    regrouped: Vec<Sample>,
+    starts: Vec<u32>,
+    label_names: Vec<LabelName>,
+    previous_label_names: Vec<LabelName>,
+    scratch: Vec<u8>,
+    sample_name: Vec<u8>,
+}
+
+/// Per-body parser state that is not part of the index.
+struct Cursor {
+    current: Option<u32>,
+    /// Last legacy sample name and its family, for runs of one name.
+    last_name: Span,
+    last_family: u32,
+    grouped: bool,
+    eof_seen: bool,
+    first_fractional_timestamp: Option<usize>,
+    first_huge_timestamp: Option<usize>,
+}
+
+impl Index {
+    pub(crate) fn clear(&mut self) {
+        self.families.clear();
+        self.samples.clear();
+        self.names.clear();
+        self.openmetrics = false;
+        self.label_bloom = LabelBloom::default();
+        self.declarations.clear();
+        // Spans into the previous body: meaningless for the next one.
+        self.previous_label_names.clear();
+        self.declaration_table.clear();
+        self.family_table.clear();
+    }
+
+    pub(crate) fn shrink(&mut self) {
+        fn shrink_vec<T>(v: &mut Vec<T>) {
+            if v.capacity() > 1024 && v.len() * 4 < v.capacity() {
+                v.shrink_to(v.len() * 2);
+            }
+        }
+        shrink_vec(&mut self.families);
+        shrink_vec(&mut self.samples);
+        shrink_vec(&mut self.names);
+        shrink_vec(&mut self.declarations);
+        self.regrouped = Vec::new();
+        self.starts = Vec::new();
+        self.declaration_table.shrink();
+        self.family_table.shrink();
+    }
+
+    /// Validates `body` and indexes it. On error the index is left empty.
+    pub(crate) fn build(&mut self, body: &[u8]) -> Result<(), ParseError> {
+        self.clear();
+        match self.parse(body) {
+            Ok(()) => Ok(()),
+            Err((kind, at)) => {
+                self.clear();
+                Err(ParseError {
+                    line: line_of(body, at),
+                    kind,
+                })
+            }
+        }
+    }
+
+    fn parse(&mut self, b: &[u8]) -> Result<(), Fail> {
+        if b.len() >= u32::MAX as usize {
+            return Err((ParseErrorKind::TooLarge, 0));
+        }
+        if let Err(e) = std::str::from_utf8(b) {
+            return Err((ParseErrorKind::InvalidUtf8, e.valid_up_to()));
+        }
+        let mut cursor = Cursor {
+            current: None,
+            last_name: Span::default(),
+            last_family: u32::MAX,
+            grouped: true,
+            eof_seen: false,
+            first_fractional_timestamp: None,
+            first_huge_timestamp: None,
+        };
+        let mut p = 0;
+        while p < b.len() {
+            p = skip_blanks(b, p);
+            match b.get(p) {
+                None => break,
+                Some(b'\n') => p += 1,
+                Some(b'\r') if b.get(p + 1) == Some(&b'\n') => p += 2,
+                Some(_) if cursor.eof_seen => return Err((ParseErrorKind::AfterEof, p)),
+                Some(b'#') => p = self.comment(b, p, &mut cursor)?,
+                Some(_) => p = self.sample(b, p, &mut cursor)?,
+            }
+        }
+        self.openmetrics = cursor.eof_seen;
+        let bad_timestamp = if self.openmetrics {
+            cursor.first_huge_timestamp
+        } else {
+            cursor.first_fractional_timestamp
+        };
+        if let Some(at) = bad_timestamp {
+            return Err((ParseErrorKind::Timestamp, at));
+        }
+        self.group(cursor.grouped);
+        Ok(())
+    }
+
+    /// Makes each family's samples contiguous (a stable counting sort),
+    /// unless they already are, which is the common case.
+    fn group(&mut self, grouped: bool) {
+        self.starts.clear();
+        let mut next = 0u32;
+        for family in &mut self.families {
+            let count = family.samples.end;
+            family.samples = Span {
+                start: next,
+                end: next + count,
+            };
+            self.starts.push(next);
+            next += count;
+        }
+        if grouped {
+            return;
+        }
+        self.regrouped.clear();
+        self.regrouped.resize(self.samples.len(), Sample::default());
+        for sample in &self.samples {
+            let at = &mut self.starts[sample.family as usize];
+            self.regrouped[*at as usize] = *sample;
+            *at += 1;
+        }
+        std::mem::swap(&mut self.samples, &mut self.regrouped);
+    }
+
+    /// A line starting with `#`: HELP, TYPE, EOF or a comment (UNIT and any
+    /// other comment are dropped: 0.0.4 has no place for them).
+    fn comment(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
+        let eol = find_newline(b, p);
+        let line_end = if eol > p && b[eol - 1] == b'\r' {
+            eol - 1
+        } else {
+            eol
+        };
+        let next_line = (eol + 1).min(b.len());
+        let q = skip_blanks(b, p + 1);
+        if q == p + 1 {
+            return Ok(next_line); // "#HELP" etc. is a plain comment
+        }
+        let word_end = scan_token(b, q);
+        let keyword = &b[q..word_end.min(line_end)];
+        let is_help = keyword == b"HELP";
+        if keyword == b"EOF" {
+            if skip_blanks(b, word_end) >= line_end {
+                cursor.eof_seen = true;
+            }
+            return Ok(next_line);
+        }
+        if !is_help && keyword != b"TYPE" {
+            return Ok(next_line);
+        }
+        cursor.last_family = u32::MAX;
+        let name_start = skip_blanks(b, word_end);
+        let (name, after) = self.metric_name(b, name_start, true)?;
+        let decl = self.declaration(b, name);
+        cursor.current = Some(decl);
+        let rest = skip_blanks(b, after);
+        if rest == after && after < line_end {
+            return Err((ParseErrorKind::NameEnd, after));
+        }
+        let declaration = &mut self.declarations[decl as usize];
+        if is_help {
+            if declaration.help.is_none() {
+                declaration.help = Some(Span::new(rest.min(line_end), line_end));
+            }
+            return Ok(next_line);
+        }
+        let type_end = scan_token(b, rest).min(line_end);
+        let declared =
+            Declared::from_word(&b[rest..type_end]).ok_or((ParseErrorKind::MetricType, rest))?;
+        if skip_blanks(b, type_end) < line_end {
+            return Err((ParseErrorKind::LineEnd, type_end));
+        }
+        if declaration.typed {
+            return Err((ParseErrorKind::DuplicateType, p));
+        }
+        declaration.typed = true;
+        declaration.declared = declared;
+        Ok(next_line)
+    }
+
+    /// Reads a legacy or quoted metric name at `p`; a quoted one is escaped
+    /// into `sample_name`. Returns the name's raw span and the position after it.
+    fn metric_name(
+        &mut self,
+        b: &[u8],
+        p: usize,
+        quoted_ok: bool,
+    ) -> Result<(NameRef, usize), Fail> {
+        match b.get(p) {
+            Some(b'"') if quoted_ok => {
+                let (content, close) = scan_quoted(b, p)?;
+                self.sample_name.clear();
+                if !escape_quoted_name(content.of(b), NameRule::Metric, &mut self.sample_name) {
+                    return Err((ParseErrorKind::MetricName, p));
+                }
+                Ok((NameRef::Quoted(content), close + 1))
+            }
+            Some(&c) if is_metric_start(c) => {
+                let end = scan_class(b, p + 1, METRIC_CONTINUE);
+                Ok((NameRef::Legacy(Span::new(p, end)), end))
+            }
+            _ => Err((ParseErrorKind::MetricName, p)),
+        }
+    }
+
+    fn name_bytes<'a>(&'a self, b: &'a [u8], name: NameRef) -> &'a [u8] {
+        match name {
+            NameRef::Legacy(span) => span.of(b),
+            NameRef::Quoted(_) => &self.sample_name,
+        }
+    }
+
+    fn declaration(&mut self, b: &[u8], name: NameRef) -> u32 {
+        let bytes = self.name_bytes(b, name);
+        let hash = hash_name(bytes);
+        let (declarations, names) = (&self.declarations, &self.names);
+        if let Some(found) = self
+            .declaration_table
+            .find(hash, |i| declarations[i as usize].name.of(names) == bytes)
+        {
+            return found;
+        }
+        let start = self.names.len();
+        match name {
+            NameRef::Legacy(span) => self.names.extend_from_slice(span.of(b)),
+            NameRef::Quoted(_) => self.names.extend_from_slice(&self.sample_name),
+        }
+        let index = self.declarations.len() as u32;
+        self.declarations.push(Declaration {
+            name: Span::new(start, self.names.len()),
+            declared: Declared::Untyped,
+            typed: false,
+            help: None,
+        });
+        self.declaration_table.insert(hash, index);
+        index
+    }
+
+    fn find_declaration(&self, name: &[u8]) -> Option<&Declaration> {
+        let hash = hash_name(name);
+        self.declaration_table
+            .find(hash, |i| {
+                self.declarations[i as usize].name.of(&self.names) == name
+            })
+            .map(|i| &self.declarations[i as usize])
+    }
+
+    /// Decides the family of a sample named `name` (already escaped).
+    fn resolve(&mut self, name: &[u8], cursor: &Cursor) -> Result<u32, ParseErrorKind> {
+        let mut found: Option<(FamilyName, Kind, Span, Option<Span>)> = None;
+        if let Some(current) = cursor.current {
+            let d = &self.declarations[current as usize];
+            if let Some((from, kind)) = classify(d.declared, d.name.of(&self.names), name) {
+                found = Some((from, kind, d.name, d.help));
+            }
+        }
+        if found.is_none() {
+            let whole = self.find_declaration(name).into_iter();
+            let stripped = SUFFIXES.iter().filter_map(|suffix| {
+                let base = name.strip_suffix(*suffix)?;
+                self.find_declaration(base)
+            });
+            for d in whole.chain(stripped) {
+                if let Some((from, kind)) = classify(d.declared, d.name.of(&self.names), name) {
+                    found = Some((from, kind, d.name, d.help));
+                    break;
+                }
+            }
+        }
+        let (from, kind, declared_name, help) =
+            found.unwrap_or((FamilyName::Sample, Kind::Untyped, Span::default(), None));
+        let hash;
+        let existing = {
+            let family_name = match from {
+                FamilyName::Declared => declared_name.of(&self.names),
+                FamilyName::Sample => name,
+            };
+            hash = hash_name(family_name);
+            let (families, names) = (&self.families, &self.names);
+            self.family_table
+                .find(hash, |i| families[i as usize].name.of(names) == family_name)
+        };
+        if let Some(index) = existing {
+            if self.families[index as usize].kind != kind {
+                return Err(ParseErrorKind::FamilyType);
+            }
+            return Ok(index);
+        }
+        let start = self.names.len();
+        match from {
+            FamilyName::Declared => self
+                .names
+                .extend_from_within(declared_name.start as usize..declared_name.end as usize),
+            FamilyName::Sample => self.names.extend_from_slice(name),
+        }
+        let index = self.families.len() as u32;
+        self.families.push(Family {
+            name: Span::new(start, self.names.len()),
+            hash,
+            kind,
+            help,
+            samples: Span::default(),
+        });
+        self.family_table.insert(hash, index);
+        Ok(index)
+    }
+
+    /// A sample line: `name[{labels}] value [timestamp] [# exemplar]`, or
+    /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
+    fn sample(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
+        let mut flags = 0u8;
+        let (name, after_name, in_braces) = if b[p] == b'{' {
+            let q = skip_blanks(b, p + 1);
+            if b.get(q) != Some(&b'"') {
+                return Err((ParseErrorKind::MetricName, q));
+            }
+            let (name, after) = self.metric_name(b, q, true)?;
+            flags |= QUOTED_NAME | SLOW_LABELS;
+            (name, after, true)
+        } else if let Some(end) = repeats_last_name(b, p, cursor) {
+            // Runs of one name (series of a family, buckets) skip the scan.
+            (NameRef::Legacy(Span::new(p, end)), end, false)
+        } else {
+            let (name, after) = self.metric_name(b, p, false)?;
+            (name, after, false)
+        };
+        let family = match name {
+            NameRef::Legacy(span)
+                if cursor.last_family != u32::MAX && span.of(b) == cursor.last_name.of(b) =>
+            {
+                cursor.last_family
+            }
+            _ => {
+                let name_bytes = std::mem::take(&mut self.sample_name);
+                let resolved = match name {
+                    NameRef::Legacy(span) => self.resolve(span.of(b), cursor),
+                    NameRef::Quoted(_) => self.resolve(&name_bytes, cursor),
+                };
+                self.sample_name = name_bytes;
+                let family = resolved.map_err(|kind| (kind, p))?;
+                if let NameRef::Legacy(span) = name {
+                    cursor.last_name = span;
+                    cursor.last_family = family;
+                }
+                family
+            }
+        };
+        let kind = self.families[family as usize].kind;
+
+        let mut labels = Span::default();
+        let mut q = after_name;
+        let mut closed_brace = false;
+        if in_braces {
+            let r = skip_blanks(b, q);
+            match b.get(r) {
+                Some(b',') => {
+                    q = self.labels(b, r + 1, kind, &mut flags)?;
+                    labels = Span::new(r + 1, q - 1);
+                }
+                Some(b'}') => q = r + 1,
+                _ => return Err((ParseErrorKind::LabelSeparator, r)),
+            }
+            closed_brace = true;
+        } else {
+            let r = skip_blanks(b, q);
+            if b.get(r) == Some(&b'{') {
+                if r != q {
+                    flags |= SLOW_LABELS;
+                }
+                q = self.labels(b, r + 1, kind, &mut flags)?;
+                labels = Span::new(r + 1, q - 1);
+                closed_brace = true;
+                flags |= BRACES;
+            }
+        }
+
+        let value_start = skip_blanks(b, q);
+        if value_start == q && !closed_brace {
+            return Err((ParseErrorKind::NameEnd, q));
+        }
+        let value_end = scan_token(b, value_start);
+        let value_form =
+            value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
+        let mut r = skip_blanks(b, value_end);
+        let mut timestamp = Span::default();
+        if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
+            let end = scan_token(b, r);
+            self.timestamp(&b[r..end], r, cursor)?;
+            timestamp = Span::new(r, end);
+            let after = skip_blanks(b, end);
+            if after == end {
+                r = end;
+            } else {
+                r = after;
+            }
+        }
+        if b.get(r) == Some(&b'#') && r > 0 && matches!(b[r - 1], b' ' | b'\t') {
+            r = self.exemplar(b, r)?;
+        }
+        let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
+
+        let family_entry = &mut self.families[family as usize];
+        if family != cursor_prev_family(&self.samples) && family_entry.samples.end > 0 {
+            cursor.grouped = false;
+        }
+        family_entry.samples.end += 1;
+        let name = match name {
+            NameRef::Legacy(span) | NameRef::Quoted(span) => span,
+        };
+        self.samples.push(Sample {
+            name,
+            labels,
+            value: Span::new(value_start, value_end),
+            timestamp,
+            family,
+            flags,
+            value_form,
+        });
+        Ok(next)
+    }
+
+    fn timestamp(&mut self, t: &[u8], at: usize, cursor: &mut Cursor) -> Result<(), Fail> {
+        if let Some(n) = parse_int_timestamp(t) {
+            if n.checked_mul(1000).is_none() && cursor.first_huge_timestamp.is_none() {
+                cursor.first_huge_timestamp = Some(at);
+            }
+            return Ok(());
+        }
+        if om_timestamp_millis(t).is_some() {
+            if cursor.first_fractional_timestamp.is_none() {
+                cursor.first_fractional_timestamp = Some(at);
+            }
+            return Ok(());
+        }
+        Err((ParseErrorKind::Timestamp, at))
+    }
+
+    /// OpenMetrics exemplar `# {labels} value [timestamp]`: validated, dropped.
+    fn exemplar(&mut self, b: &[u8], p: usize) -> Result<usize, Fail> {
+        let q = skip_blanks(b, p + 1);
+        if q == p + 1 || b.get(q) != Some(&b'{') {
+            return Err((ParseErrorKind::Exemplar, q));
+        }
+        let mut ignored = 0;
+        let q = self.labels(b, q + 1, Kind::Untyped, &mut ignored)?;
+        let value_start = skip_blanks(b, q);
+        let value_end = scan_token(b, value_start);
+        if value_form(&b[value_start..value_end]).is_none() {
+            return Err((ParseErrorKind::Exemplar, value_start));
+        }
+        let ts_start = skip_blanks(b, value_end);
+        if ts_start > value_end && !matches!(b.get(ts_start), None | Some(b'\r' | b'\n')) {
+            let ts_end = scan_token(b, ts_start);
+            if value_form(&b[ts_start..ts_end]) != Some(ValueForm::Decimal) {
+                return Err((ParseErrorKind::Exemplar, ts_start));
+            }
+            return Ok(ts_end);
+        }
+        Ok(value_end)
+    }
+
+    /// Parses labels from just after `{` (or a quoted name's comma) through
+    /// the closing `}`; returns the position after `}`.
+    fn labels(
+        &mut self,
+        b: &[u8],
+        mut p: usize,
+        kind: Kind,
+        flags: &mut u8,
+    ) -> Result<usize, Fail> {
+        // The previous sample's label names: consecutive samples usually
+        // repeat them in order, and a repeat needs no scan, no duplicate
+        // check and no bloom update (the previous set passed them).
+        std::mem::swap(&mut self.label_names, &mut self.previous_label_names);
+        self.label_names.clear();
+        self.scratch.clear();
+        let mut repeating = true;
+        loop {
+            let q = skip_blanks(b, p);
+            if q != p {
+                *flags |= SLOW_LABELS;
+            }
+            p = q;
+            let name = match b.get(p) {
+                Some(b'}') => {
+                    if !self.label_names.is_empty() {
+                        *flags |= SLOW_LABELS; // trailing comma
+                    }
+                    return Ok(p + 1);
+                }
+                Some(b'"') => {
+                    let (content, close) = scan_quoted(b, p)?;
+                    *flags |= SLOW_LABELS;
+                    repeating = false;
+                    let start = self.scratch.len();
+                    if !escape_quoted_name(content.of(b), NameRule::Label, &mut self.scratch) {
+                        return Err((ParseErrorKind::LabelName, p));
+                    }
+                    p = close + 1;
+                    LabelName {
+                        span: Span::new(start, self.scratch.len()),
+                        escaped: true,
+                    }
+                }
+                Some(&c) if is_label_start(c) => {
+                    let end = match self.previous_label_names.get(self.label_names.len()) {
+                        Some(previous) if repeating && !previous.escaped => {
+                            let name = previous.span.of(b);
+                            let end = p + name.len();
+                            if b.get(p..end) == Some(name)
+                                && !b.get(end).is_some_and(|&c| is_label_continue(c))
+                            {
+                                end
+                            } else {
+                                repeating = false;
+                                scan_class(b, p + 1, LABEL_CONTINUE)
+                            }
+                        }
+                        _ => {
+                            repeating = false;
+                            scan_class(b, p + 1, LABEL_CONTINUE)
+                        }
+                    };
+                    let span = Span::new(p, end);
+                    p = end;
+                    LabelName {
+                        span,
+                        escaped: false,
+                    }
+                }
+                _ => return Err((ParseErrorKind::LabelName, p)),
+            };
+            let q = skip_blanks(b, p);
+            if b.get(q) != Some(&b'=') {
+                return Err((ParseErrorKind::LabelEquals, q));
+            }
+            let r = skip_blanks(b, q + 1);
+            if q != p || r != q + 1 {
+                *flags |= SLOW_LABELS;
+            }
+            if b.get(r) != Some(&b'"') {
+                return Err((ParseErrorKind::LabelValueStart, r));
+            }
+            let (value, close) = scan_quoted(b, r)?;
+
+            let name_bytes = if name.escaped {
+                name.span.of(&self.scratch)
+            } else {
+                name.span.of(b)
+            };
+            for seen in self.label_names.iter().filter(|_| !repeating) {
+                let seen_bytes = if seen.escaped {
+                    seen.span.of(&self.scratch)
+                } else {
+                    seen.span.of(b)
+                };
+                if seen_bytes == name_bytes {
+                    return Err((ParseErrorKind::DuplicateLabel, r));
+                }
+            }
+            // expfmt (promtool) requires these to be numbers.
+            if kind == Kind::Histogram && name_bytes == b"le" && value_form(value.of(b)).is_none() {
+                return Err((ParseErrorKind::BucketBound, r));
+            }
+            if kind == Kind::Summary
+                && name_bytes == b"quantile"
+                && value_form(value.of(b)).is_none()
+            {
+                return Err((ParseErrorKind::Quantile, r));
+            }
+            if !repeating {
+                self.label_bloom.insert(name_bytes);
+            }
+            self.label_names.push(name);
+
+            let s = skip_blanks(b, close + 1);
+            if s != close + 1 {
+                *flags |= SLOW_LABELS;
+            }
+            match b.get(s) {
+                Some(b',') => p = s + 1,
+                Some(b'}') => return Ok(s + 1),
+                _ => return Err((ParseErrorKind::LabelSeparator, s)),
+            }
+        }
+    }
+}
+
+fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
+    if cursor.last_family == u32::MAX {
+        return None;
+    }
+    let last = cursor.last_name.of(b);
+    let end = p + last.len();
+    if b.get(p..end)? == last && !b.get(end).is_some_and(|&c| is_metric_continue(c)) {
+        Some(end)
+    } else {
+        None
+    }
+}
+
+fn cursor_prev_family(samples: &[Sample]) -> u32 {
+    samples.last().map_or(u32::MAX, |s| s.family)
+}
+
+#[derive(Clone, Copy)]
+enum NameRef {
+    Legacy(Span),
+    /// Raw content of the quoted string; its escaped form is in `sample_name`.
+    Quoted(Span),
+}
+
+fn skip_blanks(b: &[u8], mut p: usize) -> usize {
+    while p < b.len() && (b[p] == b' ' || b[p] == b'\t') {
+        p += 1;
+    }
+    p
+}
+
+/// End of a whitespace-delimited token.
+fn scan_token(b: &[u8], p: usize) -> usize {
+    scan_until_class(b, p, TOKEN_END)
+}
+
+fn find_newline(b: &[u8], p: usize) -> usize {
+    b[p..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |i| p + i)
+}
+
+/// After trailing blanks, a line must end (LF, CRLF, or the end of the body).
+fn line_end(b: &[u8], p: usize) -> Option<usize> {
+    let p = skip_blanks(b, p);
+    match b.get(p) {
+        None => Some(p),
+        Some(b'\n') => Some(p + 1),
+        Some(b'\r') => match b.get(p + 1) {
+            Some(b'\n') => Some(p + 2),
+            None => Some(p + 1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A quoted string at `p` (which holds `"`): returns the content's span and
+/// the position of the closing quote. Escapes are `\\`, `\"` and `\n`, the
+/// only ones Prometheus' expfmt accepts.
+fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
+    let mut i = p + 1;
+    loop {
+        i = scan_quote_stop(b, i);
+        match b.get(i) {
+            Some(b'"') => return Ok((Span::new(p + 1, i), i)),
+            Some(b'\\') => match b.get(i + 1) {
+                Some(b'\\' | b'"' | b'n') => i += 2,
+                _ => return Err((ParseErrorKind::InvalidEscape, i)),
+            },
+            Some(b'\n') | None => return Err((ParseErrorKind::UnterminatedQuote, p)),
+            Some(_) => i += 1,
+        }
+    }
+}
+
+fn line_of(b: &[u8], at: usize) -> u32 {
+    let at = at.min(b.len());
+    let lines = b[..at].iter().filter(|&&c| c == b'\n').count() + 1;
+    u32::try_from(lines).unwrap_or(u32::MAX)
+}

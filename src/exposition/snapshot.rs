@@ -1,0 +1,109 @@
+//! One container's latest body and its lazily built index.
+//!
+//! The body is owned once: `replace` swaps buffers with the caller, so the
+//! bytes read from the socket are never copied, and both allocations are
+//! reused scrape after scrape. The index is built only when a merge needs it
+//! (`index`), because a body is replaced about 75 times between two
+//! Prometheus scrapes and only the latest one is ever served.
+
+use super::parse::{Index, ParseError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// The body changed since the index was built.
+    Stale,
+    Indexed,
+    /// The body did not parse: the snapshot contributes nothing until the
+    /// next `replace`.
+    Failed(ParseError),
+}
+
+/// One container's latest body plus its index.
+pub struct Snapshot {
+    body: Vec<u8>,
+    pub(crate) index: Index,
+    state: State,
+}
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot::new()
+    }
+}
+
+impl Snapshot {
+    pub fn new() -> Snapshot {
+        Snapshot {
+            body: Vec::new(),
+            index: Index::default(),
+            state: State::Indexed,
+        }
+    }
+
+    /// Takes `body` as the new content by swapping buffers: afterwards `body`
+    /// holds the previous body's allocation, cleared, for the next scrape to
+    /// fill. The index is rebuilt lazily by `index()`.
+    pub fn replace(&mut self, body: &mut Vec<u8>) {
+        std::mem::swap(&mut self.body, body);
+        body.clear();
+        self.index.clear();
+        self.state = State::Stale;
+    }
+
+    /// Builds the index if the body changed since the last call. On error the
+    /// snapshot becomes empty (contributes nothing) and stays so until the
+    /// next `replace`; later calls return the same error again.
+    pub fn index(&mut self) -> Result<(), ParseError> {
+        match self.state {
+            State::Indexed => Ok(()),
+            State::Failed(error) => Err(error),
+            State::Stale => match self.index.build(&self.body) {
+                Ok(()) => {
+                    self.state = State::Indexed;
+                    Ok(())
+                }
+                Err(error) => {
+                    self.body.clear();
+                    self.state = State::Failed(error);
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.index.clear();
+        self.state = State::Indexed;
+    }
+
+    /// Samples in the indexed body (0 when not indexed).
+    pub fn sample_count(&self) -> usize {
+        if self.is_indexed() {
+            self.index.samples.len()
+        } else {
+            0
+        }
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Gives memory back after an outsized body: buffers far above what the
+    /// current body needs are shrunk.
+    pub fn shrink(&mut self) {
+        if self.body.capacity() > 64 * 1024 && self.body.len() * 4 < self.body.capacity() {
+            self.body.shrink_to(self.body.len() * 2);
+        }
+        self.index.shrink();
+    }
+
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.state == State::Indexed
+    }
+
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
+    }
+}

@@ -1,0 +1,496 @@
+//! Byte-level rules of the exposition formats shared by the parser and the
+//! writer: character classes of names, value syntax, escaping, and a small
+//! open-addressing name table that is reused across bodies (no allocation
+//! after warm-up).
+
+/// Byte classes, one lookup per byte in the hot loops.
+pub(crate) const METRIC_START: u8 = 1;
+pub(crate) const METRIC_CONTINUE: u8 = 2;
+pub(crate) const LABEL_START: u8 = 4;
+pub(crate) const LABEL_CONTINUE: u8 = 8;
+/// Ends the plain run of a quoted string: `"`, `\\` or a newline.
+pub(crate) const QUOTE_STOP: u8 = 16;
+/// Ends a whitespace-delimited token: space, tab, CR, LF.
+pub(crate) const TOKEN_END: u8 = 32;
+
+pub(crate) static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let mut class = 0;
+        // Exposition format: metric names [a-zA-Z_:][a-zA-Z0-9_:]*,
+        // label names [a-zA-Z_][a-zA-Z0-9_]*.
+        if alpha || b == b':' {
+            class |= METRIC_START | METRIC_CONTINUE;
+        }
+        if digit {
+            class |= METRIC_CONTINUE | LABEL_CONTINUE;
+        }
+        if alpha {
+            class |= LABEL_START | LABEL_CONTINUE;
+        }
+        if b == b'"' || b == b'\\' || b == b'\n' {
+            class |= QUOTE_STOP;
+        }
+        if b == b' ' || b == b'\t' || b == b'\r' || b == b'\n' {
+            class |= TOKEN_END;
+        }
+        table[c] = class;
+        c += 1;
+    }
+    table
+};
+
+pub(crate) fn is_metric_start(c: u8) -> bool {
+    CLASS[c as usize] & METRIC_START != 0
+}
+
+pub(crate) fn is_metric_continue(c: u8) -> bool {
+    CLASS[c as usize] & METRIC_CONTINUE != 0
+}
+
+pub(crate) fn is_label_start(c: u8) -> bool {
+    CLASS[c as usize] & LABEL_START != 0
+}
+
+pub(crate) fn is_label_continue(c: u8) -> bool {
+    CLASS[c as usize] & LABEL_CONTINUE != 0
+}
+
+/// First position from `p` whose byte is not in `class` (or the end).
+#[inline]
+pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
+    match b.get(p..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&c| CLASS[c as usize] & class == 0)
+            .map_or(b.len(), |i| p + i),
+        None => b.len(),
+    }
+}
+
+/// First `"`, `\\` or newline from `p` (or the end). Eight bytes at a time
+/// (SWAR zero-byte test): label values are the bulk of a body.
+#[inline]
+pub(crate) fn scan_quote_stop(b: &[u8], mut p: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Lowest set bit is exact; borrows only disturb bits above it.
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while p + 8 <= b.len() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&b[p..p + 8]);
+        let word = u64::from_le_bytes(bytes);
+        let found = has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')))
+            | has_zero(word ^ (ONES * u64::from(b'\n')));
+        if found != 0 {
+            return p + (found.trailing_zeros() / 8) as usize;
+        }
+        p += 8;
+    }
+    scan_until_class(b, p, QUOTE_STOP)
+}
+
+/// First position from `p` whose byte is in `class` (or the end).
+#[inline]
+pub(crate) fn scan_until_class(b: &[u8], p: usize, class: u8) -> usize {
+    match b.get(p..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&c| CLASS[c as usize] & class != 0)
+            .map_or(b.len(), |i| p + i),
+        None => b.len(),
+    }
+}
+
+/// What a value token means to the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueForm {
+    /// A decimal number, written verbatim (Python's `float()` and Go's
+    /// `strconv.ParseFloat` both read every form accepted here).
+    Decimal,
+    NaN,
+    PosInf,
+    NegInf,
+}
+
+/// Accepts the sane subset of what Prometheus' parser (Go `ParseFloat`)
+/// accepts: `[+-]?(d+(.d*)?|.d+)([eE][+-]?d+)?`, `NaN` and `[+-]?Inf(inity)?`,
+/// case-insensitive. Hex floats and underscores are refused.
+pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
+    let (negative, signed, rest) = match v.first() {
+        Some(b'-') => (true, true, &v[1..]),
+        Some(b'+') => (false, true, &v[1..]),
+        _ => (false, false, v),
+    };
+    match rest.first() {
+        Some(c) if c.is_ascii_digit() || *c == b'.' => {}
+        _ => {
+            if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
+                return Some(if negative {
+                    ValueForm::NegInf
+                } else {
+                    ValueForm::PosInf
+                });
+            }
+            // Go's ParseFloat refuses a signed NaN.
+            if !signed && rest.eq_ignore_ascii_case(b"nan") {
+                return Some(ValueForm::NaN);
+            }
+            return None;
+        }
+    }
+    let mut i = 0;
+    let mut digits = 0;
+    while i < rest.len() && rest[i].is_ascii_digit() {
+        i += 1;
+        digits += 1;
+    }
+    if i < rest.len() && rest[i] == b'.' {
+        i += 1;
+        while i < rest.len() && rest[i].is_ascii_digit() {
+            i += 1;
+            digits += 1;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    if i < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
+        i += 1;
+        if i < rest.len() && (rest[i] == b'+' || rest[i] == b'-') {
+            i += 1;
+        }
+        let start = i;
+        while i < rest.len() && rest[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    if i == rest.len() {
+        Some(ValueForm::Decimal)
+    } else {
+        None
+    }
+}
+
+/// Parses an integer timestamp (`-?[0-9]+` fitting an i64), as Go's
+/// `strconv.ParseInt` would.
+pub(crate) fn parse_int_timestamp(t: &[u8]) -> Option<i64> {
+    let (negative, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for d in digits {
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(i64::from(d - b'0'))?
+        } else {
+            n.checked_add(i64::from(d - b'0'))?
+        };
+    }
+    Some(n)
+}
+
+/// Converts an OpenMetrics timestamp (seconds, decimal) to text 0.0.4
+/// milliseconds, or None when it is not a finite number that fits.
+pub(crate) fn om_timestamp_millis(t: &[u8]) -> Option<i64> {
+    if value_form(t) != Some(ValueForm::Decimal) {
+        return None;
+    }
+    let seconds: f64 = std::str::from_utf8(t).ok()?.parse().ok()?;
+    let millis = (seconds * 1000.0).round();
+    // 9.2e18 keeps clear of i64::MAX after rounding.
+    if millis.is_finite() && millis.abs() < 9.2e18 {
+        Some(millis as i64)
+    } else {
+        None
+    }
+}
+
+/// Decodes the escapes of a quoted string's content (`\\`, `\"`, `\n`; any
+/// other backslash is kept literally) into `out`.
+pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c == b'\\' && i + 1 < raw.len() {
+            match raw[i + 1] {
+                b'\\' => out.push(b'\\'),
+                b'"' => out.push(b'"'),
+                b'n' => out.push(b'\n'),
+                other => {
+                    out.push(b'\\');
+                    out.push(other);
+                }
+            }
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+}
+
+/// Which legacy character set a quoted UTF-8 name is escaped to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameRule {
+    Metric,
+    Label,
+}
+
+/// Appends the underscore-escaped legacy form of a quoted name's raw content
+/// (Prometheus' `UnderscoreEscaping`: every character, not byte, that is not
+/// valid in a legacy name becomes `_`). Returns false if the name is empty.
+pub(crate) fn escape_quoted_name(raw: &[u8], rule: NameRule, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    unescape_into(raw, out);
+    let decoded_len = out.len() - start;
+    if decoded_len == 0 {
+        return false;
+    }
+    // Map in place: each UTF-8 sequence collapses to one byte, so the write
+    // cursor never overtakes the read cursor.
+    let mut read = start;
+    let mut write = start;
+    while read < out.len() {
+        let c = out[read];
+        let width = utf8_width(c);
+        let first = write == start;
+        let valid = width == 1
+            && match rule {
+                NameRule::Metric => {
+                    if first {
+                        is_metric_start(c)
+                    } else {
+                        is_metric_continue(c)
+                    }
+                }
+                NameRule::Label => {
+                    if first {
+                        is_label_start(c)
+                    } else {
+                        is_label_continue(c)
+                    }
+                }
+            };
+        out[write] = if valid { c } else { b'_' };
+        write += 1;
+        read += width;
+    }
+    out.truncate(write);
+    true
+}
+
+fn utf8_width(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+/// Appends `value` escaped as a 0.0.4 label value (`\\`, `\"`, `\n`).
+pub(crate) fn escape_label_value(value: &[u8], out: &mut Vec<u8>) {
+    for &c in value {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Appends HELP text in 0.0.4 escaping (`\\` and `\n` only) from its raw
+/// form in a body. `openmetrics` also decodes `\"`, which 0.0.4 does not
+/// know (there it is a literal backslash and quote).
+pub(crate) fn write_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
+    if !raw.contains(&b'\\') {
+        out.extend_from_slice(raw);
+        return;
+    }
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        let next = raw.get(i + 1).copied();
+        if c == b'\\' {
+            match next {
+                Some(b'\\') => {
+                    out.extend_from_slice(b"\\\\");
+                    i += 2;
+                }
+                Some(b'n') => {
+                    out.extend_from_slice(b"\\n");
+                    i += 2;
+                }
+                Some(b'"') if openmetrics => {
+                    out.push(b'"');
+                    i += 2;
+                }
+                _ => {
+                    // A lone backslash means itself.
+                    out.extend_from_slice(b"\\\\");
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+}
+
+/// FxHash-style hash of a name: fast on short keys, good enough for a table
+/// whose keys come from one body.
+pub(crate) fn hash_name(name: &[u8]) -> u32 {
+    let mut h: u64 = name.len() as u64;
+    let mut chunks = name.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    (h >> 32) as u32
+}
+
+/// Open-addressing table from a name's hash to an index in some list owned
+/// by the caller, which also supplies key equality. Cleared, never freed.
+#[derive(Default)]
+pub(crate) struct NameTable {
+    /// (hash, index + 1); index 0 marks an empty slot.
+    slots: Vec<(u32, u32)>,
+    len: usize,
+}
+
+impl NameTable {
+    pub(crate) fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.iter_mut().for_each(|slot| *slot = (0, 0));
+            self.len = 0;
+        }
+    }
+
+    pub(crate) fn find(&self, hash: u32, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let (slot_hash, slot) = self.slots[at];
+            if slot == 0 {
+                return None;
+            }
+            if slot_hash == hash && matches(slot - 1) {
+                return Some(slot - 1);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Inserts an index the caller has just checked is absent.
+    pub(crate) fn insert(&mut self, hash: u32, index: u32) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        while self.slots[at].1 != 0 {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = (hash, index + 1);
+        self.len += 1;
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0); size]);
+        let mask = size - 1;
+        for (hash, slot) in old.into_iter().filter(|s| s.1 != 0) {
+            let mut at = hash as usize & mask;
+            while self.slots[at].1 != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = (hash, slot);
+        }
+    }
+
+    pub(crate) fn shrink(&mut self) {
+        if self.slots.len() > 4096 && self.len * 8 < self.slots.len() {
+            self.slots = Vec::new();
+            self.len = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_forms() {
+        let table: &[(&str, Option<ValueForm>)] = &[
+            ("1", Some(ValueForm::Decimal)),
+            ("-1.5e-3", Some(ValueForm::Decimal)),
+            ("+.5", Some(ValueForm::Decimal)),
+            ("1.", Some(ValueForm::Decimal)),
+            ("1E+10", Some(ValueForm::Decimal)),
+            ("NaN", Some(ValueForm::NaN)),
+            ("nan", Some(ValueForm::NaN)),
+            ("+Inf", Some(ValueForm::PosInf)),
+            ("inf", Some(ValueForm::PosInf)),
+            ("-Infinity", Some(ValueForm::NegInf)),
+            ("-NaN", None),
+            ("0x1p3", None),
+            ("1_000", None),
+            (".", None),
+            ("1e", None),
+            ("", None),
+            ("1.2.3", None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(value_form(input.as_bytes()), *expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn quoted_names_escape_to_legacy() {
+        let table: &[(&str, NameRule, &str)] = &[
+            ("my.metric", NameRule::Metric, "my_metric"),
+            ("a:b", NameRule::Metric, "a:b"),
+            ("a:b", NameRule::Label, "a_b"),
+            ("1x", NameRule::Metric, "_x"),
+            ("é€x", NameRule::Label, "__x"),
+            ("q\\\"", NameRule::Label, "q_"),
+        ];
+        for (raw, rule, expected) in table {
+            let mut out = Vec::new();
+            assert!(escape_quoted_name(raw.as_bytes(), *rule, &mut out));
+            assert_eq!(String::from_utf8_lossy(&out), *expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn om_timestamps_become_millis() {
+        assert_eq!(om_timestamp_millis(b"1520879607.789"), Some(1520879607789));
+        assert_eq!(om_timestamp_millis(b"12"), Some(12000));
+        assert_eq!(om_timestamp_millis(b"1e300"), None);
+        assert_eq!(om_timestamp_millis(b"NaN"), None);
+    }
+}
