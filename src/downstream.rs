@@ -397,8 +397,16 @@ mod tests {
             ("GET /healthz HTTP/1.1\r\n\r\n", Route::Health, false),
             ("GET /other HTTP/1.1\r\n\r\n", Route::NotFound, false),
             ("GET /metrics/ HTTP/1.1\r\n\r\n", Route::NotFound, false),
-            ("POST /metrics HTTP/1.1\r\n\r\n", Route::MethodNotAllowed, false),
-            ("DELETE /healthz HTTP/1.1\r\n\r\n", Route::MethodNotAllowed, false),
+            (
+                "POST /metrics HTTP/1.1\r\n\r\n",
+                Route::MethodNotAllowed,
+                false,
+            ),
+            (
+                "DELETE /healthz HTTP/1.1\r\n\r\n",
+                Route::MethodNotAllowed,
+                false,
+            ),
         ];
         for (text, route, head_only) in cases {
             let request = parse(text).unwrap().unwrap();
@@ -413,12 +421,22 @@ mod tests {
         let cases: &[(&str, bool)] = &[
             ("GET /metrics HTTP/1.1\r\n\r\n", true),
             ("GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-            ("GET /metrics HTTP/1.1\r\nConnection: foo, Close\r\n\r\n", false),
+            (
+                "GET /metrics HTTP/1.1\r\nConnection: foo, Close\r\n\r\n",
+                false,
+            ),
             ("GET /metrics HTTP/1.0\r\n\r\n", false),
-            ("GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+            (
+                "GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                true,
+            ),
         ];
         for (text, keep_alive) in cases {
-            assert_eq!(parse(text).unwrap().unwrap().keep_alive, *keep_alive, "{text:?}");
+            assert_eq!(
+                parse(text).unwrap().unwrap().keep_alive,
+                *keep_alive,
+                "{text:?}"
+            );
         }
     }
 
@@ -433,11 +451,23 @@ mod tests {
     #[test]
     fn bad_requests() {
         let cases: &[(&str, RequestError)] = &[
-            ("\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03", RequestError::Malformed),
+            (
+                "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03",
+                RequestError::Malformed,
+            ),
             ("GET /metrics SPDY/3\r\n\r\n", RequestError::Malformed),
-            ("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", RequestError::Malformed),
-            ("GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::Malformed),
-            ("GET /metrics HTTP/1.1\r\nbad header\r\n\r\n", RequestError::Malformed),
+            (
+                "GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+                RequestError::Malformed,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                RequestError::Malformed,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nbad header\r\n\r\n",
+                RequestError::Malformed,
+            ),
         ];
         for (text, error) in cases {
             assert_eq!(parse(text), Err(*error), "{text:?}");
@@ -466,9 +496,14 @@ mod tests {
             ("soon", None),
         ];
         for (value, expected) in cases {
-            let text =
-                format!("GET /metrics HTTP/1.1\r\nX-Prometheus-Scrape-Timeout-Seconds: {value}\r\n\r\n");
-            assert_eq!(parse(&text).unwrap().unwrap().scrape_timeout, *expected, "{value}");
+            let text = format!(
+                "GET /metrics HTTP/1.1\r\nX-Prometheus-Scrape-Timeout-Seconds: {value}\r\n\r\n"
+            );
+            assert_eq!(
+                parse(&text).unwrap().unwrap().scrape_timeout,
+                *expected,
+                "{value}"
+            );
         }
     }
 
@@ -482,7 +517,13 @@ mod tests {
              Content-Length: 12\r\nConnection: keep-alive\r\n\r\n"
         );
         out.clear();
-        write_head(&mut out, Status::MethodNotAllowed, TEXT_CONTENT_TYPE, 0, false);
+        write_head(
+            &mut out,
+            Status::MethodNotAllowed,
+            TEXT_CONTENT_TYPE,
+            0,
+            false,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\

@@ -1,8 +1,9 @@
 //! Parses the command line, starts logging, runs the loop and maps errors to
 //! exit codes.
 //!
-//! Exit codes: 0 for `--help`, `--version` and a clean stop; 2 for a command
-//! line that cannot run (one line on stderr, before anything binds).
+//! Exit codes: 0 for `--help`, `--version` and a clean stop (SIGTERM,
+//! SIGINT); 2 for a command line that cannot run (one line on stderr, before
+//! anything binds); 1 when the loop cannot start (port taken) or fails.
 
 use std::process::ExitCode;
 
@@ -38,7 +39,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    // TODO(integrator): call event_loop::run
-    println!("{config:?}");
-    ExitCode::SUCCESS
+    match multiplexer::event_loop::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }
