@@ -6,6 +6,13 @@
 //! it sleeps in `poll` until the earliest timer, so a sidecar with nothing
 //! to do wakes only for its scrape ticks.
 //!
+//! Two modes. With a scrape interval, each container is scraped on a fixed
+//! cadence and requests are answered at once from the latest data. With
+//! `--scrape_interval=0` (on demand), nothing runs between requests: a
+//! request for the endpoint starts one *round* (one scrape of every
+//! container), requests arriving meanwhile join it, and all are answered
+//! when every scrape ended or the round's deadline passed.
+//!
 //! Per container it keeps the latest *completed* scrape: a successful body
 //! in an [`exposition::Snapshot`] (indexed lazily, when a client asks,
 //! because a body is replaced many times between two Prometheus scrapes),
@@ -49,6 +56,14 @@ const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A response not fully taken by the client in this time is abandoned.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// On demand, a request this soon after a round ended is answered with that
+/// round's result instead of starting another: two Prometheus replicas
+/// scraping together cost the containers one scrape.
+const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
+/// On demand, the answer must reach Prometheus before its own timeout
+/// (`X-Prometheus-Scrape-Timeout-Seconds`): the round ends this much earlier,
+/// a tenth of the timeout but at most half a second, for merging and writing.
+const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -80,6 +95,7 @@ enum TimerKey {
     ScrapeTick(usize),
     ScrapeDeadline(usize),
     ClientDeadline(usize),
+    RoundDeadline,
 }
 
 /// A container as the loop last saw it: up or down, logged on change only.
@@ -104,8 +120,25 @@ struct Container {
 
 struct ClientSlot {
     client: Client,
+    /// Unique for the process: tells a waiter its slot was not reused.
+    id: u64,
     deadline: Instant,
     timer: Option<TimerId>,
+    /// Parked until the on-demand round ends; reads nothing meanwhile.
+    waiting_for_round: bool,
+}
+
+/// On demand: one scrape of every container, and the requests it answers.
+struct Round {
+    deadline: Instant,
+    timer: TimerId,
+    waiters: Vec<Waiter>,
+}
+
+struct Waiter {
+    slot: usize,
+    client_id: u64,
+    request: Request,
 }
 
 struct Sidecar {
@@ -132,6 +165,9 @@ struct Sidecar {
     logged_conflicts: HashSet<(usize, Vec<u8>)>,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
+    next_client_id: u64,
+    round: Option<Round>,
+    last_round_end: Option<Instant>,
     shutdown: bool,
 }
 
@@ -249,6 +285,9 @@ impl Sidecar {
             logged_conflicts: HashSet::new(),
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
+            next_client_id: 0,
+            round: None,
+            last_round_end: None,
             shutdown: false,
         }
     }
@@ -260,16 +299,24 @@ impl Sidecar {
             .iter()
             .map(|container| format!("{}=:{}{}", container.name, container.port, container.path))
             .collect();
+        let cadence = if self.on_demand() {
+            "on demand".to_string()
+        } else {
+            format!("every {} ms", self.config.scrape_interval.as_millis())
+        };
         info!(
-            "serving {} on 0.0.0.0:{}, scraping every {} ms: {}",
+            "serving {} on 0.0.0.0:{}, scraping {cadence}: {}",
             self.config.endpoint,
             self.config.export_port,
-            self.config.scrape_interval.as_millis(),
             names.join(", ")
         );
         if self.containers.is_empty() {
             warn!("every container is excluded: only the sidecar's own metrics are served");
         }
+    }
+
+    fn on_demand(&self) -> bool {
+        self.config.scrape_interval.is_zero()
     }
 
     // ---- upstreams -------------------------------------------------------
@@ -294,6 +341,8 @@ impl Sidecar {
         let container = &mut self.containers[index];
         match container.upstream.start(self.poll.registry(), now) {
             Some(outcome) => self.finish_scrape(index, outcome, now),
+            // On demand, the round's deadline bounds every scrape of it.
+            None if self.on_demand() => {}
             None => {
                 let deadline = now + self.config.scrape_timeout;
                 let container = &mut self.containers[index];
@@ -311,6 +360,7 @@ impl Sidecar {
         };
         if let Some(outcome) = container.upstream.on_ready(self.poll.registry()) {
             self.finish_scrape(index, outcome, now);
+            self.end_round_if_done(now);
         }
     }
 
@@ -390,10 +440,13 @@ impl Sidecar {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            self.next_client_id += 1;
             self.clients[slot] = Some(ClientSlot {
                 client: Client::new(stream),
+                id: self.next_client_id,
                 deadline: now,
                 timer: None,
+                waiting_for_round: false,
             });
             self.open_clients += 1;
             self.set_client_deadline(slot, now + REQUEST_HEAD_TIMEOUT);
@@ -425,6 +478,9 @@ impl Sidecar {
             let Some(Some(entry)) = self.clients.get_mut(slot) else {
                 return;
             };
+            if entry.waiting_for_round {
+                return;
+            }
             if entry.client.is_writing() {
                 match entry.client.write() {
                     SocketState::WouldBlock => return,
@@ -451,8 +507,13 @@ impl Sidecar {
             }
             match entry.client.next_request(&self.config.endpoint) {
                 Ok(Some(request)) => {
-                    self.answer(slot, request);
-                    self.set_client_deadline(slot, now + WRITE_TIMEOUT);
+                    self.answer(slot, request, now);
+                    // A request parked on a round waits for it first.
+                    let mut deadline = now + WRITE_TIMEOUT;
+                    if self.round.is_some() {
+                        deadline += self.config.scrape_timeout;
+                    }
+                    self.set_client_deadline(slot, deadline);
                 }
                 Ok(None) => {
                     if entry.client.is_finished() {
@@ -472,7 +533,11 @@ impl Sidecar {
         }
     }
 
-    fn answer(&mut self, slot: usize, request: Request) {
+    fn answer(&mut self, slot: usize, request: Request, now: Instant) {
+        if request.route == Route::Metrics && self.on_demand() && !self.last_round_is_fresh(now) {
+            self.join_round(slot, request, now);
+            return;
+        }
         let (status, content_type, body) = match request.route {
             Route::Metrics => (
                 Status::Ok,
@@ -504,6 +569,112 @@ impl Sidecar {
                 !request.head_only,
                 request.keep_alive,
             );
+        }
+    }
+
+    // ---- on-demand rounds ----------------------------------------------------
+
+    fn last_round_is_fresh(&self, now: Instant) -> bool {
+        self.round.is_none()
+            && self
+                .last_round_end
+                .is_some_and(|end| now.saturating_duration_since(end) < ROUND_REUSE_WINDOW)
+    }
+
+    /// Parks the client on the round in flight, or starts one.
+    fn join_round(&mut self, slot: usize, request: Request, now: Instant) {
+        let Some(Some(entry)) = self.clients.get_mut(slot) else {
+            return;
+        };
+        entry.waiting_for_round = true;
+        let waiter = Waiter {
+            slot,
+            client_id: entry.id,
+            request,
+        };
+        let mut deadline = now + self.config.scrape_timeout;
+        if let Some(timeout) = request.scrape_timeout {
+            let margin = (timeout / 10).min(MAX_ROUND_MARGIN);
+            deadline = deadline.min(now + (timeout - margin));
+        }
+        match &mut self.round {
+            Some(round) => {
+                round.waiters.push(waiter);
+                // A shorter Prometheus timeout shortens the whole round:
+                // everyone is answered by the earliest deadline.
+                if deadline < round.deadline {
+                    self.timers.cancel(round.timer);
+                    round.deadline = deadline;
+                    round.timer = self.timers.insert(deadline, TimerKey::RoundDeadline);
+                }
+            }
+            None => {
+                let timer = self.timers.insert(deadline, TimerKey::RoundDeadline);
+                self.round = Some(Round {
+                    deadline,
+                    timer,
+                    waiters: vec![waiter],
+                });
+                for index in 0..self.containers.len() {
+                    if !self.containers[index].upstream.in_flight() {
+                        self.start_scrape(index, now);
+                    }
+                }
+                self.end_round_if_done(now);
+            }
+        }
+    }
+
+    fn end_round_if_done(&mut self, now: Instant) {
+        let in_flight = self
+            .containers
+            .iter()
+            .any(|container| container.upstream.in_flight());
+        if self.round.is_some() && !in_flight {
+            self.end_round(now);
+        }
+    }
+
+    /// The round's deadline passed: what has not answered contributes
+    /// nothing and is down (timeout) in this response.
+    fn on_round_deadline(&mut self, now: Instant) {
+        for index in 0..self.containers.len() {
+            let container = &mut self.containers[index];
+            if let Some(outcome) = container.upstream.on_timeout(self.poll.registry()) {
+                self.finish_scrape(index, outcome, now);
+            }
+        }
+        self.end_round(now);
+    }
+
+    /// Answers every request that waited for the round.
+    fn end_round(&mut self, now: Instant) {
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        self.timers.cancel(round.timer);
+        self.last_round_end = Some(now);
+        for waiter in round.waiters {
+            let Some(Some(entry)) = self.clients.get_mut(waiter.slot) else {
+                continue;
+            };
+            if entry.id != waiter.client_id {
+                continue;
+            }
+            entry.waiting_for_round = false;
+            let body = self.merged_body();
+            if let Some(Some(entry)) = self.clients.get_mut(waiter.slot) {
+                entry.client.respond(
+                    waiter.request.length,
+                    Status::Ok,
+                    downstream::METRICS_CONTENT_TYPE,
+                    body,
+                    !waiter.request.head_only,
+                    waiter.request.keep_alive,
+                );
+            }
+            self.set_client_deadline(waiter.slot, now + WRITE_TIMEOUT);
+            self.serve_client(waiter.slot, now);
         }
     }
 
@@ -640,8 +811,12 @@ impl Sidecar {
         for key in fired.drain(..) {
             match key {
                 TimerKey::ScrapeTick(index) => self.on_scrape_tick(index, now),
-                TimerKey::ScrapeDeadline(index) => self.on_scrape_deadline(index, now),
+                TimerKey::ScrapeDeadline(index) => {
+                    self.on_scrape_deadline(index, now);
+                    self.end_round_if_done(now);
+                }
                 TimerKey::ClientDeadline(slot) => self.on_client_deadline(slot, now),
+                TimerKey::RoundDeadline => self.on_round_deadline(now),
             }
         }
         self.fired = fired;

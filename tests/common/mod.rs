@@ -216,6 +216,8 @@ pub enum Behaviour {
     Gzip(String),
     /// 200 with a body that is not an exposition.
     BadExposition,
+    /// Like `ContentLength`, after a pause.
+    Delayed(String, Duration),
 }
 
 /// A scripted exporter on a loopback port, one thread per connection.
@@ -432,6 +434,12 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
                 .as_bytes(),
             )
             .is_ok(),
+        Behaviour::Delayed(body, pause) => {
+            thread::sleep(pause);
+            stream
+                .write_all(format!("{}{}", head(body.len()), body).as_bytes())
+                .is_ok()
+        }
         Behaviour::BadExposition => {
             let body = "this is { not an exposition\n";
             stream
