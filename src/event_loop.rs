@@ -758,6 +758,11 @@ impl Sidecar {
         });
         self.merger.merge(&sources, &mut out);
         drop(sources);
+        // Give back what an outsized merge (a container's huge body, since
+        // gone) left behind.
+        if out.capacity() > out.len() * 2 + 64 * 1024 {
+            out.shrink_to(out.len() + out.len() / 4);
+        }
         for (source, family) in self.merger.conflicts() {
             let Some(&index) = up.get(source) else {
                 continue;
