@@ -306,6 +306,13 @@ impl Client {
         !self.input.is_empty()
     }
 
+    /// Whether the response being written shares `body`.
+    pub fn holds(&self, body: &Rc<Vec<u8>>) -> bool {
+        self.response_body
+            .as_ref()
+            .is_some_and(|held| Rc::ptr_eq(held, body))
+    }
+
     pub fn is_writing(&self) -> bool {
         !self.response_head.is_empty()
     }

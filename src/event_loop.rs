@@ -64,6 +64,8 @@ const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
 /// (`X-Prometheus-Scrape-Timeout-Seconds`): the round ends this much earlier,
 /// a tenth of the timeout but at most half a second, for merging and writing.
 const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
+/// Bytes of earlier merged bodies that slow clients may keep alive.
+const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -159,6 +161,9 @@ struct Sidecar {
     merger: Merger,
     /// The body every `/metrics` response shares until data changes.
     merged: Rc<Vec<u8>>,
+    /// Earlier merged bodies still being written to slow clients, oldest
+    /// first. Bounded by `MAX_RETIRED_BODY_BYTES`.
+    retired: Vec<Rc<Vec<u8>>>,
     merged_is_current: bool,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
@@ -279,6 +284,7 @@ impl Sidecar {
             fired: Vec::new(),
             merger,
             merged: Rc::new(Vec::new()),
+            retired: Vec::new(),
             merged_is_current: false,
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
@@ -782,10 +788,35 @@ impl Sidecar {
         }
         match Rc::get_mut(&mut self.merged) {
             Some(buffer) => *buffer = out,
-            None => self.merged = Rc::new(out),
+            None => {
+                let previous = std::mem::replace(&mut self.merged, Rc::new(out));
+                self.retired.push(previous);
+                self.limit_retired_bodies();
+            }
         }
         self.merged_is_current = true;
         self.merged.clone()
+    }
+
+    /// A slow client holds only a reference to a body already built, but
+    /// clients that stall one after the other could each hold a different
+    /// one. Past a budget, the clients holding the oldest bodies are closed
+    /// (the newest retired body is always kept: its readers are recent).
+    fn limit_retired_bodies(&mut self) {
+        self.retired.retain(|body| Rc::strong_count(body) > 1);
+        let mut held: usize = self.retired.iter().map(|body| body.len()).sum();
+        while held > MAX_RETIRED_BODY_BYTES && self.retired.len() > 1 {
+            let oldest = self.retired.remove(0);
+            held -= oldest.len();
+            for slot in 0..self.clients.len() {
+                let holds =
+                    matches!(&self.clients[slot], Some(entry) if entry.client.holds(&oldest));
+                if holds {
+                    debug!("closing a client too slow to take its response");
+                    self.close_client(slot);
+                }
+            }
+        }
     }
 
     fn render_own_metrics(&mut self) {
