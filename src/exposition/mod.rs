@@ -37,9 +37,6 @@ mod parse;
 mod snapshot;
 mod text;
 
-#[cfg(test)]
-mod tests;
-
 pub use merge::{Merger, Source};
 pub use parse::{ParseError, ParseErrorKind};
 pub use snapshot::Snapshot;

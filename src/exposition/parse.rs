@@ -15,9 +15,9 @@ use std::fmt;
 
 use super::text::{
     escape_quoted_name, hash_name, is_label_continue, is_label_start, is_metric_continue,
-    is_metric_start, om_timestamp_millis, parse_int_timestamp, scan_class, scan_quote_stop,
-    scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE, METRIC_CONTINUE,
-    TOKEN_END,
+    is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class,
+    scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE,
+    METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -838,7 +838,7 @@ impl Index {
                         Some(previous) if repeating && !previous.escaped => {
                             let name = previous.span.of(b);
                             let end = p + name.len();
-                            if b.get(p..end) == Some(name)
+                            if b.get(p..end).is_some_and(|here| same_bytes(here, name))
                                 && !b.get(end).is_some_and(|&c| is_label_continue(c))
                             {
                                 end
@@ -923,7 +923,7 @@ fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
     }
     let last = cursor.last_name.of(b);
     let end = p + last.len();
-    if b.get(p..end)? == last && !b.get(end).is_some_and(|&c| is_metric_continue(c)) {
+    if same_bytes(b.get(p..end)?, last) && !b.get(end).is_some_and(|&c| is_metric_continue(c)) {
         Some(end)
     } else {
         None

@@ -72,6 +72,31 @@ pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
     }
 }
 
+/// Equality of short byte strings (names) without a call to `memcmp`,
+/// eight bytes at a time.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a_chunks = a.chunks_exact(8);
+    let mut b_chunks = b.chunks_exact(8);
+    for (x, y) in (&mut a_chunks).zip(&mut b_chunks) {
+        let mut xa = [0u8; 8];
+        let mut ya = [0u8; 8];
+        xa.copy_from_slice(x);
+        ya.copy_from_slice(y);
+        if xa != ya {
+            return false;
+        }
+    }
+    a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .all(|(x, y)| x == y)
+}
+
 /// First `"`, `\\` or newline from `p` (or the end). Eight bytes at a time
 /// (SWAR zero-byte test): label values are the bulk of a body.
 #[inline]

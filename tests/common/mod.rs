@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+/// An obviously correct, slow exposition parser to check the fast one.
+pub mod naive;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
