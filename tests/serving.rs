@@ -235,7 +235,10 @@ fn get_metrics_is_200_with_exact_content_type_and_length() {
             "app_temperature{container=\"app\"} 21.5",
         ]
     );
-    assert!(body.contains("multiplexer_up{container=\"app\"} 1\n"), "{body}");
+    assert!(
+        body.contains("multiplexer_up{container=\"app\"} 1\n"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -271,7 +274,11 @@ fn every_route_and_method() {
     let (_stub, sidecar) = start_app(Behaviour::ContentLength(APP_BODY.into()), &[]);
     let cases: &[(&str, u16, Option<&str>)] = &[
         ("GET /metrics HTTP/1.1", 200, Some(METRICS_CONTENT_TYPE)),
-        ("GET /metrics?x=1&y=%20 HTTP/1.1", 200, Some(METRICS_CONTENT_TYPE)),
+        (
+            "GET /metrics?x=1&y=%20 HTTP/1.1",
+            200,
+            Some(METRICS_CONTENT_TYPE),
+        ),
         ("GET /metrics? HTTP/1.1", 200, Some(METRICS_CONTENT_TYPE)),
         ("GET /metrics HTTP/1.0", 200, Some(METRICS_CONTENT_TYPE)),
         ("GET /healthz HTTP/1.1", 200, None),
@@ -293,7 +300,11 @@ fn every_route_and_method() {
         assert_eq!(response.status, *status, "{line}");
         assert_eq!(used, raw.len(), "{line}");
         if let Some(content_type) = content_type {
-            assert_eq!(response.header("Content-Type"), Some(*content_type), "{line}");
+            assert_eq!(
+                response.header("Content-Type"),
+                Some(*content_type),
+                "{line}"
+            );
         }
         match status {
             405 => assert_eq!(response.header("Allow"), Some("GET, HEAD"), "{line}"),
@@ -326,7 +337,12 @@ fn malformed_requests_are_400_and_closed() {
         let raw = exchange_half_closed(sidecar.port, request);
         let (response, used) = common::parse_response(&raw)
             .unwrap_or_else(|error| panic!("{error} for {:?}", String::from_utf8_lossy(request)));
-        assert_eq!(response.status, 400, "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(
+            response.status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
         assert_eq!(response.header("Connection"), Some("close"));
         assert_eq!(used, raw.len());
     }
@@ -350,7 +366,10 @@ fn oversized_heads_are_431() {
         "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
         "b".repeat(4096 - 30 + 1)
     );
-    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "c".repeat(1 << 20));
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+        "c".repeat(1 << 20)
+    );
     for request in [long_header, long_target, many_headers, over_limit, huge] {
         let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap();
         stream
@@ -464,9 +483,8 @@ fn connection_close_is_honoured() {
     let (_stub, sidecar) = start_app(Behaviour::ContentLength(APP_BODY.into()), &[]);
     let mut connection = Connection::open(sidecar.port);
     // A request pipelined after the closing one is never answered.
-    connection.send(
-        b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
-    );
+    connection
+        .send(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
     let response = connection.response(false).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Connection"), Some("close"));
@@ -581,7 +599,9 @@ fn slowloris_clients_do_not_delay_a_normal_client_and_are_closed() {
     let mut slow: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+                .unwrap();
             stream
         })
         .collect();
@@ -624,7 +644,10 @@ fn slowloris_clients_do_not_delay_a_normal_client_and_are_closed() {
             ),
         }
     }
-    assert!(opened.elapsed() >= Duration::from_secs(9), "closed too early");
+    assert!(
+        opened.elapsed() >= Duration::from_secs(9),
+        "closed too early"
+    );
     stop.store(true, Ordering::Relaxed);
     dripper.join().unwrap();
     assert_alive(&mut sidecar);
@@ -638,8 +661,7 @@ fn clients_that_disconnect_mid_body_do_not_harm_others() {
         assert_eq!(response.status, 200);
         response.body.len()
     };
-    assert!(wait_until(Duration::from_secs(10), || huge_body(&sidecar)
-        > 2 << 20));
+    assert!(wait_until(Duration::from_secs(10), || huge_body(&sidecar) > 2 << 20));
     for round in 0..20 {
         let mut connection = Connection::open(sidecar.port);
         connection.send(b"GET /metrics HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n");
@@ -720,9 +742,18 @@ fn garbage_is_rejected_or_closed_and_the_sidecar_keeps_serving() {
         }),
         ("newlines".into(), b"\n\n\n\n\n\n".to_vec()),
         ("empty lines".into(), b"\r\n\r\n".to_vec()),
-        ("nul in path".into(), b"GET /met\0rics HTTP/1.1\r\n\r\n".to_vec()),
-        ("utf-8 path".into(), "GET /métriques HTTP/1.1\r\n\r\n".into()),
-        ("header without end".into(), b"GET /metrics HTTP/1.1\r\nHost: x".to_vec()),
+        (
+            "nul in path".into(),
+            b"GET /met\0rics HTTP/1.1\r\n\r\n".to_vec(),
+        ),
+        (
+            "utf-8 path".into(),
+            "GET /métriques HTTP/1.1\r\n\r\n".into(),
+        ),
+        (
+            "header without end".into(),
+            b"GET /metrics HTTP/1.1\r\nHost: x".to_vec(),
+        ),
         ("nothing".into(), Vec::new()),
     ];
     for seed in 0..20u64 {
@@ -778,7 +809,12 @@ fn sigterm_and_sigint_end_with_status_0() {
             }),
             "{signal}: still running"
         );
-        assert_eq!(exit.unwrap().code(), Some(0), "{signal}: {}", sidecar.stderr());
+        assert_eq!(
+            exit.unwrap().code(),
+            Some(0),
+            "{signal}: {}",
+            sidecar.stderr()
+        );
     }
 }
 
@@ -888,13 +924,17 @@ fn excluded_containers_are_not_scraped() {
     ]);
     wait_for_samples(&sidecar, "/metrics", "container", "app", APP_SAMPLES);
     // Several scrapes of the kept container later...
-    assert!(wait_until(Duration::from_secs(10), || kept.targets().len() == 1
+    assert!(wait_until(Duration::from_secs(10), || kept.targets().len()
+        == 1
         && kept.request_lines.lock().unwrap().len() >= 5));
     let metrics = sidecar.metrics();
     assert!(!metrics.contains("excluded_metric"), "{metrics}");
     for (name, stub) in ["b", "c", "d"].iter().zip(&excluded) {
         assert!(stub.request_lines.lock().unwrap().is_empty(), "{name}");
-        assert!(!metrics.contains(&format!("container=\"{name}\"")), "{metrics}");
+        assert!(
+            !metrics.contains(&format!("container=\"{name}\"")),
+            "{metrics}"
+        );
     }
 }
 
@@ -905,13 +945,21 @@ fn container_label_flag_renames_the_label() {
         let sidecar = Sidecar::start(&[format!("-mapp:{}", stub.port), flag.to_string()]);
         wait_for_samples(&sidecar, "/metrics", "pod_container", "app", APP_SAMPLES);
         let metrics = sidecar.metrics();
-        assert!(!metrics.contains("container=\"app\"") || metrics.contains("pod_container=\"app\""));
+        assert!(
+            !metrics.contains("container=\"app\"") || metrics.contains("pod_container=\"app\"")
+        );
         assert!(
             metrics.contains("multiplexer_up{pod_container=\"app\"} 1"),
             "{flag}:\n{metrics}"
         );
-        assert!(!metrics.contains(",container=\"app\""), "{flag}:\n{metrics}");
-        assert!(!metrics.contains("{container=\"app\""), "{flag}:\n{metrics}");
+        assert!(
+            !metrics.contains(",container=\"app\""),
+            "{flag}:\n{metrics}"
+        );
+        assert!(
+            !metrics.contains("{container=\"app\""),
+            "{flag}:\n{metrics}"
+        );
     }
 }
 
