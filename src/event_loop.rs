@@ -49,6 +49,9 @@ const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A response not fully taken by the client in this time is abandoned.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a closing response, the client has this long to close its side
+/// (nginx's lingering_timeout); then the socket is closed anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -439,7 +442,9 @@ impl Sidecar {
                             self.close_client(slot);
                             return;
                         }
-                        let deadline = if entry.client.has_partial_request() {
+                        let deadline = if entry.client.is_lingering() {
+                            LINGER_TIMEOUT
+                        } else if entry.client.has_partial_request() {
                             REQUEST_HEAD_TIMEOUT
                         } else {
                             IDLE_TIMEOUT

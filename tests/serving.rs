@@ -1014,3 +1014,37 @@ fn connections_over_the_cap_wait_and_are_served_when_others_leave() {
     drop(idle);
     assert_alive(&mut sidecar);
 }
+
+// ---- regressions ------------------------------------------------------------------
+
+/// Bug: after answering a request that asked to close (or a 400/431), the
+/// server closed the socket with request bytes still unread in the kernel.
+/// Linux then sends a reset instead of a FIN and throws away the part of the
+/// response still in the send buffer: the client got a truncated body and
+/// "connection reset". RFC 9112 §9.6: close the sending side first, then
+/// drain what the client still sends ("lingering close").
+#[test]
+fn close_with_unread_request_bytes_truncated_the_body() {
+    let (_stub, sidecar) = start_app(huge(2 << 20), &["--scrape_interval=60000"]);
+    assert!(wait_until(Duration::from_secs(10), || sidecar
+        .get("/metrics")
+        .body
+        .len()
+        > 2 << 20));
+    for _ in 0..3 {
+        let mut connection = Connection::open(sidecar.port);
+        // More than the server's 4 KiB request buffer follows the closing
+        // request, so some of it is still unread when the body is written.
+        let mut request = b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec();
+        request.extend(b"GET /healthz HTTP/1.1\r\n\r\n".repeat(400));
+        connection.send(&request);
+        // Let the server fill the socket buffers before reading.
+        thread::sleep(Duration::from_millis(200));
+        let response = connection
+            .response(false)
+            .expect("the whole response, not a reset");
+        assert_eq!(response.status, 200);
+        assert!(response.body.len() > 2 << 20);
+        assert!(connection.closed_within(Duration::from_secs(10)));
+    }
+}
