@@ -1048,3 +1048,60 @@ fn close_with_unread_request_bytes_truncated_the_body() {
         assert!(connection.closed_within(Duration::from_secs(10)));
     }
 }
+
+/// Clients that pipeline many requests for a 2 MiB body and read as fast
+/// as they can do not hold the loop: a normal client is still answered.
+#[test]
+fn a_fast_pipelining_client_does_not_monopolise_the_loop() {
+    let (_stub, sidecar) = start_app(huge(2 << 20), &["--scrape_interval=60000"]);
+    assert!(wait_until(Duration::from_secs(10), || sidecar
+        .get("/metrics")
+        .body
+        .len()
+        > 2 << 20));
+    // Greedy clients: 100 pipelined requests at a time, written and read
+    // as fast as the server goes.
+    let streams: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap())
+        .collect();
+    let mut greedy = Vec::new();
+    for stream in &streams {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = stream.try_clone().unwrap();
+        greedy.push(thread::spawn(move || {
+            let requests = "GET /metrics HTTP/1.1\r\n\r\n".repeat(100);
+            while writer.write_all(requests.as_bytes()).is_ok() {}
+            0
+        }));
+        greedy.push(thread::spawn(move || {
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut total = 0usize;
+            while let Ok(read) = reader.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                total += read;
+            }
+            total
+        }));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let start = Instant::now();
+        assert_eq!(
+            common::try_get(sidecar.port, "/healthz").unwrap().status,
+            200
+        );
+        slowest = slowest.max(start.elapsed());
+    }
+    for stream in &streams {
+        stream.shutdown(Shutdown::Both).unwrap();
+    }
+    let served: usize = greedy.into_iter().map(|g| g.join().unwrap()).sum();
+    eprintln!(
+        "slowest healthz {slowest:?}, greedy clients read {} MiB",
+        served >> 20
+    );
+    assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
+}
