@@ -52,6 +52,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a closing response, the client has this long to close its side
 /// (nginx's lingering_timeout); then the socket is closed anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of superseded merged bodies that slow clients may still hold while
+/// they are being sent. Each rebuild while a client is mid-body leaves that
+/// client the old body; without a bound, stalled clients arriving one after
+/// another would each keep a different one alive. Past this, the clients
+/// holding the oldest bodies are closed.
+const OLD_BODY_BYTES: usize = 8 << 20;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -109,6 +115,8 @@ struct ClientSlot {
     client: Client,
     deadline: Instant,
     timer: Option<TimerId>,
+    /// Which merged body the response being written holds, if a metrics one.
+    body_version: Option<u64>,
 }
 
 struct Sidecar {
@@ -135,6 +143,9 @@ struct Sidecar {
     logged_conflicts: HashSet<(usize, Vec<u8>)>,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
+    /// Address and version of the merged body last handed to a client:
+    /// a new address is a new version.
+    served_body: (usize, u64),
     shutdown: bool,
 }
 
@@ -252,6 +263,7 @@ impl Sidecar {
             logged_conflicts: HashSet::new(),
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
+            served_body: (0, 0),
             shutdown: false,
         }
     }
@@ -397,6 +409,7 @@ impl Sidecar {
                 client: Client::new(stream),
                 deadline: now,
                 timer: None,
+                body_version: None,
             });
             self.open_clients += 1;
             self.set_client_deadline(slot, now + REQUEST_HEAD_TIMEOUT);
@@ -478,12 +491,13 @@ impl Sidecar {
     }
 
     fn answer(&mut self, slot: usize, request: Request) {
+        let mut body_version = None;
         let (status, content_type, body) = match request.route {
-            Route::Metrics => (
-                Status::Ok,
-                downstream::METRICS_CONTENT_TYPE,
-                self.merged_body(),
-            ),
+            Route::Metrics => {
+                let body = self.merged_body();
+                body_version = Some(self.note_served_body(&body));
+                (Status::Ok, downstream::METRICS_CONTENT_TYPE, body)
+            }
             Route::Health => (
                 Status::Ok,
                 downstream::TEXT_CONTENT_TYPE,
@@ -509,6 +523,55 @@ impl Sidecar {
                 !request.head_only,
                 request.keep_alive,
             );
+            entry.body_version = body_version;
+        }
+    }
+
+    /// The version of `body`; when it is a new one, clients still sending
+    /// older ones are held to [`OLD_BODY_BYTES`].
+    fn note_served_body(&mut self, body: &Rc<Vec<u8>>) -> u64 {
+        let address = Rc::as_ptr(body) as usize;
+        if address != self.served_body.0 {
+            self.served_body = (address, self.served_body.1 + 1);
+            self.close_holders_of_old_bodies();
+        }
+        self.served_body.1
+    }
+
+    /// Closes the clients holding the oldest superseded bodies until the
+    /// ones still held fit in [`OLD_BODY_BYTES`]. Runs only when a new body
+    /// is first served, so the scan of the clients is rare.
+    fn close_holders_of_old_bodies(&mut self) {
+        let current = self.served_body.1;
+        let mut held: Vec<(u64, usize)> = self
+            .clients
+            .iter()
+            .flatten()
+            .filter(|entry| entry.client.body_len() > 0)
+            .filter_map(|entry| Some((entry.body_version?, entry.client.body_len())))
+            .filter(|&(version, _)| version != current)
+            .collect();
+        held.sort_unstable();
+        held.dedup_by_key(|(version, _)| *version);
+        let mut bytes: usize = held.iter().map(|(_, length)| length).sum();
+        let mut oldest_kept = 0;
+        for (version, length) in held {
+            if bytes <= OLD_BODY_BYTES {
+                break;
+            }
+            bytes -= length;
+            oldest_kept = version + 1;
+        }
+        for slot in 0..self.clients.len() {
+            let holds_dropped_body = matches!(
+                &self.clients[slot],
+                Some(entry) if entry.client.body_len() > 0
+                    && entry.body_version.is_some_and(|version| version < oldest_kept)
+            );
+            if holds_dropped_body {
+                debug!("closing a client too slow to take an old body");
+                self.close_client(slot);
+            }
         }
     }
 

@@ -1105,3 +1105,58 @@ fn a_fast_pipelining_client_does_not_monopolise_the_loop() {
     );
     assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
 }
+
+/// Resident memory of a process in bytes, from `/proc/<pid>/status`.
+fn resident_bytes(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// A connection with a tiny receive buffer that asks for `/metrics` and
+/// never reads: the server can hand the kernel only a little of the body.
+fn stalled_client(port: u16) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&common::local(port).into()).unwrap();
+    let mut stream: &socket2::Socket = &socket;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    socket
+}
+
+/// Bug: every stalled client kept the merged body it was being sent alive,
+/// and the body is rebuilt whenever data changed, so stalled clients
+/// arriving one after the other each held a different old body: 100 of
+/// them took a 2 MiB-body sidecar to 176 MB resident, far past the 32 MiB
+/// limit. Old bodies still being sent now have a byte budget; past it, the
+/// clients holding the oldest ones are closed.
+#[test]
+fn stalled_clients_held_old_bodies_without_bound() {
+    let (_stub, sidecar) = start_app(huge(2 << 20), &["--scrape_interval=20"]);
+    assert!(wait_until(Duration::from_secs(10), || sidecar
+        .get("/metrics")
+        .body
+        .len()
+        > 2 << 20));
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        stalled.push(stalled_client(sidecar.port));
+        // Let a scrape or two complete so the next one gets a new body.
+        thread::sleep(Duration::from_millis(50));
+    }
+    let resident = resident_bytes(sidecar.pid());
+    eprintln!("{} KiB resident with 40 stalled clients", resident >> 10);
+    assert!(
+        resident < 32 << 20,
+        "{} MiB resident with 40 stalled clients",
+        resident >> 20
+    );
+    // The oldest stalled clients were closed; a normal client is served.
+    let response = sidecar.get("/metrics");
+    assert!(response.body.len() > 2 << 20);
+    drop(stalled);
+}
