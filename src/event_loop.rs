@@ -64,6 +64,9 @@ const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
 /// (`X-Prometheus-Scrape-Timeout-Seconds`): the round ends this much earlier,
 /// a tenth of the timeout but at most half a second, for merging and writing.
 const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
+/// After a closing response, the client has this long to close its side
+/// (nginx's lingering_timeout); then the socket is closed anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of earlier merged bodies that slow clients may keep alive.
 const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
 /// Type conflicts are logged once per container and family; past this many
@@ -501,7 +504,9 @@ impl Sidecar {
                             self.close_client(slot);
                             return;
                         }
-                        let deadline = if entry.client.has_partial_request() {
+                        let deadline = if entry.client.is_lingering() {
+                            LINGER_TIMEOUT
+                        } else if entry.client.has_partial_request() {
                             REQUEST_HEAD_TIMEOUT
                         } else {
                             IDLE_TIMEOUT
