@@ -455,7 +455,14 @@ impl Rig {
             .unwrap_or_else(|error| self.fail(&error));
         match (worst.first(), scrapes.first()) {
             (Some((_, worst)), Some((_, scrapes))) if *worst == 1.0 => {
-                println!("real_world: {scrapes} scrapes of the sidecar so far, every one up");
+                let served = api
+                    .query("scrape_samples_scraped{job=\"sidecar\"}")
+                    .unwrap_or_else(|error| self.fail(&error));
+                let served = served.first().map_or(0.0, |(_, samples)| *samples);
+                println!(
+                    "real_world: {scrapes} scrapes of the sidecar so far, every one up; \
+                     the latest had {served} samples"
+                );
             }
             other => self.fail(&format!("a scrape of the sidecar failed: {other:?}")),
         }
