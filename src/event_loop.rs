@@ -243,16 +243,15 @@ fn round_up_to_millisecond(duration: Duration) -> Duration {
 impl Sidecar {
     fn new(config: Config, poll: Poll, listener: TcpListener, now: Instant) -> Sidecar {
         let mut timers = TimerWheel::new(now, Duration::from_millis(1), 1024);
-        let count = config.containers.len().max(1) as u32;
         let containers = config
             .containers
             .iter()
             .enumerate()
             .map(|(index, container)| {
-                // Spread the first ticks over one interval so the
-                // containers are not all scraped in the same millisecond.
-                let offset = config.scrape_interval * index as u32 / count;
-                let first_tick = now + offset;
+                // Every container ticks at the same instants: one wake-up
+                // starts all scrapes, and the containers are separate
+                // processes, so scraping them together costs them nothing.
+                let first_tick = now;
                 if !config.scrape_interval.is_zero() {
                     timers.insert(first_tick, TimerKey::ScrapeTick(index));
                 }
