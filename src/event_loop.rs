@@ -168,6 +168,8 @@ struct Sidecar {
     /// first. Bounded by `MAX_RETIRED_BODY_BYTES`.
     retired: Vec<Rc<Vec<u8>>>,
     merged_is_current: bool,
+    /// Size of the last merged body: what the next build reserves.
+    merged_size_hint: usize,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
     logged_conflicts: HashSet<(usize, Vec<u8>)>,
@@ -288,6 +290,7 @@ impl Sidecar {
             merged: Rc::new(Vec::new()),
             retired: Vec::new(),
             merged_is_current: false,
+            merged_size_hint: 0,
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
             logged_conflicts: HashSet::new(),
@@ -381,18 +384,22 @@ impl Sidecar {
     }
 
     fn finish_scrape(&mut self, index: usize, outcome: Outcome, now: Instant) {
+        self.invalidate_merged();
         let container = &mut self.containers[index];
         if let Some(timer) = container.deadline.take() {
             self.timers.cancel(timer);
         }
         container.stats.scrapes_total += 1;
         container.stats.last_scrape_duration = container.upstream.elapsed(now);
-        self.merged_is_current = false;
         match outcome {
             Outcome::Success => {
                 container.stats.last_body_bytes = container.upstream.body_mut().len() as u64;
                 container.snapshot.replace(container.upstream.body_mut());
                 container.upstream.shrink();
+                // The index of the previous body is not needed until a
+                // client asks, which may be a minute away: give its memory
+                // back (about as much again as the body) rather than hold it.
+                container.snapshot.shrink();
                 // While up, the body is indexed only when a client asks
                 // (most bodies are replaced unread). While down or unknown,
                 // index it now, so recovery is logged when it happens and a
@@ -744,8 +751,10 @@ impl Sidecar {
         // Reuse the buffer when no client still holds the previous body.
         let mut out = match Rc::get_mut(&mut self.merged) {
             Some(buffer) => std::mem::take(buffer),
-            None => Vec::with_capacity(self.merged.len()),
+            None => Vec::new(),
         };
+        // One allocation of the right size rather than doublings.
+        out.reserve(self.merged_size_hint);
         let mut sources: Vec<Source<'_>> = self
             .containers
             .iter()
@@ -773,6 +782,7 @@ impl Sidecar {
         if out.capacity() > out.len() * 2 + 64 * 1024 {
             out.shrink_to(out.len() + out.len() / 4);
         }
+        self.merged_size_hint = out.len() + out.len() / 8;
         for (source, family) in self.merger.conflicts() {
             let Some(&index) = up.get(source) else {
                 continue;
@@ -800,6 +810,20 @@ impl Sidecar {
         }
         self.merged_is_current = true;
         self.merged.clone()
+    }
+
+    /// The merged body no longer matches the data. When no client is still
+    /// being sent it, its memory (as much as every body together) is given
+    /// back now rather than held until the next request, which may be a
+    /// minute away; the next build allocates it once, at the size of this one.
+    fn invalidate_merged(&mut self) {
+        if !self.merged_is_current {
+            return;
+        }
+        self.merged_is_current = false;
+        if let Some(buffer) = Rc::get_mut(&mut self.merged) {
+            *buffer = Vec::new();
+        }
     }
 
     /// A slow client holds only a reference to a body already built, but
