@@ -640,28 +640,26 @@ impl Index {
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
     fn sample(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let mut flags = 0u8;
-        let (name, after_name, in_braces) = if b[p] == b'{' {
+        let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
             let q = skip_blanks(b, p + 1);
             if b.get(q) != Some(&b'"') {
                 return Err((ParseErrorKind::MetricName, q));
             }
             let (name, after) = self.metric_name(b, q, true)?;
             flags |= QUOTED_NAME | SLOW_LABELS;
-            (name, after, true)
+            (name, after, true, None)
         } else if let Some(end) = repeats_last_name(b, p, cursor) {
-            // Runs of one name (series of a family, buckets) skip the scan.
-            (NameRef::Legacy(Span::new(p, end)), end, false)
+            // Runs of one name (series of a family, buckets) skip the scan
+            // and the family lookup.
+            let name = NameRef::Legacy(Span::new(p, end));
+            (name, end, false, Some(cursor.last_family))
         } else {
             let (name, after) = self.metric_name(b, p, false)?;
-            (name, after, false)
+            (name, after, false, None)
         };
-        let family = match name {
-            NameRef::Legacy(span)
-                if cursor.last_family != u32::MAX && span.of(b) == cursor.last_name.of(b) =>
-            {
-                cursor.last_family
-            }
-            _ => {
+        let family = match known_family {
+            Some(family) => family,
+            None => {
                 let name_bytes = std::mem::take(&mut self.sample_name);
                 let resolved = match name {
                     NameRef::Legacy(span) => self.resolve(span.of(b), cursor),
