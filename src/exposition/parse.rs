@@ -805,6 +805,48 @@ impl Index {
         self.scratch.clear();
         let mut repeating = true;
         loop {
+            // Fast path for the common case: the previous sample's label
+            // name at this position, then `="` with no blanks. A repeat
+            // needs no duplicate check and no bloom update; anything else
+            // (blanks, a new name, a quoted name) takes the general path.
+            if let Some(previous) = self
+                .previous_label_names
+                .get(self.label_names.len())
+                .filter(|previous| repeating && !previous.escaped)
+            {
+                let name = previous.span.of(b);
+                let end = p + name.len();
+                if b.get(end..end + 2) == Some(b"=\"")
+                    && b.get(p..end).is_some_and(|here| same_bytes(here, name))
+                {
+                    let (value, close) = scan_quoted(b, end + 1)?;
+                    check_bound(kind, name, value.of(b), end + 1)?;
+                    self.label_names.push(LabelName {
+                        span: Span::new(p, end),
+                        escaped: false,
+                    });
+                    match b.get(close + 1) {
+                        Some(b',') => {
+                            p = close + 2;
+                            continue;
+                        }
+                        Some(b'}') => return Ok(close + 2),
+                        _ => {}
+                    }
+                    let s = skip_blanks(b, close + 1);
+                    if s != close + 1 {
+                        *flags |= SLOW_LABELS;
+                    }
+                    match b.get(s) {
+                        Some(b',') => {
+                            p = s + 1;
+                            continue;
+                        }
+                        Some(b'}') => return Ok(s + 1),
+                        _ => return Err((ParseErrorKind::LabelSeparator, s)),
+                    }
+                }
+            }
             let q = skip_blanks(b, p);
             if q != p {
                 *flags |= SLOW_LABELS;
@@ -887,16 +929,7 @@ impl Index {
                     return Err((ParseErrorKind::DuplicateLabel, r));
                 }
             }
-            // expfmt (promtool) requires these to be numbers.
-            if kind == Kind::Histogram && name_bytes == b"le" && value_form(value.of(b)).is_none() {
-                return Err((ParseErrorKind::BucketBound, r));
-            }
-            if kind == Kind::Summary
-                && name_bytes == b"quantile"
-                && value_form(value.of(b)).is_none()
-            {
-                return Err((ParseErrorKind::Quantile, r));
-            }
+            check_bound(kind, name_bytes, value.of(b), r)?;
             if !repeating {
                 self.label_bloom.insert(name_bytes);
             }
@@ -912,6 +945,20 @@ impl Index {
                 _ => return Err((ParseErrorKind::LabelSeparator, s)),
             }
         }
+    }
+}
+
+/// expfmt (promtool) requires `le` of a histogram and `quantile` of a
+/// summary to be numbers.
+fn check_bound(kind: Kind, name: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
+    match kind {
+        Kind::Histogram if name == b"le" && value_form(value).is_none() => {
+            Err((ParseErrorKind::BucketBound, at))
+        }
+        Kind::Summary if name == b"quantile" && value_form(value).is_none() => {
+            Err((ParseErrorKind::Quantile, at))
+        }
+        _ => Ok(()),
     }
 }
 
