@@ -69,6 +69,12 @@ const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of earlier merged bodies that slow clients may keep alive.
 const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
+/// A body may hold at most one line per this many bytes of
+/// `--max_body_bytes` (65536 lines at the default 4 MiB; real exporters
+/// write 60 to 120 bytes per line). Each sample costs an index record and
+/// the container label in the merged body whatever its size, so without
+/// this bound 4 MiB of `a 1` lines would take the process past 32 MiB.
+const BODY_BYTES_PER_LINE: usize = 64;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -405,7 +411,7 @@ impl Sidecar {
                 // index it now, so recovery is logged when it happens and a
                 // container that sends garbage stays down.
                 if container.health != Health::Up {
-                    index_snapshot(container);
+                    index_snapshot(container, self.config.max_body_bytes / BODY_BYTES_PER_LINE);
                 }
             }
             Outcome::Failure(reason) => {
@@ -741,9 +747,10 @@ impl Sidecar {
         if self.merged_is_current {
             return self.merged.clone();
         }
+        let max_lines = self.config.max_body_bytes / BODY_BYTES_PER_LINE;
         for container in &mut self.containers {
             if container.health == Health::Up {
-                index_snapshot(container);
+                index_snapshot(container, max_lines);
             }
         }
         self.render_own_metrics();
@@ -905,13 +912,30 @@ impl Sidecar {
 
 /// Indexes a container's latest body; a body that does not parse makes the
 /// container down with reason `parse_error`, and nothing of it is served.
-fn index_snapshot(container: &mut Container) {
+/// A body of more lines than `max_lines` is not even parsed: see
+/// [`BODY_BYTES_PER_LINE`].
+fn index_snapshot(container: &mut Container, max_lines: usize) {
+    if !container.snapshot.is_indexed() && container.snapshot.line_count() > max_lines {
+        container.stats.failures_total[FailureReason::TooManyLines.index()] += 1;
+        container.stats.last_samples = 0;
+        container.snapshot.clear();
+        let detail = format!(
+            "more than {max_lines} lines (--max_body_bytes / {BODY_BYTES_PER_LINE}) in the body"
+        );
+        set_health(
+            container,
+            Health::Down(FailureReason::TooManyLines),
+            &detail,
+        );
+        return;
+    }
     match container.snapshot.index() {
         Ok(()) => {
             container.stats.last_samples = container.snapshot.sample_count() as u64;
             set_health(container, Health::Up, "");
         }
         Err(parse_error) => {
+            container.snapshot.shrink();
             container.stats.failures_total[FailureReason::ParseError.index()] += 1;
             container.stats.last_samples = 0;
             let detail = format!("{parse_error} in the body");

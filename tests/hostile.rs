@@ -90,26 +90,36 @@ fn absolute_form_targets_are_served() {
 }
 
 /// 4 MiB of the shortest legal samples (`a 1`, a million of them) is inside
-/// the default body limit, but the index (about 40 bytes per sample) and the
+/// the default body limit, but the index (tens of bytes per sample) and the
 /// merged body (`a{container="big"} 1`, five times the input) took the
 /// sidecar to about 70 MiB, and 4 MiB of distinct one-sample untyped
-/// families (`f1a2b 1`, each given a TYPE line) to about 110 MiB. The fix is
-/// not local: a bound on samples per body tied to the memory budget, a
-/// smaller default body limit, or a more compact index and a streamed merge.
+/// families (`f1a2b 1`, each given a TYPE line) to about 110 MiB. Now a body
+/// may hold one line per 64 bytes of `--max_body_bytes`: the first is refused
+/// (`too_many_lines`), the largest one allowed is served, both in 32 MiB.
 #[test]
-#[ignore = "memory amplification of tiny samples: see the comment and the review report"]
 fn four_mib_of_tiny_samples_stays_inside_32_mib() {
     let line = "a 1\n";
-    let body = line.repeat((4 << 20) / line.len() - 16);
-    let stub = Stub::start(Behaviour::ContentLength(body));
-    let sidecar = Sidecar::start(&container_args(&[("big", stub.port)]));
-    assert!(wait_until(Duration::from_secs(20), || {
-        sidecar
-            .metrics()
-            .contains("multiplexer_up{container=\"big\"} 1")
+    let too_many = line.repeat((4 << 20) / line.len() - 16);
+    // Distinct untyped names, each its own family: the costliest lines.
+    let allowed: String = (0..(4 << 20) / 64).map(|i| format!("f{i:x} 1\n")).collect();
+    let refused = Stub::start(Behaviour::ContentLength(too_many));
+    let served = Stub::start(Behaviour::ContentLength(allowed));
+    let sidecar = Sidecar::start(&container_args(&[
+        ("refused", refused.port),
+        ("served", served.port),
+    ]));
+    let refusal =
+        "multiplexer_scrape_failures_total{container=\"refused\",reason=\"too_many_lines\"} ";
+    assert!(wait_until(Duration::from_secs(30), || {
+        let metrics = sidecar.metrics();
+        metrics.contains("multiplexer_up{container=\"served\"} 1")
+            && metrics.contains(refusal)
+            && !metrics.contains(&format!("{refusal}0\n"))
     }));
     for _ in 0..3 {
-        assert!(sidecar.metrics().contains("a{container=\"big\"} 1\n"));
+        let metrics = sidecar.metrics();
+        assert!(metrics.contains("fffff{container=\"served\"} 1\n"));
+        assert!(!metrics.contains("a{container=\"refused\"}"));
     }
     let peak = peak_resident_bytes(sidecar.pid());
     assert!(peak < MEMORY_LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);

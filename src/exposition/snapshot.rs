@@ -90,6 +90,11 @@ impl Snapshot {
         self.body.len()
     }
 
+    /// Lines in the body (a bound on its samples), counted without parsing.
+    pub fn line_count(&self) -> usize {
+        self.body.iter().filter(|&&byte| byte == b'\n').count()
+    }
+
     /// Gives memory back after an outsized body: buffers far above what the
     /// current body needs are shrunk.
     pub fn shrink(&mut self) {
@@ -99,7 +104,8 @@ impl Snapshot {
         self.index.shrink();
     }
 
-    pub(crate) fn is_indexed(&self) -> bool {
+    /// Whether the index matches the body (`index()` has nothing to do).
+    pub fn is_indexed(&self) -> bool {
         self.state == State::Indexed
     }
 

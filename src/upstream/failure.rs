@@ -24,13 +24,16 @@ pub enum FailureReason {
     Encoding,
     /// The body is not a valid Prometheus or OpenMetrics text exposition.
     ParseError,
+    /// The body has more lines than `--max_body_bytes / 64`: tiny samples
+    /// cost far more memory indexed and relabelled than their bytes.
+    TooManyLines,
     /// Any other socket error.
     IoError,
 }
 
 impl FailureReason {
     /// Every reason, in the order they are exported.
-    pub const ALL: [FailureReason; 10] = [
+    pub const ALL: [FailureReason; 11] = [
         FailureReason::Refused,
         FailureReason::Timeout,
         FailureReason::Reset,
@@ -40,6 +43,7 @@ impl FailureReason {
         FailureReason::BodyTooLarge,
         FailureReason::Encoding,
         FailureReason::ParseError,
+        FailureReason::TooManyLines,
         FailureReason::IoError,
     ];
 
@@ -55,6 +59,7 @@ impl FailureReason {
             FailureReason::BodyTooLarge => "body_too_large",
             FailureReason::Encoding => "encoding",
             FailureReason::ParseError => "parse_error",
+            FailureReason::TooManyLines => "too_many_lines",
             FailureReason::IoError => "io_error",
         }
     }

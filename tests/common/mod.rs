@@ -418,7 +418,10 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
             false
         }
         Behaviour::Huge(size) => {
-            let line = "huge_metric{label=\"some value\"} 1\n";
+            // About 80 bytes a line, like real exporters (the sidecar refuses
+            // bodies of more than one line per 64 bytes of its body limit).
+            let line =
+                "huge_metric{label=\"some value\",path=\"/var/lib/kubelet/pods/0123456789\"} 1\n";
             let lines = size / line.len() + 1;
             let _ = stream.write_all(head(lines * line.len()).as_bytes());
             for _ in 0..lines {
