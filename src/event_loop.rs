@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
@@ -198,7 +198,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(RunError::Poll)?;
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+    // SIGHUP is caught too: its default action would kill the process, while
+    // as PID 1 in a scratch image it would be ignored. Ignored and logged in
+    // both cases: there is nothing to reload.
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(RunError::Signals)?;
@@ -223,8 +226,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
             match event.token() {
                 LISTENER => sidecar.accept_clients(now),
                 SIGNALS => {
-                    if signals.pending().next().is_some() {
-                        sidecar.shutdown = true;
+                    for signal in signals.pending() {
+                        if signal == SIGHUP {
+                            info!("SIGHUP ignored: the command line is the whole configuration");
+                        } else {
+                            sidecar.shutdown = true;
+                        }
                     }
                 }
                 Token(token) if token >= FIRST_CLIENT => {

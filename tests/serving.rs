@@ -818,6 +818,25 @@ fn sigterm_and_sigint_end_with_status_0() {
     }
 }
 
+#[test]
+fn sighup_is_ignored_and_logged() {
+    let (_stub, mut sidecar) = start_app(Behaviour::ContentLength(APP_BODY.into()), &[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &sidecar.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_until(Duration::from_secs(5), || sidecar
+        .stderr()
+        .contains("SIGHUP ignored")));
+    assert_eq!(
+        sidecar.child.try_wait().unwrap(),
+        None,
+        "SIGHUP ended the process"
+    );
+    assert_alive(&mut sidecar);
+}
+
 // ---- command lines from the design's table --------------------------------------
 
 /// A stub exporter that records the request line of every request.
