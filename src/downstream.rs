@@ -1,1 +1,533 @@
 //! The server state machine for one Prometheus connection.
+//!
+//! A [`Client`] owns one accepted socket, the bytes of the request head it
+//! is reading, and the response it is writing: a small head of its own plus a
+//! shared reference ([`Rc`]) to a body that was already built, so a slow
+//! client never costs a copy of the merged exposition. Requests are answered
+//! one at a time in the order they arrive (pipelining), each fully written
+//! before the next is parsed.
+//!
+//! Parsing a request ([`parse_request`]) and writing a response head
+//! ([`write_head`]) are pure; only [`Client::read`] and [`Client::write`] touch
+//! the socket, and the event loop decides what each request gets.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+
+/// Largest request head accepted; Prometheus sends about 300 bytes. Above
+/// this the client gets 431 and is closed.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 4096;
+
+/// Headers parsed per request; more is a 431 as well.
+const MAX_HEADERS: usize = 32;
+
+/// What a request asks for, once its head is complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET` or `HEAD` of the metrics endpoint.
+    Metrics,
+    /// `GET` or `HEAD` of `/healthz`.
+    Health,
+    /// Any other path: 404.
+    NotFound,
+    /// A method other than GET or HEAD on a known path: 405.
+    MethodNotAllowed,
+}
+
+/// A parsed request head: only the facts the server acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub route: Route,
+    /// `HEAD`: answer with the head only.
+    pub head_only: bool,
+    /// Whether the connection stays open after the response (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// `X-Prometheus-Scrape-Timeout-Seconds`, when sent and valid.
+    pub scrape_timeout: Option<Duration>,
+    /// Bytes of the buffer this request used.
+    pub length: usize,
+}
+
+/// Why a request head could not be accepted; each maps to a status code and
+/// the connection is closed after the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not HTTP/1.x, or a body we do not read (400).
+    Malformed,
+    /// Head larger than [`MAX_REQUEST_HEAD_BYTES`] or too many headers (431).
+    HeadTooLarge,
+}
+
+impl RequestError {
+    pub fn status(self) -> Status {
+        match self {
+            RequestError::Malformed => Status::BadRequest,
+            RequestError::HeadTooLarge => Status::HeadersTooLarge,
+        }
+    }
+}
+
+/// Parses one request head from the start of `buffer`. `Ok(None)` means
+/// the head is not complete yet.
+pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, RequestError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let length = match request.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buffer.len() >= MAX_REQUEST_HEAD_BYTES => {
+            return Err(RequestError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        Err(_) => return Err(RequestError::Malformed),
+    };
+    if length > MAX_REQUEST_HEAD_BYTES {
+        return Err(RequestError::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor_version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(RequestError::Malformed);
+    };
+
+    // RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with
+    // "keep-alive".
+    let mut keep_alive = minor_version == 1;
+    let mut scrape_timeout = None;
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("connection") {
+            for option in header.value.split(|&byte| byte == b',') {
+                let option = option.trim_ascii();
+                if option.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") && minor_version == 0 {
+                    keep_alive = true;
+                }
+            }
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            // A GET with a body is legal but pointless; we do not read
+            // bodies, so one would be parsed as the next request.
+            if header.value.trim_ascii() != b"0" {
+                return Err(RequestError::Malformed);
+            }
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(RequestError::Malformed);
+        } else if header
+            .name
+            .eq_ignore_ascii_case("x-prometheus-scrape-timeout-seconds")
+        {
+            scrape_timeout = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|text| text.trim().parse::<f64>().ok())
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 86_400.0)
+                .map(Duration::from_secs_f64);
+        }
+    }
+
+    // The query string is ignored: Prometheus may add `?...` parameters.
+    let path = target.split('?').next().unwrap_or(target);
+    let head_only = method == "HEAD";
+    let known_method = method == "GET" || head_only;
+    let route = if path == endpoint {
+        if known_method {
+            Route::Metrics
+        } else {
+            Route::MethodNotAllowed
+        }
+    } else if path == "/healthz" {
+        if known_method {
+            Route::Health
+        } else {
+            Route::MethodNotAllowed
+        }
+    } else {
+        Route::NotFound
+    };
+    Ok(Some(Request {
+        route,
+        head_only,
+        keep_alive,
+        scrape_timeout,
+        length,
+    }))
+}
+
+/// Response status codes this server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    HeadersTooLarge,
+    ServiceUnavailable,
+}
+
+impl Status {
+    fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
+            Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
+            Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
+        }
+    }
+}
+
+/// The content type of the merged exposition (text format 0.0.4).
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Content type of the short plain-text bodies (health, errors).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// Appends a response head to `out`.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: Status,
+    content_type: &str,
+    content_length: usize,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(status.line().as_bytes());
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(content_length).as_bytes());
+    if status == Status::MethodNotAllowed {
+        out.extend_from_slice(b"\r\nAllow: GET, HEAD");
+    }
+    if keep_alive {
+        // Needed by HTTP/1.0 clients; harmless for 1.1.
+        out.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    }
+}
+
+/// What happened to a socket operation, classified once here so callers
+/// only decide what to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SocketState {
+    /// More may come (reads) or everything was written (writes).
+    Continue,
+    /// The socket has no more to give or take now; wait for readiness.
+    WouldBlock,
+    /// The peer closed or the connection broke: drop the client.
+    Closed,
+}
+
+/// One accepted connection of a scraper.
+pub struct Client {
+    pub stream: TcpStream,
+    /// Request bytes received and not yet answered.
+    input: Vec<u8>,
+    /// The head of the response being written, then the body (if any).
+    response_head: Vec<u8>,
+    response_body: Option<Rc<Vec<u8>>>,
+    /// Bytes of head + body already written.
+    written: usize,
+    /// Close once the current response is written.
+    close_after_response: bool,
+    /// The peer half-closed its side: answer what was asked, then close.
+    peer_closed: bool,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            input: Vec::new(),
+            response_head: Vec::new(),
+            response_body: None,
+            written: 0,
+            close_after_response: false,
+            peer_closed: false,
+        }
+    }
+
+    /// Reads what the socket holds, up to the head limit (beyond it the
+    /// parse reports 431). Returns `Closed` only on a connection error; an
+    /// orderly shutdown by the peer is remembered so queued requests are
+    /// still answered.
+    pub fn read(&mut self) -> SocketState {
+        loop {
+            let used = self.input.len();
+            if used >= MAX_REQUEST_HEAD_BYTES {
+                // Stop reading: a head this large is answered with 431,
+                // and pipelined bytes wait until there is room again.
+                return SocketState::Continue;
+            }
+            let room = MAX_REQUEST_HEAD_BYTES - used;
+            self.input.resize(used + room.min(1024), 0);
+            match self.stream.read(&mut self.input[used..]) {
+                Ok(0) => {
+                    self.input.truncate(used);
+                    self.peer_closed = true;
+                    return SocketState::Continue;
+                }
+                Ok(read) => self.input.truncate(used + read),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.input.truncate(used);
+                    return SocketState::WouldBlock;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    self.input.truncate(used);
+                }
+                Err(_) => {
+                    self.input.truncate(used);
+                    return SocketState::Closed;
+                }
+            }
+        }
+    }
+
+    /// The next complete request waiting in the input, if any and if no
+    /// response is being written.
+    pub fn next_request(&self, endpoint: &str) -> Result<Option<Request>, RequestError> {
+        if self.is_writing() {
+            return Ok(None);
+        }
+        parse_request(&self.input, endpoint)
+    }
+
+    /// Whether the peer closed its side and nothing complete is left to answer.
+    pub fn is_finished(&self) -> bool {
+        self.peer_closed && !self.is_writing()
+    }
+
+    /// Whether bytes of an unanswered request have arrived (the header
+    /// timeout applies rather than the idle one).
+    pub fn has_partial_request(&self) -> bool {
+        !self.input.is_empty()
+    }
+
+    pub fn is_writing(&self) -> bool {
+        !self.response_head.is_empty()
+    }
+
+    /// Starts the answer to the request that used the first `request_length`
+    /// bytes of the input. `body` is shared, never copied; `send_body` is
+    /// false for HEAD.
+    pub fn respond(
+        &mut self,
+        request_length: usize,
+        status: Status,
+        content_type: &str,
+        body: Rc<Vec<u8>>,
+        send_body: bool,
+        keep_alive: bool,
+    ) {
+        self.input.drain(..request_length.min(self.input.len()));
+        self.response_head.clear();
+        write_head(
+            &mut self.response_head,
+            status,
+            content_type,
+            body.len(),
+            keep_alive,
+        );
+        self.response_body = send_body.then_some(body);
+        self.written = 0;
+        self.close_after_response = !keep_alive;
+    }
+
+    /// Answers a request that could not be parsed, then closes.
+    pub fn reject(&mut self, error: RequestError, body: Rc<Vec<u8>>) {
+        let length = self.input.len();
+        self.respond(length, error.status(), TEXT_CONTENT_TYPE, body, true, false);
+    }
+
+    /// Writes as much of the response as the socket takes. `Continue` means
+    /// the response is complete and the client may take the next request;
+    /// `Closed` that the connection is to be dropped (error, or
+    /// `Connection: close` answered).
+    pub fn write(&mut self) -> SocketState {
+        while self.is_writing() {
+            let head = &self.response_head;
+            let body: &[u8] = self.response_body.as_deref().map_or(&[], Vec::as_slice);
+            let result = if self.written < head.len() {
+                let slices = [IoSlice::new(&head[self.written..]), IoSlice::new(body)];
+                self.stream.write_vectored(&slices)
+            } else {
+                self.stream.write(&body[self.written - head.len()..])
+            };
+            match result {
+                Ok(0) => return SocketState::Closed,
+                Ok(written) => {
+                    self.written += written;
+                    if self.written >= head.len() + body.len() {
+                        self.response_head.clear();
+                        self.response_body = None;
+                        self.written = 0;
+                        if self.close_after_response {
+                            return SocketState::Closed;
+                        }
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return SocketState::WouldBlock
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return SocketState::Closed,
+            }
+        }
+        SocketState::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<Request>, RequestError> {
+        parse_request(text.as_bytes(), "/metrics")
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        let cases: &[(&str, Route, bool)] = &[
+            ("GET /metrics HTTP/1.1\r\n\r\n", Route::Metrics, false),
+            ("HEAD /metrics HTTP/1.1\r\n\r\n", Route::Metrics, true),
+            ("GET /metrics?x=1&y HTTP/1.1\r\n\r\n", Route::Metrics, false),
+            ("GET /healthz HTTP/1.1\r\n\r\n", Route::Health, false),
+            ("GET /other HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            ("GET /metrics/ HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            (
+                "POST /metrics HTTP/1.1\r\n\r\n",
+                Route::MethodNotAllowed,
+                false,
+            ),
+            (
+                "DELETE /healthz HTTP/1.1\r\n\r\n",
+                Route::MethodNotAllowed,
+                false,
+            ),
+        ];
+        for (text, route, head_only) in cases {
+            let request = parse(text).unwrap().unwrap();
+            assert_eq!(request.route, *route, "{text:?}");
+            assert_eq!(request.head_only, *head_only, "{text:?}");
+            assert_eq!(request.length, text.len(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        let cases: &[(&str, bool)] = &[
+            ("GET /metrics HTTP/1.1\r\n\r\n", true),
+            ("GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (
+                "GET /metrics HTTP/1.1\r\nConnection: foo, Close\r\n\r\n",
+                false,
+            ),
+            ("GET /metrics HTTP/1.0\r\n\r\n", false),
+            (
+                "GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                true,
+            ),
+        ];
+        for (text, keep_alive) in cases {
+            assert_eq!(
+                parse(text).unwrap().unwrap().keep_alive,
+                *keep_alive,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        let full = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+        for end in 0..full.len() {
+            assert_eq!(parse(&full[..end]), Ok(None), "{:?}", &full[..end]);
+        }
+    }
+
+    #[test]
+    fn bad_requests() {
+        let cases: &[(&str, RequestError)] = &[
+            (
+                "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03",
+                RequestError::Malformed,
+            ),
+            ("GET /metrics SPDY/3\r\n\r\n", RequestError::Malformed),
+            (
+                "GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+                RequestError::Malformed,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                RequestError::Malformed,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nbad header\r\n\r\n",
+                RequestError::Malformed,
+            ),
+        ];
+        for (text, error) in cases {
+            assert_eq!(parse(text), Err(*error), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_heads_are_431() {
+        let long = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(5000));
+        assert_eq!(parse(&long), Err(RequestError::HeadTooLarge));
+        let complete = format!("{long}\r\n");
+        assert_eq!(parse(&complete), Err(RequestError::HeadTooLarge));
+        let many: String = (0..40).map(|i| format!("H{i}: v\r\n")).collect();
+        let text = format!("GET /metrics HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(parse(&text), Err(RequestError::HeadTooLarge));
+    }
+
+    #[test]
+    fn prometheus_scrape_timeout_header() {
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("10", Some(Duration::from_secs(10))),
+            ("0.5", Some(Duration::from_millis(500))),
+            ("0", None),
+            ("-1", None),
+            ("NaN", None),
+            ("soon", None),
+        ];
+        for (value, expected) in cases {
+            let text = format!(
+                "GET /metrics HTTP/1.1\r\nX-Prometheus-Scrape-Timeout-Seconds: {value}\r\n\r\n"
+            );
+            assert_eq!(
+                parse(&text).unwrap().unwrap().scrape_timeout,
+                *expected,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_heads() {
+        let mut out = Vec::new();
+        write_head(&mut out, Status::Ok, METRICS_CONTENT_TYPE, 12, true);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: 12\r\nConnection: keep-alive\r\n\r\n"
+        );
+        out.clear();
+        write_head(
+            &mut out,
+            Status::MethodNotAllowed,
+            TEXT_CONTENT_TYPE,
+            0,
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: 0\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
+        );
+    }
+}

@@ -1,5 +1,416 @@
-//! The client state machine for one container and its body framing.
+//! The client state machine for one container: one nonblocking connection,
+//! kept alive across scrapes, that sends `GET <path>` and reads the response
+//! into a buffer of its own until the body is complete or the scrape failed.
+//!
+//! Every scrape ends in exactly one [`Outcome`]. On success the body is at
+//! `body_mut()`, whole and decoded, for the caller to take by swapping
+//! buffers; a partial body is never handed out. Head parsing and body framing
+//! live in [`response`]; this module only moves bytes and keeps the phase.
+//! It never reads the clock: the loop passes `now` and arms the deadline.
 
 pub mod failure;
+pub mod response;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
 pub use failure::FailureReason;
+use response::{Limits, Progress, ResponseDecoder};
+
+/// Bytes asked of the socket per read when nothing better is known.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How a finished scrape ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A complete body is in the receive buffer.
+    Success,
+    Failure(FailureReason),
+}
+
+/// Where the current scrape is. `Idle` may hold an open keep-alive
+/// connection for the next scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Connecting,
+    SendingRequest,
+    ReadingResponse,
+}
+
+impl Phase {
+    /// Named in log lines, as nginx names its upstream phases.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Connecting => "while connecting",
+            Phase::SendingRequest => "while sending the request",
+            Phase::ReadingResponse => "while reading the response",
+        }
+    }
+}
+
+/// One container's scrape connection.
+pub struct Upstream {
+    address: SocketAddr,
+    token: Token,
+    /// The whole request, built once.
+    request: Vec<u8>,
+    stream: Option<TcpStream>,
+    phase: Phase,
+    /// Request bytes already sent.
+    sent: usize,
+    /// The connection carried an earlier response: if it turns out closed
+    /// before any byte of this response, retry once on a fresh one.
+    reused: bool,
+    retried: bool,
+    decoder: ResponseDecoder,
+    received: Vec<u8>,
+    /// Size of the last complete body: how much to reserve next time.
+    last_body_len: usize,
+    max_body_bytes: usize,
+    started_at: Option<Instant>,
+    /// The error text of the last failure, for the one log line on change.
+    last_error: String,
+}
+
+impl Upstream {
+    pub fn new(port: u16, path: &str, token: Token, max_body_bytes: usize) -> Upstream {
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let request = format!(
+            "GET {path} HTTP/1.1\r\n\
+             Host: 127.0.0.1:{port}\r\n\
+             User-Agent: metrics-multiplexer-sidecar/{version}\r\n\
+             Accept: text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1\r\n\
+             Accept-Encoding: identity\r\n\
+             \r\n",
+            version = env!("CARGO_PKG_VERSION"),
+        )
+        .into_bytes();
+        Upstream {
+            address,
+            token,
+            request,
+            stream: None,
+            phase: Phase::Idle,
+            sent: 0,
+            reused: false,
+            retried: false,
+            decoder: ResponseDecoder::new(Limits {
+                max_head_bytes: 16 * 1024,
+                max_body_bytes,
+            }),
+            received: Vec::new(),
+            last_body_len: 0,
+            max_body_bytes,
+            started_at: None,
+            last_error: String::new(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// When the scrape in flight started.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started_at
+    }
+
+    /// How long the scrape that just ended took.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        self.started_at
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start))
+    }
+
+    /// Details of the last failure ("connection refused while connecting").
+    pub fn last_error(&self) -> &str {
+        &self.last_error
+    }
+
+    /// The complete body of the scrape that just succeeded. The caller
+    /// swaps it out; whatever buffer is left here is reused.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.received
+    }
+
+    /// Starts a scrape, reusing the kept-alive connection when there is one.
+    /// Returns an outcome only if the scrape failed at once.
+    pub fn start(&mut self, registry: &Registry, now: Instant) -> Option<Outcome> {
+        debug_assert!(!self.in_flight());
+        self.started_at = Some(now);
+        self.retried = false;
+        self.begin(registry)
+    }
+
+    fn begin(&mut self, registry: &Registry) -> Option<Outcome> {
+        self.decoder.reset();
+        self.received.clear();
+        self.sent = 0;
+        if self.stream.is_some() {
+            self.reused = true;
+            self.phase = Phase::SendingRequest;
+            return self.send_request(registry);
+        }
+        self.reused = false;
+        self.phase = Phase::Connecting;
+        match TcpStream::connect(self.address) {
+            Ok(mut stream) => {
+                if let Err(error) = registry.register(
+                    &mut stream,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    return Some(self.fail(registry, FailureReason::IoError, &error));
+                }
+                // Nagle would hold back nothing useful: the request is one write.
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+                None
+            }
+            Err(error) => {
+                let reason = classify(&error);
+                Some(self.fail(registry, reason, &error))
+            }
+        }
+    }
+
+    /// Handles readiness of the socket. Events may be spurious: every step
+    /// checks what the socket really says.
+    pub fn on_ready(&mut self, registry: &Registry) -> Option<Outcome> {
+        self.stream.as_ref()?;
+        match self.phase {
+            Phase::Idle => self.check_idle_connection(registry),
+            Phase::Connecting => self.finish_connect(registry),
+            Phase::SendingRequest => self.send_request(registry),
+            Phase::ReadingResponse => self.read_response(registry),
+        }
+    }
+
+    /// The scrape deadline passed.
+    pub fn on_timeout(&mut self, registry: &Registry) -> Option<Outcome> {
+        if !self.in_flight() {
+            return None;
+        }
+        let error = io::Error::new(io::ErrorKind::TimedOut, "scrape timeout");
+        Some(self.fail(registry, FailureReason::Timeout, &error))
+    }
+
+    /// Drops the connection, e.g. at shutdown.
+    pub fn close(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = registry.deregister(&mut stream);
+        }
+        self.phase = Phase::Idle;
+    }
+
+    /// Gives memory back after an outsized body: keep about twice the usual.
+    pub fn shrink(&mut self) {
+        let keep = (self.last_body_len * 2).max(READ_CHUNK);
+        if self.received.capacity() > keep * 2 {
+            self.received.shrink_to(keep);
+        }
+    }
+
+    fn finish_connect(&mut self, registry: &Registry) -> Option<Outcome> {
+        let stream = self.stream.as_ref()?;
+        // mio's recipe for a nonblocking connect: a writable event, then
+        // `take_error`, then `peer_addr` to tell a spurious event.
+        match stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(error)) | Err(error) => {
+                let reason = classify(&error);
+                return Some(self.fail(registry, reason, &error));
+            }
+        }
+        match stream.peer_addr() {
+            Ok(_) => {
+                self.phase = Phase::SendingRequest;
+                self.send_request(registry)
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotConnected => None,
+            Err(error) => {
+                let reason = classify(&error);
+                Some(self.fail(registry, reason, &error))
+            }
+        }
+    }
+
+    fn send_request(&mut self, registry: &Registry) -> Option<Outcome> {
+        while self.sent < self.request.len() {
+            let stream = self.stream.as_mut()?;
+            match stream.write(&self.request[self.sent..]) {
+                Ok(0) => return self.connection_lost(registry, None),
+                Ok(written) => self.sent += written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return self.connection_lost(registry, Some(error)),
+            }
+        }
+        self.phase = Phase::ReadingResponse;
+        // The answer may already be there; with edge-triggered readiness we
+        // must look now rather than wait for an event that came before.
+        self.read_response(registry)
+    }
+
+    fn read_response(&mut self, registry: &Registry) -> Option<Outcome> {
+        loop {
+            let filled = self.received.len();
+            // Never hold more than the limit plus a head: a container that
+            // sends 50 MB costs us at most that.
+            let limit = self.max_body_bytes + 64 * 1024;
+            if filled >= limit {
+                let error = io::Error::other("response larger than --max_body_bytes");
+                return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));
+            }
+            if filled == 0 {
+                // Size for the body seen last time, so a steady exporter
+                // costs no reallocation.
+                self.received.reserve(self.last_body_len + 1024);
+            }
+            // Zero-filling is the price of safe reads; bound it per call.
+            let want = READ_CHUNK.min(limit - filled);
+            self.received.resize(filled + want, 0);
+            let stream = self.stream.as_mut()?;
+            let result = stream.read(&mut self.received[filled..]);
+            match result {
+                Ok(0) => {
+                    self.received.truncate(filled);
+                    if !self.decoder.started() && self.received.is_empty() {
+                        return self.connection_lost(registry, None);
+                    }
+                    let result = self.decoder.finish_at_eof(&mut self.received);
+                    return Some(self.decoded(registry, result, false));
+                }
+                Ok(read) => {
+                    self.received.truncate(filled + read);
+                    let result = self.decoder.advance(&mut self.received);
+                    if !matches!(result, Ok(Progress::NeedMore)) {
+                        return Some(self.decoded(registry, result, true));
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.received.truncate(filled);
+                    return None;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    self.received.truncate(filled);
+                }
+                Err(error) => {
+                    self.received.truncate(filled);
+                    if !self.decoder.started() && self.received.is_empty() {
+                        return self.connection_lost(registry, Some(error));
+                    }
+                    let reason = classify(&error);
+                    return Some(self.fail(registry, reason, &error));
+                }
+            }
+        }
+    }
+
+    fn decoded(
+        &mut self,
+        registry: &Registry,
+        result: Result<Progress, response::ResponseError>,
+        connection_open: bool,
+    ) -> Outcome {
+        match result {
+            Ok(Progress::Complete {
+                body_len,
+                keep_alive,
+            }) => {
+                self.received.truncate(body_len);
+                self.last_body_len = body_len;
+                self.phase = Phase::Idle;
+                if !(keep_alive && connection_open) {
+                    self.close(registry);
+                }
+                Outcome::Success
+            }
+            Ok(Progress::NeedMore) => {
+                // At EOF the decoder never asks for more; treat it as a
+                // close mid-response rather than trust that.
+                let error = io::Error::other("connection closed before the response ended");
+                self.fail(registry, FailureReason::Closed, &error)
+            }
+            Err(error) => {
+                let reason = error.reason();
+                let error = io::Error::other(error.to_string());
+                self.fail(registry, reason, &error)
+            }
+        }
+    }
+
+    /// The connection ended before any byte of the response. On a reused
+    /// keep-alive connection this is the server having closed it while idle
+    /// (RFC 9112 §9.3.1): retry once on a new connection, uncounted.
+    fn connection_lost(
+        &mut self,
+        registry: &Registry,
+        error: Option<io::Error>,
+    ) -> Option<Outcome> {
+        if self.reused && !self.retried {
+            self.retried = true;
+            self.close(registry);
+            return self.begin(registry);
+        }
+        let error = error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response",
+            )
+        });
+        let reason = match classify(&error) {
+            FailureReason::IoError => FailureReason::Closed,
+            reason => reason,
+        };
+        Some(self.fail(registry, reason, &error))
+    }
+
+    /// An idle kept-alive connection became readable: the server closed it
+    /// (or sent bytes nobody asked for). Either way it is not reusable.
+    fn check_idle_connection(&mut self, registry: &Registry) -> Option<Outcome> {
+        let stream = self.stream.as_mut()?;
+        let mut probe = [0u8; 64];
+        match stream.read(&mut probe) {
+            Err(error)
+                if error.kind() == io::ErrorKind::WouldBlock
+                    || error.kind() == io::ErrorKind::Interrupted => {}
+            _ => self.close(registry),
+        }
+        None
+    }
+
+    fn fail(&mut self, registry: &Registry, reason: FailureReason, error: &io::Error) -> Outcome {
+        use std::fmt::Write as _;
+        let phase = self.phase.describe();
+        self.last_error.clear();
+        let _ = write!(self.last_error, "{error} {phase}");
+        // A failed connection is never reused: its state is unknown.
+        self.close(registry);
+        self.received.clear();
+        self.shrink();
+        Outcome::Failure(reason)
+    }
+}
+
+/// Maps a socket error to a failure reason, in one place.
+fn classify(error: &io::Error) -> FailureReason {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => FailureReason::Refused,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => FailureReason::Reset,
+        io::ErrorKind::TimedOut => FailureReason::Timeout,
+        io::ErrorKind::UnexpectedEof => FailureReason::Closed,
+        _ => FailureReason::IoError,
+    }
+}

@@ -1,0 +1,326 @@
+//! The real binary against scripted stub exporters on loopback: every body
+//! framing the sidecar must read, every failure it must survive, and the
+//! scrape cadence. Waits are conditions with deadlines; the only time bounds
+//! are generous ones that the issue itself sets (cadence, two intervals).
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{container_args, lines_of, wait_until, Behaviour, Sidecar, Stub};
+
+/// A body with several families and enough lines that half of it is
+/// recognisable.
+fn body(prefix: &str, value: u64) -> String {
+    let mut text = format!(
+        "# HELP {prefix}_requests_total Requests.\n# TYPE {prefix}_requests_total counter\n"
+    );
+    for code in 0..20 {
+        text.push_str(&format!(
+            "{prefix}_requests_total{{code=\"{code}\"}} {value}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "# TYPE {prefix}_temperature gauge\n{prefix}_temperature 21.5\n"
+    ));
+    text
+}
+
+/// The value of the first sample of `name` whose line contains every one of
+/// `labels`.
+fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+fn up(exposition: &str, container: &str) -> Option<f64> {
+    sample(
+        exposition,
+        "multiplexer_up",
+        &[&format!("container=\"{container}\"")],
+    )
+}
+
+fn failures(exposition: &str, container: &str, reason: &str) -> f64 {
+    sample(
+        exposition,
+        "multiplexer_scrape_failures_total",
+        &[
+            &format!("container=\"{container}\""),
+            &format!("reason=\"{reason}\""),
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+fn start(containers: &[(&str, u16)], extra: &[&str]) -> Sidecar {
+    let mut args = container_args(containers);
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    Sidecar::start(&args)
+}
+
+fn assert_serves(sidecar: &Sidecar, container: &str, prefix: &str, value: u64) {
+    let served = wait_until(Duration::from_secs(10), || {
+        let metrics = sidecar.metrics();
+        lines_of(&metrics, "container", container).len() == 21
+            && sample(
+                &metrics,
+                &format!("{prefix}_requests_total"),
+                &["code=\"7\"", &format!("container=\"{container}\"")],
+            ) == Some(value as f64)
+    });
+    assert!(
+        served,
+        "{container} not served; last output:\n{}\nstderr:\n{}",
+        sidecar.metrics(),
+        sidecar.stderr()
+    );
+}
+
+#[test]
+fn every_body_framing_is_read() {
+    let framings = [
+        ("length", Behaviour::ContentLength(body("length", 1))),
+        ("chunked", Behaviour::Chunked(body("chunked", 2), 7)),
+        ("http10", Behaviour::Http10(body("http10", 3))),
+        ("close", Behaviour::ConnectionClose(body("close", 4))),
+    ];
+    let stubs: Vec<(&str, Stub)> = framings
+        .into_iter()
+        .map(|(name, behaviour)| (name, Stub::start(behaviour)))
+        .collect();
+    let containers: Vec<(&str, u16)> = stubs
+        .iter()
+        .map(|(name, stub)| (*name, stub.port))
+        .collect();
+    let sidecar = start(&containers, &["--scrape_interval=50"]);
+    for (value, (name, _)) in stubs.iter().enumerate() {
+        assert_serves(&sidecar, name, name, value as u64 + 1);
+    }
+    let metrics = sidecar.metrics();
+    for (name, _) in &stubs {
+        assert_eq!(up(&metrics, name), Some(1.0), "{name}");
+    }
+}
+
+#[test]
+fn keep_alive_connections_are_reused() {
+    let stub = Stub::start(Behaviour::ContentLength(body("reuse", 1)));
+    let sidecar = start(&[("app", stub.port)], &["--scrape_interval=20"]);
+    assert!(wait_until(Duration::from_secs(10), || stub.request_count() >= 20));
+    assert_eq!(
+        stub.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let metrics = sidecar.metrics();
+    for reason in [
+        "refused",
+        "reset",
+        "closed",
+        "timeout",
+        "bad_response",
+        "io_error",
+    ] {
+        assert_eq!(
+            failures(&metrics, "app", reason),
+            0.0,
+            "{reason}\n{metrics}"
+        );
+    }
+}
+
+/// Every hostile behaviour, each next to a healthy container that must keep
+/// its cadence and stay in the output, and none of whose partial bodies may
+/// ever be served.
+#[test]
+fn failures_affect_only_their_container() {
+    let cases: Vec<(&str, Behaviour, &str)> = vec![
+        ("hangs", Behaviour::HangBeforeHead, "timeout"),
+        (
+            "hangsmid",
+            Behaviour::HangMidBody(body("bad", 9)),
+            "timeout",
+        ),
+        (
+            "drips",
+            Behaviour::Drip(body("bad", 9), Duration::from_millis(50)),
+            "timeout",
+        ),
+        ("resets", Behaviour::ResetMidBody(body("bad", 9)), "reset"),
+        ("fails", Behaviour::Status(500), "http_status"),
+        ("garbage", Behaviour::Garbage, "bad_response"),
+        ("huge", Behaviour::Huge(1 << 20), "body_too_large"),
+        ("gzip", Behaviour::Gzip(body("bad", 9)), "encoding"),
+        ("unparsable", Behaviour::BadExposition, "parse_error"),
+    ];
+    let good = Stub::start(Behaviour::ContentLength(body("good", 5)));
+    let bad_stubs: Vec<(&str, Stub, &str)> = cases
+        .into_iter()
+        .map(|(name, behaviour, reason)| (name, Stub::start(behaviour), reason))
+        .collect();
+    let mut containers = vec![("good", good.port)];
+    containers.extend(bad_stubs.iter().map(|(name, stub, _)| (*name, stub.port)));
+    let sidecar = start(
+        &containers,
+        &[
+            "--scrape_interval=100",
+            "--scrape_timeout=500",
+            "--max_body_bytes=65536",
+        ],
+    );
+    assert_serves(&sidecar, "good", "good", 5);
+
+    for (name, _, reason) in &bad_stubs {
+        let failed = wait_until(Duration::from_secs(10), || {
+            failures(&sidecar.metrics(), name, reason) >= 1.0
+        });
+        let metrics = sidecar.metrics();
+        assert!(failed, "{name}: no {reason} failure counted:\n{metrics}");
+        assert_eq!(up(&metrics, name), Some(0.0), "{name}");
+        assert!(
+            lines_of(&metrics, "container", name).is_empty(),
+            "{name} served:\n{metrics}"
+        );
+        assert!(
+            !metrics.contains("bad_requests_total"),
+            "partial body served:\n{metrics}"
+        );
+    }
+
+    // The healthy container keeps its cadence (10 per second) in spite of
+    // the others; the bound is generous so a busy machine does not fail it.
+    let before = good.request_count();
+    let started = Instant::now();
+    assert!(wait_until(Duration::from_secs(10), || good.request_count()
+        >= before + 10));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "good container slowed down"
+    );
+    assert_serves(&sidecar, "good", "good", 5);
+
+    // A down container is logged once, not once per failed scrape.
+    let log = sidecar.stderr();
+    for (name, _, _) in &bad_stubs {
+        let lines = log
+            .lines()
+            .filter(|line| line.contains(&format!("container {name} is down")))
+            .count();
+        assert_eq!(lines, 1, "{name}:\n{log}");
+    }
+}
+
+#[test]
+fn a_container_that_starts_late_appears_within_two_intervals() {
+    let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    drop(reserved);
+    let sidecar = start(&[("late", port)], &["--scrape_interval=1000"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        failures(&sidecar.metrics(), "late", "refused") >= 1.0
+    }));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let listening_since = Instant::now();
+    let stub = Stub::start_on(listener, Behaviour::ContentLength(body("late", 1)));
+    assert_serves(&sidecar, "late", "late", 1);
+    let first_request = stub.request_times.lock().unwrap()[0];
+    assert!(
+        first_request.duration_since(listening_since) <= Duration::from_millis(2000),
+        "first scrape {:?} after the container started listening",
+        first_request.duration_since(listening_since)
+    );
+    assert!(sidecar.stderr().contains("container late is up"));
+}
+
+#[test]
+fn each_container_is_scraped_at_the_configured_cadence() {
+    let a = Stub::start(Behaviour::ContentLength(body("a", 1)));
+    let b = Stub::start(Behaviour::Chunked(body("b", 1), 100));
+    let _sidecar = start(&[("a", a.port), ("b", b.port)], &["--scrape_interval=100"]);
+    assert!(wait_until(Duration::from_secs(10), || a.request_count()
+        >= 3
+        && b.request_count() >= 3));
+    let window = Duration::from_secs(3);
+    let (a_before, b_before) = (a.request_count(), b.request_count());
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = started.elapsed().as_secs_f64();
+    for (name, stub, before) in [("a", &a, a_before), ("b", &b, b_before)] {
+        let count = (stub.request_count() - before) as f64;
+        let expected = elapsed / 0.1;
+        assert!(
+            count >= expected * 0.8 && count <= expected + 2.0,
+            "{name}: {count} requests in {elapsed:.2} s, expected about {expected:.0}"
+        );
+    }
+    // Fixed cadence: no two requests to one container closer than half an
+    // interval (missed ticks are skipped, never burst).
+    for stub in [&a, &b] {
+        let times = stub.request_times.lock().unwrap();
+        for pair in times.windows(2).skip(1) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(50),
+                "burst: {:?}",
+                pair[1] - pair[0]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_hung_container_does_not_stop_fresh_data_of_another() {
+    let hung = Stub::start(Behaviour::HangBeforeHead);
+    let live = Stub::start(Behaviour::ContentLength(body("live", 1)));
+    let sidecar = start(
+        &[("hung", hung.port), ("live", live.port)],
+        &["--scrape_interval=100", "--scrape_timeout=5000"],
+    );
+    assert_serves(&sidecar, "live", "live", 1);
+    for value in 2..5 {
+        live.set(Behaviour::ContentLength(body("live", value)));
+        assert_serves(&sidecar, "live", "live", value);
+    }
+    // The hung scrape is never doubled: one request in flight at a time.
+    assert_eq!(hung.request_count(), 1);
+}
+
+#[test]
+fn the_scrape_request_asks_for_text_and_identity() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _sidecar = start(
+        &[("app", port)],
+        &["--scrape_interval=100", "-mother:1/custom/path"],
+    );
+    let (mut stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        use std::io::Read;
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("GET /metrics HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Host: 127.0.0.1:{port}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("Accept: text/plain;version=0.0.4"), "{head}");
+    assert!(head.contains("Accept-Encoding: identity\r\n"), "{head}");
+    assert!(
+        head.contains("User-Agent: metrics-multiplexer-sidecar/"),
+        "{head}"
+    );
+}
