@@ -9,7 +9,7 @@ pub fn body(target_bytes: usize) -> Vec<u8> {
     let mut text = String::with_capacity(target_bytes + 2048);
     let mut family = 0usize;
     while text.len() < target_bytes {
-        let (kind, unit) = if family % 2 == 0 {
+        let (kind, unit) = if family.is_multiple_of(2) {
             ("counter", "_total")
         } else {
             ("gauge", "")
