@@ -4,6 +4,7 @@
 //! is measured from outside, by PID, so the cost of these helpers is never
 //! counted in its figures.
 
+pub mod args;
 pub mod load;
 pub mod procfs;
 pub mod stub;
