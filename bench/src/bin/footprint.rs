@@ -39,7 +39,7 @@ OPTIONS (seconds unless stated):
     --client_window S       window of the 15 s client scenarios [60]
     --client_every S        interval of the periodic client [15]
     --clients K             keep-alive clients of the served scenario [2]
-    --only LIST             comma list of: S,L,X,served,on_demand,sweep
+    --only LIST             comma list of: S,floor,L,X,served,on_demand,sweep
     --out DIR               where results go [bench/results]
     --quick                 short windows for development (5/2/3/30)
 ";
@@ -76,8 +76,19 @@ enum Clients {
     Every(Duration),
 }
 
+/// Which process the window measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measured {
+    Sidecar,
+    /// This program re-run as the least any scraper can do: blocking
+    /// keep-alive clients that read every body at the interval and parse
+    /// nothing (issue 6's reference point).
+    FloorScraper,
+}
+
 struct Scenario {
     name: String,
+    measured: Measured,
     group: &'static str,
     containers: usize,
     body: Arc<Vec<u8>>,
@@ -130,12 +141,17 @@ fn run() -> Result<(), String> {
             "clients",
             "only",
             "out",
+            "floor_ports",
+            "floor_interval_ms",
         ],
         &["quick", "help"],
     )?;
     if args.switch("help") {
         print!("{HELP}");
         return Ok(());
+    }
+    if let Some(ports) = args.value("floor_ports") {
+        return floor_scraper(ports, args.parsed_or("floor_interval_ms", 200)?);
     }
     let settings = settings(&args)?;
     if !settings.sidecar.is_file() {
@@ -232,6 +248,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
         |name: &str, group, containers, body: &Arc<Vec<u8>>, interval_ms, clients, window| {
             Scenario {
                 name: name.to_string(),
+                measured: Measured::Sidecar,
                 group,
                 containers,
                 body: body.clone(),
@@ -252,6 +269,19 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             Clients::None,
             settings.window,
         ));
+    }
+    if wanted("floor") {
+        let mut floor = scenario(
+            "floor: blocking reader of S",
+            "main",
+            3,
+            &node_exporter,
+            200,
+            Clients::None,
+            settings.window,
+        );
+        floor.measured = Measured::FloorScraper;
+        list.push(floor);
     }
     if wanted("L") {
         let body = Arc::new(synth::body(1_000_000));
@@ -381,20 +411,36 @@ fn measure(
         .collect();
     let log_path = settings.out.join("tmp").join(format!("{log_name}.log"));
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut command = Command::new(&settings.sidecar);
-    for (index, stub) in stubs.iter().enumerate() {
-        command.arg(format!("-m=c{index}:{}", stub.port));
-    }
+    let mut command = match scenario.measured {
+        Measured::Sidecar => {
+            let mut command = Command::new(&settings.sidecar);
+            for (index, stub) in stubs.iter().enumerate() {
+                command.arg(format!("-m=c{index}:{}", stub.port));
+            }
+            command
+                .arg(format!("--export_to={export_port}"))
+                .arg(format!("--scrape_interval={}", scenario.interval_ms))
+                .arg("--log_level=warn");
+            command
+        }
+        Measured::FloorScraper => {
+            let ports: Vec<String> = stubs.iter().map(|stub| stub.port.to_string()).collect();
+            let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            command
+                .arg(format!("--floor_ports={}", ports.join(",")))
+                .arg(format!("--floor_interval_ms={}", scenario.interval_ms));
+            command
+        }
+    };
     command
-        .arg(format!("--export_to={export_port}"))
-        .arg(format!("--scrape_interval={}", scenario.interval_ms))
-        .arg("--log_level=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
     let sidecar = Running(command.spawn().map_err(|e| format!("start sidecar: {e}"))?);
     let pid = sidecar.0.id();
-    wait_healthy(export_port)?;
+    if scenario.measured == Measured::Sidecar {
+        wait_healthy(export_port)?;
+    }
 
     let mut periodic_client = match scenario.clients {
         Clients::Every(_) => {
@@ -452,6 +498,24 @@ fn measure(
         periodic,
         load_average,
     ))
+}
+
+/// Reads every port's body each interval, on a fixed cadence, until killed.
+fn floor_scraper(ports: &str, interval_ms: u64) -> Result<(), String> {
+    let mut clients = Vec::new();
+    for port in ports.split(',') {
+        let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+        clients.push(Client::connect(port, "/metrics").map_err(|e| format!("port {port}: {e}"))?);
+    }
+    let interval = Duration::from_millis(interval_ms.max(1));
+    let mut next = Instant::now();
+    loop {
+        for client in &mut clients {
+            client.get().map_err(|e| format!("scrape: {e}"))?;
+        }
+        next += interval;
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
 }
 
 fn wait_healthy(port: u16) -> Result<(), String> {
@@ -683,6 +747,29 @@ fn fit(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
     Some((intercept, slope, r2))
 }
 
+/// Least squares `cpu = per_scrape * scrapes/s + per_mb * MB/s` (no
+/// intercept): CPU ms per scrape and CPU ms per MB, since 1 mc = 1 ms/s.
+fn cost_model(outcomes: &[Outcome]) -> Option<(f64, f64)> {
+    let (mut ss, mut sm, mut mm, mut sy, mut my) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for o in outcomes.iter().filter(|o| o.group == "sweep") {
+        let (scrapes, megabytes, cpu) =
+            (o.scrapes_per_s, o.bytes_scraped_per_s / 1e6, o.cpu_mcores);
+        ss += scrapes * scrapes;
+        sm += scrapes * megabytes;
+        mm += megabytes * megabytes;
+        sy += scrapes * cpu;
+        my += megabytes * cpu;
+    }
+    let determinant = ss * mm - sm * sm;
+    if determinant.abs() < 1e-12 {
+        return None;
+    }
+    Some((
+        (sy * mm - my * sm) / determinant,
+        (ss * my - sm * sy) / determinant,
+    ))
+}
+
 fn sweep_points(outcomes: &[Outcome]) -> Vec<(f64, f64)> {
     outcomes
         .iter()
@@ -767,6 +854,14 @@ fn markdown(outcomes: &[Outcome], elapsed_s: f64) -> String {
             let _ = writeln!(
                 md,
                 "\nLeast-squares fit over the sweep: CPU ≈ {intercept:.2} mc + {slope:.2} mc per MB/s scraped (R² = {r2:.3}). Plot: `cpu_vs_bytes.svg`."
+            );
+        }
+        if let Some((per_scrape_ms, per_mb_ms)) = cost_model(outcomes) {
+            let _ = writeln!(
+                md,
+                "\nTwo-term fit (a fixed cost per scrape plus a cost per byte): CPU mc ≈ {:.0} µs × scrapes/s + {:.2} ms × MB/s.",
+                per_scrape_ms * 1e3,
+                per_mb_ms
             );
         }
     }
@@ -995,4 +1090,33 @@ fn svg(outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(s, "</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_of_exact_line_and_of_too_few_points() {
+        let (intercept, slope, r2) = fit(&[(1.0, 3.0), (2.0, 5.0), (4.0, 9.0)]).unwrap();
+        assert!((intercept - 1.0).abs() < 1e-9);
+        assert!((slope - 2.0).abs() < 1e-9);
+        assert!((r2 - 1.0).abs() < 1e-9);
+        assert!(fit(&[(1.0, 1.0)]).is_none());
+        assert!(fit(&[(1.0, 1.0), (1.0, 2.0)]).is_none());
+    }
+
+    #[test]
+    fn human_bytes_forms() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(10_000.0), "10 KB");
+        assert_eq!(human_bytes(57_523.0), "57.5 KB");
+        assert_eq!(human_bytes(1_000_000.0), "1 MB");
+        assert_eq!(human_bytes(15_004_000.0), "15.004 MB");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
 }
