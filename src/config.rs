@@ -119,8 +119,13 @@ OPTIONS:
             a sample is renamed exported_<name>.
             [default: container]
     -i, --scrape_interval <ms>
-            Milliseconds between two scrapes of each container, up to 86400000;
-            0 scrapes on demand, when the merged metrics are asked for.
+            Milliseconds between two scrapes of each container, up to 86400000.
+            Requests are answered at once from data at most this old.
+            0 scrapes on demand: each request scrapes every container once
+            (requests arriving meanwhile share that round) and is answered
+            when all replied or --scrape_timeout (or Prometheus' own timeout
+            header) passed; nothing runs between requests. Choose it when the
+            containers are costly to scrape or Prometheus scrapes rarely.
             [default: 200]
         --scrape_timeout <ms>
             Milliseconds a whole scrape may take, from 1 to 86400000.

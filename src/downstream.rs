@@ -7,11 +7,19 @@
 //! one at a time in the order they arrive (pipelining), each fully written
 //! before the next is parsed.
 //!
+//! A response that closes the connection (`Connection: close`, HTTP/1.0,
+//! 400, 431) ends in a *lingering close*: the sending side is shut down and
+//! what the client still sends is read and dropped until it closes too.
+//! Closing with request bytes unread would make the kernel answer with a
+//! reset that discards the end of the response still in the send buffer
+//! (RFC 9112 §9.6).
+//!
 //! Parsing a request ([`parse_request`]) and writing a response head
 //! ([`write_head`]) are pure; only [`Client::read`] and [`Client::write`] touch
 //! the socket, and the event loop decides what each request gets.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,6 +31,11 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 4096;
 
 /// Headers parsed per request; more is a 431 as well.
 const MAX_HEADERS: usize = 32;
+
+/// Reads of [`MAX_REQUEST_HEAD_BYTES`] a lingering client gets per readiness
+/// event: a client that keeps sending is left to its deadline rather than
+/// holding the loop.
+const MAX_LINGER_READS: usize = 16;
 
 /// What a request asks for, once its head is complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +248,9 @@ pub struct Client {
     close_after_response: bool,
     /// The peer half-closed its side: answer what was asked, then close.
     peer_closed: bool,
+    /// The response that closes the connection is written and our side is
+    /// shut down: incoming bytes are dropped until the peer closes.
+    lingering: bool,
 }
 
 impl Client {
@@ -247,14 +263,19 @@ impl Client {
             written: 0,
             close_after_response: false,
             peer_closed: false,
+            lingering: false,
         }
     }
 
     /// Reads what the socket holds, up to the head limit (beyond it the
     /// parse reports 431). Returns `Closed` only on a connection error; an
     /// orderly shutdown by the peer is remembered so queued requests are
-    /// still answered.
+    /// still answered. While lingering, bytes are dropped and the peer's
+    /// close is `Closed`.
     pub fn read(&mut self) -> SocketState {
+        if self.lingering {
+            return self.drain();
+        }
         loop {
             let used = self.input.len();
             if used >= MAX_REQUEST_HEAD_BYTES {
@@ -286,10 +307,40 @@ impl Client {
         }
     }
 
+    /// Reads and drops what a lingering client sends. `Closed` once it has
+    /// closed its side (or on error): the socket can now close cleanly.
+    fn drain(&mut self) -> SocketState {
+        self.input.resize(MAX_REQUEST_HEAD_BYTES, 0);
+        let mut state = SocketState::WouldBlock;
+        for _ in 0..MAX_LINGER_READS {
+            match self.stream.read(&mut self.input) {
+                Ok(0) => {
+                    state = SocketState::Closed;
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    state = SocketState::Closed;
+                    break;
+                }
+            }
+        }
+        self.input.clear();
+        state
+    }
+
+    /// Whether the connection is in its lingering close (the event loop
+    /// bounds it with a deadline).
+    pub fn is_lingering(&self) -> bool {
+        self.lingering
+    }
+
     /// The next complete request waiting in the input, if any and if no
     /// response is being written.
     pub fn next_request(&self, endpoint: &str) -> Result<Option<Request>, RequestError> {
-        if self.is_writing() {
+        if self.is_writing() || self.lingering {
             return Ok(None);
         }
         parse_request(&self.input, endpoint)
@@ -306,8 +357,21 @@ impl Client {
         !self.input.is_empty()
     }
 
+    /// Whether the response being written shares `body`.
+    pub fn holds(&self, body: &Rc<Vec<u8>>) -> bool {
+        self.response_body
+            .as_ref()
+            .is_some_and(|held| Rc::ptr_eq(held, body))
+    }
+
     pub fn is_writing(&self) -> bool {
         !self.response_head.is_empty()
+    }
+
+    /// Bytes of the shared body the response being written holds (0 for
+    /// none, or a head-only answer).
+    pub fn body_len(&self) -> usize {
+        self.response_body.as_ref().map_or(0, |body| body.len())
     }
 
     /// Starts the answer to the request that used the first `request_length`
@@ -343,9 +407,9 @@ impl Client {
     }
 
     /// Writes as much of the response as the socket takes. `Continue` means
-    /// the response is complete and the client may take the next request;
-    /// `Closed` that the connection is to be dropped (error, or
-    /// `Connection: close` answered).
+    /// the response is complete: the client may take the next request, or,
+    /// if the response closes the connection, the client is now lingering.
+    /// `Closed` means the connection broke and is to be dropped.
     pub fn write(&mut self) -> SocketState {
         while self.is_writing() {
             let head = &self.response_head;
@@ -365,7 +429,12 @@ impl Client {
                         self.response_body = None;
                         self.written = 0;
                         if self.close_after_response {
-                            return SocketState::Closed;
+                            // FIN after the last byte; then drain.
+                            if self.stream.shutdown(Shutdown::Write).is_err() {
+                                return SocketState::Closed;
+                            }
+                            self.lingering = true;
+                            self.input.clear();
                         }
                     }
                 }

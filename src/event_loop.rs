@@ -64,6 +64,11 @@ const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
 /// (`X-Prometheus-Scrape-Timeout-Seconds`): the round ends this much earlier,
 /// a tenth of the timeout but at most half a second, for merging and writing.
 const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
+/// After a closing response, the client has this long to close its side
+/// (nginx's lingering_timeout); then the socket is closed anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of earlier merged bodies that slow clients may keep alive.
+const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -159,7 +164,12 @@ struct Sidecar {
     merger: Merger,
     /// The body every `/metrics` response shares until data changes.
     merged: Rc<Vec<u8>>,
+    /// Earlier merged bodies still being written to slow clients, oldest
+    /// first. Bounded by `MAX_RETIRED_BODY_BYTES`.
+    retired: Vec<Rc<Vec<u8>>>,
     merged_is_current: bool,
+    /// Size of the last merged body: what the next build reserves.
+    merged_size_hint: usize,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
     logged_conflicts: HashSet<(usize, Vec<u8>)>,
@@ -235,16 +245,15 @@ fn round_up_to_millisecond(duration: Duration) -> Duration {
 impl Sidecar {
     fn new(config: Config, poll: Poll, listener: TcpListener, now: Instant) -> Sidecar {
         let mut timers = TimerWheel::new(now, Duration::from_millis(1), 1024);
-        let count = config.containers.len().max(1) as u32;
         let containers = config
             .containers
             .iter()
             .enumerate()
             .map(|(index, container)| {
-                // Spread the first ticks over one interval so the
-                // containers are not all scraped in the same millisecond.
-                let offset = config.scrape_interval * index as u32 / count;
-                let first_tick = now + offset;
+                // Every container ticks at the same instants: one wake-up
+                // starts all scrapes, and the containers are separate
+                // processes, so scraping them together costs them nothing.
+                let first_tick = now;
                 if !config.scrape_interval.is_zero() {
                     timers.insert(first_tick, TimerKey::ScrapeTick(index));
                 }
@@ -279,7 +288,9 @@ impl Sidecar {
             fired: Vec::new(),
             merger,
             merged: Rc::new(Vec::new()),
+            retired: Vec::new(),
             merged_is_current: false,
+            merged_size_hint: 0,
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
             logged_conflicts: HashSet::new(),
@@ -373,18 +384,22 @@ impl Sidecar {
     }
 
     fn finish_scrape(&mut self, index: usize, outcome: Outcome, now: Instant) {
+        self.invalidate_merged();
         let container = &mut self.containers[index];
         if let Some(timer) = container.deadline.take() {
             self.timers.cancel(timer);
         }
         container.stats.scrapes_total += 1;
         container.stats.last_scrape_duration = container.upstream.elapsed(now);
-        self.merged_is_current = false;
         match outcome {
             Outcome::Success => {
                 container.stats.last_body_bytes = container.upstream.body_mut().len() as u64;
                 container.snapshot.replace(container.upstream.body_mut());
                 container.upstream.shrink();
+                // The index of the previous body is not needed until a
+                // client asks, which may be a minute away: give its memory
+                // back (about as much again as the body) rather than hold it.
+                container.snapshot.shrink();
                 // While up, the body is indexed only when a client asks
                 // (most bodies are replaced unread). While down or unknown,
                 // index it now, so recovery is logged when it happens and a
@@ -495,7 +510,9 @@ impl Sidecar {
                             self.close_client(slot);
                             return;
                         }
-                        let deadline = if entry.client.has_partial_request() {
+                        let deadline = if entry.client.is_lingering() {
+                            LINGER_TIMEOUT
+                        } else if entry.client.has_partial_request() {
                             REQUEST_HEAD_TIMEOUT
                         } else {
                             IDLE_TIMEOUT
@@ -734,8 +751,10 @@ impl Sidecar {
         // Reuse the buffer when no client still holds the previous body.
         let mut out = match Rc::get_mut(&mut self.merged) {
             Some(buffer) => std::mem::take(buffer),
-            None => Vec::with_capacity(self.merged.len()),
+            None => Vec::new(),
         };
+        // One allocation of the right size rather than doublings.
+        out.reserve(self.merged_size_hint);
         let mut sources: Vec<Source<'_>> = self
             .containers
             .iter()
@@ -758,6 +777,12 @@ impl Sidecar {
         });
         self.merger.merge(&sources, &mut out);
         drop(sources);
+        // Give back what an outsized merge (a container's huge body, since
+        // gone) left behind.
+        if out.capacity() > out.len() * 2 + 64 * 1024 {
+            out.shrink_to(out.len() + out.len() / 4);
+        }
+        self.merged_size_hint = out.len() + out.len() / 8;
         for (source, family) in self.merger.conflicts() {
             let Some(&index) = up.get(source) else {
                 continue;
@@ -777,10 +802,49 @@ impl Sidecar {
         }
         match Rc::get_mut(&mut self.merged) {
             Some(buffer) => *buffer = out,
-            None => self.merged = Rc::new(out),
+            None => {
+                let previous = std::mem::replace(&mut self.merged, Rc::new(out));
+                self.retired.push(previous);
+                self.limit_retired_bodies();
+            }
         }
         self.merged_is_current = true;
         self.merged.clone()
+    }
+
+    /// The merged body no longer matches the data. When no client is still
+    /// being sent it, its memory (as much as every body together) is given
+    /// back now rather than held until the next request, which may be a
+    /// minute away; the next build allocates it once, at the size of this one.
+    fn invalidate_merged(&mut self) {
+        if !self.merged_is_current {
+            return;
+        }
+        self.merged_is_current = false;
+        if let Some(buffer) = Rc::get_mut(&mut self.merged) {
+            *buffer = Vec::new();
+        }
+    }
+
+    /// A slow client holds only a reference to a body already built, but
+    /// clients that stall one after the other could each hold a different
+    /// one. Past a budget, the clients holding the oldest bodies are closed
+    /// (the newest retired body is always kept: its readers are recent).
+    fn limit_retired_bodies(&mut self) {
+        self.retired.retain(|body| Rc::strong_count(body) > 1);
+        let mut held: usize = self.retired.iter().map(|body| body.len()).sum();
+        while held > MAX_RETIRED_BODY_BYTES && self.retired.len() > 1 {
+            let oldest = self.retired.remove(0);
+            held -= oldest.len();
+            for slot in 0..self.clients.len() {
+                let holds =
+                    matches!(&self.clients[slot], Some(entry) if entry.client.holds(&oldest));
+                if holds {
+                    debug!("closing a client too slow to take its response");
+                    self.close_client(slot);
+                }
+            }
+        }
     }
 
     fn render_own_metrics(&mut self) {

@@ -232,42 +232,49 @@ pub fn render(
         }
     }
 
-    write_header(
-        out,
-        "process_cpu_seconds_total",
-        "Total user and system CPU time spent in seconds.",
-        "counter",
-    );
-    out.extend_from_slice(b"process_cpu_seconds_total ");
-    write_f64(out, process.cpu_seconds);
-    out.push(b'\n');
-    write_header(
-        out,
-        "process_resident_memory_bytes",
-        "Resident memory size in bytes.",
-        "gauge",
-    );
-    out.extend_from_slice(b"process_resident_memory_bytes ");
-    write_u64(out, process.resident_bytes);
-    out.push(b'\n');
-    write_header(
-        out,
-        "process_open_fds",
-        "Number of open file descriptors.",
-        "gauge",
-    );
-    out.extend_from_slice(b"process_open_fds ");
-    write_u64(out, process.open_fds);
-    out.push(b'\n');
-    write_header(
-        out,
-        "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.",
-        "gauge",
-    );
-    out.extend_from_slice(b"process_start_time_seconds ");
-    write_f64(out, process.start_time_seconds);
-    out.push(b'\n');
+    let process_metrics: [(&str, &str, &str, Number); 4] = [
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            Number::Float(process.cpu_seconds),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            Number::Integer(process.resident_bytes),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            Number::Integer(process.open_fds),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+            Number::Float(process.start_time_seconds),
+        ),
+    ];
+    for (name, help, kind, value) in process_metrics {
+        write_header(out, name, help, kind);
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        match value {
+            Number::Integer(value) => write_u64(out, value),
+            Number::Float(value) => write_f64(out, value),
+        }
+        out.push(b'\n');
+    }
+}
+
+/// A process metric's value, written as client_golang writes it.
+#[derive(Clone, Copy)]
+enum Number {
+    Integer(u64),
+    Float(f64),
 }
 
 /// Help texts are constants without `\` or newline, so need no escaping.

@@ -640,28 +640,26 @@ impl Index {
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
     fn sample(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let mut flags = 0u8;
-        let (name, after_name, in_braces) = if b[p] == b'{' {
+        let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
             let q = skip_blanks(b, p + 1);
             if b.get(q) != Some(&b'"') {
                 return Err((ParseErrorKind::MetricName, q));
             }
             let (name, after) = self.metric_name(b, q, true)?;
             flags |= QUOTED_NAME | SLOW_LABELS;
-            (name, after, true)
+            (name, after, true, None)
         } else if let Some(end) = repeats_last_name(b, p, cursor) {
-            // Runs of one name (series of a family, buckets) skip the scan.
-            (NameRef::Legacy(Span::new(p, end)), end, false)
+            // Runs of one name (series of a family, buckets) skip the scan
+            // and the family lookup.
+            let name = NameRef::Legacy(Span::new(p, end));
+            (name, end, false, Some(cursor.last_family))
         } else {
             let (name, after) = self.metric_name(b, p, false)?;
-            (name, after, false)
+            (name, after, false, None)
         };
-        let family = match name {
-            NameRef::Legacy(span)
-                if cursor.last_family != u32::MAX && span.of(b) == cursor.last_name.of(b) =>
-            {
-                cursor.last_family
-            }
-            _ => {
+        let family = match known_family {
+            Some(family) => family,
+            None => {
                 let name_bytes = std::mem::take(&mut self.sample_name);
                 let resolved = match name {
                     NameRef::Legacy(span) => self.resolve(span.of(b), cursor),
@@ -807,6 +805,48 @@ impl Index {
         self.scratch.clear();
         let mut repeating = true;
         loop {
+            // Fast path for the common case: the previous sample's label
+            // name at this position, then `="` with no blanks. A repeat
+            // needs no duplicate check and no bloom update; anything else
+            // (blanks, a new name, a quoted name) takes the general path.
+            if let Some(previous) = self
+                .previous_label_names
+                .get(self.label_names.len())
+                .filter(|previous| repeating && !previous.escaped)
+            {
+                let name = previous.span.of(b);
+                let end = p + name.len();
+                if b.get(end..end + 2) == Some(b"=\"")
+                    && b.get(p..end).is_some_and(|here| same_bytes(here, name))
+                {
+                    let (value, close) = scan_quoted(b, end + 1)?;
+                    check_bound(kind, name, value.of(b), end + 1)?;
+                    self.label_names.push(LabelName {
+                        span: Span::new(p, end),
+                        escaped: false,
+                    });
+                    match b.get(close + 1) {
+                        Some(b',') => {
+                            p = close + 2;
+                            continue;
+                        }
+                        Some(b'}') => return Ok(close + 2),
+                        _ => {}
+                    }
+                    let s = skip_blanks(b, close + 1);
+                    if s != close + 1 {
+                        *flags |= SLOW_LABELS;
+                    }
+                    match b.get(s) {
+                        Some(b',') => {
+                            p = s + 1;
+                            continue;
+                        }
+                        Some(b'}') => return Ok(s + 1),
+                        _ => return Err((ParseErrorKind::LabelSeparator, s)),
+                    }
+                }
+            }
             let q = skip_blanks(b, p);
             if q != p {
                 *flags |= SLOW_LABELS;
@@ -889,16 +929,7 @@ impl Index {
                     return Err((ParseErrorKind::DuplicateLabel, r));
                 }
             }
-            // expfmt (promtool) requires these to be numbers.
-            if kind == Kind::Histogram && name_bytes == b"le" && value_form(value.of(b)).is_none() {
-                return Err((ParseErrorKind::BucketBound, r));
-            }
-            if kind == Kind::Summary
-                && name_bytes == b"quantile"
-                && value_form(value.of(b)).is_none()
-            {
-                return Err((ParseErrorKind::Quantile, r));
-            }
+            check_bound(kind, name_bytes, value.of(b), r)?;
             if !repeating {
                 self.label_bloom.insert(name_bytes);
             }
@@ -914,6 +945,20 @@ impl Index {
                 _ => return Err((ParseErrorKind::LabelSeparator, s)),
             }
         }
+    }
+}
+
+/// expfmt (promtool) requires `le` of a histogram and `quantile` of a
+/// summary to be numbers.
+fn check_bound(kind: Kind, name: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
+    match kind {
+        Kind::Histogram if name == b"le" && value_form(value).is_none() => {
+            Err((ParseErrorKind::BucketBound, at))
+        }
+        Kind::Summary if name == b"quantile" && value_form(value).is_none() => {
+            Err((ParseErrorKind::Quantile, at))
+        }
+        _ => Ok(()),
     }
 }
 

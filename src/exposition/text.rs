@@ -72,29 +72,48 @@ pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
     }
 }
 
-/// Equality of short byte strings (names) without a call to `memcmp`,
-/// eight bytes at a time.
+/// Equality of short byte strings (names) without a call to `memcmp`: eight
+/// bytes at a time, then one overlapping load for the tail, so no byte loop.
 #[inline]
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let len = a.len();
+    if len != b.len() {
         return false;
     }
-    let mut a_chunks = a.chunks_exact(8);
-    let mut b_chunks = b.chunks_exact(8);
-    for (x, y) in (&mut a_chunks).zip(&mut b_chunks) {
-        let mut xa = [0u8; 8];
-        let mut ya = [0u8; 8];
-        xa.copy_from_slice(x);
-        ya.copy_from_slice(y);
-        if xa != ya {
-            return false;
+    if len >= 8 {
+        let mut at = 0;
+        while at + 8 <= len {
+            if word_at(a, at) != word_at(b, at) {
+                return false;
+            }
+            at += 8;
         }
+        // The last eight bytes, overlapping what was already compared.
+        return at == len || word_at(a, len - 8) == word_at(b, len - 8);
     }
-    a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .all(|(x, y)| x == y)
+    if len >= 4 {
+        return half_at(a, 0) == half_at(b, 0) && half_at(a, len - 4) == half_at(b, len - 4);
+    }
+    // Up to three bytes: first, middle and last cover them all.
+    len == 0 || (a.first() == b.first() && a.get(len / 2) == b.get(len / 2) && a.last() == b.last())
+}
+
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(chunk) = bytes.get(at..at + 8) {
+        word.copy_from_slice(chunk);
+    }
+    u64::from_le_bytes(word)
+}
+
+#[inline]
+fn half_at(bytes: &[u8], at: usize) -> u32 {
+    let mut half = [0u8; 4];
+    if let Some(chunk) = bytes.get(at..at + 4) {
+        half.copy_from_slice(chunk);
+    }
+    u32::from_le_bytes(half)
 }
 
 /// First `"`, `\\` or newline from `p` (or the end). Eight bytes at a time
@@ -467,6 +486,39 @@ impl NameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_matches_slice_equality() {
+        let words: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"b",
+            b"ab",
+            b"ac",
+            b"abc",
+            b"abd",
+            b"xbc",
+            b"axc",
+            b"abcd",
+            b"abce",
+            b"le",
+            b"code",
+            b"method",
+            b"methox",
+            b"quantile",
+            b"quantilf",
+            b"quantile_",
+            b"app_requests_17_total",
+            b"app_requests_17_totax",
+            b"bpp_requests_17_total",
+            b"app_requests_18_total",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn value_forms() {

@@ -256,9 +256,10 @@ impl Upstream {
             }
         }
         self.phase = Phase::ReadingResponse;
-        // The answer may already be there; with edge-triggered readiness we
-        // must look now rather than wait for an event that came before.
-        self.read_response(registry)
+        // No read now: the answer cannot come before the request, and its
+        // arrival on this registered socket is a new readiness edge. Reading
+        // here would cost one failed syscall per scrape.
+        None
     }
 
     fn read_response(&mut self, registry: &Registry) -> Option<Outcome> {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+/// An obviously correct, slow exposition parser to check the fast one.
 pub mod naive;
 
 use std::io::{Read, Write};

@@ -1,0 +1,92 @@
+//! Hostile clients and upstreams must not take the sidecar's resident
+//! memory past its 32 MiB limit (DESIGN: "Failure is normal").
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{container_args, wait_until, Behaviour, Sidecar, Stub};
+
+const LIMIT_BYTES: u64 = 32 << 20;
+
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .unwrap();
+    let kilobytes: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kilobytes * 1024
+}
+
+/// A connection whose receive buffer is small, so that the kernel does not
+/// absorb the whole response on the client's behalf.
+fn stalled_connection(port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&common::local(port).into()).unwrap();
+    socket.into()
+}
+
+/// Each stalled client asks for the merged body and never reads it. The
+/// data changes between their requests, so each would keep a different
+/// body alive: the sidecar must close the oldest instead of growing.
+#[test]
+fn stalled_clients_holding_successive_bodies_do_not_grow_memory() {
+    let stub = Stub::start(Behaviour::Huge(3 << 20));
+    let mut args = container_args(&[("big", stub.port)]);
+    args.push("--scrape_interval=20".to_string());
+    let sidecar = Sidecar::start(&args);
+    assert!(wait_until(Duration::from_secs(10), || {
+        sidecar
+            .metrics()
+            .contains("multiplexer_up{container=\"big\"} 1")
+    }));
+    let mut stalled = Vec::new();
+    for _ in 0..60 {
+        let before = stub.request_count();
+        let mut stream = stalled_connection(sidecar.port);
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        stalled.push(stream);
+        // Wait for fresh data so the next client gets a different body.
+        assert!(wait_until(Duration::from_secs(10), || stub.request_count() > before));
+    }
+    // A normal client is still served, and memory stayed bounded.
+    assert!(sidecar.metrics().contains("huge_metric"));
+    let peak = resident_bytes(sidecar.pid());
+    assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+}
+
+/// Containers that send more than the body limit, again and again, cost at
+/// most the limit each.
+#[test]
+fn oversized_bodies_do_not_grow_memory() {
+    let stubs: Vec<Stub> = (0..3)
+        .map(|_| Stub::start(Behaviour::Huge(50 << 20)))
+        .collect();
+    let names = ["a", "b", "c"];
+    let containers: Vec<(&str, u16)> = names
+        .iter()
+        .copied()
+        .zip(stubs.iter().map(|s| s.port))
+        .collect();
+    let mut args = container_args(&containers);
+    args.push("--scrape_interval=50".to_string());
+    let sidecar = Sidecar::start(&args);
+    assert!(wait_until(Duration::from_secs(20), || {
+        stubs.iter().all(|stub| stub.request_count() >= 10)
+    }));
+    let metrics = sidecar.metrics();
+    for name in names {
+        assert!(
+            metrics.contains(&format!("multiplexer_scrape_failures_total{{container=\"{name}\",reason=\"body_too_large\"}}")),
+            "{metrics}"
+        );
+    }
+    let peak = resident_bytes(sidecar.pid());
+    assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+}
