@@ -140,6 +140,10 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         }
     }
 
+    // RFC 9112 §3.2.2: a server must accept the absolute-form
+    // (`http://host/metrics`), which some proxies send; its path is what
+    // follows the authority.
+    let target = origin_form(target);
     // The query string is ignored: Prometheus may add `?...` parameters.
     let path = target.split('?').next().unwrap_or(target);
     let head_only = method == "HEAD";
@@ -166,6 +170,24 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         scrape_timeout,
         length,
     }))
+}
+
+/// The origin-form part of a request target: an absolute-form target
+/// (`http://authority/path?query`, scheme in any case) loses its scheme and
+/// authority; anything else is returned as it is.
+fn origin_form(target: &str) -> &str {
+    let Some(scheme_end) = target.find("://") else {
+        return target;
+    };
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return target;
+    }
+    let rest = &target[scheme_end + 3..];
+    match rest.find(['/', '?']).map(|path_start| &rest[path_start..]) {
+        Some(path) if path.starts_with('/') => path,
+        _ => "/",
+    }
 }
 
 /// Response status codes this server sends.
@@ -466,6 +488,33 @@ mod tests {
             ("GET /healthz HTTP/1.1\r\n\r\n", Route::Health, false),
             ("GET /other HTTP/1.1\r\n\r\n", Route::NotFound, false),
             ("GET /metrics/ HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            // Absolute-form (RFC 9112 §3.2.2).
+            (
+                "GET http://pod:13434/metrics HTTP/1.1\r\n\r\n",
+                Route::Metrics,
+                false,
+            ),
+            (
+                "GET HTTP://pod/metrics?x=1 HTTP/1.1\r\n\r\n",
+                Route::Metrics,
+                false,
+            ),
+            (
+                "GET http://pod/healthz HTTP/1.1\r\n\r\n",
+                Route::Health,
+                false,
+            ),
+            ("GET http://pod HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            (
+                "GET http://pod?/metrics HTTP/1.1\r\n\r\n",
+                Route::NotFound,
+                false,
+            ),
+            (
+                "GET ftp://pod/metrics HTTP/1.1\r\n\r\n",
+                Route::NotFound,
+                false,
+            ),
             (
                 "POST /metrics HTTP/1.1\r\n\r\n",
                 Route::MethodNotAllowed,
