@@ -370,6 +370,26 @@ impl Index {
         self.family_table.shrink();
     }
 
+    /// Bytes the index holds (capacity of every buffer, kept between
+    /// bodies): what a snapshot costs beyond its body.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.families)
+            + bytes(&self.samples)
+            + bytes(&self.names)
+            + bytes(&self.declarations)
+            + self.declaration_table.capacity_bytes()
+            + self.family_table.capacity_bytes()
+            + bytes(&self.regrouped)
+            + bytes(&self.starts)
+            + bytes(&self.label_names)
+            + bytes(&self.previous_label_names)
+            + bytes(&self.scratch)
+            + bytes(&self.sample_name)
+    }
+
     /// Validates `body` and indexes it. On error the index is left empty.
     pub(crate) fn build(&mut self, body: &[u8]) -> Result<(), ParseError> {
         self.clear();

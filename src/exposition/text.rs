@@ -475,6 +475,10 @@ impl NameTable {
         }
     }
 
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+
     pub(crate) fn shrink(&mut self) {
         if self.slots.len() > 4096 && self.len * 8 < self.slots.len() {
             self.slots = Vec::new();
