@@ -326,8 +326,9 @@ impl Merger {
                 label: &self.label,
                 check_labels: target.is_some() && index.label_bloom.may_contain(&self.label),
             };
-            for sample in samples {
-                writer.write(sample, out, &mut self.scratch, &mut self.candidate);
+            for packed in samples {
+                let sample = index.sample(packed, snapshot.body());
+                writer.write(&sample, out, &mut self.scratch, &mut self.candidate);
             }
         }
     }

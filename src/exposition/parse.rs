@@ -8,6 +8,8 @@
 //!   of their first sample and have at least one sample;
 //! - `samples` is grouped by family (`Family::samples` is a range of it),
 //!   samples of a family keep their input order;
+//! - a sample is kept packed (16 bytes, offsets relative to its name's start,
+//!   see [`PackedSample`]); [`Index::sample`] decodes it;
 //! - every label set, value and timestamp has been validated, so the writer
 //!   may copy them without checking again.
 
@@ -236,7 +238,12 @@ pub(crate) const QUOTED_NAME: u8 = 1;
 pub(crate) const SLOW_LABELS: u8 = 2;
 /// The sample has braces; `labels.end` is the position of its `}`.
 pub(crate) const BRACES: u8 = 4;
+/// A timestamp follows the value (found again by [`Index::sample`]).
+const TIMESTAMP: u8 = 8;
+/// The sample is kept whole in `Index::long_samples` (see [`PackedSample`]).
+const LONG: u8 = 16;
 
+/// A sample's spans in the body, as [`Index::sample`] decodes them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
     /// Legacy name, or the raw content of a quoted name (see `QUOTED_NAME`).
@@ -246,7 +253,6 @@ pub(crate) struct Sample {
     pub(crate) value: Span,
     /// Empty when there is none.
     pub(crate) timestamp: Span,
-    pub(crate) family: u32,
     pub(crate) flags: u8,
     pub(crate) value_form: ValueForm,
 }
@@ -258,11 +264,56 @@ impl Default for Sample {
             labels: Span::default(),
             value: Span::default(),
             timestamp: Span::default(),
-            family: 0,
             flags: 0,
             value_form: ValueForm::Decimal,
         }
     }
+}
+
+/// What the index keeps per sample: 16 bytes rather than the 40 of a
+/// [`Sample`] with its family, because the index of a body used to cost
+/// more memory than the body (32 MiB pod limit). Positions are offsets from
+/// the name's start, which fit in 16 bits on every sane line; a line whose
+/// value ends 64 KiB or more after its start is kept whole in
+/// `Index::long_samples` instead (flag `LONG`, `start` is its position
+/// there). The timestamp is found again after the value (flag `TIMESTAMP`);
+/// the family is implied by `Family::samples`.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedSample {
+    start: u32,
+    name_end: u16,
+    labels_start: u16,
+    labels_end: u16,
+    value_start: u16,
+    value_end: u16,
+    flags: u8,
+    value_form: ValueForm,
+}
+
+impl PackedSample {
+    /// None when an offset does not fit in 16 bits.
+    fn pack(sample: &Sample) -> Option<PackedSample> {
+        let start = sample.name.start;
+        let offset = |at: u32| at.checked_sub(start).and_then(|o| u16::try_from(o).ok());
+        Some(PackedSample {
+            start,
+            name_end: offset(sample.name.end)?,
+            labels_start: offset(sample.labels.start)?,
+            labels_end: offset(sample.labels.end)?,
+            value_start: offset(sample.value.start)?,
+            value_end: offset(sample.value.end)?,
+            flags: sample.flags,
+            value_form: sample.value_form,
+        })
+    }
+}
+
+/// A run of consecutive samples of one family, in input order: enough to
+/// regroup the samples of a body whose families are interleaved.
+#[derive(Clone, Copy)]
+struct FamilyRun {
+    family: u32,
+    samples: u32,
 }
 
 struct Declaration {
@@ -311,7 +362,10 @@ struct LabelName {
 #[derive(Default)]
 pub(crate) struct Index {
     pub(crate) families: Vec<Family>,
-    pub(crate) samples: Vec<Sample>,
+    pub(crate) samples: Vec<PackedSample>,
+    /// Samples whose offsets do not fit a [`PackedSample`].
+    long_samples: Vec<Sample>,
+    runs: Vec<FamilyRun>,
     pub(crate) names: Vec<u8>,
     /// The body ended with `# EOF`: HELP uses OpenMetrics escapes and
     /// timestamps are seconds.
@@ -320,7 +374,8 @@ pub(crate) struct Index {
     declarations: Vec<Declaration>,
     declaration_table: NameTable,
     family_table: NameTable,
-    regrouped: Vec<Sample>,
+    /// Scratch of `group`: the input position of each grouped sample.
+    order: Vec<u32>,
     starts: Vec<u32>,
     label_names: Vec<LabelName>,
     previous_label_names: Vec<LabelName>,
@@ -344,6 +399,8 @@ impl Index {
     pub(crate) fn clear(&mut self) {
         self.families.clear();
         self.samples.clear();
+        self.long_samples.clear();
+        self.runs.clear();
         self.names.clear();
         self.openmetrics = false;
         self.label_bloom = LabelBloom::default();
@@ -362,9 +419,11 @@ impl Index {
         }
         shrink_vec(&mut self.families);
         shrink_vec(&mut self.samples);
+        shrink_vec(&mut self.long_samples);
+        shrink_vec(&mut self.runs);
         shrink_vec(&mut self.names);
         shrink_vec(&mut self.declarations);
-        self.regrouped = Vec::new();
+        self.order = Vec::new();
         self.starts = Vec::new();
         self.declaration_table.shrink();
         self.family_table.shrink();
@@ -382,12 +441,45 @@ impl Index {
             + bytes(&self.declarations)
             + self.declaration_table.capacity_bytes()
             + self.family_table.capacity_bytes()
-            + bytes(&self.regrouped)
+            + bytes(&self.long_samples)
+            + bytes(&self.runs)
+            + bytes(&self.order)
             + bytes(&self.starts)
             + bytes(&self.label_names)
             + bytes(&self.previous_label_names)
             + bytes(&self.scratch)
             + bytes(&self.sample_name)
+    }
+
+    /// Decodes a packed sample of this index; `body` is the body it was
+    /// built from.
+    pub(crate) fn sample(&self, packed: &PackedSample, body: &[u8]) -> Sample {
+        let mut sample = if packed.flags & LONG != 0 {
+            self.long_samples
+                .get(packed.start as usize)
+                .copied()
+                .unwrap_or_default()
+        } else {
+            let start = packed.start;
+            let span = |from: u16, to: u16| Span {
+                start: start + u32::from(from),
+                end: start + u32::from(to),
+            };
+            Sample {
+                name: span(0, packed.name_end),
+                labels: span(packed.labels_start, packed.labels_end),
+                value: span(packed.value_start, packed.value_end),
+                timestamp: Span::default(),
+                flags: packed.flags,
+                value_form: packed.value_form,
+            }
+        };
+        if packed.flags & TIMESTAMP != 0 {
+            // The parser took the token after the value's blanks.
+            let start = skip_blanks(body, sample.value.end as usize);
+            sample.timestamp = Span::new(start, scan_token(body, start));
+        }
+        sample
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
@@ -430,7 +522,7 @@ impl Index {
                 Some(b'\r') if b.get(p + 1) == Some(&b'\n') => p += 2,
                 Some(_) if cursor.eof_seen => return Err((ParseErrorKind::AfterEof, p)),
                 Some(b'#') => p = self.comment(b, p, &mut cursor)?,
-                Some(_) => p = self.sample(b, p, &mut cursor)?,
+                Some(_) => p = self.sample_line(b, p, &mut cursor)?,
             }
         }
         self.openmetrics = cursor.eof_seen;
@@ -463,14 +555,38 @@ impl Index {
         if grouped {
             return;
         }
-        self.regrouped.clear();
-        self.regrouped.resize(self.samples.len(), Sample::default());
-        for sample in &self.samples {
-            let at = &mut self.starts[sample.family as usize];
-            self.regrouped[*at as usize] = *sample;
-            *at += 1;
+        // `order[grouped position] = input position`, then the permutation
+        // is applied in place, cycle by cycle: 4 bytes of scratch per
+        // sample instead of a second copy of the samples.
+        self.order.clear();
+        self.order.resize(self.samples.len(), 0);
+        let mut input = 0u32;
+        for run in &self.runs {
+            let at = &mut self.starts[run.family as usize];
+            for _ in 0..run.samples {
+                self.order[*at as usize] = input;
+                *at += 1;
+                input += 1;
+            }
         }
-        std::mem::swap(&mut self.samples, &mut self.regrouped);
+        const PLACED: u32 = u32::MAX;
+        for first in 0..self.order.len() {
+            if self.order[first] == PLACED {
+                continue;
+            }
+            let saved = self.samples[first];
+            let mut at = first;
+            loop {
+                let from = self.order[at] as usize;
+                self.order[at] = PLACED;
+                if from == first {
+                    self.samples[at] = saved;
+                    break;
+                }
+                self.samples[at] = self.samples[from];
+                at = from;
+            }
+        }
     }
 
     /// A line starting with `#`: HELP, TYPE, EOF or a comment (UNIT and any
@@ -637,16 +753,18 @@ impl Index {
             }
             return Ok(index);
         }
-        let start = self.names.len();
-        match from {
-            FamilyName::Declared => self
-                .names
-                .extend_from_within(declared_name.start as usize..declared_name.end as usize),
-            FamilyName::Sample => self.names.extend_from_slice(name),
-        }
+        let family_name = match from {
+            // The declaration's name is already in `names`: shared, not copied.
+            FamilyName::Declared => declared_name,
+            FamilyName::Sample => {
+                let start = self.names.len();
+                self.names.extend_from_slice(name);
+                Span::new(start, self.names.len())
+            }
+        };
         let index = self.families.len() as u32;
         self.families.push(Family {
-            name: Span::new(start, self.names.len()),
+            name: family_name,
             hash,
             kind,
             help,
@@ -658,7 +776,7 @@ impl Index {
 
     /// A sample line: `name[{labels}] value [timestamp] [# exemplar]`, or
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
-    fn sample(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
+    fn sample_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let mut flags = 0u8;
         let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
             let q = skip_blanks(b, p + 1);
@@ -696,7 +814,11 @@ impl Index {
         };
         let kind = self.families[family as usize].kind;
 
-        let mut labels = Span::default();
+        // Empty, but placed on the line so that it packs (see PackedSample).
+        let name_span = match name {
+            NameRef::Legacy(span) | NameRef::Quoted(span) => span,
+        };
+        let mut labels = Span::new(name_span.end as usize, name_span.end as usize);
         let mut q = after_name;
         let mut closed_brace = false;
         if in_braces {
@@ -731,11 +853,10 @@ impl Index {
         let value_form =
             value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
         let mut r = skip_blanks(b, value_end);
-        let mut timestamp = Span::default();
         if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
             let end = scan_token(b, r);
             self.timestamp(&b[r..end], r, cursor)?;
-            timestamp = Span::new(r, end);
+            flags |= TIMESTAMP;
             let after = skip_blanks(b, end);
             if after == end {
                 r = end;
@@ -749,22 +870,46 @@ impl Index {
         let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
 
         let family_entry = &mut self.families[family as usize];
-        if family != cursor_prev_family(&self.samples) && family_entry.samples.end > 0 {
-            cursor.grouped = false;
+        match self.runs.last_mut() {
+            Some(run) if run.family == family => run.samples += 1,
+            _ => {
+                if family_entry.samples.end > 0 {
+                    cursor.grouped = false;
+                }
+                self.runs.push(FamilyRun { family, samples: 1 });
+            }
         }
         family_entry.samples.end += 1;
-        let name = match name {
-            NameRef::Legacy(span) | NameRef::Quoted(span) => span,
-        };
-        self.samples.push(Sample {
-            name,
+        let sample = Sample {
+            name: name_span,
             labels,
             value: Span::new(value_start, value_end),
-            timestamp,
-            family,
+            timestamp: Span::default(),
             flags,
             value_form,
+        };
+        let packed = PackedSample::pack(&sample).unwrap_or_else(|| {
+            let at = self.long_samples.len() as u32;
+            self.long_samples.push(sample);
+            PackedSample {
+                start: at,
+                name_end: 0,
+                labels_start: 0,
+                labels_end: 0,
+                value_start: 0,
+                value_end: 0,
+                flags: flags | LONG,
+                value_form,
+            }
         });
+        if self.samples.len() == self.samples.capacity() {
+            // Grow by a quarter rather than doubling: the buffer is kept for
+            // the next body of about the same size, so doubling would hold
+            // up to twice the samples' memory for good.
+            self.samples
+                .reserve_exact(self.samples.capacity() / 4 + 1024);
+        }
+        self.samples.push(packed);
         Ok(next)
     }
 
@@ -995,10 +1140,6 @@ fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
     }
 }
 
-fn cursor_prev_family(samples: &[Sample]) -> u32 {
-    samples.last().map_or(u32::MAX, |s| s.family)
-}
-
 #[derive(Clone, Copy)]
 enum NameRef {
     Legacy(Span),
@@ -1063,4 +1204,82 @@ fn line_of(b: &[u8], at: usize) -> u32 {
     let at = at.min(b.len());
     let lines = b[..at].iter().filter(|&&c| c == b'\n').count() + 1;
     u32::try_from(lines).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, labels, value, timestamp) of one sample.
+    type Texts = (String, String, String, String);
+
+    /// Every family's name and its samples, as the writer would read them.
+    fn decode(body: &str) -> Vec<(String, Vec<Texts>)> {
+        let body = body.as_bytes();
+        let mut index = Index::default();
+        index.build(body).expect("body parses");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        index
+            .families
+            .iter()
+            .map(|family| {
+                let range = family.samples.start as usize..family.samples.end as usize;
+                let samples = index.samples[range]
+                    .iter()
+                    .map(|packed| {
+                        let sample = index.sample(packed, body);
+                        (
+                            text(sample.name.of(body)),
+                            text(sample.labels.of(body)),
+                            text(sample.value.of(body)),
+                            text(sample.timestamp.of(body)),
+                        )
+                    })
+                    .collect();
+                (text(family.name.of(&index.names)), samples)
+            })
+            .collect()
+    }
+
+    fn texts(name: &str, labels: &str, value: &str, timestamp: &str) -> Texts {
+        (name.into(), labels.into(), value.into(), timestamp.into())
+    }
+
+    #[test]
+    fn interleaved_families_are_regrouped_in_input_order() {
+        let body = "a 1\nb{x=\"1\"} 2\na 3 100\nc 4\nb 5\na 6\n";
+        let expected = vec![
+            (
+                "a".to_string(),
+                vec![
+                    texts("a", "", "1", ""),
+                    texts("a", "", "3", "100"),
+                    texts("a", "", "6", ""),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec![texts("b", "x=\"1\"", "2", ""), texts("b", "", "5", "")],
+            ),
+            ("c".to_string(), vec![texts("c", "", "4", "")]),
+        ];
+        assert_eq!(decode(body), expected);
+    }
+
+    #[test]
+    fn lines_longer_than_a_packed_offset_are_kept_whole() {
+        let long_value = "v".repeat(70_000);
+        let long_labels = format!("l=\"{long_value}\"");
+        let body = format!("m{{{long_labels}}} 1 5\nm 2\nm{{{long_labels}}} 3\nm 4\n");
+        let expected = vec![(
+            "m".to_string(),
+            vec![
+                texts("m", &long_labels, "1", "5"),
+                texts("m", "", "2", ""),
+                texts("m", &long_labels, "3", ""),
+                texts("m", "", "4", ""),
+            ],
+        )];
+        assert_eq!(decode(&body), expected);
+    }
 }
