@@ -845,29 +845,10 @@ impl Index {
             }
         }
 
-        let value_start = skip_blanks(b, q);
-        if value_start == q && !closed_brace {
-            return Err((ParseErrorKind::NameEnd, q));
-        }
-        let value_end = scan_token(b, value_start);
-        let value_form =
-            value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
-        let mut r = skip_blanks(b, value_end);
-        if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
-            let end = scan_token(b, r);
-            self.timestamp(&b[r..end], r, cursor)?;
-            flags |= TIMESTAMP;
-            let after = skip_blanks(b, end);
-            if after == end {
-                r = end;
-            } else {
-                r = after;
-            }
-        }
-        if b.get(r) == Some(&b'#') && r > 0 && matches!(b[r - 1], b' ' | b'\t') {
-            r = self.exemplar(b, r)?;
-        }
-        let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
+        let (value_start, value_end, value_form, next) = match plain_line_end(b, q) {
+            Some(value_end) => (q + 1, value_end, ValueForm::Decimal, value_end + 1),
+            None => self.line_end_slow(b, q, closed_brace, &mut flags, cursor)?,
+        };
 
         let family_entry = &mut self.families[family as usize];
         match self.runs.last_mut() {
@@ -911,6 +892,43 @@ impl Index {
         }
         self.samples.push(packed);
         Ok(next)
+    }
+
+    /// The rest of a sample line from `q` (after the name or the `}`): value,
+    /// optional timestamp and exemplar, line end. Returns the value's span
+    /// and form and where the next line starts.
+    fn line_end_slow(
+        &mut self,
+        b: &[u8],
+        q: usize,
+        closed_brace: bool,
+        flags: &mut u8,
+        cursor: &mut Cursor,
+    ) -> Result<(usize, usize, ValueForm, usize), Fail> {
+        let value_start = skip_blanks(b, q);
+        if value_start == q && !closed_brace {
+            return Err((ParseErrorKind::NameEnd, q));
+        }
+        let value_end = scan_token(b, value_start);
+        let value_form =
+            value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
+        let mut r = skip_blanks(b, value_end);
+        if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
+            let end = scan_token(b, r);
+            self.timestamp(&b[r..end], r, cursor)?;
+            *flags |= TIMESTAMP;
+            let after = skip_blanks(b, end);
+            if after == end {
+                r = end;
+            } else {
+                r = after;
+            }
+        }
+        if b.get(r) == Some(&b'#') && r > 0 && matches!(b[r - 1], b' ' | b'\t') {
+            r = self.exemplar(b, r)?;
+        }
+        let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
+        Ok((value_start, value_end, value_form, next))
     }
 
     fn timestamp(&mut self, t: &[u8], at: usize, cursor: &mut Cursor) -> Result<(), Fail> {
@@ -1147,6 +1165,29 @@ enum NameRef {
     Quoted(Span),
 }
 
+/// The common line end ` <digits>[.<digits>]\n` from `q`: returns the
+/// value's end (the newline's position). Such a value is always a valid
+/// decimal, so the general path (blanks, value syntax, timestamp, exemplar,
+/// CRLF) is skipped; anything else returns None and takes it.
+fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
+    if b.get(q) != Some(&b' ') {
+        return None;
+    }
+    let digits = |from: usize| {
+        b.get(from..)
+            .and_then(|rest| rest.iter().position(|c| !c.is_ascii_digit()))
+            .map(|n| from + n)
+    };
+    let integer_end = digits(q + 1)?;
+    let mut end = integer_end;
+    if b[end] == b'.' {
+        end = digits(end + 1)?;
+    }
+    // At least one digit (`.` alone is no number), then the newline.
+    let has_digit = end - (q + 1) > usize::from(end > integer_end);
+    (has_digit && b[end] == b'\n').then_some(end)
+}
+
 fn skip_blanks(b: &[u8], mut p: usize) -> usize {
     while p < b.len() && (b[p] == b' ' || b[p] == b'\t') {
         p += 1;
@@ -1243,6 +1284,31 @@ mod tests {
 
     fn texts(name: &str, labels: &str, value: &str, timestamp: &str) -> Texts {
         (name.into(), labels.into(), value.into(), timestamp.into())
+    }
+
+    #[test]
+    fn plain_line_ends_are_recognised() {
+        // (rest of the line after the name or `}`, value end if plain)
+        let table: &[(&str, Option<usize>)] = &[
+            (" 1\n", Some(2)),
+            (" 12.5\n", Some(5)),
+            (" 1.\n", Some(3)),
+            (" .5\n", Some(3)),
+            (" .\n", None),
+            (" \n", None),
+            (" 1", None),
+            (" 1.5", None),
+            (" 1 2\n", None),
+            (" 1\r\n", None),
+            ("  1\n", None),
+            ("\t1\n", None),
+            (" 1e3\n", None),
+            (" -1\n", None),
+            (" 1.2.3\n", None),
+        ];
+        for (rest, expected) in table {
+            assert_eq!(plain_line_end(rest.as_bytes(), 0), *expected, "{rest:?}");
+        }
     }
 
     #[test]
