@@ -242,6 +242,9 @@ pub(crate) const BRACES: u8 = 4;
 const TIMESTAMP: u8 = 8;
 /// The sample is kept whole in `Index::long_samples` (see [`PackedSample`]).
 const LONG: u8 = 16;
+/// The line ends ` <decimal>\n` right after the name or the `}`: the
+/// writer may copy it from there through the newline.
+pub(crate) const PLAIN_END: u8 = 32;
 
 /// A sample's spans in the body, as [`Index::sample`] decodes them.
 #[derive(Clone, Copy, Debug)]
@@ -846,7 +849,10 @@ impl Index {
         }
 
         let (value_start, value_end, value_form, next) = match plain_line_end(b, q) {
-            Some(value_end) => (q + 1, value_end, ValueForm::Decimal, value_end + 1),
+            Some(value_end) => {
+                flags |= PLAIN_END;
+                (q + 1, value_end, ValueForm::Decimal, value_end + 1)
+            }
             None => self.line_end_slow(b, q, closed_brace, &mut flags, cursor)?,
         };
 
