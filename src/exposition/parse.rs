@@ -359,6 +359,8 @@ struct LabelName {
     span: Span,
     /// In `Index::scratch` (an escaped quoted name) rather than the body.
     escaped: bool,
+    /// `le` or `quantile`: the value may have to be a number.
+    bound: bool,
 }
 
 /// The index of one body, with all its buffers kept for the next body.
@@ -381,7 +383,6 @@ pub(crate) struct Index {
     order: Vec<u32>,
     starts: Vec<u32>,
     label_names: Vec<LabelName>,
-    previous_label_names: Vec<LabelName>,
     scratch: Vec<u8>,
     sample_name: Vec<u8>,
 }
@@ -409,7 +410,7 @@ impl Index {
         self.label_bloom = LabelBloom::default();
         self.declarations.clear();
         // Spans into the previous body: meaningless for the next one.
-        self.previous_label_names.clear();
+        self.label_names.clear();
         self.declaration_table.clear();
         self.family_table.clear();
     }
@@ -449,7 +450,6 @@ impl Index {
             + bytes(&self.order)
             + bytes(&self.starts)
             + bytes(&self.label_names)
-            + bytes(&self.previous_label_names)
             + bytes(&self.scratch)
             + bytes(&self.sample_name)
     }
@@ -979,6 +979,12 @@ impl Index {
 
     /// Parses labels from just after `{` (or a quoted name's comma) through
     /// the closing `}`; returns the position after `}`.
+    ///
+    /// `label_names` holds the previous label set's names: consecutive
+    /// samples usually repeat them in order, and a repeat needs no scan, no
+    /// duplicate check and no bloom update (the previous set passed them).
+    /// The first name that differs truncates the list there; from then on
+    /// names are checked and pushed.
     fn labels(
         &mut self,
         b: &[u8],
@@ -986,21 +992,17 @@ impl Index {
         kind: Kind,
         flags: &mut u8,
     ) -> Result<usize, Fail> {
-        // The previous sample's label names: consecutive samples usually
-        // repeat them in order, and a repeat needs no scan, no duplicate
-        // check and no bloom update (the previous set passed them).
-        std::mem::swap(&mut self.label_names, &mut self.previous_label_names);
-        self.label_names.clear();
+        // Escaped names of the previous set are never repeated (below), so
+        // their spans into `scratch` are dead.
         self.scratch.clear();
+        let mut count = 0;
         let mut repeating = true;
-        loop {
-            // Fast path for the common case: the previous sample's label
-            // name at this position, then `="` with no blanks. A repeat
-            // needs no duplicate check and no bloom update; anything else
-            // (blanks, a new name, a quoted name) takes the general path.
-            if let Some(previous) = self
-                .previous_label_names
-                .get(self.label_names.len())
+        let end = loop {
+            // Fast path for the common case: the previous set's name at
+            // this position, then `="` with no blanks.
+            if let Some(&previous) = self
+                .label_names
+                .get(count)
                 .filter(|previous| repeating && !previous.escaped)
             {
                 let name = previous.span.of(b);
@@ -1009,17 +1011,16 @@ impl Index {
                     && b.get(p..end).is_some_and(|here| same_bytes(here, name))
                 {
                     let (value, close) = scan_quoted(b, end + 1)?;
-                    check_bound(kind, name, value.of(b), end + 1)?;
-                    self.label_names.push(LabelName {
-                        span: Span::new(p, end),
-                        escaped: false,
-                    });
+                    if previous.bound {
+                        check_bound(kind, name, value.of(b), end + 1)?;
+                    }
+                    count += 1;
                     match b.get(close + 1) {
                         Some(b',') => {
                             p = close + 2;
                             continue;
                         }
-                        Some(b'}') => return Ok(close + 2),
+                        Some(b'}') => break close + 2,
                         _ => {}
                     }
                     let s = skip_blanks(b, close + 1);
@@ -1031,7 +1032,7 @@ impl Index {
                             p = s + 1;
                             continue;
                         }
-                        Some(b'}') => return Ok(s + 1),
+                        Some(b'}') => break s + 1,
                         _ => return Err((ParseErrorKind::LabelSeparator, s)),
                     }
                 }
@@ -1041,12 +1042,12 @@ impl Index {
                 *flags |= SLOW_LABELS;
             }
             p = q;
-            let name = match b.get(p) {
+            let mut name = match b.get(p) {
                 Some(b'}') => {
-                    if !self.label_names.is_empty() {
+                    if count > 0 {
                         *flags |= SLOW_LABELS; // trailing comma
                     }
-                    return Ok(p + 1);
+                    break p + 1;
                 }
                 Some(b'"') => {
                     let (content, close) = scan_quoted(b, p)?;
@@ -1060,10 +1061,11 @@ impl Index {
                     LabelName {
                         span: Span::new(start, self.scratch.len()),
                         escaped: true,
+                        bound: false,
                     }
                 }
                 Some(&c) if is_label_start(c) => {
-                    let end = match self.previous_label_names.get(self.label_names.len()) {
+                    let end = match self.label_names.get(count) {
                         Some(previous) if repeating && !previous.escaped => {
                             let name = previous.span.of(b);
                             let end = p + name.len();
@@ -1086,6 +1088,7 @@ impl Index {
                     LabelName {
                         span,
                         escaped: false,
+                        bound: false,
                     }
                 }
                 _ => return Err((ParseErrorKind::LabelName, p)),
@@ -1108,21 +1111,25 @@ impl Index {
             } else {
                 name.span.of(b)
             };
-            for seen in self.label_names.iter().filter(|_| !repeating) {
-                let seen_bytes = if seen.escaped {
-                    seen.span.of(&self.scratch)
-                } else {
-                    seen.span.of(b)
-                };
-                if seen_bytes == name_bytes {
-                    return Err((ParseErrorKind::DuplicateLabel, r));
+            if !repeating {
+                // Names from here on are this set's own.
+                self.label_names.truncate(count);
+                for seen in &self.label_names {
+                    let seen_bytes = if seen.escaped {
+                        seen.span.of(&self.scratch)
+                    } else {
+                        seen.span.of(b)
+                    };
+                    if seen_bytes == name_bytes {
+                        return Err((ParseErrorKind::DuplicateLabel, r));
+                    }
                 }
+                self.label_bloom.insert(name_bytes);
+                name.bound = name_bytes == b"le" || name_bytes == b"quantile";
+                self.label_names.push(name);
             }
             check_bound(kind, name_bytes, value.of(b), r)?;
-            if !repeating {
-                self.label_bloom.insert(name_bytes);
-            }
-            self.label_names.push(name);
+            count += 1;
 
             let s = skip_blanks(b, close + 1);
             if s != close + 1 {
@@ -1130,10 +1137,13 @@ impl Index {
             }
             match b.get(s) {
                 Some(b',') => p = s + 1,
-                Some(b'}') => return Ok(s + 1),
+                Some(b'}') => break s + 1,
                 _ => return Err((ParseErrorKind::LabelSeparator, s)),
             }
-        }
+        };
+        // A shorter set than the previous one: drop the names it lacks.
+        self.label_names.truncate(count);
+        Ok(end)
     }
 }
 
