@@ -16,10 +16,10 @@
 use std::fmt;
 
 use super::text::{
-    escape_quoted_name, hash_name, is_label_continue, is_label_start, is_metric_continue,
-    is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class,
-    scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE,
-    METRIC_CONTINUE, TOKEN_END,
+    escape_quoted_name, find_byte, hash_name, is_label_continue, is_label_start,
+    is_metric_continue, is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    scan_class, scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm,
+    LABEL_CONTINUE, METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -294,17 +294,22 @@ pub(crate) struct PackedSample {
 }
 
 impl PackedSample {
-    /// None when an offset does not fit in 16 bits.
+    /// None when an offset does not fit in 16 bits. Every span of a sample
+    /// lies between its name's start and its value's end, so that one
+    /// distance decides.
     fn pack(sample: &Sample) -> Option<PackedSample> {
         let start = sample.name.start;
-        let offset = |at: u32| at.checked_sub(start).and_then(|o| u16::try_from(o).ok());
+        if sample.value.end.checked_sub(start)? > u32::from(u16::MAX) {
+            return None;
+        }
+        let offset = |at: u32| at.saturating_sub(start) as u16;
         Some(PackedSample {
             start,
-            name_end: offset(sample.name.end)?,
-            labels_start: offset(sample.labels.start)?,
-            labels_end: offset(sample.labels.end)?,
-            value_start: offset(sample.value.start)?,
-            value_end: offset(sample.value.end)?,
+            name_end: offset(sample.name.end),
+            labels_start: offset(sample.labels.start),
+            labels_end: offset(sample.labels.end),
+            value_start: offset(sample.value.start),
+            value_end: offset(sample.value.end),
             flags: sample.flags,
             value_form: sample.value_form,
         })
@@ -1217,10 +1222,7 @@ fn scan_token(b: &[u8], p: usize) -> usize {
 }
 
 fn find_newline(b: &[u8], p: usize) -> usize {
-    b[p..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |i| p + i)
+    find_byte(b, p, b'\n')
 }
 
 /// After trailing blanks, a line must end (LF, CRLF, or the end of the body).
