@@ -16,7 +16,7 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
-use super::parse::{Kind, Sample, Span, BRACES, QUOTED_NAME, SLOW_LABELS};
+use super::parse::{Kind, Sample, Span, BRACES, PLAIN_END, QUOTED_NAME, SLOW_LABELS};
 use super::snapshot::Snapshot;
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
@@ -54,6 +54,15 @@ struct Merged {
     contributions: Span,
 }
 
+/// Where a source's added label is in `Merger::source_labels`.
+#[derive(Clone, Copy)]
+struct TargetSpans {
+    /// `,label="c"`: after a sample's own labels.
+    comma: Span,
+    /// `{label="c"}`: for a sample without braces.
+    braced: Span,
+}
+
 /// Reusable merge scratch: no allocation per merge after warm-up.
 pub struct Merger {
     label: Vec<u8>,
@@ -64,9 +73,10 @@ pub struct Merger {
     starts: Vec<u32>,
     conflict_names: Vec<u8>,
     conflicts: Vec<(usize, Span)>,
-    /// `label="escaped container"` of each source.
+    /// `,label="escaped container"` and `{label="escaped container"}` of
+    /// each source, in the two forms a sample line takes them.
     source_labels: Vec<u8>,
-    source_label_spans: Vec<Option<Span>>,
+    source_label_spans: Vec<Option<TargetSpans>>,
     scratch: Vec<u8>,
     candidate: Vec<u8>,
 }
@@ -117,14 +127,23 @@ impl Merger {
         let mut estimate = 0;
         for (source_index, source) in sources.iter().enumerate() {
             let label = source.container.map(|container| {
-                let start = self.source_labels.len();
-                self.source_labels.extend_from_slice(&self.label);
-                self.source_labels.extend_from_slice(b"=\"");
-                escape_label_value(container.as_bytes(), &mut self.source_labels);
-                self.source_labels.push(b'"');
-                Span {
-                    start: start as u32,
-                    end: self.source_labels.len() as u32,
+                let labels = &mut self.source_labels;
+                let mut write = |open: u8, close: &[u8]| {
+                    let start = labels.len();
+                    labels.push(open);
+                    labels.extend_from_slice(&self.label);
+                    labels.extend_from_slice(b"=\"");
+                    escape_label_value(container.as_bytes(), labels);
+                    labels.push(b'"');
+                    labels.extend_from_slice(close);
+                    Span {
+                        start: start as u32,
+                        end: labels.len() as u32,
+                    }
+                };
+                TargetSpans {
+                    comma: write(b',', b""),
+                    braced: write(b'{', b"}"),
                 }
             });
             self.source_label_spans.push(label);
@@ -132,7 +151,7 @@ impl Merger {
                 continue;
             }
             let index = &source.snapshot.index;
-            let label_len = label.map_or(0, |l| (l.end - l.start) as usize + 3);
+            let label_len = label.map_or(0, |l| (l.braced.end - l.braced.start) as usize);
             estimate += source.snapshot.body_len() + index.samples.len() * label_len;
             for (family_index, family) in index.families.iter().enumerate() {
                 let name = family.name.of(&index.names);
@@ -317,18 +336,29 @@ impl Merger {
                 .samples
                 .get(family.samples.start as usize..family.samples.end as usize)
                 .unwrap_or(&[]);
-            let target =
-                self.source_label_spans[c.source as usize].map(|span| span.of(&self.source_labels));
+            let spans = self.source_label_spans[c.source as usize];
+            let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
             let writer = SampleWriter {
                 body: snapshot.body(),
                 openmetrics: index.openmetrics,
-                target,
+                target: comma.and_then(|comma| comma.get(1..)),
+                target_comma: comma.unwrap_or(b""),
+                target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                 label: &self.label,
-                check_labels: target.is_some() && index.label_bloom.may_contain(&self.label),
+                check_labels: comma.is_some() && index.label_bloom.may_contain(&self.label),
             };
-            for sample in samples {
-                writer.write(sample, out, &mut self.scratch, &mut self.candidate);
+            let mut pending = Span::default();
+            for packed in samples {
+                let sample = index.sample(packed, snapshot.body());
+                writer.write(
+                    &sample,
+                    out,
+                    &mut pending,
+                    &mut self.scratch,
+                    &mut self.candidate,
+                );
             }
+            writer.flush(&mut pending, out);
         }
     }
 }
@@ -339,22 +369,53 @@ struct SampleWriter<'a> {
     openmetrics: bool,
     /// `label="container"`, when the label is added.
     target: Option<&'a [u8]>,
+    /// `,label="container"` and `{label="container"}` (empty when none).
+    target_comma: &'a [u8],
+    target_braced: &'a [u8],
     label: &'a [u8],
     /// The body may have a label named like the target: look for it.
     check_labels: bool,
 }
 
 impl SampleWriter<'_> {
+    /// Writes one sample. `pending` is a span of the body that is still to
+    /// be copied to `out`: consecutive plain lines are copied as one piece
+    /// from the previous line's value to this line's labels, so a sample
+    /// costs two copies (that piece and the target label) instead of five.
     fn write(
         &self,
         sample: &Sample,
         out: &mut Vec<u8>,
+        pending: &mut Span,
         scratch: &mut Vec<u8>,
         candidate: &mut Vec<u8>,
     ) {
         let labels = sample.labels.of(self.body);
         let canonical = sample.flags & (SLOW_LABELS | QUOTED_NAME) == 0
             && !(self.check_labels && has_label(labels, self.label, scratch));
+        if canonical && sample.flags & PLAIN_END != 0 {
+            // `name{labels` + target + `} value\n` (or `name` + `{target}`
+            // + ` value\n`): the line is valid 0.0.4 as it is.
+            let braces = sample.flags & BRACES != 0;
+            let head_end = if braces {
+                sample.labels.end
+            } else {
+                sample.name.end
+            };
+            self.copy_later(pending, sample.name.start, head_end, out);
+            if self.target.is_some() {
+                self.flush(pending, out);
+                out.extend_from_slice(match (braces, labels.is_empty()) {
+                    (false, _) => self.target_braced,
+                    (true, false) => self.target_comma,
+                    (true, true) => self.target_comma.get(1..).unwrap_or(&[]),
+                });
+            }
+            // The value is followed by its newline (PLAIN_END).
+            self.copy_later(pending, head_end, sample.value.end + 1, out);
+            return;
+        }
+        self.flush(pending, out);
         if canonical {
             self.write_canonical(sample, out);
         } else {
@@ -380,6 +441,21 @@ impl SampleWriter<'_> {
             }
         }
         out.push(b'\n');
+    }
+
+    /// Adds `start..end` of the body to the pending copy, which is first
+    /// written out unless the two are contiguous.
+    fn copy_later(&self, pending: &mut Span, start: u32, end: u32, out: &mut Vec<u8>) {
+        if pending.end != start {
+            self.flush(pending, out);
+            pending.start = start;
+        }
+        pending.end = end;
+    }
+
+    fn flush(&self, pending: &mut Span, out: &mut Vec<u8>) {
+        out.extend_from_slice(pending.of(self.body));
+        *pending = Span::default();
     }
 
     /// Copies the line in as few pieces as possible: `name{labels` then the

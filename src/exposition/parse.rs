@@ -8,16 +8,18 @@
 //!   of their first sample and have at least one sample;
 //! - `samples` is grouped by family (`Family::samples` is a range of it),
 //!   samples of a family keep their input order;
+//! - a sample is kept packed (16 bytes, offsets relative to its name's start,
+//!   see [`PackedSample`]); [`Index::sample`] decodes it;
 //! - every label set, value and timestamp has been validated, so the writer
 //!   may copy them without checking again.
 
 use std::fmt;
 
 use super::text::{
-    escape_quoted_name, hash_name, is_label_continue, is_label_start, is_metric_continue,
-    is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class,
-    scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm, LABEL_CONTINUE,
-    METRIC_CONTINUE, TOKEN_END,
+    escape_quoted_name, find_byte, hash_name, is_label_continue, is_label_start,
+    is_metric_continue, is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    scan_class, scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm,
+    LABEL_CONTINUE, METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -236,7 +238,15 @@ pub(crate) const QUOTED_NAME: u8 = 1;
 pub(crate) const SLOW_LABELS: u8 = 2;
 /// The sample has braces; `labels.end` is the position of its `}`.
 pub(crate) const BRACES: u8 = 4;
+/// A timestamp follows the value (found again by [`Index::sample`]).
+const TIMESTAMP: u8 = 8;
+/// The sample is kept whole in `Index::long_samples` (see [`PackedSample`]).
+const LONG: u8 = 16;
+/// The line ends ` <decimal>\n` right after the name or the `}`: the
+/// writer may copy it from there through the newline.
+pub(crate) const PLAIN_END: u8 = 32;
 
+/// A sample's spans in the body, as [`Index::sample`] decodes them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
     /// Legacy name, or the raw content of a quoted name (see `QUOTED_NAME`).
@@ -246,7 +256,6 @@ pub(crate) struct Sample {
     pub(crate) value: Span,
     /// Empty when there is none.
     pub(crate) timestamp: Span,
-    pub(crate) family: u32,
     pub(crate) flags: u8,
     pub(crate) value_form: ValueForm,
 }
@@ -258,11 +267,61 @@ impl Default for Sample {
             labels: Span::default(),
             value: Span::default(),
             timestamp: Span::default(),
-            family: 0,
             flags: 0,
             value_form: ValueForm::Decimal,
         }
     }
+}
+
+/// What the index keeps per sample: 16 bytes rather than the 40 of a
+/// [`Sample`] with its family, because the index of a body used to cost
+/// more memory than the body (32 MiB pod limit). Positions are offsets from
+/// the name's start, which fit in 16 bits on every sane line; a line whose
+/// value ends 64 KiB or more after its start is kept whole in
+/// `Index::long_samples` instead (flag `LONG`, `start` is its position
+/// there). The timestamp is found again after the value (flag `TIMESTAMP`);
+/// the family is implied by `Family::samples`.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedSample {
+    start: u32,
+    name_end: u16,
+    labels_start: u16,
+    labels_end: u16,
+    value_start: u16,
+    value_end: u16,
+    flags: u8,
+    value_form: ValueForm,
+}
+
+impl PackedSample {
+    /// None when an offset does not fit in 16 bits. Every span of a sample
+    /// lies between its name's start and its value's end, so that one
+    /// distance decides.
+    fn pack(sample: &Sample) -> Option<PackedSample> {
+        let start = sample.name.start;
+        if sample.value.end.checked_sub(start)? > u32::from(u16::MAX) {
+            return None;
+        }
+        let offset = |at: u32| at.saturating_sub(start) as u16;
+        Some(PackedSample {
+            start,
+            name_end: offset(sample.name.end),
+            labels_start: offset(sample.labels.start),
+            labels_end: offset(sample.labels.end),
+            value_start: offset(sample.value.start),
+            value_end: offset(sample.value.end),
+            flags: sample.flags,
+            value_form: sample.value_form,
+        })
+    }
+}
+
+/// A run of consecutive samples of one family, in input order: enough to
+/// regroup the samples of a body whose families are interleaved.
+#[derive(Clone, Copy)]
+struct FamilyRun {
+    family: u32,
+    samples: u32,
 }
 
 struct Declaration {
@@ -309,13 +368,18 @@ struct LabelName {
     span: Span,
     /// In `Index::scratch` (an escaped quoted name) rather than the body.
     escaped: bool,
+    /// `le` or `quantile`: the value may have to be a number.
+    bound: bool,
 }
 
 /// The index of one body, with all its buffers kept for the next body.
 #[derive(Default)]
 pub(crate) struct Index {
     pub(crate) families: Vec<Family>,
-    pub(crate) samples: Vec<Sample>,
+    pub(crate) samples: Vec<PackedSample>,
+    /// Samples whose offsets do not fit a [`PackedSample`].
+    long_samples: Vec<Sample>,
+    runs: Vec<FamilyRun>,
     pub(crate) names: Vec<u8>,
     /// The body ended with `# EOF`: HELP uses OpenMetrics escapes and
     /// timestamps are seconds.
@@ -324,10 +388,10 @@ pub(crate) struct Index {
     declarations: Vec<Declaration>,
     declaration_table: NameTable,
     family_table: NameTable,
-    regrouped: Vec<Sample>,
+    /// Scratch of `group`: the input position of each grouped sample.
+    order: Vec<u32>,
     starts: Vec<u32>,
     label_names: Vec<LabelName>,
-    previous_label_names: Vec<LabelName>,
     /// `label_names` sorted, for the duplicate check of wide label sets.
     sorted_label_names: Vec<LabelName>,
     scratch: Vec<u8>,
@@ -350,12 +414,14 @@ impl Index {
     pub(crate) fn clear(&mut self) {
         self.families.clear();
         self.samples.clear();
+        self.long_samples.clear();
+        self.runs.clear();
         self.names.clear();
         self.openmetrics = false;
         self.label_bloom = LabelBloom::default();
         self.declarations.clear();
         // Spans into the previous body: meaningless for the next one.
-        self.previous_label_names.clear();
+        self.label_names.clear();
         self.declaration_table.clear();
         self.family_table.clear();
     }
@@ -368,13 +434,67 @@ impl Index {
         }
         shrink_vec(&mut self.families);
         shrink_vec(&mut self.samples);
+        shrink_vec(&mut self.long_samples);
+        shrink_vec(&mut self.runs);
         shrink_vec(&mut self.names);
         shrink_vec(&mut self.declarations);
-        self.regrouped = Vec::new();
+        self.order = Vec::new();
         self.starts = Vec::new();
         self.sorted_label_names = Vec::new();
         self.declaration_table.shrink();
         self.family_table.shrink();
+    }
+
+    /// Bytes the index holds (capacity of every buffer, kept between
+    /// bodies): what a snapshot costs beyond its body.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.families)
+            + bytes(&self.samples)
+            + bytes(&self.names)
+            + bytes(&self.declarations)
+            + self.declaration_table.capacity_bytes()
+            + self.family_table.capacity_bytes()
+            + bytes(&self.long_samples)
+            + bytes(&self.runs)
+            + bytes(&self.order)
+            + bytes(&self.starts)
+            + bytes(&self.label_names)
+            + bytes(&self.scratch)
+            + bytes(&self.sample_name)
+    }
+
+    /// Decodes a packed sample of this index; `body` is the body it was
+    /// built from.
+    pub(crate) fn sample(&self, packed: &PackedSample, body: &[u8]) -> Sample {
+        let mut sample = if packed.flags & LONG != 0 {
+            self.long_samples
+                .get(packed.start as usize)
+                .copied()
+                .unwrap_or_default()
+        } else {
+            let start = packed.start;
+            let span = |from: u16, to: u16| Span {
+                start: start + u32::from(from),
+                end: start + u32::from(to),
+            };
+            Sample {
+                name: span(0, packed.name_end),
+                labels: span(packed.labels_start, packed.labels_end),
+                value: span(packed.value_start, packed.value_end),
+                timestamp: Span::default(),
+                flags: packed.flags,
+                value_form: packed.value_form,
+            }
+        };
+        if packed.flags & TIMESTAMP != 0 {
+            // The parser took the token after the value's blanks.
+            let start = skip_blanks(body, sample.value.end as usize);
+            sample.timestamp = Span::new(start, scan_token(body, start));
+        }
+        sample
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
@@ -417,7 +537,7 @@ impl Index {
                 Some(b'\r') if b.get(p + 1) == Some(&b'\n') => p += 2,
                 Some(_) if cursor.eof_seen => return Err((ParseErrorKind::AfterEof, p)),
                 Some(b'#') => p = self.comment(b, p, &mut cursor)?,
-                Some(_) => p = self.sample(b, p, &mut cursor)?,
+                Some(_) => p = self.sample_line(b, p, &mut cursor)?,
             }
         }
         self.openmetrics = cursor.eof_seen;
@@ -450,14 +570,38 @@ impl Index {
         if grouped {
             return;
         }
-        self.regrouped.clear();
-        self.regrouped.resize(self.samples.len(), Sample::default());
-        for sample in &self.samples {
-            let at = &mut self.starts[sample.family as usize];
-            self.regrouped[*at as usize] = *sample;
-            *at += 1;
+        // `order[grouped position] = input position`, then the permutation
+        // is applied in place, cycle by cycle: 4 bytes of scratch per
+        // sample instead of a second copy of the samples.
+        self.order.clear();
+        self.order.resize(self.samples.len(), 0);
+        let mut input = 0u32;
+        for run in &self.runs {
+            let at = &mut self.starts[run.family as usize];
+            for _ in 0..run.samples {
+                self.order[*at as usize] = input;
+                *at += 1;
+                input += 1;
+            }
         }
-        std::mem::swap(&mut self.samples, &mut self.regrouped);
+        const PLACED: u32 = u32::MAX;
+        for first in 0..self.order.len() {
+            if self.order[first] == PLACED {
+                continue;
+            }
+            let saved = self.samples[first];
+            let mut at = first;
+            loop {
+                let from = self.order[at] as usize;
+                self.order[at] = PLACED;
+                if from == first {
+                    self.samples[at] = saved;
+                    break;
+                }
+                self.samples[at] = self.samples[from];
+                at = from;
+            }
+        }
     }
 
     /// A line starting with `#`: HELP, TYPE, EOF or a comment (UNIT and any
@@ -624,16 +768,18 @@ impl Index {
             }
             return Ok(index);
         }
-        let start = self.names.len();
-        match from {
-            FamilyName::Declared => self
-                .names
-                .extend_from_within(declared_name.start as usize..declared_name.end as usize),
-            FamilyName::Sample => self.names.extend_from_slice(name),
-        }
+        let family_name = match from {
+            // The declaration's name is already in `names`: shared, not copied.
+            FamilyName::Declared => declared_name,
+            FamilyName::Sample => {
+                let start = self.names.len();
+                self.names.extend_from_slice(name);
+                Span::new(start, self.names.len())
+            }
+        };
         let index = self.families.len() as u32;
         self.families.push(Family {
-            name: Span::new(start, self.names.len()),
+            name: family_name,
             hash,
             kind,
             help,
@@ -645,7 +791,7 @@ impl Index {
 
     /// A sample line: `name[{labels}] value [timestamp] [# exemplar]`, or
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
-    fn sample(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
+    fn sample_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let mut flags = 0u8;
         let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
             let q = skip_blanks(b, p + 1);
@@ -683,7 +829,11 @@ impl Index {
         };
         let kind = self.families[family as usize].kind;
 
-        let mut labels = Span::default();
+        // Empty, but placed on the line so that it packs (see PackedSample).
+        let name_span = match name {
+            NameRef::Legacy(span) | NameRef::Quoted(span) => span,
+        };
+        let mut labels = Span::new(name_span.end as usize, name_span.end as usize);
         let mut q = after_name;
         let mut closed_brace = false;
         if in_braces {
@@ -710,6 +860,69 @@ impl Index {
             }
         }
 
+        let (value_start, value_end, value_form, next) = match plain_line_end(b, q) {
+            Some(value_end) => {
+                flags |= PLAIN_END;
+                (q + 1, value_end, ValueForm::Decimal, value_end + 1)
+            }
+            None => self.line_end_slow(b, q, closed_brace, &mut flags, cursor)?,
+        };
+
+        let family_entry = &mut self.families[family as usize];
+        match self.runs.last_mut() {
+            Some(run) if run.family == family => run.samples += 1,
+            _ => {
+                if family_entry.samples.end > 0 {
+                    cursor.grouped = false;
+                }
+                self.runs.push(FamilyRun { family, samples: 1 });
+            }
+        }
+        family_entry.samples.end += 1;
+        let sample = Sample {
+            name: name_span,
+            labels,
+            value: Span::new(value_start, value_end),
+            timestamp: Span::default(),
+            flags,
+            value_form,
+        };
+        let packed = PackedSample::pack(&sample).unwrap_or_else(|| {
+            let at = self.long_samples.len() as u32;
+            self.long_samples.push(sample);
+            PackedSample {
+                start: at,
+                name_end: 0,
+                labels_start: 0,
+                labels_end: 0,
+                value_start: 0,
+                value_end: 0,
+                flags: flags | LONG,
+                value_form,
+            }
+        });
+        if self.samples.len() == self.samples.capacity() {
+            // Grow by a quarter rather than doubling: the buffer is kept for
+            // the next body of about the same size, so doubling would hold
+            // up to twice the samples' memory for good.
+            self.samples
+                .reserve_exact(self.samples.capacity() / 4 + 1024);
+        }
+        self.samples.push(packed);
+        Ok(next)
+    }
+
+    /// The rest of a sample line from `q` (after the name or the `}`): value,
+    /// optional timestamp and exemplar, line end. Returns the value's span
+    /// and form and where the next line starts.
+    fn line_end_slow(
+        &mut self,
+        b: &[u8],
+        q: usize,
+        closed_brace: bool,
+        flags: &mut u8,
+        cursor: &mut Cursor,
+    ) -> Result<(usize, usize, ValueForm, usize), Fail> {
         let value_start = skip_blanks(b, q);
         if value_start == q && !closed_brace {
             return Err((ParseErrorKind::NameEnd, q));
@@ -718,11 +931,10 @@ impl Index {
         let value_form =
             value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
         let mut r = skip_blanks(b, value_end);
-        let mut timestamp = Span::default();
         if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
             let end = scan_token(b, r);
             self.timestamp(&b[r..end], r, cursor)?;
-            timestamp = Span::new(r, end);
+            *flags |= TIMESTAMP;
             let after = skip_blanks(b, end);
             if after == end {
                 r = end;
@@ -734,25 +946,7 @@ impl Index {
             r = self.exemplar(b, r)?;
         }
         let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
-
-        let family_entry = &mut self.families[family as usize];
-        if family != cursor_prev_family(&self.samples) && family_entry.samples.end > 0 {
-            cursor.grouped = false;
-        }
-        family_entry.samples.end += 1;
-        let name = match name {
-            NameRef::Legacy(span) | NameRef::Quoted(span) => span,
-        };
-        self.samples.push(Sample {
-            name,
-            labels,
-            value: Span::new(value_start, value_end),
-            timestamp,
-            family,
-            flags,
-            value_form,
-        });
-        Ok(next)
+        Ok((value_start, value_end, value_form, next))
     }
 
     fn timestamp(&mut self, t: &[u8], at: usize, cursor: &mut Cursor) -> Result<(), Fail> {
@@ -797,6 +991,12 @@ impl Index {
 
     /// Parses labels from just after `{` (or a quoted name's comma) through
     /// the closing `}`; returns the position after `}`.
+    ///
+    /// `label_names` holds the previous label set's names: consecutive
+    /// samples usually repeat them in order, and a repeat needs no scan, no
+    /// duplicate check and no bloom update (the previous set passed them).
+    /// The first name that differs truncates the list there; from then on
+    /// names are checked and pushed.
     fn labels(
         &mut self,
         b: &[u8],
@@ -804,21 +1004,17 @@ impl Index {
         kind: Kind,
         flags: &mut u8,
     ) -> Result<usize, Fail> {
-        // The previous sample's label names: consecutive samples usually
-        // repeat them in order, and a repeat needs no scan, no duplicate
-        // check and no bloom update (the previous set passed them).
-        std::mem::swap(&mut self.label_names, &mut self.previous_label_names);
-        self.label_names.clear();
+        // Escaped names of the previous set are never repeated (below), so
+        // their spans into `scratch` are dead.
         self.scratch.clear();
+        let mut count = 0;
         let mut repeating = true;
-        loop {
-            // Fast path for the common case: the previous sample's label
-            // name at this position, then `="` with no blanks. A repeat
-            // needs no duplicate check and no bloom update; anything else
-            // (blanks, a new name, a quoted name) takes the general path.
-            if let Some(previous) = self
-                .previous_label_names
-                .get(self.label_names.len())
+        let end = loop {
+            // Fast path for the common case: the previous set's name at
+            // this position, then `="` with no blanks.
+            if let Some(&previous) = self
+                .label_names
+                .get(count)
                 .filter(|previous| repeating && !previous.escaped)
             {
                 let name = previous.span.of(b);
@@ -827,17 +1023,16 @@ impl Index {
                     && b.get(p..end).is_some_and(|here| same_bytes(here, name))
                 {
                     let (value, close) = scan_quoted(b, end + 1)?;
-                    check_bound(kind, name, value.of(b), end + 1)?;
-                    self.label_names.push(LabelName {
-                        span: Span::new(p, end),
-                        escaped: false,
-                    });
+                    if previous.bound {
+                        check_bound(kind, name, value.of(b), end + 1)?;
+                    }
+                    count += 1;
                     match b.get(close + 1) {
                         Some(b',') => {
                             p = close + 2;
                             continue;
                         }
-                        Some(b'}') => return Ok(close + 2),
+                        Some(b'}') => break close + 2,
                         _ => {}
                     }
                     let s = skip_blanks(b, close + 1);
@@ -849,7 +1044,7 @@ impl Index {
                             p = s + 1;
                             continue;
                         }
-                        Some(b'}') => return Ok(s + 1),
+                        Some(b'}') => break s + 1,
                         _ => return Err((ParseErrorKind::LabelSeparator, s)),
                     }
                 }
@@ -859,15 +1054,12 @@ impl Index {
                 *flags |= SLOW_LABELS;
             }
             p = q;
-            let name = match b.get(p) {
+            let mut name = match b.get(p) {
                 Some(b'}') => {
-                    if !self.label_names.is_empty() {
+                    if count > 0 {
                         *flags |= SLOW_LABELS; // trailing comma
                     }
-                    if !repeating && self.has_duplicate_among_wide_labels(b) {
-                        return Err((ParseErrorKind::DuplicateLabel, p));
-                    }
-                    return Ok(p + 1);
+                    break p + 1;
                 }
                 Some(b'"') => {
                     let (content, close) = scan_quoted(b, p)?;
@@ -881,10 +1073,11 @@ impl Index {
                     LabelName {
                         span: Span::new(start, self.scratch.len()),
                         escaped: true,
+                        bound: false,
                     }
                 }
                 Some(&c) if is_label_start(c) => {
-                    let end = match self.previous_label_names.get(self.label_names.len()) {
+                    let end = match self.label_names.get(count) {
                         Some(previous) if repeating && !previous.escaped => {
                             let name = previous.span.of(b);
                             let end = p + name.len();
@@ -907,6 +1100,7 @@ impl Index {
                     LabelName {
                         span,
                         escaped: false,
+                        bound: false,
                     }
                 }
                 _ => return Err((ParseErrorKind::LabelName, p)),
@@ -929,22 +1123,28 @@ impl Index {
             } else {
                 name.span.of(b)
             };
-            let pairwise = !repeating && self.label_names.len() < PAIRWISE_LABEL_CHECK;
-            for seen in self.label_names.iter().filter(|_| pairwise) {
-                let seen_bytes = if seen.escaped {
-                    seen.span.of(&self.scratch)
-                } else {
-                    seen.span.of(b)
-                };
-                if seen_bytes == name_bytes {
-                    return Err((ParseErrorKind::DuplicateLabel, r));
+            if !repeating {
+                // Names from here on are this set's own.
+                self.label_names.truncate(count);
+                // Wide sets are checked once, sorted, after the loop: a
+                // pairwise check is quadratic in the labels of a sample.
+                let pairwise = count < PAIRWISE_LABEL_CHECK;
+                for seen in self.label_names.iter().filter(|_| pairwise) {
+                    let seen_bytes = if seen.escaped {
+                        seen.span.of(&self.scratch)
+                    } else {
+                        seen.span.of(b)
+                    };
+                    if seen_bytes == name_bytes {
+                        return Err((ParseErrorKind::DuplicateLabel, r));
+                    }
                 }
+                self.label_bloom.insert(name_bytes);
+                name.bound = name_bytes == b"le" || name_bytes == b"quantile";
+                self.label_names.push(name);
             }
             check_bound(kind, name_bytes, value.of(b), r)?;
-            if !repeating {
-                self.label_bloom.insert(name_bytes);
-            }
-            self.label_names.push(name);
+            count += 1;
 
             let s = skip_blanks(b, close + 1);
             if s != close + 1 {
@@ -952,15 +1152,16 @@ impl Index {
             }
             match b.get(s) {
                 Some(b',') => p = s + 1,
-                Some(b'}') => {
-                    if !repeating && self.has_duplicate_among_wide_labels(b) {
-                        return Err((ParseErrorKind::DuplicateLabel, s));
-                    }
-                    return Ok(s + 1);
-                }
+                Some(b'}') => break s + 1,
                 _ => return Err((ParseErrorKind::LabelSeparator, s)),
             }
+        };
+        // A shorter set than the previous one: drop the names it lacks.
+        self.label_names.truncate(count);
+        if !repeating && self.has_duplicate_among_wide_labels(b) {
+            return Err((ParseErrorKind::DuplicateLabel, end - 1));
         }
+        Ok(end)
     }
 }
 
@@ -1018,15 +1219,34 @@ fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
     }
 }
 
-fn cursor_prev_family(samples: &[Sample]) -> u32 {
-    samples.last().map_or(u32::MAX, |s| s.family)
-}
-
 #[derive(Clone, Copy)]
 enum NameRef {
     Legacy(Span),
     /// Raw content of the quoted string; its escaped form is in `sample_name`.
     Quoted(Span),
+}
+
+/// The common line end ` <digits>[.<digits>]\n` from `q`: returns the
+/// value's end (the newline's position). Such a value is always a valid
+/// decimal, so the general path (blanks, value syntax, timestamp, exemplar,
+/// CRLF) is skipped; anything else returns None and takes it.
+fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
+    if b.get(q) != Some(&b' ') {
+        return None;
+    }
+    let digits = |from: usize| {
+        b.get(from..)
+            .and_then(|rest| rest.iter().position(|c| !c.is_ascii_digit()))
+            .map(|n| from + n)
+    };
+    let integer_end = digits(q + 1)?;
+    let mut end = integer_end;
+    if b[end] == b'.' {
+        end = digits(end + 1)?;
+    }
+    // At least one digit (`.` alone is no number), then the newline.
+    let has_digit = end - (q + 1) > usize::from(end > integer_end);
+    (has_digit && b[end] == b'\n').then_some(end)
 }
 
 fn skip_blanks(b: &[u8], mut p: usize) -> usize {
@@ -1042,10 +1262,7 @@ fn scan_token(b: &[u8], p: usize) -> usize {
 }
 
 fn find_newline(b: &[u8], p: usize) -> usize {
-    b[p..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |i| p + i)
+    find_byte(b, p, b'\n')
 }
 
 /// After trailing blanks, a line must end (LF, CRLF, or the end of the body).
@@ -1086,4 +1303,136 @@ fn line_of(b: &[u8], at: usize) -> u32 {
     let at = at.min(b.len());
     let lines = b[..at].iter().filter(|&&c| c == b'\n').count() + 1;
     u32::try_from(lines).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, labels, value, timestamp) of one sample.
+    type Texts = (String, String, String, String);
+
+    /// Wide label sets skip the pairwise check and are checked sorted at
+    /// their end; a duplicate must be found there too, also in a sample that
+    /// repeats the previous sample's names up to the duplicate.
+    #[test]
+    fn duplicates_in_wide_label_sets() {
+        let names: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+        let set = |names: &[String]| -> String {
+            let labels: Vec<String> = names.iter().map(|name| format!("{name}=\"v\"")).collect();
+            format!("m{{{}}} 1\n", labels.join(","))
+        };
+        let unique = set(&names);
+        let mut duplicated = names.clone();
+        duplicated[18] = "l3".to_string();
+        let duplicated = set(&duplicated);
+        let cases = [
+            (unique.clone(), true),
+            (format!("{unique}{unique}"), true),
+            (duplicated.clone(), false),
+            (format!("{unique}{duplicated}"), false),
+        ];
+        for (body, parses) in cases {
+            let result = Index::default().build(body.as_bytes());
+            assert_eq!(result.is_ok(), parses, "{body}");
+            if let Err(error) = result {
+                assert_eq!(error.kind, ParseErrorKind::DuplicateLabel);
+            }
+        }
+    }
+
+    /// Every family's name and its samples, as the writer would read them.
+    fn decode(body: &str) -> Vec<(String, Vec<Texts>)> {
+        let body = body.as_bytes();
+        let mut index = Index::default();
+        index.build(body).expect("body parses");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        index
+            .families
+            .iter()
+            .map(|family| {
+                let range = family.samples.start as usize..family.samples.end as usize;
+                let samples = index.samples[range]
+                    .iter()
+                    .map(|packed| {
+                        let sample = index.sample(packed, body);
+                        (
+                            text(sample.name.of(body)),
+                            text(sample.labels.of(body)),
+                            text(sample.value.of(body)),
+                            text(sample.timestamp.of(body)),
+                        )
+                    })
+                    .collect();
+                (text(family.name.of(&index.names)), samples)
+            })
+            .collect()
+    }
+
+    fn texts(name: &str, labels: &str, value: &str, timestamp: &str) -> Texts {
+        (name.into(), labels.into(), value.into(), timestamp.into())
+    }
+
+    #[test]
+    fn plain_line_ends_are_recognised() {
+        // (rest of the line after the name or `}`, value end if plain)
+        let table: &[(&str, Option<usize>)] = &[
+            (" 1\n", Some(2)),
+            (" 12.5\n", Some(5)),
+            (" 1.\n", Some(3)),
+            (" .5\n", Some(3)),
+            (" .\n", None),
+            (" \n", None),
+            (" 1", None),
+            (" 1.5", None),
+            (" 1 2\n", None),
+            (" 1\r\n", None),
+            ("  1\n", None),
+            ("\t1\n", None),
+            (" 1e3\n", None),
+            (" -1\n", None),
+            (" 1.2.3\n", None),
+        ];
+        for (rest, expected) in table {
+            assert_eq!(plain_line_end(rest.as_bytes(), 0), *expected, "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn interleaved_families_are_regrouped_in_input_order() {
+        let body = "a 1\nb{x=\"1\"} 2\na 3 100\nc 4\nb 5\na 6\n";
+        let expected = vec![
+            (
+                "a".to_string(),
+                vec![
+                    texts("a", "", "1", ""),
+                    texts("a", "", "3", "100"),
+                    texts("a", "", "6", ""),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec![texts("b", "x=\"1\"", "2", ""), texts("b", "", "5", "")],
+            ),
+            ("c".to_string(), vec![texts("c", "", "4", "")]),
+        ];
+        assert_eq!(decode(body), expected);
+    }
+
+    #[test]
+    fn lines_longer_than_a_packed_offset_are_kept_whole() {
+        let long_value = "v".repeat(70_000);
+        let long_labels = format!("l=\"{long_value}\"");
+        let body = format!("m{{{long_labels}}} 1 5\nm 2\nm{{{long_labels}}} 3\nm 4\n");
+        let expected = vec![(
+            "m".to_string(),
+            vec![
+                texts("m", &long_labels, "1", "5"),
+                texts("m", "", "2", ""),
+                texts("m", &long_labels, "3", ""),
+                texts("m", "", "4", ""),
+            ],
+        )];
+        assert_eq!(decode(&body), expected);
+    }
 }

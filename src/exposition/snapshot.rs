@@ -86,6 +86,12 @@ impl Snapshot {
         }
     }
 
+    /// Bytes held by the index's buffers (their capacity), for the bench
+    /// and memory accounting.
+    pub fn index_bytes(&self) -> usize {
+        self.index.capacity_bytes()
+    }
+
     pub fn body_len(&self) -> usize {
         self.body.len()
     }

@@ -139,6 +139,30 @@ pub(crate) fn scan_quote_stop(b: &[u8], mut p: usize) -> usize {
     scan_until_class(b, p, QUOTE_STOP)
 }
 
+/// First `byte` from `p` (or the end), eight bytes at a time like
+/// [`scan_quote_stop`]: HELP lines are long.
+pub(crate) fn find_byte(b: &[u8], mut p: usize, byte: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while p + 8 <= b.len() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&b[p..p + 8]);
+        let x = u64::from_le_bytes(bytes) ^ (ONES * u64::from(byte));
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return p + (found.trailing_zeros() / 8) as usize;
+        }
+        p += 8;
+    }
+    match b.get(p..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&c| c == byte)
+            .map_or(b.len(), |i| p + i),
+        None => b.len(),
+    }
+}
+
 /// First position from `p` whose byte is in `class` (or the end).
 #[inline]
 pub(crate) fn scan_until_class(b: &[u8], p: usize, class: u8) -> usize {
@@ -475,6 +499,10 @@ impl NameTable {
         }
     }
 
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+
     pub(crate) fn shrink(&mut self) {
         if self.slots.len() > 4096 && self.len * 8 < self.slots.len() {
             self.slots = Vec::new();
@@ -518,6 +546,19 @@ mod tests {
                 assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn find_byte_matches_a_byte_loop() {
+        let body = b"# HELP a_long_name Some text that spans words.\nx 1\n\nlast line no newline";
+        for from in 0..=body.len() {
+            let naive = body[from..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(body.len(), |i| from + i);
+            assert_eq!(find_byte(body, from, b'\n'), naive, "from {from}");
+        }
+        assert_eq!(find_byte(body, body.len() + 1, b'\n'), body.len());
     }
 
     #[test]

@@ -102,6 +102,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
     let mut busy = Duration::ZERO;
     let mut parsing = Duration::ZERO;
     let mut samples = 0;
+    let mut index_bytes = 0;
     for round in 0..rounds + 3 {
         // Refilling the bodies stands for the socket read; not timed.
         for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(bodies) {
@@ -128,6 +129,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
             parsing += parsed;
         }
         samples = snapshots.iter().map(Snapshot::sample_count).sum::<usize>();
+        index_bytes = snapshots.iter().map(Snapshot::index_bytes).sum::<usize>();
     }
     let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
     println!(
@@ -139,6 +141,10 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
         busy.as_secs_f64() * 1e6 / f64::from(rounds),
         parsing.as_secs_f64() * 1e6 / f64::from(rounds),
         (busy - parsing).as_secs_f64() * 1e6 / f64::from(rounds),
+    );
+    println!(
+        "  index: {index_bytes} bytes, {:.1} per sample",
+        index_bytes as f64 / samples.max(1) as f64
     );
 }
 
