@@ -5,19 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{container_args, raw_exchange, wait_until, Behaviour, Sidecar, Stub};
+use common::{
+    container_args, peak_resident_bytes, raw_exchange, wait_until, Behaviour, Sidecar, Stub,
+};
 
 const MEMORY_LIMIT_BYTES: u64 = 32 << 20;
-
-fn peak_resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .unwrap();
-    let kilobytes: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kilobytes * 1024
-}
 
 /// One sample with `count` distinct labels: `wide{l0="v",l1="v",...} 1`.
 fn one_wide_sample(count: usize) -> String {

@@ -7,19 +7,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{container_args, wait_until, Behaviour, Sidecar, Stub};
+use common::{container_args, peak_resident_bytes, wait_until, Behaviour, Sidecar, Stub};
 
 const LIMIT_BYTES: u64 = 32 << 20;
-
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .unwrap();
-    let kilobytes: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kilobytes * 1024
-}
 
 /// A connection whose receive buffer is small, so that the kernel does not
 /// absorb the whole response on the client's behalf.
@@ -57,7 +47,7 @@ fn stalled_clients_holding_successive_bodies_do_not_grow_memory() {
     }
     // A normal client is still served, and memory stayed bounded.
     assert!(sidecar.metrics().contains("huge_metric"));
-    let peak = resident_bytes(sidecar.pid());
+    let peak = peak_resident_bytes(sidecar.pid());
     assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
 }
 
@@ -87,6 +77,6 @@ fn oversized_bodies_do_not_grow_memory() {
             "{metrics}"
         );
     }
-    let peak = resident_bytes(sidecar.pid());
+    let peak = peak_resident_bytes(sidecar.pid());
     assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
 }
