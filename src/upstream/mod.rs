@@ -23,6 +23,8 @@ use response::{Limits, Progress, ResponseDecoder};
 
 /// Bytes asked of the socket per read when nothing better is known.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room for the response head on top of the expected body.
+const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
 
 /// How a finished scrape ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,13 +274,19 @@ impl Upstream {
                 let error = io::Error::other("response larger than --max_body_bytes");
                 return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));
             }
-            if filled == 0 {
-                // Size for the body seen last time, so a steady exporter
-                // costs no reallocation.
-                self.received.reserve(self.last_body_len + 1024);
-            }
             // Zero-filling is the price of safe reads; bound it per call.
-            let want = READ_CHUNK.min(limit - filled);
+            // The first read of a steady exporter asks for what it sent last
+            // time (head included), so it neither reallocates nor zeroes, or
+            // keeps resident, more than that.
+            let want = if filled == 0 && self.last_body_len > 0 {
+                self.last_body_len + RESPONSE_HEAD_ALLOWANCE
+            } else {
+                READ_CHUNK
+            }
+            .min(limit - filled);
+            if filled == 0 {
+                self.received.reserve_exact(want);
+            }
             self.received.resize(filled + want, 0);
             let stream = self.stream.as_mut()?;
             let result = stream.read(&mut self.received[filled..]);
