@@ -390,12 +390,6 @@ impl Client {
         !self.response_head.is_empty()
     }
 
-    /// Bytes of the shared body the response being written holds (0 for
-    /// none, or a head-only answer).
-    pub fn body_len(&self) -> usize {
-        self.response_body.as_ref().map_or(0, |body| body.len())
-    }
-
     /// Starts the answer to the request that used the first `request_length`
     /// bytes of the input. `body` is shared, never copied; `send_body` is
     /// false for HEAD.

@@ -769,21 +769,16 @@ impl Sidecar {
         };
         // One allocation of the right size rather than doublings.
         out.reserve(self.merged_size_hint);
+        // Every container is a source, so a source's position is its
+        // container's: a down one has an empty or unindexed snapshot and
+        // contributes nothing.
         let mut sources: Vec<Source<'_>> = self
             .containers
             .iter()
-            .filter(|container| container.health == Health::Up)
             .map(|container| Source {
                 container: Some(&container.name),
                 snapshot: &container.snapshot,
             })
-            .collect();
-        let up: Vec<usize> = self
-            .containers
-            .iter()
-            .enumerate()
-            .filter(|(_, container)| container.health == Health::Up)
-            .map(|(index, _)| index)
             .collect();
         sources.push(Source {
             container: None,
@@ -797,11 +792,11 @@ impl Sidecar {
             out.shrink_to(out.len() + out.len() / 4);
         }
         self.merged_size_hint = out.len() + out.len() / 8;
-        for (source, family) in self.merger.conflicts() {
-            let Some(&index) = up.get(source) else {
+        for (index, family) in self.merger.conflicts() {
+            // The last source, the sidecar's own metrics, has no container.
+            let Some(container) = self.containers.get_mut(index) else {
                 continue;
             };
-            let container = &mut self.containers[index];
             container.stats.family_conflicts_total += 1;
             if self.logged_conflicts.len() < MAX_LOGGED_CONFLICTS
                 && self.logged_conflicts.insert((index, family.to_vec()))

@@ -114,17 +114,8 @@ impl Upstream {
         }
     }
 
-    pub fn phase(&self) -> Phase {
-        self.phase
-    }
-
     pub fn in_flight(&self) -> bool {
         self.phase != Phase::Idle
-    }
-
-    /// When the scrape in flight started.
-    pub fn started_at(&self) -> Option<Instant> {
-        self.started_at
     }
 
     /// How long the scrape that just ended took.
