@@ -3,22 +3,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{container_args, peak_resident_bytes, wait_until, Behaviour, Sidecar, Stub};
+use common::{
+    container_args, peak_resident_bytes, resident_bytes, stalled_client, wait_until, Behaviour,
+    Sidecar, Stub,
+};
 
 const LIMIT_BYTES: u64 = 32 << 20;
-
-/// A connection whose receive buffer is small, so that the kernel does not
-/// absorb the whole response on the client's behalf.
-fn stalled_connection(port: u16) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&common::local(port).into()).unwrap();
-    socket.into()
-}
 
 /// Each stalled client asks for the merged body and never reads it. The
 /// data changes between their requests, so each would keep a different
@@ -37,11 +29,7 @@ fn stalled_clients_holding_successive_bodies_do_not_grow_memory() {
     let mut stalled = Vec::new();
     for _ in 0..60 {
         let before = stub.request_count();
-        let mut stream = stalled_connection(sidecar.port);
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        stalled.push(stream);
+        stalled.push(stalled_client(sidecar.port));
         // Wait for fresh data so the next client gets a different body.
         assert!(wait_until(Duration::from_secs(10), || stub.request_count() > before));
     }
@@ -79,4 +67,41 @@ fn oversized_bodies_do_not_grow_memory() {
     }
     let peak = peak_resident_bytes(sidecar.pid());
     assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+}
+
+/// Bug: every stalled client kept the merged body it was being sent alive,
+/// and the body is rebuilt whenever data changed, so stalled clients
+/// arriving one after the other each held a different old body: 100 of
+/// them took a 2 MiB-body sidecar to 176 MB resident, far past the 32 MiB
+/// limit. Old bodies still being sent now have a byte budget; past it, the
+/// clients holding the oldest ones are closed.
+#[test]
+fn stalled_clients_held_old_bodies_without_bound() {
+    let stub = Stub::start(Behaviour::Huge(2 << 20));
+    let mut args = container_args(&[("app", stub.port)]);
+    args.push("--scrape_interval=20".to_string());
+    let sidecar = Sidecar::start(&args);
+    assert!(wait_until(Duration::from_secs(10), || sidecar
+        .get("/metrics")
+        .body
+        .len()
+        > 2 << 20));
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let before = stub.request_count();
+        stalled.push(stalled_client(sidecar.port));
+        // A scrape completes, so the next client gets a new body.
+        assert!(wait_until(Duration::from_secs(10), || stub.request_count() > before));
+    }
+    let resident = resident_bytes(sidecar.pid());
+    eprintln!("{} KiB resident with 40 stalled clients", resident >> 10);
+    assert!(
+        resident < 32 << 20,
+        "{} MiB resident with 40 stalled clients",
+        resident >> 20
+    );
+    // The oldest stalled clients were closed; a normal client is served.
+    let response = sidecar.get("/metrics");
+    assert!(response.body.len() > 2 << 20);
+    drop(stalled);
 }

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{container_args, lines_of, parse_response, Behaviour, Sidecar, Stub};
+use common::{container_args, lines_of, parse_response, up, Behaviour, Sidecar, Stub};
 
 /// Longer than the sidecar's window in which a finished round's result is
 /// reused (500 ms), so the next request starts a new round.
@@ -29,17 +29,6 @@ fn start(containers: &[(&str, u16)], extra: &[&str]) -> Sidecar {
     Sidecar::start(&args)
 }
 
-fn up(metrics: &str, container: &str) -> Option<String> {
-    let prefix = "multiplexer_up{";
-    metrics
-        .lines()
-        .find(|line| {
-            line.starts_with(prefix) && line.contains(&format!("container=\"{container}\""))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .map(str::to_string)
-}
-
 #[test]
 fn each_request_scrapes_each_container_exactly_once() {
     let a = Stub::start(Behaviour::ContentLength(body("a")));
@@ -52,7 +41,7 @@ fn each_request_scrapes_each_container_exactly_once() {
         let metrics = sidecar.metrics();
         assert_eq!(lines_of(&metrics, "container", "a").len(), 2, "{metrics}");
         assert_eq!(lines_of(&metrics, "container", "b").len(), 2, "{metrics}");
-        assert_eq!(up(&metrics, "a").as_deref(), Some("1"));
+        assert_eq!(up(&metrics, "a"), Some(1.0));
         assert_eq!((a.request_count(), b.request_count()), (round, round));
         thread::sleep(PAST_REUSE_WINDOW);
         // And nothing between requests.
@@ -106,8 +95,8 @@ fn a_hung_container_delays_the_answer_only_until_the_deadline() {
         "answered after {waited:?}"
     );
     assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
-    assert_eq!(up(&metrics, "hung").as_deref(), Some("0"), "{metrics}");
-    assert_eq!(up(&metrics, "live").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(up(&metrics, "hung"), Some(0.0), "{metrics}");
+    assert_eq!(up(&metrics, "live"), Some(1.0), "{metrics}");
     assert!(lines_of(&metrics, "container", "hung").is_empty());
     assert_eq!(lines_of(&metrics, "container", "live").len(), 2);
     assert!(metrics.contains("reason=\"timeout\"} 1"), "{metrics}");
@@ -148,7 +137,7 @@ fn prometheus_timeout_header_shortens_the_deadline() {
         "answered after {waited:?}"
     );
     let metrics = String::from_utf8(response.body).unwrap();
-    assert_eq!(up(&metrics, "hung").as_deref(), Some("0"), "{metrics}");
+    assert_eq!(up(&metrics, "hung"), Some(0.0), "{metrics}");
     assert_eq!(lines_of(&metrics, "container", "live").len(), 2);
 }
 

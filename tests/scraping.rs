@@ -8,7 +8,9 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{container_args, lines_of, wait_until, Behaviour, Sidecar, Stub};
+use common::{
+    container_args, failures, lines_of, sample, up, wait_until, Behaviour, Sidecar, Stub,
+};
 
 /// A body with several families and enough lines that half of it is
 /// recognisable.
@@ -25,40 +27,6 @@ fn body(prefix: &str, value: u64) -> String {
         "# TYPE {prefix}_temperature gauge\n{prefix}_temperature 21.5\n"
     ));
     text
-}
-
-/// The value of the first sample of `name` whose line contains every one of
-/// `labels`.
-fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
-        })
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
-fn up(exposition: &str, container: &str) -> Option<f64> {
-    sample(
-        exposition,
-        "multiplexer_up",
-        &[&format!("container=\"{container}\"")],
-    )
-}
-
-fn failures(exposition: &str, container: &str, reason: &str) -> f64 {
-    sample(
-        exposition,
-        "multiplexer_scrape_failures_total",
-        &[
-            &format!("container=\"{container}\""),
-            &format!("reason=\"{reason}\""),
-        ],
-    )
-    .unwrap_or(0.0)
 }
 
 fn start(containers: &[(&str, u16)], extra: &[&str]) -> Sidecar {

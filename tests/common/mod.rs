@@ -231,6 +231,8 @@ pub struct Stub {
     pub connections: Arc<AtomicUsize>,
     /// When each request arrived.
     pub request_times: Arc<Mutex<Vec<Instant>>>,
+    /// The request target of each request, in order.
+    pub request_targets: Arc<Mutex<Vec<String>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     stop: Arc<AtomicBool>,
 }
@@ -247,12 +249,14 @@ impl Stub {
             requests: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
             request_times: Arc::new(Mutex::new(Vec::new())),
+            request_targets: Arc::new(Mutex::new(Vec::new())),
             behaviour: Arc::new(Mutex::new(behaviour)),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let (requests, times, behaviour, stop) = (
+        let (requests, times, targets, behaviour, stop) = (
             stub.requests.clone(),
             stub.request_times.clone(),
+            stub.request_targets.clone(),
             stub.behaviour.clone(),
             stub.stop.clone(),
         );
@@ -263,14 +267,20 @@ impl Stub {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         connections.fetch_add(1, Ordering::SeqCst);
-                        let (requests, times, behaviour, stop) = (
+                        let (requests, times, targets, behaviour, stop) = (
                             requests.clone(),
                             times.clone(),
+                            targets.clone(),
                             behaviour.clone(),
                             stop.clone(),
                         );
                         thread::spawn(move || {
-                            serve_connection(stream, &requests, &times, &behaviour, &stop)
+                            let log = RequestLog {
+                                count: &requests,
+                                times: &times,
+                                targets: &targets,
+                            };
+                            serve_connection(stream, &log, &behaviour, &stop)
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
@@ -287,6 +297,14 @@ impl Stub {
     pub fn request_count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// The distinct request targets in order of first use (repeats of the
+    /// previous one folded).
+    pub fn targets(&self) -> Vec<String> {
+        let mut targets = self.request_targets.lock().unwrap().clone();
+        targets.dedup();
+        targets
+    }
 }
 
 impl Drop for Stub {
@@ -295,10 +313,16 @@ impl Drop for Stub {
     }
 }
 
+/// Where a stub records what it was asked.
+struct RequestLog<'a> {
+    count: &'a AtomicUsize,
+    times: &'a Mutex<Vec<Instant>>,
+    targets: &'a Mutex<Vec<String>>,
+}
+
 fn serve_connection(
     mut stream: TcpStream,
-    requests: &AtomicUsize,
-    times: &Mutex<Vec<Instant>>,
+    log: &RequestLog<'_>,
     behaviour: &Mutex<Behaviour>,
     stop: &AtomicBool,
 ) {
@@ -323,9 +347,12 @@ fn serve_connection(
             }
             continue;
         };
+        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
         pending.drain(..end + 4);
-        requests.fetch_add(1, Ordering::SeqCst);
-        times.lock().unwrap().push(Instant::now());
+        let target = head.split(' ').nth(1).unwrap_or_default().to_string();
+        log.targets.lock().unwrap().push(target);
+        log.times.lock().unwrap().push(Instant::now());
+        log.count.fetch_add(1, Ordering::SeqCst);
         let current = behaviour.lock().unwrap().clone();
         if !answer(&mut stream, current, stop) {
             return;
@@ -474,11 +501,66 @@ pub fn local(port: u16) -> SocketAddr {
 
 /// Peak resident memory (VmHWM) of a process, in bytes.
 pub fn peak_resident_bytes(pid: u32) -> u64 {
+    status_kilobytes(pid, "VmHWM:") * 1024
+}
+
+/// Current resident memory (VmRSS) of a process, in bytes.
+pub fn resident_bytes(pid: u32) -> u64 {
+    status_kilobytes(pid, "VmRSS:") * 1024
+}
+
+fn status_kilobytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
+    let line = status.lines().find(|line| line.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A connection with a tiny receive buffer that has asked for `/metrics`
+/// and never reads: the kernel cannot absorb the response on its behalf,
+/// so the sidecar keeps holding the body it is sending.
+pub fn stalled_client(port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&local(port).into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let kilobytes: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kilobytes * 1024
+    stream
+}
+
+/// The value of the first sample of `name` whose line contains every one
+/// of `labels`.
+pub fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// `multiplexer_up` of a container (label `container`).
+pub fn up(exposition: &str, container: &str) -> Option<f64> {
+    sample(
+        exposition,
+        "multiplexer_up",
+        &[&format!("container=\"{container}\"")],
+    )
+}
+
+/// `multiplexer_scrape_failures_total` of a container and reason; 0 if absent.
+pub fn failures(exposition: &str, container: &str, reason: &str) -> f64 {
+    sample(
+        exposition,
+        "multiplexer_scrape_failures_total",
+        &[
+            &format!("container=\"{container}\""),
+            &format!("reason=\"{reason}\""),
+        ],
+    )
+    .unwrap_or(0.0)
 }
