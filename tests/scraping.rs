@@ -105,6 +105,93 @@ fn keep_alive_connections_are_reused() {
     }
 }
 
+/// RFC 9112 §9.3.1: a kept-alive connection may be closed by the server
+/// just as the client reuses it. That request is retried once on a new
+/// connection and is not a failure: the container stays up and no failure
+/// is counted or logged.
+#[test]
+fn a_reused_connection_closed_by_the_server_is_retried_uncounted() {
+    let stub = Stub::start(Behaviour::CloseOnReuse(body("retried", 1)));
+    let sidecar = start(&[("app", stub.port)], &["--scrape_interval=50"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        stub.connections.load(std::sync::atomic::Ordering::SeqCst) >= 6
+    }));
+    assert_serves(&sidecar, "app", "retried", 1);
+    let metrics = sidecar.metrics();
+    assert_eq!(up(&metrics, "app"), Some(1.0));
+    for reason in multiplexer::upstream::FailureReason::ALL {
+        assert_eq!(
+            failures(&metrics, "app", reason.as_str()),
+            0.0,
+            "{reason}\n{metrics}"
+        );
+    }
+    // Each reuse was answered by closing: every scrape after the first
+    // needed the retry, and each retry was a new connection.
+    assert!(stub.request_count() > stub.connections.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        !sidecar.stderr().contains("is down"),
+        "{}",
+        sidecar.stderr()
+    );
+}
+
+/// Two containers disagree on a family's type: the first container's type
+/// wins, the other's samples of it are dropped, and that container counts
+/// the conflict in `multiplexer_family_conflicts_total` and logs it once,
+/// however often the merged body is rebuilt.
+#[test]
+fn a_type_conflict_is_counted_and_logged_once() {
+    let first = Stub::start(Behaviour::ContentLength(
+        "# TYPE shared gauge\nshared 1\n".into(),
+    ));
+    let second = Stub::start(Behaviour::ContentLength(
+        "# TYPE shared histogram\nshared_bucket{le=\"+Inf\"} 1\nshared_sum 1\nshared_count 1\nother 2\n"
+            .into(),
+    ));
+    let sidecar = start(
+        &[("first", first.port), ("second", second.port)],
+        &["--scrape_interval=50"],
+    );
+    let conflicts = |metrics: &str, container: &str| {
+        sample(
+            metrics,
+            "multiplexer_family_conflicts_total",
+            &[&format!("container=\"{container}\"")],
+        )
+    };
+    // Several rebuilds, each after new scrapes.
+    for _ in 0..5 {
+        let before = second.request_count();
+        assert!(wait_until(Duration::from_secs(10), || second
+            .request_count()
+            > before));
+        let metrics = sidecar.metrics();
+        assert!(metrics.contains("# TYPE shared gauge\n"), "{metrics}");
+        assert!(
+            metrics.contains("shared{container=\"first\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("shared_bucket"), "{metrics}");
+        assert!(
+            metrics.contains("other{container=\"second\"} 2\n"),
+            "{metrics}"
+        );
+    }
+    let metrics = sidecar.metrics();
+    assert!(
+        conflicts(&metrics, "second").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(conflicts(&metrics, "first"), Some(0.0), "{metrics}");
+    let log = sidecar.stderr();
+    let logged = log
+        .lines()
+        .filter(|line| line.contains("container second: metric family shared"))
+        .count();
+    assert_eq!(logged, 1, "{log}");
+}
+
 /// Every hostile behaviour, each next to a healthy container that must keep
 /// its cadence and stay in the output, and none of whose partial bodies may
 /// ever be served.

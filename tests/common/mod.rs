@@ -221,6 +221,11 @@ pub enum Behaviour {
     BadExposition,
     /// Like `ContentLength`, after a pause.
     Delayed(String, Duration),
+    /// Answers the first request of each connection with Content-Length
+    /// and keep-alive, and closes the connection, unanswered, when a second
+    /// one arrives: a server that drops idle keep-alive connections at the
+    /// moment the client reuses them.
+    CloseOnReuse(String),
 }
 
 /// A scripted exporter on a loopback port, one thread per connection.
@@ -330,6 +335,7 @@ fn serve_connection(
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut pending = Vec::new();
     let mut buffer = [0u8; 4096];
+    let mut answered_here = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -354,6 +360,17 @@ fn serve_connection(
         log.times.lock().unwrap().push(Instant::now());
         log.count.fetch_add(1, Ordering::SeqCst);
         let current = behaviour.lock().unwrap().clone();
+        if let Behaviour::CloseOnReuse(body) = current {
+            if answered_here > 0 {
+                return;
+            }
+            answered_here += 1;
+            if !answer(&mut stream, Behaviour::ContentLength(body), stop) {
+                return;
+            }
+            continue;
+        }
+        answered_here += 1;
         if !answer(&mut stream, current, stop) {
             return;
         }
@@ -473,6 +490,7 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
                 .write_all(format!("{}{}", head(body.len()), body).as_bytes())
                 .is_ok()
         }
+        Behaviour::CloseOnReuse(body) => answer(stream, Behaviour::ContentLength(body), stop),
         Behaviour::BadExposition => {
             let body = "this is { not an exposition\n";
             stream
