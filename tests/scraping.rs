@@ -351,6 +351,8 @@ fn a_hung_container_does_not_stop_fresh_data_of_another() {
 fn the_scrape_request_asks_for_text_and_identity() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    // A container that refuses on port 1 beside it: its failures must
+    // not disturb the request sent to the other.
     let _sidecar = start(
         &[("app", port)],
         &["--scrape_interval=100", "-mother:1/custom/path"],
