@@ -271,6 +271,16 @@ fn failures_affect_only_their_container() {
             .count();
         assert_eq!(lines, 1, "{name}:\n{log}");
     }
+    // The size and the limit are in the line, to choose a new limit by.
+    let huge = log
+        .lines()
+        .find(|line| line.contains("container huge is down (body_too_large)"))
+        .unwrap_or_default();
+    assert!(
+        huge.contains(": Content-Length of ")
+            && huge.contains("over the body limit of 65536 bytes (--max_body_bytes)"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -262,7 +262,10 @@ impl Upstream {
             // sends 50 MB costs us at most that.
             let limit = self.max_body_bytes + 64 * 1024;
             if filled >= limit {
-                let error = io::Error::other("response larger than --max_body_bytes");
+                let error = io::Error::other(format!(
+                    "response of at least {filled} bytes over the body limit of {} bytes plus 64 KiB for the head (--max_body_bytes)",
+                    self.max_body_bytes
+                ));
                 return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));
             }
             // Zero-filling is the price of safe reads; bound it per call.

@@ -106,7 +106,7 @@ pub enum ResponseError {
     /// `Content-Length` values that differ.
     ConflictingContentLength,
     /// `Content-Length` over `max_body_bytes`.
-    ContentLengthTooLarge,
+    ContentLengthTooLarge { length: u64, limit: usize },
     /// A `Content-Encoding` other than `identity`.
     ContentEncoding,
     /// A chunk-size that is missing or not hexadecimal.
@@ -123,8 +123,9 @@ pub enum ResponseError {
     BadTrailer,
     /// A trailer section over `max_head_bytes`.
     TrailersTooLarge,
-    /// The received body (chunked or until close) grew over `max_body_bytes`.
-    BodyTooLarge,
+    /// The received body (chunked or until close) grew over `max_body_bytes`:
+    /// `at_least` is what was received, or announced by a chunk size, so far.
+    BodyTooLarge { at_least: u64, limit: usize },
     /// The connection closed before any byte of the response.
     ClosedBeforeResponse,
     /// The connection closed in the middle of the head.
@@ -139,7 +140,7 @@ impl ResponseError {
         use ResponseError::*;
         match self {
             Status(_) => FailureReason::HttpStatus,
-            ContentLengthTooLarge | BodyTooLarge => FailureReason::BodyTooLarge,
+            ContentLengthTooLarge { .. } | BodyTooLarge { .. } => FailureReason::BodyTooLarge,
             ContentEncoding => FailureReason::Encoding,
             ClosedBeforeResponse | ClosedInHead | ClosedInBody => FailureReason::Closed,
             NotHttp
@@ -180,7 +181,12 @@ impl fmt::Display for ResponseError {
             }
             InvalidContentLength => f.write_str("invalid Content-Length"),
             ConflictingContentLength => f.write_str("conflicting Content-Length values"),
-            ContentLengthTooLarge => f.write_str("Content-Length larger than the body limit"),
+            // The size and the limit: what an operator needs to choose
+            // a new --max_body_bytes.
+            ContentLengthTooLarge { length, limit } => write!(
+                f,
+                "Content-Length of {length} bytes over the body limit of {limit} bytes (--max_body_bytes)"
+            ),
             ContentEncoding => f.write_str("Content-Encoding other than identity"),
             InvalidChunkSize => f.write_str("invalid chunk size"),
             ChunkSizeTooLong => f.write_str("chunk size with too many digits"),
@@ -189,7 +195,10 @@ impl fmt::Display for ResponseError {
             ChunkDataNotTerminated => f.write_str("chunk data not followed by CRLF"),
             BadTrailer => f.write_str("malformed trailer line"),
             TrailersTooLarge => f.write_str("trailer section larger than the head limit"),
-            BodyTooLarge => f.write_str("body larger than the body limit"),
+            BodyTooLarge { at_least, limit } => write!(
+                f,
+                "body of at least {at_least} bytes over the body limit of {limit} bytes (--max_body_bytes)"
+            ),
             ClosedBeforeResponse => f.write_str("connection closed before the response"),
             ClosedInHead => f.write_str("connection closed while reading the response head"),
             ClosedInBody => f.write_str("connection closed while reading the body"),
@@ -358,7 +367,10 @@ impl ResponseDecoder {
                         Framing::Chunked(chunked) => chunked.decode(buf, max_body, max_trailers)?,
                         Framing::UntilClose => {
                             if buf.len() > max_body {
-                                return Err(ResponseError::BodyTooLarge);
+                                return Err(ResponseError::BodyTooLarge {
+                                    at_least: buf.len() as u64,
+                                    limit: max_body,
+                                });
                             }
                             false
                         }
@@ -442,7 +454,10 @@ impl ResponseDecoder {
             } else if let Some(length) = fields.content_length {
                 // Rule 4.
                 if length > self.limits.max_body_bytes as u64 {
-                    return Err(ResponseError::ContentLengthTooLarge);
+                    return Err(ResponseError::ContentLengthTooLarge {
+                        length,
+                        limit: self.limits.max_body_bytes,
+                    });
                 }
                 Framing::Length(length as usize)
             } else {
@@ -750,7 +765,10 @@ impl ChunkedDecoder {
         }
         let room = (max_body - self.body_len.min(max_body)) as u64;
         if size > room {
-            return Err(ResponseError::BodyTooLarge);
+            return Err(ResponseError::BodyTooLarge {
+                at_least: (self.body_len as u64).saturating_add(size),
+                limit: max_body,
+            });
         }
         self.remaining = size as usize;
         Ok(ChunkState::Data)
@@ -860,7 +878,7 @@ mod tests {
             ("inner space", "HTTP/1.1 200 OK\r\nContent-Length: 5 5\r\n\r\nhello", error(InvalidContentLength)),
             ("empty list element", "HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\nhello", error(InvalidContentLength)),
             ("overflow", "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", error(InvalidContentLength)),
-            ("over the limit", "HTTP/1.1 200 OK\r\nContent-Length: 65\r\n\r\n", error(ContentLengthTooLarge)),
+            ("over the limit", "HTTP/1.1 200 OK\r\nContent-Length: 65\r\n\r\n", error(ContentLengthTooLarge { length: 65, limit: 64 })),
             ("gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", error(ContentEncoding)),
             ("identity, gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: identity, gzip\r\nContent-Length: 5\r\n\r\nhello", error(ContentEncoding)),
         ];
@@ -906,9 +924,19 @@ mod tests {
                     "20\r\n{0}\r\n20\r\n{0}\r\n1\r\nz\r\n0\r\n\r\n",
                     "y".repeat(32)
                 ),
-                error(BodyTooLarge),
+                error(BodyTooLarge {
+                    at_least: 65,
+                    limit: 64,
+                }),
             ),
-            ("one chunk over the limit", "41\r\n", error(BodyTooLarge)),
+            (
+                "one chunk over the limit",
+                "41\r\n",
+                error(BodyTooLarge {
+                    at_least: 65,
+                    limit: 64,
+                }),
+            ),
             ("not hex", "g\r\nhello\r\n", error(InvalidChunkSize)),
             ("no size", "\r\nhello\r\n", error(InvalidChunkSize)),
             ("extension without size", ";a\r\n", error(InvalidChunkSize)),
@@ -925,7 +953,14 @@ mod tests {
                 "5;a\x00\r\nhello\r\n",
                 error(BadChunkLine),
             ),
-            ("16 digits", "ffffffffffffffff\r\n", error(BodyTooLarge)),
+            (
+                "16 digits",
+                "ffffffffffffffff\r\n",
+                error(BodyTooLarge {
+                    at_least: u64::MAX,
+                    limit: 64,
+                }),
+            ),
             (
                 "17 digits",
                 "00000000000000001\r\n",
@@ -968,7 +1003,7 @@ mod tests {
             ("1.0 keep-alive without length", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nhello", true, body("hello", false)),
             ("1.1 close without length", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello", true, body("hello", false)),
             ("until close, empty", "HTTP/1.1 200 OK\r\n\r\n", true, body("", false)),
-            ("until close over the limit", &format!("HTTP/1.0 200 OK\r\n\r\n{}", "x".repeat(65)), false, error(BodyTooLarge)),
+            ("until close over the limit", &format!("HTTP/1.0 200 OK\r\n\r\n{}", "x".repeat(65)), false, error(BodyTooLarge { at_least: 65, limit: 64 })),
             ("1xx then 200", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, body("ok", true)),
             ("101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", false, error(SwitchingProtocols)),
             ("too many 1xx", &"HTTP/1.1 100 Continue\r\n\r\n".repeat(9), false, error(TooManyInformational)),
@@ -1140,14 +1175,20 @@ mod tests {
         let table: &[(ResponseError, FailureReason, &str)] = &[
             (Status(500), FailureReason::HttpStatus, "HTTP status 500"),
             (
-                ContentLengthTooLarge,
+                ContentLengthTooLarge {
+                    length: 5_000_000,
+                    limit: 4_194_304,
+                },
                 FailureReason::BodyTooLarge,
-                "Content-Length larger than the body limit",
+                "Content-Length of 5000000 bytes over the body limit of 4194304 bytes (--max_body_bytes)",
             ),
             (
-                BodyTooLarge,
+                BodyTooLarge {
+                    at_least: 4_194_305,
+                    limit: 4_194_304,
+                },
                 FailureReason::BodyTooLarge,
-                "body larger than the body limit",
+                "body of at least 4194305 bytes over the body limit of 4194304 bytes (--max_body_bytes)",
             ),
             (
                 ContentEncoding,
