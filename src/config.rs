@@ -17,9 +17,13 @@
 //! - `containers` keeps command-line order, minus the excluded names.
 //!
 //! A flag given twice keeps its last value (`-x` and `-m` accumulate).
+//! Every long flag may be spelled with hyphens (`--export-to` for
+//! `--export_to`): the seed's underscores stay the documented form, and the
+//! usual spelling of other tools is not an error.
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -40,6 +44,9 @@ pub struct Config {
     pub endpoint: String,
     /// Port the merged metrics are served on.
     pub export_port: u16,
+    /// The address to serve on, from `-e <address>:<port>`; `None` (a bare
+    /// port, the default) means every address, IPv6 and IPv4 alike.
+    pub export_ip: Option<IpAddr>,
     /// Label name added to every sample.
     pub container_label: String,
     /// Time between two scrapes of one container; `Duration::ZERO` means
@@ -55,6 +62,34 @@ pub struct Config {
     /// Largest body accepted from one container.
     pub max_body_bytes: usize,
     pub log_level: LevelFilter,
+}
+
+impl Config {
+    /// What is valid but probably a mistake, one line each, for the log at
+    /// start: two scraped containers on one port. The containers of a pod
+    /// share one network namespace, so one port is one process: both would
+    /// be served the same samples under two names (on the same path), or
+    /// one of them is mapped to the wrong port.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (index, first) in self.containers.iter().enumerate() {
+            for second in &self.containers[index + 1..] {
+                if first.port != second.port {
+                    continue;
+                }
+                let consequence = if first.path == second.path {
+                    "the same samples are served twice, under both names"
+                } else {
+                    "one process serves both paths; if that is not meant, one port is wrong"
+                };
+                warnings.push(format!(
+                    "containers {} and {} are both mapped to port {} (-m): {consequence}",
+                    first.name, second.name, first.port
+                ));
+            }
+        }
+        warnings
+    }
 }
 
 /// What the command line asks for.
@@ -99,6 +134,7 @@ USAGE:
     metrics-multiplexer-sidecar -m <container>:<port>[/<path>]... [OPTIONS]
 
 Every option takes its value as --flag=value, --flag value, -f value or -fvalue.
+Long flags may be written with hyphens: --export-to is --export_to.
 
 OPTIONS:
     -m, --container_to_port_map <container>:<port>[/<path>]
@@ -111,8 +147,11 @@ OPTIONS:
     -p, --endpoint <path>
             Path served, and the path scraped on each container.
             [default: /metrics]
-    -e, --export_to <port>
-            Port the merged metrics are served on.
+    -e, --export_to <port> | <IPv4>:<port> | [<IPv6>]:<port>
+            Where the merged metrics are served. A port alone listens on every
+            address, IPv6 and IPv4 (IPv4 only where the host has no IPv6);
+            with an address, on that address only: 0.0.0.0:13434 is every
+            IPv4 address, [::]:13434 every IPv6 one, [::1]:13434 loopback.
             [default: 13434]
     -n, --container_label <name>
             Label name added to every sample. A label of that name already on
@@ -160,7 +199,10 @@ pub struct ConfigError {
 /// What is wrong; [`ConfigError`] adds the flag and the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
-    UnknownFlag,
+    /// With the known long flag it is probably a typo of, if any.
+    UnknownFlag {
+        did_you_mean: Option<&'static str>,
+    },
     MissingValue,
     /// A value was attached (`--help=x`) to a flag that takes none.
     UnexpectedValue,
@@ -170,6 +212,8 @@ pub enum Problem {
     /// `-m` was never given.
     NoContainers,
     Port,
+    /// `-e` with a colon that is not `<IPv4>:<port>` or `[<IPv6>]:<port>`.
+    ExportAddress,
     MissingColon,
     EmptyContainerName,
     ContainerName,
@@ -216,7 +260,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (flag, value) = (&self.flag, &self.value);
         let explanation = match self.problem {
-            Problem::UnknownFlag => return write!(f, "unknown flag {flag:?}"),
+            Problem::UnknownFlag { did_you_mean: None } => {
+                return write!(f, "unknown flag {flag:?}")
+            }
+            Problem::UnknownFlag {
+                did_you_mean: Some(known),
+            } => return write!(f, "unknown flag {flag:?} (did you mean --{known}?)"),
             Problem::MissingValue => return write!(f, "missing value for {flag}"),
             Problem::UnexpectedValue => {
                 return write!(f, "{flag} takes no value, got {value:?}")
@@ -241,6 +290,9 @@ impl fmt::Display for ConfigError {
             }
             Problem::NotUtf8 => "not valid UTF-8",
             Problem::Port => "a port is a number from 1 to 65535",
+            Problem::ExportAddress => {
+                "expected <port>, <IPv4>:<port> or [<IPv6>]:<port> (13434, 0.0.0.0:13434, [::1]:13434); host names are not resolved"
+            }
             Problem::MissingColon => "expected <container>:<port> or <container>:<port>/<path>",
             Problem::EmptyContainerName => "the container name before ':' is empty",
             Problem::ContainerName => {
@@ -326,6 +378,16 @@ fn parse_raw(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, ConfigE
                 ))
             }
         };
+        // Hyphens are the common spelling of long flags elsewhere; accept
+        // them for every long flag, keeping what was written for messages.
+        let normalised;
+        let arg = match arg {
+            Long(name) if name.contains('-') => {
+                normalised = name.replace('-', "_");
+                Long(normalised.as_str())
+            }
+            other => other,
+        };
         let slot: &mut Option<RawValue> = match arg {
             Short('h') | Long("help") => {
                 reject_attached_value(&mut parser, &flag)?;
@@ -352,7 +414,21 @@ fn parse_raw(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, ConfigE
             Long("scrape_timeout") => &mut raw.scrape_timeout,
             Long("max_body_bytes") => &mut raw.max_body_bytes,
             Long("log_level") => &mut raw.log_level,
-            _ => return Err(ConfigError::new(flag, "", Problem::UnknownFlag)),
+            Long(name) => {
+                let did_you_mean = closest_long_flag(name);
+                return Err(ConfigError::new(
+                    flag,
+                    "",
+                    Problem::UnknownFlag { did_you_mean },
+                ));
+            }
+            Short(_) | Value(_) => {
+                return Err(ConfigError::new(
+                    flag,
+                    "",
+                    Problem::UnknownFlag { did_you_mean: None },
+                ))
+            }
         };
         *slot = Some(take_value(&mut parser, &flag)?);
     }
@@ -391,7 +467,9 @@ fn from_lexopt(error: lexopt::Error) -> ConfigError {
         lexopt::Error::MissingValue { option } => {
             ConfigError::new(option.unwrap_or_default(), "", Problem::MissingValue)
         }
-        lexopt::Error::UnexpectedOption(flag) => ConfigError::new(flag, "", Problem::UnknownFlag),
+        lexopt::Error::UnexpectedOption(flag) => {
+            ConfigError::new(flag, "", Problem::UnknownFlag { did_you_mean: None })
+        }
         lexopt::Error::UnexpectedArgument(value) => {
             ConfigError::new("", value.to_string_lossy(), Problem::StrayArgument)
         }
@@ -416,10 +494,9 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
         Some(given) => validate_endpoint(given)?,
         None => DEFAULT_ENDPOINT.to_string(),
     };
-    let export_port = match &raw.export_to {
-        Some(given) => parse_port(&given.value)
-            .ok_or_else(|| ConfigError::new(&given.flag, &given.value, Problem::Port))?,
-        None => DEFAULT_EXPORT_PORT,
+    let (export_ip, export_port) = match &raw.export_to {
+        Some(given) => parse_export_to(given)?,
+        None => (None, DEFAULT_EXPORT_PORT),
     };
     let container_label = match &raw.container_label {
         Some(given) => validate_label_name(given)?,
@@ -501,6 +578,7 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
     Ok(Config {
         endpoint,
         export_port,
+        export_ip,
         container_label,
         scrape_interval,
         containers,
@@ -520,6 +598,75 @@ fn parse_port(text: &str) -> Option<u16> {
         Ok(0) | Err(_) => None,
         Ok(port) => Some(port),
     }
+}
+
+/// `-e`: a bare port (the seed's form: every address), or a socket address
+/// as Rust and most tools write it, `<IPv4>:<port>` or `[<IPv6>]:<port>`.
+/// No host names: nothing here resolves names (the image has no resolver
+/// configuration), and an address is what a bind needs.
+fn parse_export_to(given: &RawValue) -> Result<(Option<IpAddr>, u16), ConfigError> {
+    let error = |problem| ConfigError::new(&given.flag, &given.value, problem);
+    if !given.value.contains(':') {
+        return Ok((
+            None,
+            parse_port(&given.value).ok_or_else(|| error(Problem::Port))?,
+        ));
+    }
+    // The port after the last colon is checked with the same rule as a bare
+    // port, so `[::1]:0` and `0.0.0.0:+80` say what is wrong with them.
+    let (_, port) = given.value.rsplit_once(':').unwrap_or_default();
+    let address: SocketAddr = given.value.parse().map_err(|_| match parse_port(port) {
+        None if given.value.starts_with('[') || given.value.contains('.') => error(Problem::Port),
+        _ => error(Problem::ExportAddress),
+    })?;
+    if address.port() == 0 {
+        return Err(error(Problem::Port));
+    }
+    Ok((Some(address.ip()), address.port()))
+}
+
+/// Every long flag, as `--help` writes it.
+const LONG_FLAGS: [&str; 11] = [
+    "container_to_port_map",
+    "exclude_containers",
+    "endpoint",
+    "export_to",
+    "container_label",
+    "scrape_interval",
+    "scrape_timeout",
+    "max_body_bytes",
+    "log_level",
+    "help",
+    "version",
+];
+
+/// The long flag `name` (already with underscores for hyphens) is most
+/// likely a typo of: the nearest by edit distance, if at most 2 edits and
+/// fewer than a third of its length away.
+fn closest_long_flag(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    LONG_FLAGS
+        .iter()
+        .map(|known| (edit_distance(&name, known), *known))
+        .filter(|(distance, known)| *distance <= 2 && *distance * 3 < known.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over bytes; flag names are short ASCII.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, &x) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(x != y);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
 }
 
 /// Digits only, `min..=MAX_MILLISECONDS`.
@@ -689,6 +836,7 @@ mod tests {
         Config {
             endpoint: "/metrics".to_string(),
             export_port: 13434,
+            export_ip: None,
             container_label: "container".to_string(),
             scrape_interval: Duration::from_millis(200),
             containers: vec![container("app", 8080, "/metrics")],
@@ -712,6 +860,22 @@ mod tests {
             c.containers[0].path = "/stats".to_string();
         };
         let export: Edit = |c| c.export_port = 9000;
+        let loopback_v6: Edit = |c| {
+            c.export_port = 9000;
+            c.export_ip = Some("::1".parse().unwrap());
+        };
+        let any_v4: Edit = |c| {
+            c.export_port = 9000;
+            c.export_ip = Some("0.0.0.0".parse().unwrap());
+        };
+        let any_v6: Edit = |c| {
+            c.export_port = 9000;
+            c.export_ip = Some("::".parse().unwrap());
+        };
+        let loopback_v4: Edit = |c| {
+            c.export_port = 9000;
+            c.export_ip = Some("127.0.0.1".parse().unwrap());
+        };
         let label: Edit = |c| c.container_label = "source_container".to_string();
         let interval: Edit = |c| c.scrape_interval = Duration::from_millis(1000);
         let on_demand: Edit = |c| c.scrape_interval = Duration::ZERO;
@@ -734,6 +898,22 @@ mod tests {
             (&["--export_to", "9000"], export),
             (&["--export_to=9000"], export),
             (&["-e", "1", "-e", "9000"], export), // the last one wins
+            (&["-e", "[::1]:9000"], loopback_v6),
+            (&["-e[::]:9000"], any_v6),
+            (&["--export_to=0.0.0.0:9000"], any_v4),
+            (&["--export_to", "127.0.0.1:9000"], loopback_v4),
+            (&["-e", "[::1]:1", "-e", "9000"], export), // a bare port: every address
+            // Hyphenated long flags, every one of them.
+            (&["--export-to", "9000"], export),
+            (&["--export-to=[::1]:9000"], loopback_v6),
+            (&["--container-label=source_container"], label),
+            (&["--scrape-interval", "1000"], interval),
+            (&["--scrape-timeout=750"], timeout),
+            (&["--max-body-bytes=512Ki"], body_ki),
+            (&["--log-level", "debug"], debug),
+            (&["--exclude-containers", "other"], |c| {
+                c.excluded = vec!["other".to_string()]
+            }),
             (&["-n", "source_container"], label),
             (&["-nsource_container"], label),
             (&["--container_label", "source_container"], label),
@@ -815,6 +995,7 @@ mod tests {
             (&["--help", "--bogus"], Command::Help),
             (&["-e", "0", "--help"], Command::Help), // validation comes after
             (&["--version"], Command::Version),
+            (&["--container-to-port-map=a:1", "--help"], Command::Help),
             (&["-V"], Command::Version),
         ];
         for (line, expected) in cases {
@@ -857,7 +1038,11 @@ mod tests {
             (&["-m", "a:1", "--bogus"], "unknown flag \"--bogus\""),
             (&["-m", "a:1", "--bogus=1"], "unknown flag \"--bogus\""),
             (&["-m", "a:1", "-z"], "unknown flag \"-z\""),
-            (&["-m", "a:1", "--export-to=1"], "unknown flag \"--export-to\""),
+            (&["-m", "a:1", "--export-too=1"], "unknown flag \"--export-too\" (did you mean --export_to?)"),
+            (&["-m", "a:1", "--scrape-intervall=1"], "unknown flag \"--scrape-intervall\" (did you mean --scrape_interval?)"),
+            (&["-m", "a:1", "--Log_Level=info"], "unknown flag \"--Log_Level\" (did you mean --log_level?)"),
+            (&["-m", "a:1", "--port=1"], "unknown flag \"--port\""),
+            (&["-m", "a:1", "--export-to"], "missing value for --export-to"),
             (&["-m", "a:1", "-e"], "missing value for -e"),
             (&["-m", "a:1", "--export_to"], "missing value for --export_to"),
             (&["-m"], "missing value for -m"),
@@ -870,6 +1055,14 @@ mod tests {
             (&["-m", "a:1", "-e", "http"], "invalid value \"http\" for -e: a port is a number from 1 to 65535"),
             (&["-m", "a:1", "-e", "+80"], "invalid value \"+80\" for -e: a port is a number from 1 to 65535"),
             (&["-m", "a:1", "-e", ""], "invalid value \"\" for -e: a port is a number from 1 to 65535"),
+            (&["-m", "a:1", "-e", "[::1]:0"], "invalid value \"[::1]:0\" for -e: a port is a number from 1 to 65535"),
+            (&["-m", "a:1", "-e", "0.0.0.0:65536"], "invalid value \"0.0.0.0:65536\" for -e: a port is a number from 1 to 65535"),
+            (&["-m", "a:1", "-e", "[::1]:"], "invalid value \"[::1]:\" for -e: a port is a number from 1 to 65535"),
+            (&["-m", "a:1", "-e", "::1:9000"], "invalid value \"::1:9000\" for -e: expected <port>, <IPv4>:<port> or [<IPv6>]:<port> (13434, 0.0.0.0:13434, [::1]:13434); host names are not resolved"),
+            (&["-m", "a:1", "-e", "localhost:9000"], "invalid value \"localhost:9000\" for -e: expected <port>, <IPv4>:<port> or [<IPv6>]:<port> (13434, 0.0.0.0:13434, [::1]:13434); host names are not resolved"),
+            (&["-m", "a:1", "-e", "[::1]9000"], "invalid value \"[::1]9000\" for -e: a port is a number from 1 to 65535"),
+            (&["-m", "a:1", "-e", "300.0.0.1:9000"], "invalid value \"300.0.0.1:9000\" for -e: expected <port>, <IPv4>:<port> or [<IPv6>]:<port> (13434, 0.0.0.0:13434, [::1]:13434); host names are not resolved"),
+            (&["-e", "[::1]:9000", "-m", "a:9000"], "invalid value \"a:9000\" for -m: container port 9000 is also the export port (-e, --export_to)"),
             (&["-m", "a:0"], "invalid value \"a:0\" for -m: a port is a number from 1 to 65535"),
             (&["-m", "a:70000"], "invalid value \"a:70000\" for -m: a port is a number from 1 to 65535"),
             (&["-m", "a:"], "invalid value \"a:\" for -m: a port is a number from 1 to 65535"),
@@ -941,6 +1134,42 @@ mod tests {
             parse_args(line).unwrap_err().to_string(),
             "invalid value \"a\u{fffd}:1\" for -m: not valid UTF-8"
         );
+    }
+
+    #[test]
+    fn two_containers_on_one_port_are_a_warning() {
+        let warnings = |line: &[&str]| run(line).warnings();
+        assert_eq!(warnings(&["-m", "a:1", "-m", "b:2"]), Vec::<String>::new());
+        assert_eq!(
+            warnings(&["-m", "a:1", "-m", "b:2", "-m", "c:1"]),
+            ["containers a and c are both mapped to port 1 (-m): the same samples are served twice, under both names"]
+        );
+        assert_eq!(
+            warnings(&["-m", "envoy:9901/stats/prometheus", "-m", "envoy-raw:9901/stats"]),
+            ["containers envoy and envoy-raw are both mapped to port 9901 (-m): one process serves both paths; if that is not meant, one port is wrong"]
+        );
+        // An excluded container is not scraped: nothing to warn about.
+        assert_eq!(
+            warnings(&["-m", "a:1", "-m", "c:1", "-x", "c"]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn typos_of_long_flags_are_recognised() {
+        for (typo, expected) in [
+            ("export_t", Some("export_to")),
+            ("exportto", Some("export_to")),
+            ("endpiont", Some("endpoint")),
+            ("containers", None),
+            ("help_me", None),
+            ("x", None),
+        ] {
+            assert_eq!(closest_long_flag(typo), expected, "{typo}");
+        }
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -190,7 +190,8 @@ struct Sidecar {
 /// Runs the sidecar until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
     let poll = Poll::new().map_err(RunError::Poll)?;
-    let address = SocketAddr::from(([0, 0, 0, 0], config.export_port));
+    let ip = config.export_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let address = SocketAddr::new(ip, config.export_port);
     let mut listener = TcpListener::bind(address).map_err(|error| RunError::Bind {
         port: config.export_port,
         error,
@@ -328,10 +329,11 @@ impl Sidecar {
         } else {
             format!("every {} ms", self.config.scrape_interval.as_millis())
         };
+        let ip = self.config.export_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         info!(
-            "serving {} on 0.0.0.0:{}, scraping {cadence}: {}",
+            "serving {} on {}, scraping {cadence}: {}",
             self.config.endpoint,
-            self.config.export_port,
+            SocketAddr::new(ip, self.config.export_port),
             names.join(", ")
         );
         if self.containers.is_empty() {

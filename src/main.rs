@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    for warning in config.warnings() {
+        log::warn!("{warning}");
+    }
+
     match multiplexer::event_loop::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -4,6 +4,8 @@
 //!
 //! Valid command lines start the server; they are tested with it.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn sidecar(args: &[&str]) -> Output {
@@ -117,4 +119,29 @@ fn the_error_line_has_the_exact_form() {
         "metrics-multiplexer-sidecar: invalid value \"70000\" for --export_to: \
          a port is a number from 1 to 65535 (see --help)\n"
     );
+}
+
+/// Valid but probably wrong: said once at start, and the sidecar runs.
+#[test]
+fn two_containers_on_one_port_are_warned_about_at_start_with_hyphenated_flags() {
+    use common::{Behaviour, Sidecar, Stub};
+    let stub = Stub::start(Behaviour::ContentLength("shared_total 1\n".to_string()));
+    let sidecar = Sidecar::start(&[
+        format!("--container-to-port-map=app:{}", stub.port),
+        format!("--container-to-port-map=copy:{}", stub.port),
+        "--scrape-interval=100".to_string(),
+        "--log-level=info".to_string(),
+    ]);
+    let served = common::wait_until(std::time::Duration::from_secs(10), || {
+        sidecar
+            .metrics()
+            .contains("shared_total{container=\"copy\"} 1")
+    });
+    assert!(served, "{}", sidecar.metrics());
+    let log = sidecar.stderr();
+    let warning = format!(
+        "WARN  [metrics_multiplexer_sidecar] containers app and copy are both mapped to port {} (-m): the same samples are served twice, under both names",
+        stub.port
+    );
+    assert_eq!(log.matches(&warning).count(), 1, "{log}");
 }
