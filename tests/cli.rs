@@ -4,12 +4,12 @@
 //!
 //! Valid command lines start the server; they are tested with it.
 
-mod common;
-
 use std::process::{Command, Output};
 
+use crate::util::BINARY;
+
 fn sidecar(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metrics-multiplexer-sidecar"))
+    Command::new(BINARY)
         .args(args)
         .output()
         .expect("the binary runs")
@@ -124,7 +124,7 @@ fn the_error_line_has_the_exact_form() {
 /// Valid but probably wrong: said once at start, and the sidecar runs.
 #[test]
 fn two_containers_on_one_port_are_warned_about_at_start_with_hyphenated_flags() {
-    use common::{Behaviour, Sidecar, Stub};
+    use crate::util::{wait_until, Behaviour, Sidecar, Stub};
     let stub = Stub::start(Behaviour::ContentLength("shared_total 1\n".to_string()));
     let sidecar = Sidecar::start(&[
         format!("--container-to-port-map=app:{}", stub.port),
@@ -132,7 +132,7 @@ fn two_containers_on_one_port_are_warned_about_at_start_with_hyphenated_flags() 
         "--scrape-interval=100".to_string(),
         "--log-level=info".to_string(),
     ]);
-    let served = common::wait_until(std::time::Duration::from_secs(10), || {
+    let served = wait_until(std::time::Duration::from_secs(10), || {
         sidecar
             .metrics()
             .contains("shared_total{container=\"copy\"} 1")

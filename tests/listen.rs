@@ -3,14 +3,12 @@
 //!
 //! Hosts without IPv6 loopback skip the IPv6 halves with a `skipped:` line.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{wait_until, Behaviour, Stub, BINARY};
+use crate::util::{skip, wait_until, Behaviour, Stub, BINARY};
 
 const V4: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 const V6: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
@@ -19,7 +17,7 @@ const V6: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::LOCALHOST)
 fn has_ipv6(test: &str) -> bool {
     let has = TcpListener::bind(V6).is_ok();
     if !has {
-        eprintln!("skipped (IPv6 part): {test}: this host has no IPv6 loopback");
+        skip(test, "its IPv6 half: this host has no IPv6 loopback", true);
     }
     has
 }

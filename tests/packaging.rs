@@ -17,6 +17,8 @@ use std::process::Command;
 use multiplexer::config::{self, Command as Parsed};
 use serde_json::{json, Value};
 
+use crate::util::skip;
+
 /// `1.80` or `1.67.1` as comparable numbers (a missing patch is 0).
 fn version(text: &str) -> (u64, u64, u64) {
     let mut parts = text.split('.').map(|part| part.parse::<u64>().unwrap_or(0));
@@ -122,11 +124,7 @@ fn validator_present(test: &str) -> bool {
         .is_ok_and(|output| output.status.success());
     if !found {
         let why = "kubernetes-validate not found (pip install kubernetes-validate)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: {why}"
-        );
-        eprintln!("skipped: {test}: {why}");
+        skip(test, why, false);
     }
     found
 }

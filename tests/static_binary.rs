@@ -12,13 +12,12 @@
 //! no way to change root. With `CI=true` only the first of these skips:
 //! `.ci/run` installs the target, and CI runs as root.
 
-mod common;
-
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, lines_of, try_get, wait_until, Behaviour, Stub};
+use crate::util::{free_port, lines_of, skip, try_get, wait_until, Behaviour, Stub, BINARY};
 
 /// Exactly the Dockerfile's build settings;
 /// `the_dockerfile_builds_as_this_test_does` checks that the Dockerfile
@@ -75,16 +74,6 @@ fn target_installed(target: &str) -> bool {
                 .flatten()
                 .any(|entry| entry.file_name().to_string_lossy().starts_with("libcore-"))
         })
-}
-
-/// Prints why the test does not run; fails instead when `CI=true` and
-/// `ci_may_skip` is false.
-fn skip(test: &str, why: &str, ci_may_skip: bool) {
-    assert!(
-        ci_may_skip || std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {why}"
-    );
-    eprintln!("skipped: {test}: {why}");
 }
 
 /// The target directory of this test binary: `<target>/debug/deps/<test>`.
@@ -204,7 +193,7 @@ fn check_stripped(elf: &[u8]) -> Result<(), NotStatic> {
 fn the_elf_checks_tell_dynamic_from_static_and_stripped() {
     // The normal test build of the binary links the C library dynamically
     // and keeps its symbols.
-    let dynamic = std::fs::read(common::BINARY).unwrap();
+    let dynamic = std::fs::read(BINARY).unwrap();
     assert_eq!(check_static(&dynamic), Err(NotStatic::HasInterpreter));
     assert_eq!(check_stripped(&dynamic), Err(NotStatic::HasSymbolTable));
     assert_eq!(check_static(b"#!/bin/sh\n"), Err(NotStatic::NotElf64));
@@ -320,8 +309,9 @@ fn static_binary_serves_metrics_alone_in_an_empty_root() {
     assert_eq!(check_static(&elf), Ok(()), "{}", binary.display());
     assert_eq!(check_stripped(&elf), Ok(()), "{}", binary.display());
     // The README quotes this size.
-    eprintln!(
-        "{TEST}: {target} binary, static and stripped: {} bytes",
+    let _ = writeln!(
+        std::io::stderr(),
+        "{TEST}: the {target} binary, static and stripped, is {} bytes",
         elf.len()
     );
 

@@ -2,10 +2,12 @@
 //! on a free loopback port, scripted stub exporters, a tiny HTTP client and
 //! condition waits with deadlines (never fixed sleeps as assertions).
 
-#![allow(dead_code)]
-
 /// An obviously correct, slow exposition parser to check the fast one.
 pub mod naive;
+
+/// The tests' one pseudo-random generator, shared with the unit tests.
+#[path = "../../src/test_rng.rs"]
+pub mod rng;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -581,4 +583,17 @@ pub fn failures(exposition: &str, container: &str, reason: &str) -> f64 {
         ],
     )
     .unwrap_or(0.0)
+}
+
+/// A test that cannot run here says why on a line of its own and passes;
+/// with `CI=true` it fails instead unless `ci_may_skip` (nothing CI could
+/// install would make it run, e.g. an architecture without an image).
+/// Written to the process' stderr directly: the test harness captures
+/// `eprintln!` of passing tests, and a skip must be seen.
+pub fn skip(test: &str, why: &str, ci_may_skip: bool) {
+    assert!(
+        ci_may_skip || std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {why}"
+    );
+    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
 }
