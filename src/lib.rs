@@ -12,6 +12,7 @@ pub mod config;
 pub mod downstream;
 pub mod event_loop;
 pub mod exposition;
+pub mod listen;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;

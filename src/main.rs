@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    // Which build runs, first: a log read during a rollout says which
+    // version wrote it (multiplexer_build_info says it to Prometheus).
+    log::info!("{} starting", config::VERSION);
     for warning in config.warnings() {
         log::warn!("{warning}");
     }

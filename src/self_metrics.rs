@@ -233,6 +233,19 @@ pub fn render(
         }
     }
 
+    // The version running, as Prometheus' own `prometheus_build_info` says
+    // it: a constant 1 carrying labels, for `count by (version)` across a
+    // fleet during a rollout.
+    write_header(
+        out,
+        "multiplexer_build_info",
+        "The version of metrics-multiplexer-sidecar running, as a label; always 1.",
+        "gauge",
+    );
+    out.extend_from_slice(b"multiplexer_build_info{version=\"");
+    escape_label_value(env!("CARGO_PKG_VERSION").as_bytes(), out);
+    out.extend_from_slice(b"\"} 1\n");
+
     let process_metrics: [(&str, &str, &str, Number); 4] = [
         (
             "process_cpu_seconds_total",
@@ -403,6 +416,9 @@ multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="io_error"} 0
 # TYPE multiplexer_family_conflicts_total counter
 multiplexer_family_conflicts_total{pod_container="app"} 0
 multiplexer_family_conflicts_total{pod_container="o\"d\\d\n"} 1
+# HELP multiplexer_build_info The version of metrics-multiplexer-sidecar running, as a label; always 1.
+# TYPE multiplexer_build_info gauge
+multiplexer_build_info{version="VERSION"} 1
 # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 0.25
@@ -416,15 +432,24 @@ process_open_fds 9
 # TYPE process_start_time_seconds gauge
 process_start_time_seconds 1700000000.5
 "#;
+        let expected = expected.replace("VERSION", env!("CARGO_PKG_VERSION"));
         assert_eq!(String::from_utf8(sample_output()).unwrap(), expected);
     }
 
     #[test]
-    fn no_containers_gives_only_process_families() {
+    fn no_containers_gives_only_build_info_and_process_families() {
         let mut out = Vec::new();
         render("container", &[], &ProcessStats::default(), &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(!text.contains("multiplexer_"), "{text}");
+        let own: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("multiplexer_"))
+            .collect();
+        let build_info = format!(
+            "multiplexer_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(own, [build_info.as_str()], "{text}");
         assert!(text.ends_with("process_start_time_seconds 0\n"), "{text}");
     }
 
@@ -525,7 +550,9 @@ assert families["multiplexer_scrape_failures"].type == "counter", families
 assert len(families["multiplexer_scrape_failures"].samples) == 22
 assert families["multiplexer_up"].samples[1].labels == {"pod_container": 'o"d\\d\n'}
 assert families["process_start_time_seconds"].samples[0].value == 1700000000.5
-assert len(families) == 11, sorted(families)
+assert families["multiplexer_build_info"].samples[0].value == 1
+assert set(families["multiplexer_build_info"].samples[0].labels) == {"version"}
+assert len(families) == 12, sorted(families)
 "#;
         check_with("python3", &["-c", script]);
     }

@@ -145,3 +145,33 @@ fn two_containers_on_one_port_are_warned_about_at_start_with_hyphenated_flags() 
     );
     assert_eq!(log.matches(&warning).count(), 1, "{log}");
 }
+
+#[test]
+fn the_version_is_logged_at_start_and_served_as_build_info() {
+    use crate::util::{Behaviour, Sidecar, Stub};
+    let stub = Stub::start(Behaviour::ContentLength("app_total 1\n".to_string()));
+    let sidecar = Sidecar::start(&[format!("-mapp:{}", stub.port)]);
+    let version = env!("CARGO_PKG_VERSION");
+    let first_line = sidecar
+        .stderr()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first_line.ends_with(&format!(
+            "INFO  [metrics_multiplexer_sidecar] metrics-multiplexer-sidecar {version} starting"
+        )),
+        "{first_line}"
+    );
+    let metrics = sidecar.metrics();
+    let build_info: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("multiplexer_build_info"))
+        .collect();
+    assert_eq!(
+        build_info,
+        [format!("multiplexer_build_info{{version=\"{version}\"}} 1")],
+        "{metrics}"
+    );
+}
