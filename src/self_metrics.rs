@@ -14,9 +14,9 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::upstream::FailureReason;
+use crate::scrape::FailureReason;
 
-/// What the event loop keeps per container for its own metrics.
+/// What is kept per container for its own metrics (by `container`).
 #[derive(Debug, Default, Clone)]
 pub struct ContainerStats {
     /// The latest completed scrape succeeded.
