@@ -30,3 +30,6 @@ pub mod scrape;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_rng;
