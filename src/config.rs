@@ -49,9 +49,8 @@ pub struct Config {
     pub export_ip: Option<IpAddr>,
     /// Label name added to every sample.
     pub container_label: String,
-    /// Time between two scrapes of one container; `Duration::ZERO` means
-    /// on-demand mode (scrape when asked).
-    pub scrape_interval: Duration,
+    /// When containers are scraped: on a fixed cadence, or when asked.
+    pub scrape_mode: ScrapeMode,
     /// The containers to scrape, in command-line order, minus the excluded ones.
     pub containers: Vec<Container>,
     /// Every name given to `-x`, deduplicated, in command-line order. Names
@@ -62,6 +61,27 @@ pub struct Config {
     /// Largest body accepted from one container.
     pub max_body_bytes: usize,
     pub log_level: LevelFilter,
+}
+
+/// When containers are scraped (`--scrape_interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeMode {
+    /// Every container on a fixed cadence of this (non-zero) interval;
+    /// requests are answered at once from the latest data.
+    Every(Duration),
+    /// `--scrape_interval=0`: nothing runs between requests; a request for
+    /// the endpoint starts one round of scrapes.
+    OnDemand,
+}
+
+impl ScrapeMode {
+    fn from_interval(interval: Duration) -> ScrapeMode {
+        if interval.is_zero() {
+            ScrapeMode::OnDemand
+        } else {
+            ScrapeMode::Every(interval)
+        }
+    }
 }
 
 impl Config {
@@ -502,11 +522,11 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
         Some(given) => validate_label_name(given)?,
         None => DEFAULT_CONTAINER_LABEL.to_string(),
     };
-    let scrape_interval = match &raw.scrape_interval {
+    let scrape_mode = ScrapeMode::from_interval(match &raw.scrape_interval {
         Some(given) => parse_milliseconds(&given.value, 0)
             .ok_or_else(|| ConfigError::new(&given.flag, &given.value, Problem::Interval))?,
         None => Duration::from_millis(DEFAULT_SCRAPE_INTERVAL_MS),
-    };
+    });
     let scrape_timeout = match &raw.scrape_timeout {
         Some(given) => parse_milliseconds(&given.value, 1)
             .ok_or_else(|| ConfigError::new(&given.flag, &given.value, Problem::Timeout))?,
@@ -580,7 +600,7 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
         export_port,
         export_ip,
         container_label,
-        scrape_interval,
+        scrape_mode,
         containers,
         excluded,
         scrape_timeout,
@@ -838,7 +858,7 @@ mod tests {
             export_port: 13434,
             export_ip: None,
             container_label: "container".to_string(),
-            scrape_interval: Duration::from_millis(200),
+            scrape_mode: ScrapeMode::Every(Duration::from_millis(200)),
             containers: vec![container("app", 8080, "/metrics")],
             excluded: vec![],
             scrape_timeout: Duration::from_millis(5000),
@@ -877,8 +897,8 @@ mod tests {
             c.export_ip = Some("127.0.0.1".parse().unwrap());
         };
         let label: Edit = |c| c.container_label = "source_container".to_string();
-        let interval: Edit = |c| c.scrape_interval = Duration::from_millis(1000);
-        let on_demand: Edit = |c| c.scrape_interval = Duration::ZERO;
+        let interval: Edit = |c| c.scrape_mode = ScrapeMode::Every(Duration::from_millis(1000));
+        let on_demand: Edit = |c| c.scrape_mode = ScrapeMode::OnDemand;
         let timeout: Edit = |c| c.scrape_timeout = Duration::from_millis(750);
         let body_bytes: Edit = |c| c.max_body_bytes = 2048;
         let body_ki: Edit = |c| c.max_body_bytes = 512 * 1024;
