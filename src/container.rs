@@ -6,6 +6,14 @@
 //! which logs each transition once (up, down, a down container's new
 //! reason), never a line per failed scrape.
 //!
+//! A container that has not been up yet and refuses connections is still
+//! starting, as every container of a pod does while the sidecar is already
+//! running: it is *waiting*, logged at INFO. It warns only when it was up
+//! and goes down, when it answers but wrongly (any other failure: it is
+//! running, and something is misconfigured), or when it still refuses
+//! [`WAITING_GRACE`] after its first refusal (a wrong port looks like a
+//! container that has not started, but not for that long).
+//!
 //! Bodies are parsed lazily: while the container is up, a new body is stored
 //! unparsed and indexed only when a merge needs it
 //! ([`ContainerState::prepare_for_merge`]), because at 200 ms a body is
@@ -15,13 +23,19 @@
 //!
 //! No socket, no clock: handed `now` and [`Finished`] scrapes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
 use crate::exposition::Snapshot;
 use crate::scrape::{FailureReason, Finished, Outcome};
 use crate::self_metrics::ContainerStats;
+
+/// How long a container that was never up may refuse connections before
+/// that is a warning: longer than most containers take to start listening
+/// (a JVM under a small CPU limit takes tens of seconds), short enough that
+/// a wrong port is reported while someone is looking at the new pod.
+pub const WAITING_GRACE: Duration = Duration::from_secs(60);
 
 /// A body may hold at most one line per this many bytes of
 /// `--max_body_bytes` (65536 lines at the default 4 MiB; real exporters
@@ -35,6 +49,11 @@ pub const BODY_BYTES_PER_LINE: usize = 64;
 pub enum Health {
     /// No scrape completed yet.
     Unknown,
+    /// Never up, and refusing connections since this first refusal: not
+    /// started yet.
+    Waiting {
+        since: Instant,
+    },
     Up,
     Down(FailureReason),
 }
@@ -43,7 +62,9 @@ pub enum Health {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
     Up,
-    /// From up or unknown.
+    /// Never up, and refusing connections: not started yet (INFO).
+    Waiting,
+    /// From up, unknown or waiting.
     Down(FailureReason),
     /// Already down, now for another reason (logged at debug level).
     StillDown(FailureReason),
@@ -161,20 +182,49 @@ impl ContainerState {
 
     /// The one place health changes; transitions are logged here and nowhere
     /// else, so a container down for an hour logs once.
-    fn set_health(&mut self, _now: Instant, health: Health, detail: &str) -> Option<Transition> {
+    fn set_health(&mut self, now: Instant, health: Health, detail: &str) -> Option<Transition> {
+        use FailureReason::Refused;
+        // A refusal of a container never up is waiting, until the grace runs out.
+        let health = match (self.health, health) {
+            (Health::Unknown, Health::Down(Refused)) => Health::Waiting { since: now },
+            (Health::Waiting { since }, Health::Down(Refused))
+                if now.saturating_duration_since(since) < WAITING_GRACE =>
+            {
+                Health::Waiting { since }
+            }
+            _ => health,
+        };
         let transition = match (self.health, health) {
             (Health::Up, Health::Up) => None,
             (_, Health::Up) => Some(Transition::Up),
-            (Health::Up | Health::Unknown, Health::Down(reason)) => Some(Transition::Down(reason)),
+            (Health::Unknown, Health::Waiting { .. }) => Some(Transition::Waiting),
+            (Health::Waiting { .. }, Health::Waiting { .. }) => None,
+            (Health::Up | Health::Unknown | Health::Waiting { .. }, Health::Down(reason)) => {
+                Some(Transition::Down(reason))
+            }
             (Health::Down(before), Health::Down(reason)) if before != reason => {
                 Some(Transition::StillDown(reason))
             }
+            _ => None,
+        };
+        let waited = match self.health {
+            Health::Waiting { since } => Some(now.saturating_duration_since(since)),
             _ => None,
         };
         self.health = health;
         self.stats.up = health == Health::Up;
         match transition {
             Some(Transition::Up) => info!("container {} is up", self.name),
+            Some(Transition::Waiting) => info!(
+                "container {} is not up yet, waiting ({}): {detail}",
+                self.name,
+                FailureReason::Refused
+            ),
+            Some(Transition::Down(Refused)) if waited.is_some() => warn!(
+                "container {} is down (refused): still refused after {} s of waiting, is its port right? {detail}",
+                self.name,
+                WAITING_GRACE.as_secs()
+            ),
             Some(Transition::Down(reason)) => {
                 warn!("container {} is down ({reason}): {detail}", self.name)
             }
@@ -190,7 +240,6 @@ impl ContainerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A scrape as a table cell: a body, or a failure.
     #[derive(Clone, Copy)]
@@ -231,12 +280,24 @@ mod tests {
         let up = Some(Transition::Up);
         let down = |reason| Some(Transition::Down(reason));
         let still = |reason| Some(Transition::StillDown(reason));
+        let waiting = Some(Transition::Waiting);
         let cases: &[(&[Scrape], &[Option<Transition>])] = &[
             (&[GOOD, GOOD, GOOD], &[up, None, None]),
-            (&[Fail(Refused), Fail(Refused)], &[down(Refused), None]),
+            // Not started yet: waiting, then up.
+            (&[Fail(Refused), Fail(Refused), GOOD], &[waiting, None, up]),
+            // Started but answers wrongly: down at once.
             (
                 &[Fail(Refused), Fail(Timeout), Fail(Timeout), GOOD],
-                &[down(Refused), still(Timeout), None, up],
+                &[waiting, down(Timeout), None, up],
+            ),
+            (
+                &[Fail(Timeout), Fail(Refused)],
+                &[down(Timeout), still(Refused)],
+            ),
+            // Up, then refusing: a restart or a crash, down.
+            (
+                &[GOOD, Fail(Refused), Fail(Refused), GOOD],
+                &[up, down(Refused), None, up],
             ),
             (
                 &[GOOD, Fail(Timeout), Fail(Timeout), GOOD, GOOD],
@@ -262,6 +323,26 @@ mod tests {
             assert_eq!(got, *expected);
             assert_eq!(state.stats().scrapes_total, scrapes.len() as u64);
         }
+    }
+
+    #[test]
+    fn a_container_refusing_past_the_grace_is_down() {
+        let t0 = Instant::now();
+        let mut state = ContainerState::new("app", 4 << 20);
+        let at = |seconds: u64| t0 + Duration::from_secs(seconds);
+        assert_eq!(
+            record(&mut state, at(0), Fail(Refused)),
+            Some(Transition::Waiting)
+        );
+        assert_eq!(record(&mut state, at(59), Fail(Refused)), None);
+        assert!(!state.stats().up);
+        assert_eq!(
+            record(&mut state, at(60), Fail(Refused)),
+            Some(Transition::Down(Refused))
+        );
+        assert_eq!(record(&mut state, at(61), Fail(Refused)), None);
+        assert_eq!(state.stats().failures_total[Refused.index()], 4);
+        assert_eq!(record(&mut state, at(62), GOOD), Some(Transition::Up));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum Route {
     Metrics,
     /// `GET` or `HEAD` of `/healthz`.
     Health,
+    /// `GET` or `HEAD` of `/` (unless `/` is the endpoint): a page that
+    /// links the endpoint, for whoever opens the port in a browser.
+    Landing,
     /// Any other path: 404.
     NotFound,
     /// A method other than GET or HEAD on a known path: 405.
@@ -160,6 +163,12 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         } else {
             Route::MethodNotAllowed
         }
+    } else if path == "/" {
+        if known_method {
+            Route::Landing
+        } else {
+            Route::MethodNotAllowed
+        }
     } else {
         Route::NotFound
     };
@@ -217,6 +226,62 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 
 /// Content type of the short plain-text bodies (health, errors).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// Content type of the landing page.
+pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+/// The page served at `/`: the version, a link to the endpoint and to
+/// `/healthz`, and what is scraped (`(name, port, path)` in command-line
+/// order). Built once at start; every value is escaped for HTML, though
+/// names are DNS labels and paths visible ASCII.
+pub fn landing_page(endpoint: &str, containers: &[(&str, u16, &str)]) -> Vec<u8> {
+    let mut page = String::new();
+    page.push_str(concat!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>",
+        env!("CARGO_PKG_NAME"),
+        "</title></head>\n<body>\n<h1>",
+        env!("CARGO_PKG_NAME"),
+        " ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1>\n"
+    ));
+    let endpoint = html_escape(endpoint);
+    page.push_str(&format!(
+        "<p>The metrics of this pod's containers, merged: <a href=\"{endpoint}\">{endpoint}</a></p>\n"
+    ));
+    page.push_str("<p>Health: <a href=\"/healthz\">/healthz</a></p>\n");
+    if containers.is_empty() {
+        page.push_str("<p>No container is scraped (all are excluded).</p>\n");
+    } else {
+        page.push_str("<p>Scraped on 127.0.0.1:</p>\n<ul>\n");
+        for (name, port, path) in containers {
+            page.push_str(&format!(
+                "<li>{}: port {port}, {}</li>\n",
+                html_escape(name),
+                html_escape(path)
+            ));
+        }
+        page.push_str("</ul>\n");
+    }
+    page.push_str("</body>\n</html>\n");
+    page.into_bytes()
+}
+
+/// The five characters HTML gives meaning to in text and quoted attributes.
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
 
 /// Appends a response head to `out`.
 pub fn write_head(
@@ -472,6 +537,40 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_may_be_the_root() {
+        let request = parse_request(b"GET / HTTP/1.1\r\n\r\n", "/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.route, Route::Metrics);
+    }
+
+    #[test]
+    fn the_landing_page_links_the_endpoint_and_lists_the_containers() {
+        let page = landing_page(
+            "/metrics",
+            &[
+                ("app", 8080, "/metrics"),
+                ("consul", 8500, "/m?format=prometheus&x=\"<y>\""),
+            ],
+        );
+        let page = String::from_utf8(page).unwrap();
+        let version = env!("CARGO_PKG_VERSION");
+        for expected in [
+            "<!DOCTYPE html>\n".to_string(),
+            format!("<h1>metrics-multiplexer-sidecar {version}</h1>"),
+            "<a href=\"/metrics\">/metrics</a>".to_string(),
+            "<a href=\"/healthz\">/healthz</a>".to_string(),
+            "<li>app: port 8080, /metrics</li>".to_string(),
+            "<li>consul: port 8500, /m?format=prometheus&amp;x=&quot;&lt;y&gt;&quot;</li>"
+                .to_string(),
+        ] {
+            assert!(page.contains(&expected), "{expected}\n{page}");
+        }
+        let empty = String::from_utf8(landing_page("/m", &[])).unwrap();
+        assert!(empty.contains("No container is scraped"), "{empty}");
+    }
+
+    #[test]
     fn routes_and_methods() {
         let cases: &[(&str, Route, bool)] = &[
             ("GET /metrics HTTP/1.1\r\n\r\n", Route::Metrics, false),
@@ -496,12 +595,16 @@ mod tests {
                 Route::Health,
                 false,
             ),
-            ("GET http://pod HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            ("GET http://pod HTTP/1.1\r\n\r\n", Route::Landing, false),
             (
                 "GET http://pod?/metrics HTTP/1.1\r\n\r\n",
-                Route::NotFound,
+                Route::Landing,
                 false,
             ),
+            ("GET / HTTP/1.1\r\n\r\n", Route::Landing, false),
+            ("HEAD /?x HTTP/1.1\r\n\r\n", Route::Landing, true),
+            ("GET //metrics HTTP/1.1\r\n\r\n", Route::NotFound, false),
+            ("PUT / HTTP/1.1\r\n\r\n", Route::MethodNotAllowed, false),
             (
                 "GET ftp://pod/metrics HTTP/1.1\r\n\r\n",
                 Route::NotFound,

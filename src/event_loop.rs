@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use crate::client_table::{ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
 use crate::downstream::{self, Client, Request, Route, SocketState, Status};
+use crate::listen::{self, Listening};
 use crate::output::Output;
 use crate::rounds::{Ask, Rounds};
 use crate::self_metrics::ProcessStats;
@@ -62,7 +63,11 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why the loop could not start or went on no longer.
 #[derive(Debug)]
 pub enum RunError {
-    Bind { port: u16, error: io::Error },
+    /// `address` as `-e` gave it: the port alone, or the address and port.
+    Bind {
+        address: String,
+        error: io::Error,
+    },
     Poll(io::Error),
     Signals(io::Error),
 }
@@ -70,8 +75,8 @@ pub enum RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::Bind { port, error } => {
-                write!(f, "cannot listen on 0.0.0.0:{port} (--export_to): {error}")
+            RunError::Bind { address, error } => {
+                write!(f, "cannot listen on {address} (--export_to): {error}")
             }
             RunError::Poll(error) => write!(f, "event loop failed: {error}"),
             RunError::Signals(error) => write!(f, "cannot handle SIGTERM/SIGINT: {error}"),
@@ -129,18 +134,22 @@ struct Sidecar {
     round_timer: Option<TimerId>,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
+    /// The page at `/`, built once: the configuration does not change.
+    landing_body: Rc<Vec<u8>>,
     shutdown: bool,
 }
 
 /// Runs the sidecar until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
     let poll = Poll::new().map_err(RunError::Poll)?;
-    let ip = config.export_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let address = SocketAddr::new(ip, config.export_port);
-    let mut listener = TcpListener::bind(address).map_err(|error| RunError::Bind {
-        port: config.export_port,
-        error,
-    })?;
+    let (mut listener, listening) =
+        listen::bind(config.export_ip, config.export_port).map_err(|error| RunError::Bind {
+            address: match config.export_ip {
+                Some(ip) => SocketAddr::new(ip, config.export_port).to_string(),
+                None => format!("port {}", config.export_port),
+            },
+            error,
+        })?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(RunError::Poll)?;
@@ -154,7 +163,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 
     let now = Instant::now();
     let mut sidecar = Sidecar::new(config, poll, listener, now);
-    sidecar.log_start();
+    sidecar.log_start(listening);
     let mut events = Events::with_capacity(256);
     while !sidecar.shutdown {
         let now = Instant::now();
@@ -235,6 +244,18 @@ impl Sidecar {
                 }
             })
             .collect();
+        let scraped: Vec<(&str, u16, &str)> = config
+            .containers
+            .iter()
+            .map(|container| {
+                (
+                    container.name.as_str(),
+                    container.port,
+                    container.path.as_str(),
+                )
+            })
+            .collect();
+        let landing_page = downstream::landing_page(&config.endpoint, &scraped);
         Sidecar {
             output: Output::new(&config.container_label),
             rounds: Rounds::new(config.scrape_timeout),
@@ -250,11 +271,12 @@ impl Sidecar {
             round_timer: None,
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
+            landing_body: Rc::new(landing_page),
             shutdown: false,
         }
     }
 
-    fn log_start(&self) {
+    fn log_start(&self, listening: Listening) {
         let names: Vec<String> = self
             .config
             .containers
@@ -265,11 +287,9 @@ impl Sidecar {
             ScrapeMode::OnDemand => "on demand".to_string(),
             ScrapeMode::Every(interval) => format!("every {} ms", interval.as_millis()),
         };
-        let ip = self.config.export_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         info!(
-            "serving {} on {}, scraping {cadence}: {}",
+            "serving {} on {listening}, scraping {cadence}: {}",
             self.config.endpoint,
-            SocketAddr::new(ip, self.config.export_port),
             names.join(", ")
         );
         if self.containers.is_empty() {
@@ -515,6 +535,11 @@ impl Sidecar {
                 Status::Ok,
                 downstream::TEXT_CONTENT_TYPE,
                 self.health_body.clone(),
+            ),
+            Route::Landing => (
+                Status::Ok,
+                downstream::HTML_CONTENT_TYPE,
+                self.landing_body.clone(),
             ),
             Route::NotFound => (
                 Status::NotFound,

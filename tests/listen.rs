@@ -1,5 +1,5 @@
-//! Where the sidecar listens: `-e <address>:<port>` serves on that address
-//! only; a bare port (the default) serves IPv6 and IPv4 clients alike.
+//! Where the sidecar listens: a bare port (the default) serves IPv6 and IPv4
+//! clients alike; `-e <address>:<port>` serves on that address only.
 //!
 //! Hosts without IPv6 loopback skip the IPv6 halves with a `skipped:` line.
 
@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{skip, wait_until, Behaviour, Stub, BINARY};
+use crate::util::{skip, wait_until, Behaviour, Sidecar, Stub, BINARY};
 
 const V4: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 const V6: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
@@ -107,5 +107,19 @@ fn an_explicit_address_is_the_only_one_served_on() {
         let _sidecar = start(&[container, format!("--export-to=[::1]:{port}")]);
         assert!(serves(v6));
         assert!(refused(v4));
+    }
+}
+
+#[test]
+fn the_default_serves_ipv6_and_ipv4_clients() {
+    let stub = Stub::start(Behaviour::ContentLength("seen_total 1\n".to_string()));
+    // Default flags but the port (Sidecar::start adds a bare --export_to).
+    let sidecar = Sidecar::start(&[format!("-mapp:{}", stub.port)]);
+    assert!(serves(SocketAddr::new(V4.ip(), sidecar.port)));
+    let log = sidecar.stderr();
+    if has_ipv6("the_default_serves_ipv6_and_ipv4_clients") {
+        assert!(serves(SocketAddr::new(V6.ip(), sidecar.port)));
+        let listening = format!("serving /metrics on [::]:{} (IPv6 and IPv4)", sidecar.port);
+        assert!(log.contains(&listening), "{log}");
     }
 }

@@ -297,7 +297,14 @@ fn every_route_and_method() {
         ("PUT /metrics HTTP/1.1", 405, None),
         ("DELETE /healthz HTTP/1.1", 405, None),
         ("OPTIONS /metrics HTTP/1.1", 405, None),
-        ("GET / HTTP/1.1", 404, None),
+        ("GET / HTTP/1.1", 200, Some("text/html; charset=utf-8")),
+        (
+            "GET /?from=browser HTTP/1.1",
+            200,
+            Some("text/html; charset=utf-8"),
+        ),
+        ("POST / HTTP/1.1", 405, None),
+        ("GET //metrics HTTP/1.1", 404, None),
         ("GET /metrics/ HTTP/1.1", 404, None),
         ("GET /METRICS HTTP/1.1", 404, None),
         ("GET /stats HTTP/1.1", 404, None),
@@ -322,6 +329,10 @@ fn every_route_and_method() {
         }
         if line.starts_with("GET /healthz") {
             assert_eq!(response.body, b"ok\n");
+        }
+        if line.starts_with("GET / ") {
+            let page = String::from_utf8_lossy(&response.body);
+            assert!(page.contains("<a href=\"/metrics\">/metrics</a>"), "{page}");
         }
     }
 }
@@ -434,6 +445,9 @@ fn custom_endpoint_is_served_and_metrics_is_then_404() {
         assert_eq!(response.header("Content-Type"), Some(METRICS_CONTENT_TYPE));
         assert_eq!(sidecar.get("/metrics").status, 404, "{flag}");
         assert_eq!(sidecar.get("/healthz").status, 200, "{flag}");
+        // The landing page links the endpoint in use.
+        let page = String::from_utf8(sidecar.get("/").body).unwrap();
+        assert!(page.contains("<a href=\"/stats\">/stats</a>"), "{page}");
     }
 }
 
