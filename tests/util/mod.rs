@@ -228,6 +228,15 @@ pub enum Behaviour {
     /// one arrives: a server that drops idle keep-alive connections at the
     /// moment the client reuses them.
     CloseOnReuse(String),
+    /// A 200 response of exactly `size` bytes, head included (the body
+    /// padded with a comment line), and in the same write a second,
+    /// unrequested response with `smuggled` as its body: a server out of
+    /// step with its client.
+    Smuggling {
+        body: String,
+        size: usize,
+        smuggled: String,
+    },
 }
 
 /// A scripted exporter on a loopback port, one thread per connection.
@@ -493,6 +502,24 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
                 .is_ok()
         }
         Behaviour::CloseOnReuse(body) => answer(stream, Behaviour::ContentLength(body), stop),
+        Behaviour::Smuggling {
+            body,
+            size,
+            smuggled,
+        } => {
+            // The comment line grows the body (and maybe its length's digits).
+            let mut response = (0..size)
+                .map(|padding| {
+                    let padded = format!("{body}#{}\n", " ".repeat(padding));
+                    format!("{}{padded}", head(padded.len()))
+                })
+                .find(|response| response.len() == size)
+                .unwrap_or_else(|| panic!("no response of {size} bytes holds {body:?}"));
+            response.push_str(&head(smuggled.len()));
+            response.push_str(&smuggled);
+            // One write: both responses reach the socket together.
+            stream.write_all(response.as_bytes()).is_ok()
+        }
         Behaviour::BadExposition => {
             let body = "this is { not an exposition\n";
             stream
