@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     container_args, failures, lines_of, sample, up, wait_until, Behaviour, Sidecar, Stub,
+    FIRST_READ_ROOM_FOR_THE_HEAD,
 };
 
 /// A body with several families and enough lines that half of it is
@@ -432,11 +433,6 @@ fn a_duplicate_label_in_a_wide_sample_is_still_a_parse_error() {
     assert!(counted, "{}", sidecar.metrics());
     assert!(!sidecar.metrics().contains("wide{"));
 }
-
-/// The sidecar's first read of a scrape asks for the previous body plus
-/// this much room for the head (src/upstream/mod.rs): a response of exactly
-/// that size ends exactly where the read does.
-const FIRST_READ_ROOM_FOR_THE_HEAD: usize = 1024;
 
 /// A response that ended exactly at the size of a read left what followed it
 /// in the socket, where no readiness edge reported it; the next scrape took

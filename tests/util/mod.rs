@@ -191,6 +191,11 @@ pub fn parse_response(bytes: &[u8]) -> std::io::Result<(Response, usize)> {
     ))
 }
 
+/// The sidecar's first read of a scrape asks for the previous body plus
+/// this much room for the head (src/upstream/mod.rs): a response of exactly
+/// the previous body's size plus this ends exactly where the read does.
+pub const FIRST_READ_ROOM_FOR_THE_HEAD: usize = 1024;
+
 /// How a stub exporter answers each request.
 #[derive(Clone, Debug)]
 pub enum Behaviour {
@@ -228,6 +233,9 @@ pub enum Behaviour {
     /// one arrives: a server that drops idle keep-alive connections at the
     /// moment the client reuses them.
     CloseOnReuse(String),
+    /// The n-th request of the stub (over all connections, from 0) is
+    /// answered as the `n % len`-th of these.
+    Alternating(Vec<Behaviour>),
     /// A 200 response of exactly `size` bytes, head included (the body
     /// padded with a comment line), and in the same write a second,
     /// unrequested response with `smuggled` as its body: a server out of
@@ -369,8 +377,11 @@ fn serve_connection(
         let target = head.split(' ').nth(1).unwrap_or_default().to_string();
         log.targets.lock().unwrap().push(target);
         log.times.lock().unwrap().push(Instant::now());
-        log.count.fetch_add(1, Ordering::SeqCst);
-        let current = behaviour.lock().unwrap().clone();
+        let number = log.count.fetch_add(1, Ordering::SeqCst);
+        let mut current = behaviour.lock().unwrap().clone();
+        if let Behaviour::Alternating(choices) = current {
+            current = choices[number % choices.len()].clone();
+        }
         if let Behaviour::CloseOnReuse(body) = current {
             if answered_here > 0 {
                 return;
@@ -502,6 +513,7 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
                 .is_ok()
         }
         Behaviour::CloseOnReuse(body) => answer(stream, Behaviour::ContentLength(body), stop),
+        Behaviour::Alternating(_) => panic!("alternating behaviours do not nest"),
         Behaviour::Smuggling {
             body,
             size,
