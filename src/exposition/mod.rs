@@ -38,7 +38,7 @@ mod parse;
 mod snapshot;
 mod text;
 
-pub use merge::{Merger, Source};
+pub use merge::{Merger, Source, RESERVED_PREFIX};
 pub use parse::{ParseError, ParseErrorKind};
 pub use snapshot::Snapshot;
 pub(crate) use text::escape_label_value;
