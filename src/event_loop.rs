@@ -59,6 +59,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a closing response, the client has this long to close its side
 /// (nginx's lingering_timeout); then the socket is closed anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client's turn (one readiness event, or one turn from the queue) ends
+/// after this many requests answered or this many bytes written, whichever
+/// comes first; then it waits behind every other ready client and timer
+/// (redis caps the bytes written to one client per event the same way).
+/// A pipelining client that never pauses cannot hold the loop.
+const MAX_REQUESTS_PER_TURN: usize = 16;
+const MAX_BYTES_PER_TURN: usize = 1 << 20;
 
 /// Why the loop could not start or went on no longer.
 #[derive(Debug)]
@@ -109,6 +116,8 @@ struct Connection {
     timer: Option<TimerId>,
     /// Parked until the on-demand round ends; reads nothing meanwhile.
     waiting_for_round: bool,
+    /// In `Sidecar::turns`: its budget ran out with work left.
+    queued: bool,
 }
 
 /// A request parked on an on-demand round.
@@ -127,6 +136,11 @@ struct Sidecar {
     clients: ClientTable<Connection>,
     /// The accept queue was left non-empty because the table was full.
     accept_blocked: bool,
+    /// Clients whose turn ended with work left, served again after the next
+    /// poll (which then does not sleep): edge-triggered readiness would not
+    /// report them again. `turns_now` is the list being served.
+    turns: Vec<ClientId>,
+    turns_now: Vec<ClientId>,
     timers: TimerWheel<TimerKey>,
     fired: Vec<TimerKey>,
     output: Output,
@@ -167,10 +181,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let mut events = Events::with_capacity(256);
     while !sidecar.shutdown {
         let now = Instant::now();
-        let timeout = sidecar
-            .timers
-            .next_deadline()
-            .map(|deadline| round_up_to_millisecond(deadline.saturating_duration_since(now)));
+        let timeout = if sidecar.turns.is_empty() {
+            sidecar
+                .timers
+                .next_deadline()
+                .map(|deadline| round_up_to_millisecond(deadline.saturating_duration_since(now)))
+        } else {
+            Some(Duration::ZERO)
+        };
         match sidecar.poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -198,6 +216,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
             }
         }
         sidecar.expire_timers(now);
+        sidecar.take_turns(now);
         sidecar.end_of_batch(now);
     }
     info!("shutting down");
@@ -266,6 +285,8 @@ impl Sidecar {
             scrapers,
             clients: ClientTable::new(MAX_CLIENTS),
             accept_blocked: false,
+            turns: Vec::new(),
+            turns_now: Vec::new(),
             timers,
             fired: Vec::new(),
             round_timer: None,
@@ -397,6 +418,7 @@ impl Sidecar {
                 deadline: now,
                 timer: None,
                 waiting_for_round: false,
+                queued: false,
             };
             let Some(id) = self.clients.insert(connection) else {
                 return; // checked above
@@ -437,8 +459,11 @@ impl Sidecar {
     }
 
     /// Writes what is pending, then answers queued requests one after the
-    /// other until the socket is full or the input has no complete request.
+    /// other until the socket is full, the input has no complete request, or
+    /// the turn's budget is spent (the client is then queued for another).
     fn serve_client(&mut self, id: ClientId, now: Instant) {
+        let mut bytes_left = MAX_BYTES_PER_TURN;
+        let mut requests_left = MAX_REQUESTS_PER_TURN;
         loop {
             let Some(connection) = self.clients.get_mut(id) else {
                 return;
@@ -447,8 +472,12 @@ impl Sidecar {
                 return;
             }
             if connection.client.is_writing() {
-                match connection.client.write() {
+                match connection.client.write(&mut bytes_left) {
                     SocketState::WouldBlock => return,
+                    SocketState::Yield => {
+                        self.queue_turn(id);
+                        return;
+                    }
                     SocketState::Closed => {
                         self.close_client(id);
                         return;
@@ -473,7 +502,12 @@ impl Sidecar {
                 continue;
             }
             match connection.client.next_request(&self.config.endpoint) {
+                Ok(Some(_)) if requests_left == 0 => {
+                    self.queue_turn(id);
+                    return;
+                }
                 Ok(Some(request)) => {
+                    requests_left -= 1;
                     self.answer(id, request, now);
                     // A request parked on a round waits for it first.
                     let mut deadline = now + WRITE_TIMEOUT;
@@ -562,6 +596,28 @@ impl Sidecar {
                 request.keep_alive,
             );
         }
+    }
+
+    fn queue_turn(&mut self, id: ClientId) {
+        if let Some(connection) = self.clients.get_mut(id) {
+            if !connection.queued {
+                connection.queued = true;
+                self.turns.push(id);
+            }
+        }
+    }
+
+    /// Gives every client queued before this iteration its next turn.
+    fn take_turns(&mut self, now: Instant) {
+        std::mem::swap(&mut self.turns, &mut self.turns_now);
+        let mut turns = std::mem::take(&mut self.turns_now);
+        for id in turns.drain(..) {
+            if let Some(connection) = self.clients.get_mut(id) {
+                connection.queued = false;
+                self.serve_client(id, now);
+            }
+        }
+        self.turns_now = turns;
     }
 
     fn park(&mut self, id: ClientId) {
