@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod load;
+pub mod process;
 pub mod procfs;
 pub mod stub;
 pub mod synth;

@@ -11,15 +11,15 @@
 //! not in `$CARGO_TARGET_DIR/release` or `../target/release`).
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
 use multiplexer_bench::load::{self, Client, LoadReport};
+use multiplexer_bench::process::{free_port, Running};
 use multiplexer_bench::procfs::{self, Reading};
 use multiplexer_bench::stub::{self, Cadence, Framing, Stub, StubOptions};
 use multiplexer_bench::synth;
@@ -368,24 +368,6 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
         }
     }
     Ok(list)
-}
-
-/// Kills the sidecar however the measurement ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
 }
 
 fn measure(

@@ -16,13 +16,14 @@
 //! Writes `results/pod_cost.md` and `results/pod_cost.json`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
+use multiplexer_bench::process::{free_port, Running};
 use multiplexer_bench::procfs;
 
 const USAGE: &str = "\
@@ -254,24 +255,6 @@ fn node_exporter_version(path: &Path) -> String {
                 .to_string()
         })
         .unwrap_or_default()
-}
-
-/// Kills a child however the measurement ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
 }
 
 /// Retries `attempt` every 20 ms for up to 10 s.
