@@ -150,8 +150,9 @@ impl Output {
                 && self.logged_conflicts.insert((index, family.to_vec()))
             {
                 warn!(
-                    "container {}: metric family {} has a different type than in another container; \
-                     its samples were resolved by the conflict rule (see README)",
+                    "container {}: metric family {} has a different type than in another container, \
+                     or a name reserved for the sidecar's own metrics; its samples were resolved \
+                     by the conflict rule (see README)",
                     container.name(),
                     String::from_utf8_lossy(family)
                 );

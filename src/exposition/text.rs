@@ -190,6 +190,16 @@ pub(crate) enum ValueForm {
 /// accepts: `[+-]?(d+(.d*)?|.d+)([eE][+-]?d+)?`, `NaN` and `[+-]?Inf(inity)?`,
 /// case-insensitive. Hex floats and underscores are refused.
 pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
+    classify_value(v).map(|(form, _)| form)
+}
+
+/// A value token's form, and whether it is a decimal that may be out of
+/// float64 range: only those need [`decimal_in_range`]'s full parse. A
+/// mantissa of `n` integer digits is below `10^n`, so with an exponent `e`
+/// the value is below `10^(n+e)`, in range while `n + e` is at most
+/// [`MAX_IN_RANGE_INTEGER_DIGITS`].
+#[inline]
+pub(crate) fn classify_value(v: &[u8]) -> Option<(ValueForm, bool)> {
     let (negative, signed, rest) = match v.first() {
         Some(b'-') => (true, true, &v[1..]),
         Some(b'+') => (false, true, &v[1..]),
@@ -199,15 +209,16 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
         Some(c) if c.is_ascii_digit() || *c == b'.' => {}
         _ => {
             if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
-                return Some(if negative {
+                let form = if negative {
                     ValueForm::NegInf
                 } else {
                     ValueForm::PosInf
-                });
+                };
+                return Some((form, false));
             }
             // Go's ParseFloat refuses a signed NaN.
             if !signed && rest.eq_ignore_ascii_case(b"nan") {
-                return Some(ValueForm::NaN);
+                return Some((ValueForm::NaN, false));
             }
             return None;
         }
@@ -218,6 +229,8 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
         i += 1;
         digits += 1;
     }
+    let integer_digits = digits as i64;
+    let mut exponent: i64 = 0;
     if i < rest.len() && rest[i] == b'.' {
         i += 1;
         while i < rest.len() && rest[i].is_ascii_digit() {
@@ -230,21 +243,58 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
     }
     if i < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
         i += 1;
+        let mut exponent_sign = 1;
         if i < rest.len() && (rest[i] == b'+' || rest[i] == b'-') {
+            if rest[i] == b'-' {
+                exponent_sign = -1;
+            }
             i += 1;
         }
         let start = i;
         while i < rest.len() && rest[i].is_ascii_digit() {
+            // Saturating: any exponent past a few thousand decides alike.
+            exponent = (exponent * 10 + i64::from(rest[i] - b'0')).min(1 << 20);
             i += 1;
         }
+        exponent *= exponent_sign;
         if i == start {
             return None;
         }
     }
     if i == rest.len() {
-        Some(ValueForm::Decimal)
+        let maybe_out_of_range = integer_digits + exponent > MAX_IN_RANGE_INTEGER_DIGITS as i64;
+        Some((ValueForm::Decimal, maybe_out_of_range))
     } else {
         None
+    }
+}
+
+/// Decimal values with at most this many integer digits and no exponent
+/// are below `f64::MAX` (1.797...e308, 309 integer digits) whatever the
+/// digits.
+pub(crate) const MAX_IN_RANGE_INTEGER_DIGITS: usize = 308;
+
+/// Whether a token `value_form` read as [`ValueForm::Decimal`] is within
+/// float64 range. Go's `strconv.ParseFloat` (Prometheus' parser and
+/// promtool's) fails with "value out of range" exactly when the correctly
+/// rounded value is infinite; Rust's parser rounds the same way and returns
+/// infinity there. Underflow (`1e-999`) is no error in either: it reads as 0.
+/// Callers that hold [`classify_value`]'s answer call it only when that
+/// says the value may be out of range.
+pub(crate) fn decimal_in_range(v: &[u8]) -> bool {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .is_some_and(f64::is_finite)
+}
+
+/// Whether a token reads as a float64 as Go's `strconv.ParseFloat` reads
+/// it after Prometheus refused `p`, `P` and `_`: what promtool requires of
+/// `le` and `quantile` label values.
+pub(crate) fn is_float64(v: &[u8]) -> bool {
+    match classify_value(v) {
+        Some((_, maybe_out_of_range)) => !maybe_out_of_range || decimal_in_range(v),
+        None => false,
     }
 }
 
@@ -585,6 +635,54 @@ mod tests {
         for (input, expected) in table {
             assert_eq!(value_form(input.as_bytes()), *expected, "{input}");
         }
+    }
+
+    /// Go's ParseFloat: out of range (after rounding) is an error,
+    /// underflow is not.
+    #[test]
+    fn decimal_range() {
+        let table: &[(&str, bool)] = &[
+            ("1", true),
+            ("1e308", true),
+            ("1.7976931348623157e308", true),
+            ("1.7976931348623158e308", true),
+            ("1.7976931348623159e308", false),
+            ("-1.7976931348623159e308", false),
+            ("1e309", false),
+            ("1e999", false),
+            ("-1e999", false),
+            ("+1E+999", false),
+            ("1e-999", true),
+            ("0e999", true),
+            ("0.0000e99999", true),
+            ("1.5", true),
+        ];
+        for (input, in_range) in table {
+            assert_eq!(decimal_in_range(input.as_bytes()), *in_range, "{input}");
+        }
+        let digits = |n: usize| "9".repeat(n);
+        assert!(decimal_in_range(digits(308).as_bytes()));
+        assert!(decimal_in_range(format!("{}.5", digits(308)).as_bytes()));
+        assert!(!decimal_in_range(digits(309).as_bytes()));
+        assert!(decimal_in_range(format!("0{}", "0".repeat(400)).as_bytes()));
+        assert!(is_float64(b"+Inf") && is_float64(b"NaN") && is_float64(b"0.5"));
+        // classify_value's shortcut decides exactly like the full parse.
+        for (input, in_range) in table {
+            assert_eq!(is_float64(input.as_bytes()), *in_range, "{input}");
+        }
+        for input in [
+            "1e308",
+            "9.99e307",
+            "10e307",
+            "99e307",
+            "0.1e309",
+            "1e-400",
+            "123.4e306",
+        ] {
+            let full = decimal_in_range(input.as_bytes());
+            assert_eq!(is_float64(input.as_bytes()), full, "{input}");
+        }
+        assert!(!is_float64(b"1e999") && !is_float64(b"x") && !is_float64(b""));
     }
 
     #[test]

@@ -288,8 +288,16 @@ impl Upstream {
                 Ok(read) => {
                     self.received.truncate(filled + read);
                     let result = self.decoder.advance(&mut self.received);
-                    if !matches!(result, Ok(Progress::NeedMore)) {
-                        return Some(self.decoded(registry, result, true));
+                    match result {
+                        Ok(Progress::NeedMore) => {}
+                        // A read that filled all the room it was given may
+                        // have left bytes in the socket, and no new readiness
+                        // edge will report them: look before the connection
+                        // is kept for the next scrape (framing rule 8).
+                        Ok(Progress::Complete {
+                            keep_alive: true, ..
+                        }) if read == want => return self.read_past_response(registry),
+                        _ => return Some(self.decoded(registry, result, true)),
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -308,6 +316,32 @@ impl Upstream {
                     return Some(self.fail(registry, reason, &error));
                 }
             }
+        }
+    }
+
+    /// The response is complete and the socket may hold more. One read
+    /// tells: `WouldBlock` means nothing followed; any byte is one the server
+    /// sent after the response, which the decoder refuses; 0 is the server's
+    /// close, which only ends the keep-alive.
+    fn read_past_response(&mut self, registry: &Registry) -> Option<Outcome> {
+        let mut probe = [0u8; 1];
+        loop {
+            let stream = self.stream.as_mut()?;
+            let (result, connection_open) = match stream.read(&mut probe) {
+                Ok(0) => (self.decoder.finish_at_eof(&mut self.received), false),
+                Ok(_) => {
+                    self.received.push(probe[0]);
+                    (self.decoder.advance(&mut self.received), true)
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // The response itself is whole; a broken socket only
+                    // ends the keep-alive.
+                    let open = error.kind() == io::ErrorKind::WouldBlock;
+                    (self.decoder.advance(&mut self.received), open)
+                }
+            };
+            return Some(self.decoded(registry, result, connection_open));
         }
     }
 
