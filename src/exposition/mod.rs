@@ -34,6 +34,7 @@
 
 mod merge;
 mod parse;
+pub mod protobuf;
 mod snapshot;
 mod text;
 
