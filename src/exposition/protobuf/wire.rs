@@ -58,16 +58,28 @@ impl<'a> Fields<'a> {
         self.at >= self.end
     }
 
-    /// The next varint, which must end before `end`.
-    #[inline]
+    /// The next varint, which must end before `end`. One and two bytes
+    /// (tags, lengths, small counts: nearly every varint of a body) are
+    /// decoded inline; longer ones by `varint_slow`.
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, ProtoError> {
-        // One byte is the common case (tags, small lengths, small deltas).
-        if let Some(&byte) = self.body.get(self.at) {
-            if byte < 0x80 && self.at < self.end {
-                self.at += 1;
-                return Ok(u64::from(byte));
+        let at = self.at;
+        if let Some(&[first, second]) = self.body.get(at..at + 2) {
+            if first < 0x80 && at < self.end {
+                self.at = at + 1;
+                return Ok(u64::from(first));
+            }
+            if second < 0x80 && at + 2 <= self.end {
+                self.at = at + 2;
+                return Ok(u64::from(first & 0x7f) | u64::from(second) << 7);
             }
         }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, ProtoError> {
         let start = self.at;
         let mut value = 0u64;
         for i in 0..MAX_VARINT_BYTES {
