@@ -33,6 +33,7 @@
 //!   after warm-up no allocation per scrape or per merge.
 
 mod merge;
+pub mod negotiate;
 mod parse;
 pub mod protobuf;
 mod snapshot;
