@@ -277,6 +277,7 @@ impl Sidecar {
                         &container.path,
                         Token(FIRST_UPSTREAM + index),
                         config.max_body_bytes,
+                        crate::exposition::negotiate::ACCEPT_TEXT,
                     ),
                     snapshot: Snapshot::new(),
                     stats: ContainerStats::default(),
