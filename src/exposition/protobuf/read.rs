@@ -15,9 +15,11 @@
 //!
 //! Invariants of a successfully built [`Index`]:
 //! - every span points inside the body it was built from (bodies < 4 GiB);
-//! - families appear in body order and have at least one metric (empty
-//!   families are dropped, as Prometheus skips them); a name may repeat in a
-//!   body (the merge joins them like families of two containers);
+//! - families appear in order of their first message and have at least one
+//!   metric (empty families are dropped, as Prometheus skips them); a name
+//!   that comes back in a body joins its first family if the type agrees
+//!   (what client_golang's `Gatherers` would have done), else the body is
+//!   refused;
 //! - `metrics` is grouped by family (`Family::metrics` is a range of it);
 //! - the index costs at most the body's size plus [`INDEX_SLACK_BYTES`]: a body
 //!   of tiny metrics is refused (`TooManyMetrics`) rather than indexed.
@@ -27,7 +29,7 @@ use std::fmt;
 use super::wire::{fail, zigzag, Fields, WireType};
 use crate::exposition::parse::Span;
 use crate::exposition::text::{
-    hash_name, is_label_continue, is_label_start, is_metric_continue, is_metric_start,
+    hash_name, is_label_continue, is_label_start, is_metric_continue, is_metric_start, NameTable,
 };
 
 /// Why a protobuf body was rejected, and at which byte of it.
@@ -55,6 +57,7 @@ pub enum ProtoErrorKind {
     SpanOffset,
     BucketCount,
     TooManyMetrics,
+    FamilyType,
 }
 
 impl ProtoErrorKind {
@@ -84,6 +87,7 @@ impl ProtoErrorKind {
                 "expected as many bucket deltas or counts as the spans announce, not both"
             }
             ProtoErrorKind::TooManyMetrics => "expected fewer metrics for the body's size",
+            ProtoErrorKind::FamilyType => "expected a family name that comes back to keep its type",
         }
     }
 }
@@ -187,6 +191,7 @@ pub(crate) struct Metric {
 pub(crate) struct Family {
     /// In the body: the raw bytes of the `name` string.
     pub(crate) name: Span,
+    pub(crate) hash: u32,
     /// In the body: the raw (unescaped) help string.
     pub(crate) help: Option<Span>,
     pub(crate) metric_type: MetricType,
@@ -235,6 +240,13 @@ pub(crate) struct Index {
     sorted_labels: Vec<Span>,
     /// Bytes the index may take for the current body.
     budget: usize,
+    /// Family by name, to join the messages of one name.
+    table: NameTable,
+    /// (family, metrics) of each family message, in body order: enough to
+    /// regroup the metrics when a name comes back.
+    runs: Vec<(u32, u32)>,
+    regrouped: Vec<Metric>,
+    starts: Vec<u32>,
 }
 
 /// Per-side counts of a native histogram, checked when its message ends.
@@ -253,6 +265,8 @@ impl Index {
         self.label_names = NameFilter::default();
         self.native_histograms = 0;
         self.seen_labels.clear();
+        self.table.clear();
+        self.runs.clear();
     }
 
     pub(crate) fn shrink(&mut self) {
@@ -263,7 +277,11 @@ impl Index {
         }
         shrink_vec(&mut self.families);
         shrink_vec(&mut self.metrics);
+        shrink_vec(&mut self.runs);
         self.sorted_labels = Vec::new();
+        self.regrouped = Vec::new();
+        self.starts = Vec::new();
+        self.table.shrink();
     }
 
     pub(crate) fn capacity_bytes(&self) -> usize {
@@ -274,11 +292,16 @@ impl Index {
             + bytes(&self.metrics)
             + bytes(&self.seen_labels)
             + bytes(&self.sorted_labels)
+            + bytes(&self.runs)
+            + bytes(&self.regrouped)
+            + bytes(&self.starts)
+            + self.table.capacity_bytes()
     }
 
     fn used_bytes(&self) -> usize {
         self.families.len() * std::mem::size_of::<Family>()
             + self.metrics.len() * std::mem::size_of::<Metric>()
+            + self.runs.len() * std::mem::size_of::<(u32, u32)>()
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
@@ -297,14 +320,50 @@ impl Index {
         }
         self.budget = b.len() + INDEX_SLACK_BYTES;
         let mut stream = Fields::new(b, 0, b.len());
+        let mut joined = false;
         while !stream.is_done() {
             let (start, end) = stream.len_delimited()?;
-            self.family(b, start, end)?;
+            joined |= self.family(b, start, end)?;
         }
+        self.group(joined);
         Ok(())
     }
 
-    fn family(&mut self, b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    /// Turns each family's metric count into its range of `metrics`, and
+    /// makes the metrics of a name that came back contiguous (a stable
+    /// counting sort by family, through `regrouped`).
+    fn group(&mut self, joined: bool) {
+        self.starts.clear();
+        let mut next = 0u32;
+        for family in &mut self.families {
+            let count = family.metrics.end;
+            family.metrics = Span {
+                start: next,
+                end: next + count,
+            };
+            self.starts.push(next);
+            next += count;
+        }
+        if !joined {
+            return;
+        }
+        self.regrouped.clear();
+        self.regrouped.extend_from_slice(&self.metrics);
+        let mut input = 0usize;
+        for &(family, count) in &self.runs {
+            for _ in 0..count {
+                let at = &mut self.starts[family as usize];
+                self.regrouped[*at as usize] = self.metrics[input];
+                *at += 1;
+                input += 1;
+            }
+        }
+        std::mem::swap(&mut self.metrics, &mut self.regrouped);
+    }
+
+    /// Reads one `MetricFamily` message; returns whether its name came
+    /// before (its metrics join that family's).
+    fn family(&mut self, b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
         let mut fields = Fields::new(b, start, end);
         let mut name = span(start, start);
         let mut help = None;
@@ -362,19 +421,44 @@ impl Index {
                 .map_or(start, |m| m.start as usize);
             return fail(ProtoErrorKind::ReservedLabel, at);
         }
-        if self.metrics.len() == first_metric {
-            return Ok(());
+        let count = (self.metrics.len() - first_metric) as u32;
+        if count == 0 {
+            return Ok(false);
         }
+        let name_bytes = name.of(b);
+        let hash = hash_name(name_bytes);
+        let families = &self.families;
+        let earlier = self.table.find(hash, |f| {
+            let family = &families[f as usize];
+            family.hash == hash && family.name.of(b) == name_bytes
+        });
+        if let Some(earlier) = earlier {
+            let family = &mut self.families[earlier as usize];
+            if family.metric_type != metric_type {
+                return fail(ProtoErrorKind::FamilyType, name.start as usize);
+            }
+            family.metrics.end += count;
+            if family.help.is_none() {
+                family.help = help;
+            }
+            self.runs.push((earlier, count));
+            return Ok(true);
+        }
+        let id = self.families.len() as u32;
+        self.table.insert(hash, id);
+        self.runs.push((id, count));
+        // `metrics.end` counts the family's metrics until `group`.
         self.families.push(Family {
             name,
+            hash,
             help,
             metric_type,
-            metrics: span(first_metric, self.metrics.len()),
+            metrics: span(0, count as usize),
         });
         if self.used_bytes() > self.budget {
             return fail(ProtoErrorKind::TooManyMetrics, start);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn metric(&mut self, b: &[u8], start: usize, end: usize) -> Result<Metric, ProtoError> {

@@ -1056,3 +1056,36 @@ fn text_fixtures_convert_up_and_back() {
         assert_eq!(down, expected, "{name}");
     }
 }
+
+/// Found by the fuzzer: a family name that comes back in one body. Its
+/// metrics join the first family (one TYPE line in text); with another type
+/// the body is refused.
+#[test]
+fn a_family_name_that_comes_back_joins_its_first_family() {
+    let body = encode_all(&[
+        family("a", 1, vec![gauge_metric(&[("x", "1")], 1.0)]),
+        family("b", 1, vec![gauge_metric(&[], 2.0)]),
+        family("a", 1, vec![gauge_metric(&[("x", "2")], 3.0)]),
+    ]);
+    let mut converter = Converter::new();
+    converter.read(&body).unwrap();
+    assert_eq!(converter.counts(), (2, 3));
+    let mut text = Vec::new();
+    converter.write_text(&body, None, &mut text);
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 3\n# TYPE b gauge\nb 2\n"
+    );
+
+    let conflicting = encode_all(&[
+        family("a", 1, vec![gauge_metric(&[], 1.0)]),
+        family("a", 0, vec![gauge_metric(&[], 1.0)]),
+    ]);
+    assert_eq!(
+        read_error(&conflicting),
+        ProtoError {
+            offset: 22,
+            kind: ProtoErrorKind::FamilyType
+        }
+    );
+}
