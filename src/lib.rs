@@ -15,3 +15,6 @@ pub mod exposition;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_rng;
