@@ -10,7 +10,7 @@ use super::write::{
     family_header_len, metric_field_len, put_family_header, put_metric_field_head, MetricRelabeler,
     Target,
 };
-use crate::exposition::parse::{self, ParseError};
+use crate::exposition::parse::{self, IndexView, ParseError};
 
 /// A reusable converter: the index of the last protobuf body it read, and
 /// the scratch of every conversion (nothing allocated per metric).
@@ -139,21 +139,20 @@ impl Converter {
     ) -> Result<(), ParseError> {
         self.text_index.build(body)?;
         let target = label.map(|l| Target::new(l.name.as_bytes(), l.value.as_bytes()));
-        let source = TextSource {
-            body,
-            index: &self.text_index,
-        };
-        for family in &self.text_index.families {
+        let view = IndexView::new(&self.text_index, body);
+        let source = TextSource { view };
+        for family in 0..view.family_count() as u32 {
             self.metrics.clear();
             self.up
                 .metrics(source, family, target.as_ref(), &mut self.metrics);
-            let name = family.name.of(&self.text_index.names);
+            let entry = view.family(family);
+            let name = entry.name;
             self.help.clear();
-            let help = family.help.map(|help| {
-                unescape_help(help.of(body), self.text_index.openmetrics, &mut self.help);
+            let help = entry.help.map(|help| {
+                unescape_help(help, view.is_openmetrics(), &mut self.help);
                 self.help.as_slice()
             });
-            let metric_type: MetricType = metric_type(family.kind);
+            let metric_type: MetricType = metric_type(entry.kind);
             let len = family_header_len(name, help, metric_type) + self.metrics.len();
             put_varint(len as u64, out);
             put_family_header(name, help, metric_type, out);

@@ -28,14 +28,14 @@ use super::write::for_each_label;
 use crate::exposition::text::escape_label_value;
 
 /// The text label added to every line, escaped: `name="value"`.
-pub(crate) struct TextTarget<'a> {
-    pub(crate) name: &'a [u8],
-    pub(crate) pair: &'a [u8],
+pub(in crate::exposition) struct TextTarget<'a> {
+    pub(in crate::exposition) name: &'a [u8],
+    pub(in crate::exposition) pair: &'a [u8],
 }
 
 /// Writes the sample lines of `metrics` of a family named `name`.
 /// `labels` is scratch for one metric's label text.
-pub(crate) fn write_metrics(
+pub(in crate::exposition) fn write_metrics(
     body: &[u8],
     name: &[u8],
     metric_type: MetricType,
@@ -204,7 +204,7 @@ fn has_exported_label(body: &[u8], metric: &Metric, name: &[u8], prefixes: usize
 }
 
 /// The `# TYPE` word of a protobuf type in text 0.0.4.
-pub(crate) fn text_type(metric_type: MetricType) -> &'static str {
+pub(in crate::exposition) fn text_type(metric_type: MetricType) -> &'static str {
     match metric_type {
         MetricType::Counter => "counter",
         MetricType::Gauge => "gauge",
@@ -215,7 +215,7 @@ pub(crate) fn text_type(metric_type: MetricType) -> &'static str {
 }
 
 /// A help string as expfmt writes it: `\\` and `\n` escaped.
-pub(crate) fn escape_help(raw: &[u8], out: &mut Vec<u8>) {
+pub(in crate::exposition) fn escape_help(raw: &[u8], out: &mut Vec<u8>) {
     for &c in raw {
         match c {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -226,7 +226,7 @@ pub(crate) fn escape_help(raw: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The escaped `name="value"` of a text target.
-pub(crate) fn text_target_pair(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+pub(in crate::exposition) fn text_target_pair(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(name);
     out.extend_from_slice(b"=\"");
     escape_label_value(value, out);
@@ -312,7 +312,7 @@ fn varint_field(body: &[u8], start: usize, end: usize, number: u32) -> u64 {
 /// read back to the same double, in exponent form (`3.626995e+07`, `1e-05`,
 /// at least two exponent digits) when the decimal exponent is below -4 or at
 /// least 6 (strconv/ftoa.go: shortest `%g` decides with precision 6).
-pub(crate) fn write_go_float(value: f64, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn write_go_float(value: f64, out: &mut Vec<u8>) {
     if value.is_nan() {
         out.extend_from_slice(b"NaN");
         return;

@@ -16,11 +16,11 @@
 //! refuses), prometheus/common `expfmt` (text encoder, negotiation).
 
 mod convert;
-pub(crate) mod down;
-pub(crate) mod read;
-pub(crate) mod up;
-pub(crate) mod wire;
-pub(crate) mod write;
+pub(in crate::exposition) mod down;
+pub(in crate::exposition) mod read;
+pub(in crate::exposition) mod up;
+pub(in crate::exposition) mod wire;
+pub(in crate::exposition) mod write;
 
 pub use convert::{Converter, Label};
 pub use read::{ProtoError, ProtoErrorKind};

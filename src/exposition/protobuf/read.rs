@@ -102,7 +102,7 @@ impl std::error::Error for ProtoError {}
 
 /// `io.prometheus.client.MetricType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MetricType {
+pub(in crate::exposition) enum MetricType {
     Counter,
     Gauge,
     Summary,
@@ -112,7 +112,7 @@ pub(crate) enum MetricType {
 }
 
 impl MetricType {
-    pub(crate) fn from_wire(value: u64) -> Option<MetricType> {
+    pub(in crate::exposition) fn from_wire(value: u64) -> Option<MetricType> {
         Some(match value {
             0 => MetricType::Counter,
             1 => MetricType::Gauge,
@@ -124,7 +124,7 @@ impl MetricType {
         })
     }
 
-    pub(crate) fn to_wire(self) -> u64 {
+    pub(in crate::exposition) fn to_wire(self) -> u64 {
         match self {
             MetricType::Counter => 0,
             MetricType::Gauge => 1,
@@ -137,41 +137,41 @@ impl MetricType {
 }
 
 /// Field numbers of `Metric`.
-pub(crate) mod metric_field {
-    pub(crate) const LABEL: u32 = 1;
-    pub(crate) const GAUGE: u32 = 2;
-    pub(crate) const COUNTER: u32 = 3;
-    pub(crate) const SUMMARY: u32 = 4;
-    pub(crate) const UNTYPED: u32 = 5;
-    pub(crate) const TIMESTAMP_MS: u32 = 6;
-    pub(crate) const HISTOGRAM: u32 = 7;
+pub(in crate::exposition) mod metric_field {
+    pub(in crate::exposition) const LABEL: u32 = 1;
+    pub(in crate::exposition) const GAUGE: u32 = 2;
+    pub(in crate::exposition) const COUNTER: u32 = 3;
+    pub(in crate::exposition) const SUMMARY: u32 = 4;
+    pub(in crate::exposition) const UNTYPED: u32 = 5;
+    pub(in crate::exposition) const TIMESTAMP_MS: u32 = 6;
+    pub(in crate::exposition) const HISTOGRAM: u32 = 7;
 }
 
 /// Field numbers of `Histogram`.
-pub(crate) mod histogram_field {
-    pub(crate) const SAMPLE_COUNT: u32 = 1;
-    pub(crate) const SAMPLE_SUM: u32 = 2;
-    pub(crate) const BUCKET: u32 = 3;
-    pub(crate) const SAMPLE_COUNT_FLOAT: u32 = 4;
-    pub(crate) const SCHEMA: u32 = 5;
-    pub(crate) const ZERO_THRESHOLD: u32 = 6;
-    pub(crate) const ZERO_COUNT: u32 = 7;
-    pub(crate) const ZERO_COUNT_FLOAT: u32 = 8;
-    pub(crate) const NEGATIVE_SPAN: u32 = 9;
-    pub(crate) const NEGATIVE_DELTA: u32 = 10;
-    pub(crate) const NEGATIVE_COUNT: u32 = 11;
-    pub(crate) const POSITIVE_SPAN: u32 = 12;
-    pub(crate) const POSITIVE_DELTA: u32 = 13;
-    pub(crate) const POSITIVE_COUNT: u32 = 14;
-    pub(crate) const CREATED_TIMESTAMP: u32 = 15;
-    pub(crate) const EXEMPLARS: u32 = 16;
+pub(in crate::exposition) mod histogram_field {
+    pub(in crate::exposition) const SAMPLE_COUNT: u32 = 1;
+    pub(in crate::exposition) const SAMPLE_SUM: u32 = 2;
+    pub(in crate::exposition) const BUCKET: u32 = 3;
+    pub(in crate::exposition) const SAMPLE_COUNT_FLOAT: u32 = 4;
+    pub(in crate::exposition) const SCHEMA: u32 = 5;
+    pub(in crate::exposition) const ZERO_THRESHOLD: u32 = 6;
+    pub(in crate::exposition) const ZERO_COUNT: u32 = 7;
+    pub(in crate::exposition) const ZERO_COUNT_FLOAT: u32 = 8;
+    pub(in crate::exposition) const NEGATIVE_SPAN: u32 = 9;
+    pub(in crate::exposition) const NEGATIVE_DELTA: u32 = 10;
+    pub(in crate::exposition) const NEGATIVE_COUNT: u32 = 11;
+    pub(in crate::exposition) const POSITIVE_SPAN: u32 = 12;
+    pub(in crate::exposition) const POSITIVE_DELTA: u32 = 13;
+    pub(in crate::exposition) const POSITIVE_COUNT: u32 = 14;
+    pub(in crate::exposition) const CREATED_TIMESTAMP: u32 = 15;
+    pub(in crate::exposition) const EXEMPLARS: u32 = 16;
 }
 
 /// The metric's label fields are not all before its other fields: the
 /// writer cannot insert the container label with two copies.
-pub(crate) const LABELS_INTERLEAVED: u8 = 1;
+pub(in crate::exposition) const LABELS_INTERLEAVED: u8 = 1;
 /// The metric carries a native histogram (spans, zero bucket).
-pub(crate) const NATIVE_HISTOGRAM: u8 = 2;
+pub(in crate::exposition) const NATIVE_HISTOGRAM: u8 = 2;
 /// The metric has a label named `le` / `quantile` (checked against the
 /// family's type once the whole family message is read).
 const HAS_LE: u8 = 4;
@@ -179,24 +179,24 @@ const HAS_QUANTILE: u8 = 8;
 
 /// One `Metric` message: its content's range in the body.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Metric {
-    pub(crate) start: u32,
-    pub(crate) end: u32,
+pub(in crate::exposition) struct Metric {
+    pub(in crate::exposition) start: u32,
+    pub(in crate::exposition) end: u32,
     /// End of the label fields that open the message (`start` when none).
-    pub(crate) labels_end: u32,
-    pub(crate) flags: u8,
+    pub(in crate::exposition) labels_end: u32,
+    pub(in crate::exposition) flags: u8,
 }
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Family {
+pub(in crate::exposition) struct Family {
     /// In the body: the raw bytes of the `name` string.
-    pub(crate) name: Span,
-    pub(crate) hash: u32,
+    pub(in crate::exposition) name: Span,
+    pub(in crate::exposition) hash: u32,
     /// In the body: the raw (unescaped) help string.
-    pub(crate) help: Option<Span>,
-    pub(crate) metric_type: MetricType,
+    pub(in crate::exposition) help: Option<Span>,
+    pub(in crate::exposition) metric_type: MetricType,
     /// Range of `Index::metrics`.
-    pub(crate) metrics: Span,
+    pub(in crate::exposition) metrics: Span,
 }
 
 /// Extra bytes of index allowed beyond the body's size.
@@ -209,7 +209,7 @@ const PAIRWISE_LABEL_CHECK: usize = 16;
 /// One bit per label name (by hash) present anywhere in a body: lets the
 /// writer skip looking for the container label in bodies without it.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct NameFilter([u64; 4]);
+pub(in crate::exposition) struct NameFilter([u64; 4]);
 
 impl NameFilter {
     fn bit(name: &[u8]) -> usize {
@@ -221,7 +221,7 @@ impl NameFilter {
         self.0[bit / 64] |= 1 << (bit % 64);
     }
 
-    pub(crate) fn may_contain(&self, name: &[u8]) -> bool {
+    pub(in crate::exposition) fn may_contain(&self, name: &[u8]) -> bool {
         let bit = NameFilter::bit(name);
         self.0[bit / 64] & (1 << (bit % 64)) != 0
     }
@@ -229,12 +229,12 @@ impl NameFilter {
 
 /// The index of one protobuf body; buffers are kept for the next body.
 #[derive(Default)]
-pub(crate) struct Index {
-    pub(crate) families: Vec<Family>,
-    pub(crate) metrics: Vec<Metric>,
-    pub(crate) label_names: NameFilter,
+pub(in crate::exposition) struct Index {
+    pub(in crate::exposition) families: Vec<Family>,
+    pub(in crate::exposition) metrics: Vec<Metric>,
+    pub(in crate::exposition) label_names: NameFilter,
     /// Metrics that carry a native histogram.
-    pub(crate) native_histograms: usize,
+    pub(in crate::exposition) native_histograms: usize,
     /// Scratch: the label names of the metric being read.
     seen_labels: Vec<Span>,
     sorted_labels: Vec<Span>,
@@ -259,7 +259,7 @@ struct Buckets {
 }
 
 impl Index {
-    pub(crate) fn clear(&mut self) {
+    pub(in crate::exposition) fn clear(&mut self) {
         self.families.clear();
         self.metrics.clear();
         self.label_names = NameFilter::default();
@@ -269,7 +269,7 @@ impl Index {
         self.runs.clear();
     }
 
-    pub(crate) fn shrink(&mut self) {
+    pub(in crate::exposition) fn shrink(&mut self) {
         fn shrink_vec<T>(v: &mut Vec<T>) {
             if v.capacity() > 1024 && v.len() * 4 < v.capacity() {
                 v.shrink_to(v.len() * 2);
@@ -284,7 +284,7 @@ impl Index {
         self.table.shrink();
     }
 
-    pub(crate) fn capacity_bytes(&self) -> usize {
+    pub(in crate::exposition) fn capacity_bytes(&self) -> usize {
         fn bytes<T>(v: &Vec<T>) -> usize {
             v.capacity() * std::mem::size_of::<T>()
         }
@@ -305,7 +305,7 @@ impl Index {
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
-    pub(crate) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
+    pub(in crate::exposition) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
         self.clear();
         let result = self.parse(body);
         if result.is_err() {
@@ -559,7 +559,7 @@ fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     }
 }
 
-pub(crate) fn is_metric_name(name: &[u8]) -> bool {
+pub(in crate::exposition) fn is_metric_name(name: &[u8]) -> bool {
     match name.split_first() {
         Some((&first, rest)) => {
             is_metric_start(first) && rest.iter().all(|&c| is_metric_continue(c))
@@ -568,7 +568,7 @@ pub(crate) fn is_metric_name(name: &[u8]) -> bool {
     }
 }
 
-pub(crate) fn is_label_name(name: &[u8]) -> bool {
+pub(in crate::exposition) fn is_label_name(name: &[u8]) -> bool {
     match name.split_first() {
         Some((&first, rest)) => is_label_start(first) && rest.iter().all(|&c| is_label_continue(c)),
         None => false,

@@ -22,7 +22,7 @@
 use super::read::{histogram_field as h, metric_field, MetricType};
 use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, WireType};
 use super::write::{put_label_pair_field, Target};
-use crate::exposition::parse::{Family, Index, Kind, Sample, Span, QUOTED_NAME};
+use crate::exposition::parse::{IndexView, Kind, Sample, SampleFlags, Span};
 use crate::exposition::text::{
     escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into,
     NameRule, NameTable, ValueForm,
@@ -31,7 +31,7 @@ use crate::exposition::text::{
 /// Go's `math.NaN()`: what Prometheus' text parser produces for `NaN`.
 const GO_NAN: u64 = 0x7FF8_0000_0000_0001;
 
-pub(crate) fn metric_type(kind: Kind) -> MetricType {
+pub(in crate::exposition) fn metric_type(kind: Kind) -> MetricType {
     match kind {
         Kind::Counter => MetricType::Counter,
         Kind::Gauge => MetricType::Gauge,
@@ -43,7 +43,7 @@ pub(crate) fn metric_type(kind: Kind) -> MetricType {
 
 /// Decodes a raw HELP text (0.0.4 escapes `\\` and `\n`; OpenMetrics also
 /// `\"`; any other backslash means itself) into the help string.
-pub(crate) fn unescape_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn unescape_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         match (raw[i], raw.get(i + 1)) {
@@ -83,18 +83,17 @@ struct Member {
     /// Position in the family: keeps input order within a group.
     order: u32,
     role: Role,
+    sample: Sample,
 }
 
 struct Group {
     /// In `UpConverter::keys`.
     key: Span,
-    /// The group's first sample, whose labels (minus the bound) it keeps.
-    first: u32,
 }
 
 /// Scratch of the conversion, reused from family to family.
 #[derive(Default)]
-pub(crate) struct UpConverter {
+pub(in crate::exposition) struct UpConverter {
     groups: Vec<Group>,
     table: NameTable,
     members: Vec<Member>,
@@ -109,29 +108,19 @@ pub(crate) struct UpConverter {
     sample_name: Vec<u8>,
 }
 
-/// A text body and its index, as the conversion reads them.
+/// A text body's index, as the conversion reads it.
 #[derive(Clone, Copy)]
-pub(crate) struct TextSource<'a> {
-    pub(crate) body: &'a [u8],
-    pub(crate) index: &'a Index,
+pub(in crate::exposition) struct TextSource<'a> {
+    pub(in crate::exposition) view: IndexView<'a>,
 }
 
 impl TextSource<'_> {
-    fn sample(&self, family: &Family, at: usize) -> Sample {
-        let packed = &self.index.samples[family.samples.start as usize + at];
-        self.index.sample(packed, self.body)
-    }
-
-    fn sample_count(&self, family: &Family) -> usize {
-        (family.samples.end - family.samples.start) as usize
-    }
-
     fn timestamp(&self, sample: &Sample) -> Option<i64> {
         if sample.timestamp.is_empty() {
             return None;
         }
-        let text = sample.timestamp.of(self.body);
-        if self.index.openmetrics {
+        let text = sample.timestamp.of(self.view.body());
+        if self.view.is_openmetrics() {
             match parse_int_timestamp(text) {
                 Some(seconds) => seconds.checked_mul(1000),
                 None => om_timestamp_millis(text),
@@ -146,7 +135,7 @@ impl TextSource<'_> {
             ValueForm::NaN => f64::from_bits(GO_NAN),
             ValueForm::PosInf => f64::INFINITY,
             ValueForm::NegInf => f64::NEG_INFINITY,
-            ValueForm::Decimal => parse_number(sample.value.of(self.body)),
+            ValueForm::Decimal => parse_number(sample.value.of(self.view.body())),
         }
     }
 }
@@ -172,22 +161,22 @@ fn as_count(value: f64) -> Option<u64> {
 
 impl UpConverter {
     /// Appends the `metric` fields (`4: Metric`) of `family` to `out`.
-    pub(crate) fn metrics(
+    pub(in crate::exposition) fn metrics(
         &mut self,
         source: TextSource<'_>,
-        family: &Family,
+        family: u32,
         target: Option<&Target>,
         out: &mut Vec<u8>,
     ) {
-        match family.kind {
+        let kind = source.view.family_kind(family);
+        match kind {
             Kind::Counter | Kind::Gauge | Kind::Untyped => {
-                let number = match family.kind {
+                let number = match kind {
                     Kind::Counter => metric_field::COUNTER,
                     Kind::Gauge => metric_field::GAUGE,
                     _ => metric_field::UNTYPED,
                 };
-                for at in 0..source.sample_count(family) {
-                    let sample = source.sample(family, at);
+                for sample in source.view.samples(family) {
                     self.metric.clear();
                     self.labels(source, &sample, None, target);
                     // Gauge, Counter, Untyped: value = 1.
@@ -200,7 +189,7 @@ impl UpConverter {
                     put_bytes(4, &self.metric, out);
                 }
             }
-            Kind::Histogram | Kind::Summary => self.grouped(source, family, target, out),
+            Kind::Histogram | Kind::Summary => self.grouped(source, family, kind, target, out),
         }
     }
 
@@ -222,7 +211,7 @@ impl UpConverter {
                 continue;
             }
             self.unescaped.clear();
-            unescape_into(value.of(source.body), &mut self.unescaped);
+            unescape_into(value.of(source.view.body()), &mut self.unescaped);
             if Some(name_bytes) == target_name {
                 self.key.clear();
                 self.key.extend_from_slice(name_bytes);
@@ -250,7 +239,7 @@ impl UpConverter {
     fn collect_pairs(&mut self, source: TextSource<'_>, sample: &Sample) {
         self.pairs.clear();
         self.names.clear();
-        let labels = sample.labels.of(source.body);
+        let labels = sample.labels.of(source.view.body());
         for label in TextLabels::new(labels) {
             let start = self.names.len();
             if label.quoted {
@@ -275,21 +264,22 @@ impl UpConverter {
     fn grouped(
         &mut self,
         source: TextSource<'_>,
-        family: &Family,
+        family: u32,
+        kind: Kind,
         target: Option<&Target>,
         out: &mut Vec<u8>,
     ) {
-        let histogram = family.kind == Kind::Histogram;
+        let histogram = kind == Kind::Histogram;
         let bound_label: &[u8] = if histogram { b"le" } else { b"quantile" };
         self.groups.clear();
         self.table.clear();
         self.members.clear();
         self.keys.clear();
-        let family_name = family.name.of(&source.index.names);
-        for at in 0..source.sample_count(family) {
-            let sample = source.sample(family, at);
-            let raw = sample.name.of(source.body);
-            let name: &[u8] = if sample.flags & QUOTED_NAME != 0 {
+        let family_name = source.view.family(family).name;
+        let body = source.view.body();
+        for (at, sample) in source.view.samples(family).enumerate() {
+            let raw = sample.name.of(body);
+            let name: &[u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
                 self.sample_name.clear();
                 escape_quoted_name(raw, NameRule::Metric, &mut self.sample_name);
                 &self.sample_name
@@ -304,7 +294,7 @@ impl UpConverter {
             };
             // The group key: sorted `name=value` pairs without the bound.
             self.collect_pairs(source, &sample);
-            let (names, body) = (&self.names, source.body);
+            let names = &self.names;
             self.pairs
                 .sort_unstable_by(|a, b| a.0.of(names).cmp(b.0.of(names)));
             self.key.clear();
@@ -333,7 +323,6 @@ impl UpConverter {
                             start: start as u32,
                             end: self.keys.len() as u32,
                         },
-                        first: at as u32,
                     });
                     self.table.insert(hash, id);
                     id
@@ -343,6 +332,7 @@ impl UpConverter {
                 group,
                 order: at as u32,
                 role,
+                sample,
             });
         }
         self.members.sort_unstable_by_key(|m| (m.group, m.order));
@@ -353,34 +343,22 @@ impl UpConverter {
             while end < self.members.len() && self.members[end].group == group {
                 end += 1;
             }
-            self.write_group(
-                source,
-                family,
-                histogram,
-                bound_label,
-                begin..end,
-                target,
-                out,
-            );
+            self.write_group(source, histogram, bound_label, begin..end, target, out);
             begin = end;
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn write_group(
         &mut self,
         source: TextSource<'_>,
-        family: &Family,
         histogram: bool,
         bound_label: &[u8],
         members: std::ops::Range<usize>,
         target: Option<&Target>,
         out: &mut Vec<u8>,
     ) {
-        let first = source.sample(
-            family,
-            self.groups[self.members[members.start].group as usize].first as usize,
-        );
+        // The group's first sample keeps its labels (minus the bound).
+        let first = self.members[members.start].sample;
         self.metric.clear();
         self.labels(source, &first, Some(bound_label), target);
         let (mut sum, mut count, mut infinity_bucket) = (0.0, None, None);
@@ -388,7 +366,7 @@ impl UpConverter {
         self.value.clear();
         for i in members {
             let member = self.members[i];
-            let sample = source.sample(family, member.order as usize);
+            let sample = member.sample;
             if timestamp.is_none() {
                 timestamp = source.timestamp(&sample);
             }
@@ -464,10 +442,11 @@ impl UpConverter {
 
     /// The value of the sample's bound label as a number (+Inf if absent).
     fn bound(&self, source: TextSource<'_>, sample: &Sample, bound_label: &[u8]) -> f64 {
-        for label in TextLabels::new(sample.labels.of(source.body)) {
+        let body = source.view.body();
+        for label in TextLabels::new(sample.labels.of(body)) {
             if !label.quoted && label.name == bound_label {
                 let start = sample.labels.start as usize + label.value_offset;
-                return parse_number(&source.body[start..start + label.value_len]);
+                return parse_number(&body[start..start + label.value_len]);
             }
         }
         f64::INFINITY

@@ -8,7 +8,7 @@ use super::read::{ProtoError, ProtoErrorKind};
 
 /// The wire types of the encoding spec (3 and 4 are the deprecated groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WireType {
+pub(in crate::exposition) enum WireType {
     Varint,
     Fixed64,
     Len,
@@ -19,26 +19,26 @@ pub(crate) enum WireType {
 
 /// Groups nested deeper than this in an unknown field are refused: skipping
 /// one needs a depth counter, and no producer of these messages sends any.
-pub(crate) const MAX_GROUP_DEPTH: u32 = 16;
+pub(in crate::exposition) const MAX_GROUP_DEPTH: u32 = 16;
 
 /// A varint is at most 10 bytes (64 bits, 7 per byte).
 const MAX_VARINT_BYTES: usize = 10;
 
 /// A field tag: number and wire type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Tag {
-    pub(crate) number: u32,
-    pub(crate) wire: WireType,
+pub(in crate::exposition) struct Tag {
+    pub(in crate::exposition) number: u32,
+    pub(in crate::exposition) wire: WireType,
 }
 
 /// Reads one message's fields: `at..end` of the body, positions absolute.
-pub(crate) struct Fields<'a> {
-    pub(crate) body: &'a [u8],
-    pub(crate) at: usize,
-    pub(crate) end: usize,
+pub(in crate::exposition) struct Fields<'a> {
+    pub(in crate::exposition) body: &'a [u8],
+    pub(in crate::exposition) at: usize,
+    pub(in crate::exposition) end: usize,
 }
 
-pub(crate) fn fail<T>(kind: ProtoErrorKind, at: usize) -> Result<T, ProtoError> {
+pub(in crate::exposition) fn fail<T>(kind: ProtoErrorKind, at: usize) -> Result<T, ProtoError> {
     Err(ProtoError {
         offset: at as u64,
         kind,
@@ -46,7 +46,7 @@ pub(crate) fn fail<T>(kind: ProtoErrorKind, at: usize) -> Result<T, ProtoError> 
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn new(body: &'a [u8], start: usize, end: usize) -> Fields<'a> {
+    pub(in crate::exposition) fn new(body: &'a [u8], start: usize, end: usize) -> Fields<'a> {
         Fields {
             body,
             at: start,
@@ -54,7 +54,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn is_done(&self) -> bool {
+    pub(in crate::exposition) fn is_done(&self) -> bool {
         self.at >= self.end
     }
 
@@ -62,7 +62,7 @@ impl<'a> Fields<'a> {
     /// (tags, lengths, small counts: nearly every varint of a body) are
     /// decoded inline; longer ones by `varint_slow`.
     #[inline(always)]
-    pub(crate) fn varint(&mut self) -> Result<u64, ProtoError> {
+    pub(in crate::exposition) fn varint(&mut self) -> Result<u64, ProtoError> {
         let at = self.at;
         if let Some(&[first, second]) = self.body.get(at..at + 2) {
             if first < 0x80 && at < self.end {
@@ -101,7 +101,7 @@ impl<'a> Fields<'a> {
     }
 
     #[inline]
-    pub(crate) fn tag(&mut self) -> Result<Tag, ProtoError> {
+    pub(in crate::exposition) fn tag(&mut self) -> Result<Tag, ProtoError> {
         let at = self.at;
         let key = self.varint()?;
         let wire = match key & 7 {
@@ -126,7 +126,7 @@ impl<'a> Fields<'a> {
 
     /// A length-delimited field's content: returns its range and moves past it.
     #[inline]
-    pub(crate) fn len_delimited(&mut self) -> Result<(usize, usize), ProtoError> {
+    pub(in crate::exposition) fn len_delimited(&mut self) -> Result<(usize, usize), ProtoError> {
         let at = self.at;
         let len = self.varint()?;
         let start = self.at;
@@ -138,7 +138,7 @@ impl<'a> Fields<'a> {
     }
 
     #[inline]
-    pub(crate) fn fixed64(&mut self) -> Result<u64, ProtoError> {
+    pub(in crate::exposition) fn fixed64(&mut self) -> Result<u64, ProtoError> {
         let start = self.at;
         match self.body.get(start..start + 8) {
             Some(bytes) if start + 8 <= self.end => {
@@ -151,13 +151,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn double(&mut self) -> Result<f64, ProtoError> {
+    pub(in crate::exposition) fn double(&mut self) -> Result<f64, ProtoError> {
         self.fixed64().map(f64::from_bits)
     }
 
     /// Skips the value of a field of unknown number. A group is skipped to
     /// its matching end, at most `MAX_GROUP_DEPTH` deep.
-    pub(crate) fn skip(&mut self, tag: Tag) -> Result<(), ProtoError> {
+    pub(in crate::exposition) fn skip(&mut self, tag: Tag) -> Result<(), ProtoError> {
         let mut depth = 0u32;
         let mut tag = tag;
         loop {
@@ -203,25 +203,25 @@ impl<'a> Fields<'a> {
 }
 
 /// Decodes a zigzag-encoded sint64.
-pub(crate) fn zigzag(value: u64) -> i64 {
+pub(in crate::exposition) fn zigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
 #[cfg(test)]
-pub(crate) fn zigzag_encode(value: i64) -> u64 {
+pub(in crate::exposition) fn zigzag_encode(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
 /// The bytes a varint of `value` takes.
 #[inline]
-pub(crate) fn varint_len(value: u64) -> usize {
+pub(in crate::exposition) fn varint_len(value: u64) -> usize {
     // 1 + floor(bits / 7), with bits at least 1.
     let bits = 64 - (value | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
 
 #[inline]
-pub(crate) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -230,7 +230,7 @@ pub(crate) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
 }
 
 #[inline]
-pub(crate) fn put_tag(number: u32, wire: WireType, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_tag(number: u32, wire: WireType, out: &mut Vec<u8>) {
     let wire = match wire {
         WireType::Varint => 0,
         WireType::Fixed64 => 1,
@@ -243,24 +243,24 @@ pub(crate) fn put_tag(number: u32, wire: WireType, out: &mut Vec<u8>) {
 }
 
 /// Tag, length and content of a length-delimited field.
-pub(crate) fn put_bytes(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_bytes(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
     put_tag(number, WireType::Len, out);
     put_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
-pub(crate) fn put_double(number: u32, value: f64, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_double(number: u32, value: f64, out: &mut Vec<u8>) {
     put_tag(number, WireType::Fixed64, out);
     out.extend_from_slice(&value.to_bits().to_le_bytes());
 }
 
-pub(crate) fn put_uint(number: u32, value: u64, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_uint(number: u32, value: u64, out: &mut Vec<u8>) {
     put_tag(number, WireType::Varint, out);
     put_varint(value, out);
 }
 
 /// Bytes of a length-delimited field with a one-byte tag (numbers below 16).
-pub(crate) fn len_field_size(content: usize) -> usize {
+pub(in crate::exposition) fn len_field_size(content: usize) -> usize {
     1 + varint_len(content as u64) + content
 }
 

@@ -19,14 +19,14 @@ use super::wire::{
 use crate::exposition::parse::Span;
 
 /// The label every metric gets, encoded once per source.
-pub(crate) struct Target {
+pub(in crate::exposition) struct Target {
     name: Vec<u8>,
     /// The whole `label` field of a `Metric`: tag, length, `LabelPair`.
     field: Vec<u8>,
 }
 
 impl Target {
-    pub(crate) fn new(name: &[u8], value: &[u8]) -> Target {
+    pub(in crate::exposition) fn new(name: &[u8], value: &[u8]) -> Target {
         let mut field = Vec::new();
         put_label_pair_field(name, value, &mut field);
         Target {
@@ -35,17 +35,17 @@ impl Target {
         }
     }
 
-    pub(crate) fn name(&self) -> &[u8] {
+    pub(in crate::exposition) fn name(&self) -> &[u8] {
         &self.name
     }
 
-    pub(crate) fn field(&self) -> &[u8] {
+    pub(in crate::exposition) fn field(&self) -> &[u8] {
         &self.field
     }
 }
 
 /// Appends a `Metric.label` field holding `LabelPair { name, value }`.
-pub(crate) fn put_label_pair_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_label_pair_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     let content = len_field_size(name.len()) + len_field_size(value.len());
     put_tag(metric_field::LABEL, WireType::Len, out);
     put_varint(content as u64, out);
@@ -54,7 +54,7 @@ pub(crate) fn put_label_pair_field(name: &[u8], value: &[u8], out: &mut Vec<u8>)
 }
 
 /// Size of a `MetricFamily`'s name, help and type fields.
-pub(crate) fn family_header_len(
+pub(in crate::exposition) fn family_header_len(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
@@ -65,7 +65,7 @@ pub(crate) fn family_header_len(
         + varint_len(metric_type.to_wire())
 }
 
-pub(crate) fn put_family_header(
+pub(in crate::exposition) fn put_family_header(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
@@ -79,27 +79,27 @@ pub(crate) fn put_family_header(
 }
 
 /// The `metric` field of a family around `content_len` bytes of `Metric`.
-pub(crate) fn metric_field_len(content_len: usize) -> usize {
+pub(in crate::exposition) fn metric_field_len(content_len: usize) -> usize {
     len_field_size(content_len)
 }
 
-pub(crate) fn put_metric_field_head(content_len: usize, out: &mut Vec<u8>) {
+pub(in crate::exposition) fn put_metric_field_head(content_len: usize, out: &mut Vec<u8>) {
     put_tag(4, WireType::Len, out);
     put_varint(content_len as u64, out);
 }
 
 /// Relabels the metrics of one source: decides per metric between the copy
 /// and the re-encoding, and keeps the scratch of the latter.
-pub(crate) struct MetricRelabeler<'a> {
-    pub(crate) body: &'a [u8],
+pub(in crate::exposition) struct MetricRelabeler<'a> {
+    pub(in crate::exposition) body: &'a [u8],
     /// None: the metric is copied as it is (the sidecar's own metrics).
-    pub(crate) target: Option<&'a Target>,
+    pub(in crate::exposition) target: Option<&'a Target>,
     /// The body may have a label named like the target: look for it.
-    pub(crate) check_labels: bool,
+    pub(in crate::exposition) check_labels: bool,
 }
 
 impl<'a> MetricRelabeler<'a> {
-    pub(crate) fn new(
+    pub(in crate::exposition) fn new(
         body: &'a [u8],
         index: &Index,
         target: Option<&'a Target>,
@@ -129,7 +129,7 @@ impl<'a> MetricRelabeler<'a> {
 
     /// Bytes of the relabelled `Metric` message; `scratch` receives the
     /// re-encoded message when it is not a plain copy.
-    pub(crate) fn len(&self, metric: &Metric, scratch: &mut Vec<u8>) -> usize {
+    pub(in crate::exposition) fn len(&self, metric: &Metric, scratch: &mut Vec<u8>) -> usize {
         let copied = (metric.end - metric.start) as usize;
         match self.target {
             None => copied,
@@ -143,7 +143,12 @@ impl<'a> MetricRelabeler<'a> {
     }
 
     /// Appends the relabelled `Metric` message (without its field head).
-    pub(crate) fn write(&self, metric: &Metric, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    pub(in crate::exposition) fn write(
+        &self,
+        metric: &Metric,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
         let body = self.body;
         let span = |start: u32, end: u32| Span { start, end }.of(body);
         match self.target {
@@ -198,7 +203,11 @@ impl<'a> MetricRelabeler<'a> {
 }
 
 /// Calls `each(name, value)` for every label of a validated metric.
-pub(crate) fn for_each_label(body: &[u8], metric: &Metric, mut each: impl FnMut(&[u8], &[u8])) {
+pub(in crate::exposition) fn for_each_label(
+    body: &[u8],
+    metric: &Metric,
+    mut each: impl FnMut(&[u8], &[u8]),
+) {
     let mut fields = Fields::new(body, metric.start as usize, metric.end as usize);
     while !fields.is_done() {
         let Ok(tag) = fields.tag() else { return };
@@ -215,7 +224,7 @@ pub(crate) fn for_each_label(body: &[u8], metric: &Metric, mut each: impl FnMut(
 }
 
 /// Name and value of a validated `LabelPair` (missing fields are empty).
-pub(crate) fn label_pair(body: &[u8], start: usize, end: usize) -> (&[u8], &[u8]) {
+pub(in crate::exposition) fn label_pair(body: &[u8], start: usize, end: usize) -> (&[u8], &[u8]) {
     let mut fields = Fields::new(body, start, end);
     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
     while !fields.is_done() {
