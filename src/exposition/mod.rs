@@ -42,5 +42,5 @@ mod text;
 
 pub use merge::{Merger, Source};
 pub use parse::{ParseError, ParseErrorKind};
-pub use snapshot::Snapshot;
+pub use snapshot::{BodyError, Format, Snapshot};
 pub(crate) use text::escape_label_value;

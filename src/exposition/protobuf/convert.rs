@@ -7,8 +7,8 @@ use super::read::{Index, MetricType, ProtoError};
 use super::up::{metric_type, unescape_help, TextSource, UpConverter};
 use super::wire::put_varint;
 use super::write::{
-    family_header_len, metric_field_len, put_family_header, put_metric_field_head, MetricRelabeler,
-    Target,
+    family_header_len, metric_field_len, put_family_header, put_label_pair_field,
+    put_metric_field_head, MetricRelabeler, Target,
 };
 use crate::exposition::parse::{self, IndexView, ParseError};
 
@@ -66,8 +66,16 @@ impl Converter {
     /// Appends the last body read, every metric relabelled, as delimited
     /// protobuf. `body` must be the body given to `read`.
     pub fn write_protobuf(&mut self, body: &[u8], label: Option<Label<'_>>, out: &mut Vec<u8>) {
-        let target = label.map(|l| Target::new(l.name.as_bytes(), l.value.as_bytes()));
-        let relabeler = MetricRelabeler::new(body, &self.index, target.as_ref());
+        self.target.clear();
+        if let Some(label) = label {
+            put_label_pair_field(
+                label.name.as_bytes(),
+                label.value.as_bytes(),
+                &mut self.target,
+            );
+        }
+        let target = label.map(|l| Target::new(l.name.as_bytes(), &self.target));
+        let relabeler = MetricRelabeler::new(body, &self.index, target);
         for family in &self.index.families {
             let metrics =
                 &self.index.metrics[family.metrics.start as usize..family.metrics.end as usize];
@@ -138,13 +146,20 @@ impl Converter {
         out: &mut Vec<u8>,
     ) -> Result<(), ParseError> {
         self.text_index.build(body)?;
-        let target = label.map(|l| Target::new(l.name.as_bytes(), l.value.as_bytes()));
+        self.target.clear();
+        if let Some(label) = label {
+            put_label_pair_field(
+                label.name.as_bytes(),
+                label.value.as_bytes(),
+                &mut self.target,
+            );
+        }
+        let target = label.map(|l| Target::new(l.name.as_bytes(), &self.target));
         let view = IndexView::new(&self.text_index, body);
         let source = TextSource { view };
         for family in 0..view.family_count() as u32 {
             self.metrics.clear();
-            self.up
-                .metrics(source, family, target.as_ref(), &mut self.metrics);
+            self.up.metrics(source, family, target, &mut self.metrics);
             let entry = view.family(family);
             let name = entry.name;
             self.help.clear();

@@ -1089,3 +1089,156 @@ fn a_family_name_that_comes_back_joins_its_first_family() {
         }
     );
 }
+
+fn snapshot(body: &[u8], format: crate::exposition::Format) -> Snapshot {
+    let mut snapshot = Snapshot::new();
+    snapshot.replace_as(&mut body.to_vec(), format);
+    snapshot.index().unwrap();
+    snapshot
+}
+
+fn merge(sources: &[Source<'_>], format: crate::exposition::negotiate::OutputFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    Merger::new("container").merge_as(sources, format, &mut out);
+    out
+}
+
+/// A protobuf container, a text container and the sidecar's own metrics
+/// (text, no label) merged into protobuf: families joined by name, every
+/// metric labelled, text converted up, nothing else changed.
+#[test]
+fn merge_into_protobuf_joins_formats() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let app = snapshot(APP_PB, Format::Protobuf);
+    let text = b"# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\napp_requests_total{code=\"404\"} 3\n# TYPE other gauge\nother 1.5 1700000000000\n";
+    let sidecar = snapshot(text, Format::Text);
+    let own = snapshot(
+        b"# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"app\"} 1\n",
+        Format::Text,
+    );
+    let sources = [
+        Source {
+            container: Some("app"),
+            snapshot: &app,
+        },
+        Source {
+            container: Some("web"),
+            snapshot: &sidecar,
+        },
+        Source {
+            container: None,
+            snapshot: &own,
+        },
+    ];
+    let out = merge(&sources, OutputFormat::Protobuf);
+    let got = decode_all(&out);
+
+    let mut expected = add_label(decode_all(APP_PB), "app");
+    let requests = expected
+        .iter_mut()
+        .find(|f| f.name.as_deref() == Some("app_requests_total"))
+        .unwrap();
+    requests.metric.push(pb::Metric {
+        label: vec![pair("code", "404".into()), pair("container", "web".into())],
+        counter: Some(pb::Counter {
+            value: Some(3.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    expected.push(pb::MetricFamily {
+        name: Some("other".into()),
+        r#type: Some(1),
+        metric: vec![pb::Metric {
+            label: vec![pair("container", "web".into())],
+            gauge: Some(pb::Gauge { value: Some(1.5) }),
+            timestamp_ms: Some(1_700_000_000_000),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    expected.push(pb::MetricFamily {
+        name: Some("multiplexer_up".into()),
+        r#type: Some(1),
+        metric: vec![gauge_metric(&[("container", "app")], 1.0)],
+        ..Default::default()
+    });
+    assert_same(&got, &expected, "merged");
+    // The first source's help wins, as in text.
+    assert_eq!(got[2].name.as_deref(), Some("app_requests_total"));
+    assert_eq!(
+        got[2].help.as_deref(),
+        Some("Requests by \"code\".\nSecond line.")
+    );
+
+    // The same merge as text: protobuf converted down, text as the text
+    // merge writes it.
+    let text_out = merge(&sources, OutputFormat::Text);
+    let text_out = String::from_utf8(text_out).unwrap();
+    assert!(text_out.contains("app_requests_total{code=\"200\",exported_container=\"inner\",container=\"app\"} 41\napp_requests_total{code=\"500\",exported_container=\"\",container=\"app\"} 2\napp_requests_total{code=\"404\",container=\"web\"} 3\n"), "{text_out}");
+    assert!(
+        text_out.contains("app_response_size_bytes_bucket{le=\"+Inf\",container=\"app\"} 208\n"),
+        "{text_out}"
+    );
+    let mut reparsed = Snapshot::new();
+    reparsed.replace(&mut text_out.clone().into_bytes());
+    reparsed.index().unwrap();
+}
+
+/// A counter in one container and a gauge in another become one untyped
+/// family in protobuf too: every value moves to the `untyped` field.
+#[test]
+fn downgraded_conflicts_move_values_to_untyped() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let counter = encode_all(&[family(
+        "x",
+        0,
+        vec![pb::Metric {
+            label: vec![pair("a", "1".into())],
+            counter: Some(pb::Counter {
+                value: Some(7.0),
+                exemplar: exemplar(&mut Rng(1)),
+                ..Default::default()
+            }),
+            timestamp_ms: Some(5),
+            ..Default::default()
+        }],
+    )]);
+    let proto = snapshot(&counter, Format::Protobuf);
+    let text = snapshot(b"# TYPE x gauge\nx 2.5\n", Format::Text);
+    let sources = [
+        Source {
+            container: Some("a"),
+            snapshot: &proto,
+        },
+        Source {
+            container: Some("b"),
+            snapshot: &text,
+        },
+    ];
+    let mut merger = Merger::new("container");
+    let mut out = Vec::new();
+    merger.merge_as(&sources, OutputFormat::Protobuf, &mut out);
+    assert_eq!(merger.conflict_count(), 1);
+    let expected = vec![pb::MetricFamily {
+        name: Some("x".into()),
+        r#type: Some(3),
+        metric: vec![
+            pb::Metric {
+                label: vec![pair("a", "1".into()), pair("container", "a".into())],
+                untyped: Some(pb::Untyped { value: Some(7.0) }),
+                timestamp_ms: Some(5),
+                ..Default::default()
+            },
+            pb::Metric {
+                label: vec![pair("container", "b".into())],
+                untyped: Some(pb::Untyped { value: Some(2.5) }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }];
+    assert_same(&decode_all(&out), &expected, "downgraded");
+}

@@ -31,6 +31,18 @@ use crate::exposition::text::{
 /// Go's `math.NaN()`: what Prometheus' text parser produces for `NaN`.
 const GO_NAN: u64 = 0x7FF8_0000_0000_0001;
 
+/// The text type a protobuf type is written as (a gauge histogram's series
+/// are a histogram's).
+pub(in crate::exposition) fn metric_kind(metric_type: MetricType) -> Kind {
+    match metric_type {
+        MetricType::Counter => Kind::Counter,
+        MetricType::Gauge => Kind::Gauge,
+        MetricType::Summary => Kind::Summary,
+        MetricType::Untyped => Kind::Untyped,
+        MetricType::Histogram | MetricType::GaugeHistogram => Kind::Histogram,
+    }
+}
+
 pub(in crate::exposition) fn metric_type(kind: Kind) -> MetricType {
     match kind {
         Kind::Counter => MetricType::Counter,
@@ -165,10 +177,23 @@ impl UpConverter {
         &mut self,
         source: TextSource<'_>,
         family: u32,
-        target: Option<&Target>,
+        target: Option<Target<'_>>,
         out: &mut Vec<u8>,
     ) {
         let kind = source.view.family_kind(family);
+        self.metrics_as(source, family, kind, target, out);
+    }
+
+    /// `metrics` written as `kind`: the family's own, or `untyped` when a
+    /// conflict downgraded a simple family (values move to that field).
+    pub(in crate::exposition) fn metrics_as(
+        &mut self,
+        source: TextSource<'_>,
+        family: u32,
+        kind: Kind,
+        target: Option<Target<'_>>,
+        out: &mut Vec<u8>,
+    ) {
         match kind {
             Kind::Counter | Kind::Gauge | Kind::Untyped => {
                 let number = match kind {
@@ -200,7 +225,7 @@ impl UpConverter {
         source: TextSource<'_>,
         sample: &Sample,
         skip: Option<&[u8]>,
-        target: Option<&Target>,
+        target: Option<Target<'_>>,
     ) {
         self.collect_pairs(source, sample);
         let target_name = target.map(|t| t.name());
@@ -266,7 +291,7 @@ impl UpConverter {
         source: TextSource<'_>,
         family: u32,
         kind: Kind,
-        target: Option<&Target>,
+        target: Option<Target<'_>>,
         out: &mut Vec<u8>,
     ) {
         let histogram = kind == Kind::Histogram;
@@ -354,7 +379,7 @@ impl UpConverter {
         histogram: bool,
         bound_label: &[u8],
         members: std::ops::Range<usize>,
-        target: Option<&Target>,
+        target: Option<Target<'_>>,
         out: &mut Vec<u8>,
     ) {
         // The group's first sample keeps its labels (minus the bound).

@@ -14,33 +14,31 @@
 
 use super::read::{metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
 use super::wire::{
-    len_field_size, put_bytes, put_tag, put_uint, put_varint, varint_len, Fields, WireType,
+    len_field_size, put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, Fields,
+    WireType,
 };
 use crate::exposition::parse::Span;
 
-/// The label every metric gets, encoded once per source.
-pub(in crate::exposition) struct Target {
-    name: Vec<u8>,
-    /// The whole `label` field of a `Metric`: tag, length, `LabelPair`.
-    field: Vec<u8>,
+/// The label every metric of a source gets: its name, and the whole
+/// `label` field of a `Metric` (tag, length, `LabelPair`) encoded once per
+/// source by [`put_label_pair_field`].
+#[derive(Clone, Copy)]
+pub(in crate::exposition) struct Target<'a> {
+    name: &'a [u8],
+    field: &'a [u8],
 }
 
-impl Target {
-    pub(in crate::exposition) fn new(name: &[u8], value: &[u8]) -> Target {
-        let mut field = Vec::new();
-        put_label_pair_field(name, value, &mut field);
-        Target {
-            name: name.to_vec(),
-            field,
-        }
+impl<'a> Target<'a> {
+    pub(in crate::exposition) fn new(name: &'a [u8], field: &'a [u8]) -> Target<'a> {
+        Target { name, field }
     }
 
-    pub(in crate::exposition) fn name(&self) -> &[u8] {
-        &self.name
+    pub(in crate::exposition) fn name(&self) -> &'a [u8] {
+        self.name
     }
 
-    pub(in crate::exposition) fn field(&self) -> &[u8] {
-        &self.field
+    pub(in crate::exposition) fn field(&self) -> &'a [u8] {
+        self.field
     }
 }
 
@@ -93,7 +91,7 @@ pub(in crate::exposition) fn put_metric_field_head(content_len: usize, out: &mut
 pub(in crate::exposition) struct MetricRelabeler<'a> {
     pub(in crate::exposition) body: &'a [u8],
     /// None: the metric is copied as it is (the sidecar's own metrics).
-    pub(in crate::exposition) target: Option<&'a Target>,
+    pub(in crate::exposition) target: Option<Target<'a>>,
     /// The body may have a label named like the target: look for it.
     pub(in crate::exposition) check_labels: bool,
 }
@@ -102,7 +100,7 @@ impl<'a> MetricRelabeler<'a> {
     pub(in crate::exposition) fn new(
         body: &'a [u8],
         index: &Index,
-        target: Option<&'a Target>,
+        target: Option<Target<'a>>,
     ) -> MetricRelabeler<'a> {
         MetricRelabeler {
             body,
@@ -136,8 +134,44 @@ impl<'a> MetricRelabeler<'a> {
             Some(target) if !self.needs_rewrite(metric) => copied + target.field().len(),
             Some(target) => {
                 scratch.clear();
-                self.rewrite(metric, target, scratch);
+                self.rewrite(metric, Some(target), None, scratch);
                 scratch.len()
+            }
+        }
+    }
+
+    /// `len` of the metric written as `retype` (a simple type: its value
+    /// moves to that type's field), or as it is when None.
+    pub(in crate::exposition) fn len_as(
+        &self,
+        metric: &Metric,
+        retype: Option<MetricType>,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        match retype {
+            None => self.len(metric, scratch),
+            Some(retype) => {
+                scratch.clear();
+                self.rewrite(metric, self.target, Some(retype), scratch);
+                scratch.len()
+            }
+        }
+    }
+
+    /// `write` of the metric written as `retype` (see `len_as`).
+    pub(in crate::exposition) fn write_as(
+        &self,
+        metric: &Metric,
+        retype: Option<MetricType>,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
+        match retype {
+            None => self.write(metric, out, scratch),
+            Some(retype) => {
+                scratch.clear();
+                self.rewrite(metric, self.target, Some(retype), scratch);
+                out.extend_from_slice(scratch);
             }
         }
     }
@@ -160,19 +194,28 @@ impl<'a> MetricRelabeler<'a> {
             }
             Some(target) => {
                 scratch.clear();
-                self.rewrite(metric, target, scratch);
+                self.rewrite(metric, Some(target), None, scratch);
                 out.extend_from_slice(scratch);
             }
         }
     }
 
-    /// Labels first (the clashing one renamed), the target, then every
-    /// other field in its order.
-    fn rewrite(&self, metric: &Metric, target: &Target, out: &mut Vec<u8>) {
+    /// Labels first (the one named like the target renamed), the target,
+    /// then every other field in its order; with `retype`, the value of a
+    /// gauge, counter or untyped field moves to `retype`'s field (a
+    /// conflict downgraded the family to untyped).
+    fn rewrite(
+        &self,
+        metric: &Metric,
+        target: Option<Target<'_>>,
+        retype: Option<MetricType>,
+        out: &mut Vec<u8>,
+    ) {
         let body = self.body;
         let mut renamed: Vec<u8> = Vec::new();
+        let target_name = target.map(|t| t.name());
         for_each_label(body, metric, |name, value| {
-            if name == target.name() {
+            if Some(name) == target_name {
                 if renamed.is_empty() {
                     renamed.extend_from_slice(name);
                     loop {
@@ -187,7 +230,14 @@ impl<'a> MetricRelabeler<'a> {
                 put_label_pair_field(name, value, out);
             }
         });
-        out.extend_from_slice(target.field());
+        if let Some(target) = target {
+            out.extend_from_slice(target.field());
+        }
+        let value_field = retype.map(|retype| match retype {
+            MetricType::Counter => metric_field::COUNTER,
+            MetricType::Gauge => metric_field::GAUGE,
+            _ => metric_field::UNTYPED,
+        });
         let mut fields = Fields::new(body, metric.start as usize, metric.end as usize);
         while !fields.is_done() {
             let field_start = fields.at;
@@ -195,11 +245,42 @@ impl<'a> MetricRelabeler<'a> {
             if fields.skip(tag).is_err() {
                 return;
             }
-            if tag.number != metric_field::LABEL {
-                out.extend_from_slice(&body[field_start..fields.at]);
+            let simple_value = matches!(
+                tag.number,
+                metric_field::GAUGE | metric_field::COUNTER | metric_field::UNTYPED
+            );
+            match value_field {
+                _ if tag.number == metric_field::LABEL => {}
+                Some(number) if simple_value && tag.wire == WireType::Len => {
+                    // Gauge, Counter, Untyped: value = 1 (the tag and the
+                    // length take one byte each).
+                    let value = first_double(body, field_start + 2, fields.at);
+                    put_tag(number, WireType::Len, out);
+                    put_varint(9, out);
+                    put_double(1, value, out);
+                }
+                _ => out.extend_from_slice(&body[field_start..fields.at]),
             }
         }
     }
+}
+
+/// Field 1 (a double) of a validated message at `start..end` (0 if absent).
+fn first_double(body: &[u8], start: usize, end: usize) -> f64 {
+    let mut fields = Fields::new(body, start, end);
+    let mut value = 0.0;
+    while !fields.is_done() {
+        let Ok(tag) = fields.tag() else { break };
+        if tag.number == 1 && tag.wire == WireType::Fixed64 {
+            match fields.double() {
+                Ok(v) => value = v,
+                Err(_) => break,
+            }
+        } else if fields.skip(tag).is_err() {
+            break;
+        }
+    }
+    value
 }
 
 /// Calls `each(name, value)` for every label of a validated metric.
