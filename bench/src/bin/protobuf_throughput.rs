@@ -1,16 +1,20 @@
-//! Throughput of the protobuf reader + relabelling writer on three inputs:
-//! a real client_golang body (node_exporter's protobuf answer), the small
+//! Throughput of the protobuf read + relabel + merge on three inputs: a real
+//! client_golang body (node_exporter's protobuf answer), the small
 //! client_golang app of the real-world test, and a synthetic ~1 MB body of
-//! native histograms (about 150 buckets each, classic buckets too). Prints
-//! MB/s of input processed: read (validate + index) then write every metric
-//! with the container label, three containers per round.
+//! native histograms (about 150 buckets each, classic buckets too). Three
+//! containers serve the same body; each round reads (validates + indexes)
+//! the three and merges them into delimited protobuf (or, with `text`, into
+//! text 0.0.4: the conversion down). Prints MB/s of input processed per
+//! second of this thread's CPU time (schedstat; on a shared machine wall
+//! time also counts other processes' turns) and per second of wall time.
 //!
-//! Run: `cd bench && cargo run --release --bin protobuf_throughput [ROUNDS [node|app|native]]`
+//! Run: `cd bench && cargo run --release --bin protobuf_throughput [ROUNDS [node|app|native|all [text]]]`
 //! (a small ROUNDS suits `valgrind --tool=callgrind`, immune to machine load).
 
 use std::time::{Duration, Instant};
 
-use multiplexer::exposition::protobuf::{Converter, Label};
+use multiplexer::exposition::negotiate::OutputFormat;
+use multiplexer::exposition::{Format, Merger, Snapshot, Source};
 
 const NODE_EXPORTER: &[u8] = include_bytes!("../../../tests/fixtures/node_exporter.pb");
 const CLIENT_GOLANG: &[u8] = include_bytes!("../../../tests/fixtures/client_golang_native.pb");
@@ -97,46 +101,72 @@ fn native_heavy_body(target_bytes: usize) -> Vec<u8> {
     body
 }
 
-fn run(name: &str, body: &[u8], rounds: u32) {
+/// Time this thread has run on a CPU (`/proc/thread-self/schedstat`): on a
+/// shared machine, wall time counts other processes' turns too.
+fn cpu_time() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let nanos = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(nanos)
+}
+
+fn run(name: &str, body: &[u8], rounds: u32, output: OutputFormat) {
     let containers = ["app", "envoy", "exporter"];
-    let mut converters: Vec<Converter> = containers.iter().map(|_| Converter::new()).collect();
+    let mut snapshots: Vec<Snapshot> = containers.iter().map(|_| Snapshot::new()).collect();
+    let mut spare: Vec<Vec<u8>> = containers.iter().map(|_| Vec::with_capacity(body.len())).collect();
+    let mut merger = Merger::new("container");
     let mut out = Vec::new();
     let mut busy = Duration::ZERO;
     let mut reading = Duration::ZERO;
+    let mut cpu = Duration::ZERO;
     for round in 0..rounds + 3 {
-        out.clear();
+        // Refilling the bodies stands for the socket read; not timed.
+        for (snapshot, spare) in snapshots.iter_mut().zip(&mut spare) {
+            spare.extend_from_slice(body);
+            snapshot.replace_as(spare, Format::Protobuf);
+        }
         let start = Instant::now();
-        for converter in &mut converters {
-            converter.read(body).expect("the body reads");
+        let cpu_start = cpu_time();
+        for snapshot in &mut snapshots {
+            snapshot.index().expect("the body reads");
         }
         let read = start.elapsed();
-        for (converter, container) in converters.iter_mut().zip(containers) {
-            let label = Label {
-                name: "container",
-                value: container,
-            };
-            converter.write_protobuf(body, Some(label), &mut out);
-        }
+        let sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(containers)
+            .map(|(snapshot, container)| Source {
+                container: Some(container),
+                snapshot,
+            })
+            .collect();
+        merger.merge_as(&sources, output, &mut out);
         let elapsed = start.elapsed();
+        let cpu_elapsed = cpu_time() - cpu_start;
         if round >= 3 {
             busy += elapsed;
             reading += read;
+            cpu += cpu_elapsed;
         }
     }
-    let (families, metrics) = converters[0].counts();
     let input = body.len() * containers.len();
     let mb = input as f64 * f64::from(rounds) / 1e6;
     println!(
-        "{name}: 3 x {} bytes, {families} families, {metrics} metrics ({} native) each, {} bytes out; \
-         {:.0} MB/s ({:.1} us per round: {:.1} read + {:.1} write); index {} bytes",
+        "{name} -> {output:?}: 3 x {} bytes, {} metrics ({} native) each, {} bytes out; \
+         {:.0} MB/s of CPU time ({:.0} MB/s of wall time, {:.1} us per round: {:.1} read + {:.1} merge); \
+         index {} bytes",
         body.len(),
-        converters[0].native_histograms(),
+        snapshots[0].sample_count(),
+        snapshots[0].native_histogram_count(),
         out.len(),
+        mb / cpu.as_secs_f64(),
         mb / busy.as_secs_f64(),
         busy.as_secs_f64() * 1e6 / f64::from(rounds),
         reading.as_secs_f64() * 1e6 / f64::from(rounds),
         (busy - reading).as_secs_f64() * 1e6 / f64::from(rounds),
-        converters[0].index_bytes(),
+        snapshots[0].index_bytes(),
     );
 }
 
@@ -150,14 +180,20 @@ fn main() {
         return;
     }
     let only = std::env::args().nth(2);
-    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    let wanted = |name: &str| matches!(only.as_deref(), None | Some("all")) || only.as_deref() == Some(name);
+    let text = std::env::args().nth(3).as_deref() == Some("text");
+    let output = if text {
+        OutputFormat::Text
+    } else {
+        OutputFormat::Protobuf
+    };
     if wanted("node") {
-        run("node_exporter (client_golang)", NODE_EXPORTER, rounds * 10);
+        run("node_exporter (client_golang)", NODE_EXPORTER, rounds * 10, output);
     }
     if wanted("app") {
-        run("client_golang app", CLIENT_GOLANG, rounds * 100);
+        run("client_golang app", CLIENT_GOLANG, rounds * 100, output);
     }
     if wanted("native") {
-        run("native histograms", &native_heavy_body(1_000_000), rounds);
+        run("native histograms", &native_heavy_body(1_000_000), rounds, output);
     }
 }

@@ -206,24 +206,36 @@ pub const INDEX_SLACK_BYTES: usize = 64 * 1024;
 /// wider ones by sorting (a hostile metric with 10^5 labels stays n log n).
 const PAIRWISE_LABEL_CHECK: usize = 16;
 
-/// One bit per label name (by hash) present anywhere in a body: lets the
-/// writer skip looking for the container label in bodies without it.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(in crate::exposition) struct NameFilter([u64; 4]);
+/// Two bits per label name present anywhere in a body (a Bloom filter of
+/// 1024 bits, k = 2: about 1% false positives for 60 names): lets the writer
+/// skip looking for the container label in bodies without it. Only names
+/// that do not repeat the previous metric's are inserted, so the hash is
+/// rarely computed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(in crate::exposition) struct NameFilter([u64; 16]);
+
+impl Default for NameFilter {
+    fn default() -> NameFilter {
+        NameFilter([0; 16])
+    }
+}
 
 impl NameFilter {
-    fn bit(name: &[u8]) -> usize {
-        (hash_name(name) & 255) as usize
+    fn bits(name: &[u8]) -> [usize; 2] {
+        let hash = hash_name(name) as usize;
+        [hash & 1023, (hash >> 10) & 1023]
     }
 
     fn insert(&mut self, name: &[u8]) {
-        let bit = NameFilter::bit(name);
-        self.0[bit / 64] |= 1 << (bit % 64);
+        for bit in NameFilter::bits(name) {
+            self.0[bit / 64] |= 1 << (bit % 64);
+        }
     }
 
     pub(in crate::exposition) fn may_contain(&self, name: &[u8]) -> bool {
-        let bit = NameFilter::bit(name);
-        self.0[bit / 64] & (1 << (bit % 64)) != 0
+        NameFilter::bits(name)
+            .iter()
+            .all(|&bit| self.0[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -235,8 +247,11 @@ pub(in crate::exposition) struct Index {
     pub(in crate::exposition) label_names: NameFilter,
     /// Metrics that carry a native histogram.
     pub(in crate::exposition) native_histograms: usize,
-    /// Scratch: the label names of the metric being read.
+    /// Scratch: the label names of the metric being read, and of the one
+    /// before (consecutive metrics of a family repeat their names in order:
+    /// a repeated name is compared, not validated again).
     seen_labels: Vec<Span>,
+    previous_labels: Vec<Span>,
     sorted_labels: Vec<Span>,
     /// Bytes the index may take for the current body.
     budget: usize,
@@ -265,6 +280,7 @@ impl Index {
         self.label_names = NameFilter::default();
         self.native_histograms = 0;
         self.seen_labels.clear();
+        self.previous_labels.clear();
         self.table.clear();
         self.runs.clear();
     }
@@ -291,6 +307,7 @@ impl Index {
         bytes(&self.families)
             + bytes(&self.metrics)
             + bytes(&self.seen_labels)
+            + bytes(&self.previous_labels)
             + bytes(&self.sorted_labels)
             + bytes(&self.runs)
             + bytes(&self.regrouped)
@@ -466,7 +483,10 @@ impl Index {
         let mut labels_end = start;
         let mut other_fields = false;
         let mut flags = 0u8;
+        std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
         self.seen_labels.clear();
+        // Whether every label so far repeats the previous metric's, in order.
+        let mut repeating = true;
         while !fields.is_done() {
             let tag_at = fields.at;
             let tag = fields.tag()?;
@@ -476,16 +496,26 @@ impl Index {
                     let (s, e) = fields.len_delimited()?;
                     let name = label_pair(b, s, e)?;
                     let bytes = name.of(b);
-                    self.label_names.insert(bytes);
+                    repeating = repeating
+                        && self
+                            .previous_labels
+                            .get(self.seen_labels.len())
+                            .is_some_and(|previous| previous.of(b) == bytes);
+                    if !repeating {
+                        if !is_label_name(bytes) {
+                            return fail(ProtoErrorKind::LabelName, name.start as usize);
+                        }
+                        self.label_names.insert(bytes);
+                        if self.seen_labels.len() < PAIRWISE_LABEL_CHECK
+                            && self.seen_labels.iter().any(|seen| seen.of(b) == bytes)
+                        {
+                            return fail(ProtoErrorKind::DuplicateLabel, s);
+                        }
+                    }
                     if bytes == b"le" {
                         flags |= HAS_LE;
                     } else if bytes == b"quantile" {
                         flags |= HAS_QUANTILE;
-                    }
-                    if self.seen_labels.len() < PAIRWISE_LABEL_CHECK
-                        && self.seen_labels.iter().any(|seen| seen.of(b) == bytes)
-                    {
-                        return fail(ProtoErrorKind::DuplicateLabel, s);
                     }
                     self.seen_labels.push(name);
                     if other_fields {
@@ -523,7 +553,7 @@ impl Index {
                 other_fields = true;
             }
         }
-        if self.seen_labels.len() > PAIRWISE_LABEL_CHECK {
+        if self.seen_labels.len() > PAIRWISE_LABEL_CHECK && !repeating {
             self.sorted_labels.clear();
             self.sorted_labels.extend_from_slice(&self.seen_labels);
             self.sorted_labels
@@ -553,7 +583,12 @@ fn span(start: usize, end: usize) -> Span {
 }
 
 fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    match std::str::from_utf8(&b[start..end]) {
+    let bytes = &b[start..end];
+    // Nearly every label value and help text is ASCII: a cheaper test.
+    if bytes.is_ascii() {
+        return Ok(());
+    }
+    match std::str::from_utf8(bytes) {
         Ok(_) => Ok(()),
         Err(e) => fail(ProtoErrorKind::InvalidUtf8, start + e.valid_up_to()),
     }
@@ -575,8 +610,26 @@ pub(in crate::exposition) fn is_label_name(name: &[u8]) -> bool {
     }
 }
 
-/// `LabelPair`: returns the name's span.
+/// `LabelPair`: checks the value is UTF-8 and returns the name's span (the
+/// caller checks the name). The encoding every producer writes (name, then
+/// value, each shorter than 128 bytes) is read without the field loop.
+#[inline]
 fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
+    if let (Some(&0x0a), Some(&name_len)) = (b.get(start), b.get(start + 1)) {
+        let name_end = start + 2 + name_len as usize;
+        if name_len < 0x80 && b.get(name_end) == Some(&0x12) {
+            if let Some(&value_len) = b.get(name_end + 1) {
+                if value_len < 0x80 && name_end + 2 + value_len as usize == end {
+                    utf8(b, name_end + 2, end)?;
+                    return Ok(span(start + 2, name_end));
+                }
+            }
+        }
+    }
+    label_pair_slow(b, start, end)
+}
+
+fn label_pair_slow(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     let mut fields = Fields::new(b, start, end);
     let mut name = span(start, start);
     while !fields.is_done() {
@@ -594,9 +647,6 @@ fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
             (1 | 2, _) => return fail(ProtoErrorKind::WireType, tag_at),
             _ => fields.skip(tag)?,
         }
-    }
-    if !is_label_name(name.of(b)) {
-        return fail(ProtoErrorKind::LabelName, name.start as usize);
     }
     Ok(name)
 }
@@ -650,7 +700,10 @@ fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
         match (tag.number, tag.wire) {
             (1, WireType::Len) => {
                 let (s, e) = fields.len_delimited()?;
-                label_pair(b, s, e)?;
+                let name = label_pair(b, s, e)?;
+                if !is_label_name(name.of(b)) {
+                    return fail(ProtoErrorKind::LabelName, name.start as usize);
+                }
             }
             (2, WireType::Fixed64) => {
                 fields.fixed64()?;
