@@ -211,14 +211,8 @@ const PAIRWISE_LABEL_CHECK: usize = 16;
 /// skip looking for the container label in bodies without it. Only names
 /// that do not repeat the previous metric's are inserted, so the hash is
 /// rarely computed.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub(in crate::exposition) struct NameFilter([u64; 16]);
-
-impl Default for NameFilter {
-    fn default() -> NameFilter {
-        NameFilter([0; 16])
-    }
-}
 
 impl NameFilter {
     fn bits(name: &[u8]) -> [usize; 2] {
