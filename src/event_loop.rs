@@ -34,7 +34,8 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
 use crate::downstream::{self, Client, Request, Route, SocketState, Status};
-use crate::exposition::{Merger, Snapshot, Source};
+use crate::exposition::negotiate::{self, BodyFormat, OutputFormat, ProtobufDemand};
+use crate::exposition::{Format, Merger, Snapshot, Source};
 use crate::self_metrics::{self, ContainerStats, ProcessStats};
 use crate::timer::{self, TimerId, TimerWheel};
 use crate::upstream::{FailureReason, Outcome, Upstream};
@@ -152,6 +153,31 @@ struct Waiter {
     request: Request,
 }
 
+/// One output format's merged body.
+struct Published {
+    body: Rc<Vec<u8>>,
+    current: bool,
+    /// Size of the last build: what the next one reserves.
+    size_hint: usize,
+}
+
+impl Published {
+    fn new() -> Published {
+        Published {
+            body: Rc::new(Vec::new()),
+            current: false,
+            size_hint: 0,
+        }
+    }
+}
+
+fn format_slot(format: OutputFormat) -> usize {
+    match format {
+        OutputFormat::Text => 0,
+        OutputFormat::Protobuf => 1,
+    }
+}
+
 struct Sidecar {
     config: Config,
     poll: Poll,
@@ -168,14 +194,16 @@ struct Sidecar {
     timers: TimerWheel<TimerKey>,
     fired: Vec<TimerKey>,
     merger: Merger,
-    /// The body every `/metrics` response shares until data changes.
-    merged: Rc<Vec<u8>>,
+    /// The bodies every `/metrics` response shares until data changes, one
+    /// per output format (text 0.0.4, protobuf), each built only when a
+    /// client asks for it.
+    published: [Published; 2],
     /// Earlier merged bodies still being written to slow clients, oldest
     /// first. Bounded by `MAX_RETIRED_BODY_BYTES`.
     retired: Vec<Rc<Vec<u8>>>,
-    merged_is_current: bool,
-    /// Size of the last merged body: what the next build reserves.
-    merged_size_hint: usize,
+    /// When a client last wanted protobuf: containers are asked for it only
+    /// while one does.
+    protobuf_demand: ProtobufDemand,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
     logged_conflicts: HashSet<(usize, Vec<u8>)>,
@@ -301,10 +329,9 @@ impl Sidecar {
             timers,
             fired: Vec::new(),
             merger,
-            merged: Rc::new(Vec::new()),
+            published: [Published::new(), Published::new()],
+            protobuf_demand: ProtobufDemand::default(),
             retired: Vec::new(),
-            merged_is_current: false,
-            merged_size_hint: 0,
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
             logged_conflicts: HashSet::new(),
@@ -363,7 +390,9 @@ impl Sidecar {
     }
 
     fn start_scrape(&mut self, index: usize, now: Instant) {
+        let accept = self.protobuf_demand.upstream_accept(now);
         let container = &mut self.containers[index];
+        container.upstream.set_accept(accept);
         match container.upstream.start(self.poll.registry(), now) {
             Some(outcome) => self.finish_scrape(index, outcome, now),
             // On demand, the round's deadline bounds every scrape of it.
@@ -408,7 +437,21 @@ impl Sidecar {
         match outcome {
             Outcome::Success => {
                 container.stats.last_body_bytes = container.upstream.body_mut().len() as u64;
-                container.snapshot.replace(container.upstream.body_mut());
+                let format = match negotiate::body_format(container.upstream.content_type()) {
+                    BodyFormat::Text => Format::Text,
+                    BodyFormat::Protobuf => Format::Protobuf,
+                    BodyFormat::Unsupported => {
+                        container.stats.failures_total[FailureReason::ParseError.index()] += 1;
+                        container.snapshot.clear();
+                        container.snapshot.shrink();
+                        let detail = "a protobuf encoding other than delimited in the body";
+                        set_health(container, Health::Down(FailureReason::ParseError), detail);
+                        return;
+                    }
+                };
+                container
+                    .snapshot
+                    .replace_as(container.upstream.body_mut(), format);
                 container.upstream.shrink();
                 // The index of the previous body is not needed until a
                 // client asks, which may be a minute away: give its memory
@@ -565,6 +608,9 @@ impl Sidecar {
     }
 
     fn answer(&mut self, slot: usize, request: Request, now: Instant) {
+        if request.route == Route::Metrics {
+            self.protobuf_demand.note(now, request.format);
+        }
         if request.route == Route::Metrics && self.on_demand() && !self.last_round_is_fresh(now) {
             self.join_round(slot, request, now);
             return;
@@ -572,8 +618,8 @@ impl Sidecar {
         let (status, content_type, body) = match request.route {
             Route::Metrics => (
                 Status::Ok,
-                downstream::METRICS_CONTENT_TYPE,
-                self.merged_body(),
+                request.format.content_type(),
+                self.merged_body(request.format),
             ),
             Route::Health => (
                 Status::Ok,
@@ -693,12 +739,13 @@ impl Sidecar {
                 continue;
             }
             entry.waiting_for_round = false;
-            let body = self.merged_body();
+            let format = waiter.request.format;
+            let body = self.merged_body(format);
             if let Some(Some(entry)) = self.clients.get_mut(waiter.slot) {
                 entry.client.respond(
                     waiter.request.length,
                     Status::Ok,
-                    downstream::METRICS_CONTENT_TYPE,
+                    format.content_type(),
                     body,
                     !waiter.request.head_only,
                     waiter.request.keep_alive,
@@ -751,9 +798,10 @@ impl Sidecar {
 
     /// The body served for the endpoint: built when some data changed since
     /// the last build, otherwise the same shared bytes.
-    fn merged_body(&mut self) -> Rc<Vec<u8>> {
-        if self.merged_is_current {
-            return self.merged.clone();
+    fn merged_body(&mut self, format: OutputFormat) -> Rc<Vec<u8>> {
+        let slot = format_slot(format);
+        if self.published[slot].current {
+            return self.published[slot].body.clone();
         }
         let max_lines = self.config.max_body_bytes / BODY_BYTES_PER_LINE;
         for container in &mut self.containers {
@@ -764,12 +812,12 @@ impl Sidecar {
         self.render_own_metrics();
 
         // Reuse the buffer when no client still holds the previous body.
-        let mut out = match Rc::get_mut(&mut self.merged) {
+        let mut out = match Rc::get_mut(&mut self.published[slot].body) {
             Some(buffer) => std::mem::take(buffer),
             None => Vec::new(),
         };
         // One allocation of the right size rather than doublings.
-        out.reserve(self.merged_size_hint);
+        out.reserve(self.published[slot].size_hint);
         // Every container is a source, so a source's position is its
         // container's: a down one has an empty or unindexed snapshot and
         // contributes nothing.
@@ -785,14 +833,14 @@ impl Sidecar {
             container: None,
             snapshot: &self.own_metrics,
         });
-        self.merger.merge(&sources, &mut out);
+        self.merger.merge_as(&sources, format, &mut out);
         drop(sources);
         // Give back what an outsized merge (a container's huge body, since
         // gone) left behind.
         if out.capacity() > out.len() * 2 + 64 * 1024 {
             out.shrink_to(out.len() + out.len() / 4);
         }
-        self.merged_size_hint = out.len() + out.len() / 8;
+        self.published[slot].size_hint = out.len() + out.len() / 8;
         for (index, family) in self.merger.conflicts() {
             // The last source, the sidecar's own metrics, has no container.
             let Some(container) = self.containers.get_mut(index) else {
@@ -810,16 +858,16 @@ impl Sidecar {
                 );
             }
         }
-        match Rc::get_mut(&mut self.merged) {
+        match Rc::get_mut(&mut self.published[slot].body) {
             Some(buffer) => *buffer = out,
             None => {
-                let previous = std::mem::replace(&mut self.merged, Rc::new(out));
+                let previous = std::mem::replace(&mut self.published[slot].body, Rc::new(out));
                 self.retired.push(previous);
                 self.limit_retired_bodies();
             }
         }
-        self.merged_is_current = true;
-        self.merged.clone()
+        self.published[slot].current = true;
+        self.published[slot].body.clone()
     }
 
     /// The merged body no longer matches the data. When no client is still
@@ -827,12 +875,14 @@ impl Sidecar {
     /// back now rather than held until the next request, which may be a
     /// minute away; the next build allocates it once, at the size of this one.
     fn invalidate_merged(&mut self) {
-        if !self.merged_is_current {
-            return;
-        }
-        self.merged_is_current = false;
-        if let Some(buffer) = Rc::get_mut(&mut self.merged) {
-            *buffer = Vec::new();
+        for published in &mut self.published {
+            if !published.current {
+                continue;
+            }
+            published.current = false;
+            if let Some(buffer) = Rc::get_mut(&mut published.body) {
+                *buffer = Vec::new();
+            }
         }
     }
 

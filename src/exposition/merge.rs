@@ -19,7 +19,7 @@
 use super::negotiate::OutputFormat;
 use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
-use super::protobuf::read::MetricType;
+use super::protobuf::read::{MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{metric_type, unescape_help, TextSource, UpConverter};
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
@@ -438,12 +438,36 @@ impl Merger {
     }
 }
 
+/// Which metrics of a family one `MetricFamily` message carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    /// Metrics with a native histogram.
+    Native,
+    /// Every other metric (classic histograms, text sources).
+    Classic,
+}
+
+impl Part {
+    fn takes(self, native: bool) -> bool {
+        match self {
+            Part::All => true,
+            Part::Native => native,
+            Part::Classic => !native,
+        }
+    }
+}
+
 impl Merger {
-    /// One merged family as a delimited `MetricFamily`: name, help (the
-    /// first kept source's that has one), type, then the metrics of every
-    /// kept contribution with the container label. Text contributions are
-    /// converted up first, into `converted`, so that the family's length is
-    /// known before its bytes are written.
+    /// One merged family as delimited `MetricFamily` messages: name, help
+    /// (the first kept source's that has one), type, then the metrics of
+    /// every kept contribution with the container label.
+    ///
+    /// Prometheus decides whether a family's histograms are native from its
+    /// first metric only (`protobufparse.go`), so a family that mixes
+    /// metrics with native histograms and metrics without (a client_golang
+    /// container and a text one, say) is written as two messages of the
+    /// same name: the native metrics, then the others. Each is read right.
     fn write_family_protobuf(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
         let merged = &self.merged[m];
         let range = merged.contributions;
@@ -454,14 +478,52 @@ impl Merger {
         {
             return;
         }
+        let (mut native, mut classic) = (false, false);
+        for c in contributions
+            .iter()
+            .filter(|c| c.resolution != Resolution::Dropped)
+        {
+            match sources[c.source as usize].snapshot.view() {
+                SourceView::Protobuf(view) => {
+                    for metric in view.metrics(c.family) {
+                        let is_native = metric.flags & NATIVE_HISTOGRAM != 0;
+                        native |= is_native;
+                        classic |= !is_native;
+                    }
+                }
+                SourceView::Text(_) => classic = true,
+            }
+        }
+        if native && classic {
+            self.write_family_part(sources, m, Part::Native, out);
+            self.write_family_part(sources, m, Part::Classic, out);
+        } else {
+            self.write_family_part(sources, m, Part::All, out);
+        }
+    }
+
+    /// One `MetricFamily` message of a merged family, with the metrics
+    /// `part` takes. Text contributions are converted up first, into
+    /// `converted`, so that the message's length is known before its bytes
+    /// are written.
+    fn write_family_part(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        part: Part,
+        out: &mut Vec<u8>,
+    ) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        let contributions = &self.sorted[range.start as usize..range.end as usize];
         let name = family_of(sources, merged.source, merged.family).name;
         let kind = merged.kind;
-        // A gauge histogram stays one when every protobuf source says so.
         let kept = || {
             contributions
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
+        // A gauge histogram stays one when every protobuf source says so.
         let all_gauge_histograms = kept().all(|c| {
             sources[c.source as usize]
                 .snapshot
@@ -497,16 +559,18 @@ impl Merger {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
                     let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    // Under an untyped family (a downgrade), every simple
-                    // metric's value moves to the untyped field.
-                    let source_kind = SourceView::Protobuf(view).family_kind(c.family);
-                    let retype = (source_kind != kind).then_some(metric_type(kind));
+                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
                     for metric in view.metrics(c.family) {
-                        len +=
-                            metric_field_len(relabeler.len_as(metric, retype, &mut self.scratch));
+                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
+                            len += metric_field_len(relabeler.len_as(
+                                metric,
+                                retype,
+                                &mut self.scratch,
+                            ));
+                        }
                     }
                 }
-                SourceView::Text(view) => {
+                SourceView::Text(view) if part.takes(false) => {
                     let start = self.converted.len();
                     self.up.metrics_as(
                         TextSource { view },
@@ -519,6 +583,7 @@ impl Merger {
                         .push(Span::new(start, self.converted.len()));
                     len += self.converted.len() - start;
                 }
+                SourceView::Text(_) => {}
             }
         }
         put_varint(len as u64, out);
@@ -530,26 +595,32 @@ impl Merger {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
                     let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    // Under an untyped family (a downgrade), every simple
-                    // metric's value moves to the untyped field.
-                    let source_kind = SourceView::Protobuf(view).family_kind(c.family);
-                    let retype = (source_kind != kind).then_some(metric_type(kind));
+                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
                     for metric in view.metrics(c.family) {
-                        put_metric_field_head(
-                            relabeler.len_as(metric, retype, &mut self.scratch),
-                            out,
-                        );
-                        relabeler.write_as(metric, retype, out, &mut self.scratch);
+                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
+                            put_metric_field_head(
+                                relabeler.len_as(metric, retype, &mut self.scratch),
+                                out,
+                            );
+                            relabeler.write_as(metric, retype, out, &mut self.scratch);
+                        }
                     }
                 }
-                SourceView::Text(_) => {
+                SourceView::Text(_) if part.takes(false) => {
                     if let Some(span) = converted.next() {
                         out.extend_from_slice(span.of(&self.converted));
                     }
                 }
+                SourceView::Text(_) => {}
             }
         }
     }
+}
+
+/// Under an untyped family (a downgrade), every simple metric's value moves
+/// to the untyped field: the type a protobuf contribution is rewritten as.
+fn retype(view: SourceView<'_>, family: u32, kind: Kind) -> Option<MetricType> {
+    (view.family_kind(family) != kind).then_some(metric_type(kind))
 }
 
 /// The family numbered `family` in source `source`'s index.

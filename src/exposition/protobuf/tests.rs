@@ -1242,3 +1242,47 @@ fn downgraded_conflicts_move_values_to_untyped() {
     }];
     assert_same(&decode_all(&out), &expected, "downgraded");
 }
+
+/// Prometheus tells native from classic histograms by a family's first
+/// metric: a family mixing both is written as two messages, native first.
+#[test]
+fn native_and_classic_histograms_of_one_family_go_in_two_messages() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let app = snapshot(APP_PB, Format::Protobuf);
+    let text = b"# TYPE app_request_duration_seconds histogram\napp_request_duration_seconds_bucket{le=\"1\"} 2\napp_request_duration_seconds_bucket{le=\"+Inf\"} 3\napp_request_duration_seconds_sum 4\napp_request_duration_seconds_count 3\n";
+    let python = snapshot(text, Format::Text);
+    let sources = [
+        Source {
+            container: Some("python"),
+            snapshot: &python,
+        },
+        Source {
+            container: Some("app"),
+            snapshot: &app,
+        },
+    ];
+    let families = decode_all(&merge(&sources, OutputFormat::Protobuf));
+    let parts: Vec<(usize, Vec<bool>)> = families
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name.as_deref() == Some("app_request_duration_seconds"))
+        .map(|(at, f)| {
+            let native = f
+                .metric
+                .iter()
+                .map(|m| {
+                    m.histogram
+                        .as_ref()
+                        .is_some_and(|h| !h.positive_span.is_empty())
+                })
+                .collect();
+            (at, native)
+        })
+        .collect();
+    // The app's two metrics (native), then python's (classic), adjacent.
+    assert_eq!(parts, vec![(0, vec![true, true]), (1, vec![false])]);
+    assert!(families[1].metric[0]
+        .label
+        .contains(&pair("container", "python".into())));
+}
