@@ -205,7 +205,6 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     HeadersTooLarge,
-    ServiceUnavailable,
 }
 
 impl Status {
@@ -216,7 +215,6 @@ impl Status {
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
             Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
-            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
         }
     }
 }
@@ -261,6 +259,9 @@ pub enum SocketState {
     WouldBlock,
     /// The peer closed or the connection broke: drop the client.
     Closed,
+    /// The caller's budget for this turn is spent and more remains: come
+    /// back on the next turn (no readiness event will say so).
+    Yield,
 }
 
 /// One accepted connection of a scraper.
@@ -429,23 +430,33 @@ impl Client {
         self.respond(length, error.status(), TEXT_CONTENT_TYPE, body, true, false);
     }
 
-    /// Writes as much of the response as the socket takes. `Continue` means
-    /// the response is complete: the client may take the next request, or,
-    /// if the response closes the connection, the client is now lingering.
-    /// `Closed` means the connection broke and is to be dropped.
-    pub fn write(&mut self) -> SocketState {
+    /// Writes as much of the response as the socket takes, at most
+    /// `budget` bytes (which it decrements). `Continue` means the response
+    /// is complete: the client may take the next request, or, if the
+    /// response closes the connection, the client is now lingering. `Yield`
+    /// means the budget ran out first. `Closed` means the connection broke
+    /// and is to be dropped.
+    pub fn write(&mut self, budget: &mut usize) -> SocketState {
         while self.is_writing() {
+            if *budget == 0 {
+                return SocketState::Yield;
+            }
             let head = &self.response_head;
             let body: &[u8] = self.response_body.as_deref().map_or(&[], Vec::as_slice);
             let result = if self.written < head.len() {
-                let slices = [IoSlice::new(&head[self.written..]), IoSlice::new(body)];
-                self.stream.write_vectored(&slices)
+                let head = &head[self.written..];
+                let head = &head[..head.len().min(*budget)];
+                let body = &body[..body.len().min(*budget - head.len())];
+                self.stream
+                    .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
             } else {
-                self.stream.write(&body[self.written - head.len()..])
+                let body = &body[self.written - head.len()..];
+                self.stream.write(&body[..body.len().min(*budget)])
             };
             match result {
                 Ok(0) => return SocketState::Closed,
                 Ok(written) => {
+                    *budget = budget.saturating_sub(written);
                     self.written += written;
                     if self.written >= head.len() + body.len() {
                         self.response_head.clear();

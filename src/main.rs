@@ -5,6 +5,8 @@
 //! SIGINT); 2 for a command line that cannot run (one line on stderr, before
 //! anything binds); 1 when the loop cannot start (port taken) or fails.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use multiplexer::config::{self, Command};

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{container_args, free_port, Sidecar};
+use crate::util::{container_args, free_port, Sidecar, Stub};
+
+/// Real programs against poisoned containers.
+mod hostile;
 
 /// What the sidecar asks every upstream for (DESIGN.md, "Semantics"). Direct
 /// scrapes ask the same so that they see the very format the sidecar saw:
@@ -65,7 +68,7 @@ fn real_programs_through_a_real_prometheus() {
         Ok(programs) => programs,
         Err(missing) => return skip_or_fail(&missing),
     };
-    let mut rig = Rig::start(&programs);
+    let mut rig = Rig::start(&programs, &[NODE, PYTHON], Vec::new());
     let api = PrometheusApi {
         port: rig.prometheus_port,
     };
@@ -134,7 +137,7 @@ fn real_programs_through_a_real_prometheus() {
     // staleness markers for every node series. Without those markers an
     // instant query would still find them for its 5 minute lookback, so an
     // empty answer within seconds proves they were written.
-    rig.node.stop();
+    rig.stop(NODE);
     let stale_query = format!("count({})", own_series_selector(NODE));
     eventually(SCRAPES, || {
         let samples = api.query(&stale_query)?;
@@ -295,50 +298,74 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Everything running. Fields drop in order: the processes, then the
-/// directory holding their files.
+/// A real exporter the sidecar scrapes as container `container`.
+struct Exporter {
+    container: &'static str,
+    port: u16,
+    process: Process,
+}
+
+/// Everything running: real exporters and stub exporters as containers, the
+/// sidecar scraping them and Prometheus' own `/metrics` (container
+/// `prometheus`), and that Prometheus scraping the sidecar. Fields drop in
+/// order: the processes, then the directory holding their files.
 struct Rig {
-    node: Process,
-    python: Process,
+    exporters: Vec<Exporter>,
+    stubs: Vec<(&'static str, Stub)>,
     prometheus: Process,
     sidecar: Sidecar,
-    node_port: u16,
-    python_port: u16,
     prometheus_port: u16,
     _dir: ScratchDir,
 }
 
 impl Rig {
-    fn start(programs: &Programs) -> Rig {
+    /// Starts the real exporters named in `real` (of `NODE` and `PYTHON`)
+    /// and the sidecar scraping them, the `stubs` and Prometheus.
+    fn start(programs: &Programs, real: &[&'static str], stubs: Vec<(&'static str, Stub)>) -> Rig {
         let dir = ScratchDir::new();
-        let node_port = free_port();
-        let node = Process::start(
-            "node_exporter",
-            &programs.node_exporter,
-            &[
-                format!("--web.listen-address=127.0.0.1:{node_port}"),
-                // Both ask systemd over D-Bus, which a test machine or a
-                // container may not run: an error line per scrape, no data.
-                "--no-collector.systemd".to_string(),
-                "--no-collector.logind".to_string(),
-            ],
-            dir.0.join("node_exporter.log"),
-        );
-        let python_port = free_port();
-        let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_world/app.py");
-        let python = Process::start(
-            "python app",
-            &programs.python,
-            &[app.display().to_string(), python_port.to_string()],
-            dir.0.join("python.log"),
-        );
-        for (process, port) in [(&node, node_port), (&python, python_port)] {
-            let answering = eventually(STARTUP, || scrape(port, "/metrics").map(|_| ()));
+        let exporters: Vec<Exporter> = real
+            .iter()
+            .map(|&container| {
+                let port = free_port();
+                let process = match container {
+                    NODE => Process::start(
+                        "node_exporter",
+                        &programs.node_exporter,
+                        &[
+                            format!("--web.listen-address=127.0.0.1:{port}"),
+                            // Both ask systemd over D-Bus, which a test machine or a
+                            // container may not run: an error line per scrape, no data.
+                            "--no-collector.systemd".to_string(),
+                            "--no-collector.logind".to_string(),
+                        ],
+                        dir.0.join("node_exporter.log"),
+                    ),
+                    PYTHON => {
+                        let app =
+                            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_world/app.py");
+                        Process::start(
+                            "python app",
+                            &programs.python,
+                            &[app.display().to_string(), port.to_string()],
+                            dir.0.join("python.log"),
+                        )
+                    }
+                    other => panic!("no real exporter is called {other}"),
+                };
+                Exporter {
+                    container,
+                    port,
+                    process,
+                }
+            })
+            .collect();
+        for exporter in &exporters {
+            let answering = eventually(STARTUP, || scrape(exporter.port, "/metrics").map(|_| ()));
             if let Err(error) = answering {
                 panic!(
                     "{} never answered: {error}\n{}",
-                    process.name,
-                    process.log_tail()
+                    exporter.process.name,
+                    exporter.process.log_tail()
                 );
             }
         }
@@ -346,11 +373,17 @@ impl Rig {
         // The sidecar first (it picks its own port), Prometheus' port known
         // in advance: the sidecar waits for upstreams that are not up yet.
         let prometheus_port = free_port();
-        let sidecar = Sidecar::start(&container_args(&[
-            (NODE, node_port),
-            (PYTHON, python_port),
-            (PROMETHEUS, prometheus_port),
-        ]));
+        let mut containers: Vec<(&str, u16)> = exporters
+            .iter()
+            .map(|exporter| (exporter.container, exporter.port))
+            .collect();
+        containers.extend(
+            stubs
+                .iter()
+                .map(|(container, stub)| (*container, stub.port)),
+        );
+        containers.push((PROMETHEUS, prometheus_port));
+        let sidecar = Sidecar::start(&container_args(&containers));
         let template = fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_world/prometheus.yml.template"),
         )
@@ -373,12 +406,10 @@ impl Rig {
             dir.0.join("prometheus.log"),
         );
         let rig = Rig {
-            node,
-            python,
+            exporters,
+            stubs,
             prometheus,
             sidecar,
-            node_port,
-            python_port,
             prometheus_port,
             _dir: dir,
         };
@@ -395,14 +426,30 @@ impl Rig {
         rig
     }
 
+    /// Stops the real exporter of `container`.
+    fn stop(&mut self, container: &str) {
+        for exporter in &mut self.exporters {
+            if exporter.container == container {
+                exporter.process.stop();
+            }
+        }
+    }
+
     /// Panics with `message` and the tails of every log.
     fn fail(&self, message: &str) -> ! {
         let mut report = format!("{message}\n");
-        for process in [&self.node, &self.python, &self.prometheus] {
+        let processes = self.exporters.iter().map(|exporter| &exporter.process);
+        for process in processes.chain([&self.prometheus]) {
             report.push_str(&format!(
                 "--- {} log tail ---\n{}\n",
                 process.name,
                 process.log_tail()
+            ));
+        }
+        for (container, stub) in &self.stubs {
+            report.push_str(&format!(
+                "--- stub {container}: {} requests ---\n",
+                stub.request_count()
             ));
         }
         report.push_str(&format!(
@@ -413,11 +460,10 @@ impl Rig {
     }
 
     fn upstream_port(&self, container: &str) -> u16 {
-        match container {
-            NODE => self.node_port,
-            PYTHON => self.python_port,
-            _ => self.prometheus_port,
-        }
+        self.exporters
+            .iter()
+            .find(|exporter| exporter.container == container)
+            .map_or(self.prometheus_port, |exporter| exporter.port)
     }
 
     /// The container's series in Prometheus' storage now, next to a direct

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     container_args, failures, lines_of, sample, up, wait_until, Behaviour, Sidecar, Stub,
+    FIRST_READ_ROOM_FOR_THE_HEAD,
 };
 
 /// A body with several families and enough lines that half of it is
@@ -117,7 +118,7 @@ fn a_reused_connection_closed_by_the_server_is_retried_uncounted() {
     assert_serves(&sidecar, "app", "retried", 1);
     let metrics = sidecar.metrics();
     assert_eq!(up(&metrics, "app"), Some(1.0));
-    for reason in multiplexer::upstream::FailureReason::ALL {
+    for reason in multiplexer::scrape::FailureReason::ALL {
         assert_eq!(
             failures(&metrics, "app", reason.as_str()),
             0.0,
@@ -431,4 +432,45 @@ fn a_duplicate_label_in_a_wide_sample_is_still_a_parse_error() {
     });
     assert!(counted, "{}", sidecar.metrics());
     assert!(!sidecar.metrics().contains("wide{"));
+}
+
+/// A response that ended exactly at the size of a read left what followed it
+/// in the socket, where no readiness edge reported it; the next scrape took
+/// it as its answer and `smuggled 666` was served instead of `real 3`.
+/// On-demand mode makes each scrape's outcome the answer to the request
+/// that started it, so every outcome is seen.
+#[test]
+fn a_response_smuggled_after_a_body_that_ends_at_the_read_size_is_never_served() {
+    let first = "real 1\n";
+    let stub = Stub::start(Behaviour::ContentLength(first.to_string()));
+    let sidecar = start(&[("app", stub.port)], &["--scrape_interval=0"]);
+    let mut served = Vec::new();
+    let mut scrape_until = |requests: usize| {
+        let answered = wait_until(Duration::from_secs(10), || {
+            served.push(sidecar.metrics());
+            stub.request_count() >= requests
+        });
+        assert!(answered, "scrape {requests} never happened");
+    };
+    scrape_until(1);
+    stub.set(Behaviour::Smuggling {
+        body: "real 2\n".to_string(),
+        size: first.len() + FIRST_READ_ROOM_FOR_THE_HEAD,
+        smuggled: "smuggled 666\n".to_string(),
+    });
+    scrape_until(2);
+    stub.set(Behaviour::ContentLength("real 3\n".to_string()));
+    scrape_until(3);
+    let last = served.last().unwrap();
+    for metrics in &served {
+        assert!(!metrics.contains("smuggled"), "served:\n{metrics}");
+    }
+    assert_eq!(
+        lines_of(last, "container", "app"),
+        ["real{container=\"app\"} 3"]
+    );
+    assert_eq!(failures(last, "app", "bad_response"), 1.0, "{last}");
+    assert!(sidecar
+        .stderr()
+        .contains("bytes after the end of the response"));
 }

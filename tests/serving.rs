@@ -8,7 +8,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -1065,4 +1065,68 @@ fn absolute_form_targets_are_served() {
         let (response, _) = parse_response(&bytes).unwrap();
         assert_eq!(response.status, 200, "{target}");
     }
+}
+
+/// Issue 11, item 2: a client that pipelines `/healthz` without a pause (and
+/// reads every answer) gets a turn like any other client, not the loop:
+/// another client is answered while the flood still goes on, and the
+/// container is scraped meanwhile. Before the budget per turn, the loop
+/// answered the greedy client for as long as its input held a request,
+/// which was until it stopped sending.
+#[test]
+fn a_pipelining_flood_leaves_turns_to_other_clients_and_to_scrapes() {
+    let (stub, sidecar) = start_app(
+        Behaviour::ContentLength(APP_BODY.to_string()),
+        &["--scrape_interval=100"],
+    );
+    let greedy = TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let mut stream = greedy.try_clone().unwrap();
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let requests = "GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n".repeat(1000);
+            while !stop.load(Ordering::Relaxed) && stream.write_all(requests.as_bytes()).is_ok() {}
+        })
+    };
+    let reader = {
+        let mut stream = greedy.try_clone().unwrap();
+        let received = received.clone();
+        thread::spawn(move || {
+            let mut buffer = vec![0u8; 1 << 16];
+            while let Ok(read) = stream.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                received.fetch_add(read, Ordering::Relaxed);
+            }
+        })
+    };
+    // The flood is under way: a thousand answers or so.
+    assert!(wait_until(Duration::from_secs(10), || {
+        received.load(Ordering::Relaxed) > 100_000
+    }));
+    let scrapes_before = stub.request_count();
+
+    // Another client's /healthz is answered (try_get gives up after 10 s)...
+    let answer = try_get(sidecar.port, "/healthz");
+    let flooding = !writer.is_finished();
+    // ... and the container is scraped, while the flood goes on.
+    let scraped = wait_until(Duration::from_secs(10), || {
+        stub.request_count() >= scrapes_before + 3
+    });
+    let still_flooding = !writer.is_finished();
+    stop.store(true, Ordering::Relaxed);
+    greedy.shutdown(Shutdown::Both).unwrap();
+    writer.join().unwrap();
+    reader.join().unwrap();
+
+    assert_eq!(answer.expect("the other client was answered").status, 200);
+    assert!(flooding && still_flooding, "the flood ended by itself");
+    assert!(
+        scraped,
+        "{} scrapes during the flood",
+        stub.request_count() - scrapes_before
+    );
 }

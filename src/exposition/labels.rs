@@ -11,11 +11,17 @@
 //! checked and pushed. The kept spans point into one body: [`clear`] must
 //! run before the next body is scanned.
 //!
+//! Label names starting with `__` are refused (Prometheus refuses a
+//! `__name__` in a label set, Python's parser any such name), in exemplars
+//! too, although exemplars are dropped: the kept names are shared between
+//! sample and exemplar label sets, so a name checked once must be checked
+//! for every set that may repeat it.
+//!
 //! [`clear`]: LabelScanner::clear
 
 use super::parse::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
 use super::text::{
-    escape_quoted_name, is_label_continue, is_label_start, same_bytes, scan_class, value_form,
+    escape_quoted_name, is_float64, is_label_continue, is_label_start, same_bytes, scan_class,
     NameRule, LABEL_CONTINUE,
 };
 
@@ -206,7 +212,11 @@ impl LabelScanner {
                 name.span.of(b)
             };
             if !repeating {
-                // Names from here on are this set's own.
+                // Names from here on are this set's own. Every name enters
+                // the kept list here, so repeats were checked here too.
+                if name_bytes.starts_with(b"__") {
+                    return Err((ParseErrorKind::ReservedLabelName, r));
+                }
                 self.names.truncate(count);
                 // Wide sets are checked once, sorted, after the loop: a
                 // pairwise check is quadratic in the labels of a sample.
@@ -320,15 +330,15 @@ fn after_value(b: &[u8], close: usize, flags: &mut SampleFlags) -> Result<Next, 
 }
 
 /// expfmt (promtool) requires `le` of a histogram and `quantile` of a
-/// summary to be numbers. Called for every label: always inlined, so the
+/// summary to be numbers Go's ParseFloat reads (in float64 range). Called for every label: always inlined, so the
 /// common case (neither type) costs one comparison.
 #[inline(always)]
 fn check_bound(kind: Kind, name: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
     match kind {
-        Kind::Histogram if name == b"le" && value_form(value).is_none() => {
+        Kind::Histogram if name == b"le" && !is_float64(value) => {
             Err((ParseErrorKind::BucketBound, at))
         }
-        Kind::Summary if name == b"quantile" && value_form(value).is_none() => {
+        Kind::Summary if name == b"quantile" && !is_float64(value) => {
             Err((ParseErrorKind::Quantile, at))
         }
         _ => Ok(()),
@@ -393,6 +403,17 @@ mod tests {
             (Kind::Histogram, "le=\"x\"}", Err(E::BucketBound)),
             (Kind::Summary, "quantile=\"x\"}", Err(E::Quantile)),
             (Kind::Gauge, "le=\"x\",quantile=\"y\"}", Ok(false)),
+            (Kind::Histogram, "le=\"1e999\"}", Err(E::BucketBound)),
+            (Kind::Summary, "quantile=\"-1e999\"}", Err(E::Quantile)),
+            (Kind::Histogram, "le=\"1e-999\"}", Ok(false)),
+            (Kind::Gauge, "__name__=\"y\"}", Err(E::ReservedLabelName)),
+            (Kind::Gauge, "a=\"1\",__x=\"y\"}", Err(E::ReservedLabelName)),
+            (
+                Kind::Gauge,
+                "\"__name__\"=\"y\"}",
+                Err(E::ReservedLabelName),
+            ),
+            (Kind::Gauge, "_x=\"y\"}", Ok(false)),
         ];
         for (kind, set, expected) in table {
             assert_eq!(scan_all(*kind, &[set]), vec![*expected], "{set}");
@@ -436,6 +457,11 @@ mod tests {
                 Kind::Gauge,
                 &["a=\"1\",b=\"2\"}", "a=\"1\",b=\"2\";}"],
                 &[Ok(false), Err(E::LabelSeparator)],
+            ),
+            (
+                Kind::Gauge,
+                &["a=\"1\"}", "a=\"2\",__name__=\"x\"}"],
+                &[Ok(false), Err(E::ReservedLabelName)],
             ),
         ];
         for (kind, sets, expected) in cases {

@@ -3,6 +3,11 @@
 //!
 //! Type conflicts (one 0.0.4 family name, different types in different
 //! sources) are resolved so the output always stays valid:
+//! 0. The sidecar's own names are reserved: when a source without a
+//!    container (the sidecar's own metrics) has a family whose name starts
+//!    with [`RESERVED_PREFIX`], every container's family of that name is
+//!    dropped, whatever its type, and its source reported. Rules 1 and 2
+//!    then apply among the sources left.
 //! 1. If every type involved is simple (counter, gauge, untyped), the family
 //!    is written as `untyped` with every sample kept; the sources whose type
 //!    differs from the first source's are reported.
@@ -13,6 +18,7 @@
 //!    is a histogram (or `X_sum`/`X_count` while `X` is a summary) is
 //!    dropped whole and its sources reported: Prometheus' expfmt (promtool)
 //!    folds such names into `X` and would reject or mangle the output.
+//!    When `X_...` is reserved (rule 0), `X` is dropped instead.
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
@@ -32,11 +38,18 @@ use super::text::{
     write_help, NameRule, NameTable, ValueForm,
 };
 
+/// The prefix of the sidecar's own metric names, reserved by rule 0 (see
+/// the module documentation). Other names the sidecar exports (`process_*`)
+/// are shared: every instrumented container has them too, and they merge
+/// like any other family.
+pub const RESERVED_PREFIX: &str = "multiplexer_";
+
 /// One input of a merge.
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
-    /// None = do not add the container label (used for the sidecar's own
-    /// metrics, which already carry it where needed).
+    /// None = the sidecar's own metrics: no container label is added (they
+    /// carry it where needed) and their [`RESERVED_PREFIX`] families win
+    /// every conflict.
     pub container: Option<&'a str>,
     /// Must have been indexed successfully; otherwise it contributes nothing.
     pub snapshot: &'a Snapshot,
@@ -69,6 +82,9 @@ struct Merged {
     source: u32,
     family: u32,
     kind: Kind,
+    /// A source without a container has this family and its name has the
+    /// reserved prefix (rule 0).
+    reserved: bool,
     /// Range of `Merger::sorted`.
     contributions: Span,
 }
@@ -217,11 +233,16 @@ impl Merger {
                         source: source_index as u32,
                         family: family_index as u32,
                         kind: family.kind,
+                        reserved: false,
                         contributions: Span::default(),
                     });
                     self.table.insert(family.hash, id);
                     id
                 });
+                if source.container.is_none() && family.name.starts_with(RESERVED_PREFIX.as_bytes())
+                {
+                    self.merged[merged as usize].reserved = true;
+                }
                 self.contributions.push(Contribution {
                     merged,
                     source: source_index as u32,
@@ -275,22 +296,46 @@ impl Merger {
                 .view()
                 .family_kind(c.family)
         };
+        let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
         for m in 0..self.merged.len() {
             let range = self.merged[m].contributions;
-            let contributions = &self.sorted[range.start as usize..range.end as usize];
-            let first = kind_of(&contributions[0]);
-            if contributions.iter().all(|c| kind_of(c) == first) {
+            let whole = range.start as usize..range.end as usize;
+            let reserved = self.merged[m].reserved;
+            // Rule 0: in a reserved family only the own sources contend.
+            if reserved {
+                for i in whole.clone() {
+                    if !is_own(&self.sorted[i]) {
+                        self.sorted[i].resolution = Resolution::Dropped;
+                        self.report(sources, i);
+                    }
+                }
+            }
+            let contending = &self.sorted[whole.clone()];
+            let contends = |c: &&Contribution| !reserved || is_own(c);
+            let Some(first) = contending.iter().find(contends).map(kind_of) else {
+                continue;
+            };
+            self.merged[m].kind = first;
+            if contending
+                .iter()
+                .filter(contends)
+                .all(|c| kind_of(c) == first)
+            {
                 continue;
             }
-            let all_simple = contributions.iter().all(|c| kind_of(c).is_simple());
+            let all_simple = contending
+                .iter()
+                .filter(contends)
+                .all(|c| kind_of(c).is_simple());
             self.merged[m].kind = if all_simple { Kind::Untyped } else { first };
             let lost = if all_simple {
                 Resolution::Downgraded
             } else {
                 Resolution::Dropped
             };
-            for i in range.start as usize..range.end as usize {
-                if kind_of(&self.sorted[i]) != first {
+            for i in whole {
+                let c = &self.sorted[i];
+                if contends(&c) && kind_of(c) != first {
                     self.sorted[i].resolution = lost;
                     self.report(sources, i);
                 }
@@ -312,21 +357,25 @@ impl Merger {
             } else {
                 continue;
             };
-            let clash = self
-                .table
-                .find(hash_name(base), |x| {
-                    let x = &self.merged[x as usize];
-                    family_of(sources, x.source, x.family).name == base
-                })
-                .map(|x| self.merged[x as usize].kind)
-                .is_some_and(|kind| {
-                    kind == Kind::Histogram || (allows_summary && kind == Kind::Summary)
-                });
+            let Some(base) = self.table.find(hash_name(base), |x| {
+                let x = &self.merged[x as usize];
+                family_of(sources, x.source, x.family).name == base
+            }) else {
+                continue;
+            };
+            let base = &self.merged[base as usize];
+            let clash =
+                base.kind == Kind::Histogram || (allows_summary && base.kind == Kind::Summary);
             if !clash {
                 continue;
             }
-            let range = merged.contributions;
-            for i in range.start as usize..range.end as usize {
+            // The family that goes: this one, unless its name is reserved.
+            let dropped = if merged.reserved && !base.reserved {
+                base.contributions
+            } else {
+                merged.contributions
+            };
+            for i in dropped.start as usize..dropped.end as usize {
                 let previous = self.sorted[i].resolution;
                 self.sorted[i].resolution = Resolution::Dropped;
                 if previous == Resolution::Kept {
@@ -927,5 +976,125 @@ impl<'a> Iterator for LabelIter<'a> {
             quoted,
             value,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Merges `(container, body)` pairs; None is the sidecar's own source.
+    fn merge(inputs: &[(Option<&str>, &str)]) -> (String, Vec<(usize, String)>) {
+        let snapshots: Vec<Snapshot> = inputs
+            .iter()
+            .map(|(_, body)| {
+                let mut snapshot = Snapshot::new();
+                snapshot.replace(&mut body.as_bytes().to_vec());
+                snapshot.index().expect("test body parses");
+                snapshot
+            })
+            .collect();
+        let sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(inputs)
+            .map(|(snapshot, (container, _))| Source {
+                container: *container,
+                snapshot,
+            })
+            .collect();
+        let mut merger = Merger::new("container");
+        let mut out = Vec::new();
+        merger.merge(&sources, &mut out);
+        let conflicts = merger
+            .conflicts()
+            .map(|(source, name)| (source, String::from_utf8_lossy(name).into_owned()))
+            .collect();
+        (String::from_utf8(out).expect("utf-8"), conflicts)
+    }
+
+    const OWN_UP: &str = "# HELP multiplexer_up Up.\n# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"a\"} 1\n";
+
+    /// Rule 0 (issue 11, item 5): a container's family named like one of the
+    /// sidecar's own loses whatever its type, is reported, and the own
+    /// family keeps its type and HELP.
+    #[test]
+    fn own_metric_names_are_reserved() {
+        struct Case {
+            what: &'static str,
+            inputs: &'static [(Option<&'static str>, &'static str)],
+            output: &'static str,
+            conflicts: &'static [(usize, &'static str)],
+        }
+        let own_only = "# HELP multiplexer_up Up.\n# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"a\"} 1\n";
+        let cases = [
+            Case {
+                what: "a container's histogram of the same name (it used to win, first source)",
+                inputs: &[
+                    (
+                        Some("a"),
+                        "# TYPE multiplexer_up histogram\nmultiplexer_up_bucket{le=\"+Inf\"} 1\nmultiplexer_up_sum 1\nmultiplexer_up_count 1\n",
+                    ),
+                    (None, OWN_UP),
+                ],
+                output: own_only,
+                conflicts: &[(0, "multiplexer_up")],
+            },
+            Case {
+                what: "a container's family of the same type loses too",
+                inputs: &[
+                    (Some("a"), "# HELP multiplexer_up Mine.\n# TYPE multiplexer_up gauge\nmultiplexer_up 0\n"),
+                    (None, OWN_UP),
+                ],
+                output: own_only,
+                conflicts: &[(0, "multiplexer_up")],
+            },
+            Case {
+                what: "a counter, gauge or untyped conflict is not written untyped",
+                inputs: &[
+                    (Some("a"), "multiplexer_up 0\n"),
+                    (Some("b"), "# TYPE multiplexer_up counter\nmultiplexer_up 0\n"),
+                    (None, OWN_UP),
+                ],
+                output: own_only,
+                conflicts: &[(0, "multiplexer_up"), (1, "multiplexer_up")],
+            },
+            Case {
+                what: "a reserved name the sidecar does not export is the container's",
+                inputs: &[(Some("a"), "multiplexer_other 0\n"), (None, OWN_UP)],
+                output: "# TYPE multiplexer_other untyped\nmultiplexer_other{container=\"a\"} 0\n# HELP multiplexer_up Up.\n# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"a\"} 1\n",
+                conflicts: &[],
+            },
+            Case {
+                what: "shared names (process_*) still merge by the usual rules",
+                inputs: &[
+                    (Some("a"), "# TYPE process_open_fds gauge\nprocess_open_fds 9\n"),
+                    (None, "# TYPE process_open_fds gauge\nprocess_open_fds 7\n"),
+                ],
+                output: "# TYPE process_open_fds gauge\nprocess_open_fds{container=\"a\"} 9\nprocess_open_fds 7\n",
+                conflicts: &[],
+            },
+            Case {
+                what: "a container's histogram whose _count would swallow an own family is dropped",
+                inputs: &[
+                    (
+                        Some("a"),
+                        "# TYPE multiplexer_x histogram\nmultiplexer_x_bucket{le=\"+Inf\"} 1\nmultiplexer_x_sum 1\nmultiplexer_x_count 1\n",
+                    ),
+                    (None, "# TYPE multiplexer_x_total counter\nmultiplexer_x_total 1\n# TYPE multiplexer_x_count gauge\nmultiplexer_x_count 2\n"),
+                ],
+                output: "# TYPE multiplexer_x_total counter\nmultiplexer_x_total 1\n# TYPE multiplexer_x_count gauge\nmultiplexer_x_count 2\n",
+                conflicts: &[(0, "multiplexer_x")],
+            },
+        ];
+        for case in &cases {
+            let (output, conflicts) = merge(case.inputs);
+            assert_eq!(output, case.output, "{}", case.what);
+            let expected: Vec<(usize, String)> = case
+                .conflicts
+                .iter()
+                .map(|&(source, name)| (source, name.to_string()))
+                .collect();
+            assert_eq!(conflicts, expected, "{}", case.what);
+        }
     }
 }

@@ -40,7 +40,7 @@ pub mod protobuf;
 mod snapshot;
 mod text;
 
-pub use merge::{Merger, Source};
+pub use merge::{Merger, Source, RESERVED_PREFIX};
 pub use parse::{ParseError, ParseErrorKind};
 pub use snapshot::{BodyError, Format, Snapshot};
 pub(crate) use text::escape_label_value;

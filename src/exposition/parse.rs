@@ -19,6 +19,7 @@
 use std::fmt;
 
 use super::labels::LabelScanner;
+use super::text::{decimal_in_range, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
     escape_quoted_name, find_byte, hash_name, is_metric_continue, is_metric_start,
     om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class, scan_quote_stop,
@@ -49,7 +50,10 @@ pub enum ParseErrorKind {
     BucketBound,
     Quantile,
     Value,
+    ValueRange,
     Timestamp,
+    NegativeTimestamp,
+    ReservedLabelName,
     Exemplar,
     LineEnd,
     MetricType,
@@ -75,8 +79,17 @@ impl ParseErrorKind {
             ParseErrorKind::BucketBound => "expected a number as the value of the le label",
             ParseErrorKind::Quantile => "expected a number as the value of the quantile label",
             ParseErrorKind::Value => "expected a value (decimal number, NaN, +Inf or -Inf)",
+            ParseErrorKind::ValueRange => {
+                "expected a value within float64 range (Prometheus refuses the whole scrape otherwise)"
+            }
             ParseErrorKind::Timestamp => {
                 "expected a timestamp (integer milliseconds, or seconds in OpenMetrics)"
+            }
+            ParseErrorKind::NegativeTimestamp => {
+                "expected a timestamp not before 1970 (Prometheus' text parser refuses a negative one)"
+            }
+            ParseErrorKind::ReservedLabelName => {
+                "expected no label name starting with __ (Prometheus refuses __name__, Python's parser any)"
             }
             ParseErrorKind::Exemplar => "expected an exemplar '# {labels} value [timestamp]'",
             ParseErrorKind::LineEnd => "expected the end of the line",
@@ -486,8 +499,15 @@ struct Cursor {
     last_family: u32,
     grouped: bool,
     eof_seen: bool,
+    /// Where the first timestamp that is wrong in one format or the other
+    /// is: decided when the format is known, at the end of the body.
     first_fractional_timestamp: Option<usize>,
     first_huge_timestamp: Option<usize>,
+    /// A text 0.0.4 timestamp starting with `-` (even `-0`): Prometheus'
+    /// text lexer reads `[0-9]+` only.
+    first_signed_timestamp: Option<usize>,
+    /// An OpenMetrics timestamp before 1970 once written in milliseconds.
+    first_negative_timestamp: Option<usize>,
 }
 
 impl Index {
@@ -611,6 +631,8 @@ impl Index {
             eof_seen: false,
             first_fractional_timestamp: None,
             first_huge_timestamp: None,
+            first_signed_timestamp: None,
+            first_negative_timestamp: None,
         };
         let mut p = 0;
         while p < b.len() {
@@ -625,13 +647,30 @@ impl Index {
             }
         }
         self.openmetrics = cursor.eof_seen;
-        let bad_timestamp = if self.openmetrics {
-            cursor.first_huge_timestamp
+        // The first bad timestamp of the body's format, by position.
+        let bad_timestamps = if self.openmetrics {
+            [
+                (cursor.first_huge_timestamp, ParseErrorKind::Timestamp),
+                (
+                    cursor.first_negative_timestamp,
+                    ParseErrorKind::NegativeTimestamp,
+                ),
+            ]
         } else {
-            cursor.first_fractional_timestamp
+            [
+                (cursor.first_fractional_timestamp, ParseErrorKind::Timestamp),
+                (
+                    cursor.first_signed_timestamp,
+                    ParseErrorKind::NegativeTimestamp,
+                ),
+            ]
         };
-        if let Some(at) = bad_timestamp {
-            return Err((ParseErrorKind::Timestamp, at));
+        if let Some((at, kind)) = bad_timestamps
+            .iter()
+            .filter_map(|&(at, kind)| Some((at?, kind)))
+            .min_by_key(|&(at, _)| at)
+        {
+            return Err((kind, at));
         }
         self.group(cursor.grouped);
         Ok(())
@@ -1012,8 +1051,11 @@ impl Index {
             return Err((ParseErrorKind::NameEnd, q));
         }
         let value_end = scan_token(b, value_start);
-        let value_form =
-            value_form(&b[value_start..value_end]).ok_or((ParseErrorKind::Value, value_start))?;
+        let value = &b[value_start..value_end];
+        let value_form = value_form(value).ok_or((ParseErrorKind::Value, value_start))?;
+        if value_form == ValueForm::Decimal && !decimal_in_range(value) {
+            return Err((ParseErrorKind::ValueRange, value_start));
+        }
         let mut r = skip_blanks(b, value_end);
         if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
             let end = scan_token(b, r);
@@ -1033,16 +1075,28 @@ impl Index {
         Ok((value_start, value_end, value_form, next))
     }
 
+    /// Validates a timestamp token for both formats; which rules apply is
+    /// known only at the end of the body (`# EOF`), so positions of tokens
+    /// wrong in one format are recorded in `cursor`.
     fn timestamp(&mut self, t: &[u8], at: usize, cursor: &mut Cursor) -> Result<(), Fail> {
+        let first = |slot: &mut Option<usize>| {
+            slot.get_or_insert(at);
+        };
+        if t.first() == Some(&b'-') {
+            first(&mut cursor.first_signed_timestamp);
+        }
         if let Some(n) = parse_int_timestamp(t) {
-            if n.checked_mul(1000).is_none() && cursor.first_huge_timestamp.is_none() {
-                cursor.first_huge_timestamp = Some(at);
+            match n.checked_mul(1000) {
+                None => first(&mut cursor.first_huge_timestamp),
+                Some(millis) if millis < 0 => first(&mut cursor.first_negative_timestamp),
+                Some(_) => {}
             }
             return Ok(());
         }
-        if om_timestamp_millis(t).is_some() {
-            if cursor.first_fractional_timestamp.is_none() {
-                cursor.first_fractional_timestamp = Some(at);
+        if let Some(millis) = om_timestamp_millis(t) {
+            first(&mut cursor.first_fractional_timestamp);
+            if millis < 0 {
+                first(&mut cursor.first_negative_timestamp);
             }
             return Ok(());
         }
@@ -1108,6 +1162,11 @@ fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
             .map(|n| from + n)
     };
     let integer_end = digits(q + 1)?;
+    // Up to 308 integer digits is below f64::MAX (about 1.8e308) whatever
+    // the digits; longer ones take the general path and its range check.
+    if integer_end - (q + 1) > MAX_IN_RANGE_INTEGER_DIGITS {
+        return None;
+    }
     let mut end = integer_end;
     if b[end] == b'.' {
         end = digits(end + 1)?;

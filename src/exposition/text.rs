@@ -248,6 +248,40 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
     }
 }
 
+/// Decimal values with at most this many integer digits and no exponent
+/// are below `f64::MAX` (1.797...e308, 309 integer digits) whatever the
+/// digits.
+pub(crate) const MAX_IN_RANGE_INTEGER_DIGITS: usize = 308;
+
+/// Whether a token `value_form` read as [`ValueForm::Decimal`] is within
+/// float64 range. Go's `strconv.ParseFloat` (Prometheus' parser and
+/// promtool's) fails with "value out of range" exactly when the correctly
+/// rounded value is infinite; Rust's parser rounds the same way and returns
+/// infinity there. Underflow (`1e-999`) is no error in either: it reads as 0.
+pub(crate) fn decimal_in_range(v: &[u8]) -> bool {
+    let has_exponent = v.iter().any(|&c| c == b'e' || c == b'E');
+    let unsigned = v.strip_prefix(b"-").or(v.strip_prefix(b"+")).unwrap_or(v);
+    let integer_digits = unsigned.iter().take_while(|c| c.is_ascii_digit()).count();
+    if !has_exponent && integer_digits <= MAX_IN_RANGE_INTEGER_DIGITS {
+        return true;
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .is_some_and(f64::is_finite)
+}
+
+/// Whether a token reads as a float64 as Go's `strconv.ParseFloat` reads
+/// it after Prometheus refused `p`, `P` and `_`: what promtool requires of
+/// `le` and `quantile` label values.
+pub(crate) fn is_float64(v: &[u8]) -> bool {
+    match value_form(v) {
+        Some(ValueForm::Decimal) => decimal_in_range(v),
+        Some(_) => true,
+        None => false,
+    }
+}
+
 /// Parses an integer timestamp (`-?[0-9]+` fitting an i64), as Go's
 /// `strconv.ParseInt` would.
 pub(crate) fn parse_int_timestamp(t: &[u8]) -> Option<i64> {
@@ -585,6 +619,38 @@ mod tests {
         for (input, expected) in table {
             assert_eq!(value_form(input.as_bytes()), *expected, "{input}");
         }
+    }
+
+    /// Go's ParseFloat: out of range (after rounding) is an error,
+    /// underflow is not.
+    #[test]
+    fn decimal_range() {
+        let table: &[(&str, bool)] = &[
+            ("1", true),
+            ("1e308", true),
+            ("1.7976931348623157e308", true),
+            ("1.7976931348623158e308", true),
+            ("1.7976931348623159e308", false),
+            ("-1.7976931348623159e308", false),
+            ("1e309", false),
+            ("1e999", false),
+            ("-1e999", false),
+            ("+1E+999", false),
+            ("1e-999", true),
+            ("0e999", true),
+            ("0.0000e99999", true),
+            ("1.5", true),
+        ];
+        for (input, in_range) in table {
+            assert_eq!(decimal_in_range(input.as_bytes()), *in_range, "{input}");
+        }
+        let digits = |n: usize| "9".repeat(n);
+        assert!(decimal_in_range(digits(308).as_bytes()));
+        assert!(decimal_in_range(format!("{}.5", digits(308)).as_bytes()));
+        assert!(!decimal_in_range(digits(309).as_bytes()));
+        assert!(decimal_in_range(format!("0{}", "0".repeat(400)).as_bytes()));
+        assert!(is_float64(b"+Inf") && is_float64(b"NaN") && is_float64(b"0.5"));
+        assert!(!is_float64(b"1e999") && !is_float64(b"x") && !is_float64(b""));
     }
 
     #[test]

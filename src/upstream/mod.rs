@@ -2,13 +2,12 @@
 //! kept alive across scrapes, that sends `GET <path>` and reads the response
 //! into a buffer of its own until the body is complete or the scrape failed.
 //!
-//! Every scrape ends in exactly one [`Outcome`]. On success the body is at
-//! `body_mut()`, whole and decoded, for the caller to take by swapping
-//! buffers; a partial body is never handed out. Head parsing and body framing
-//! live in [`response`]; this module only moves bytes and keeps the phase.
-//! It never reads the clock: the loop passes `now` and arms the deadline.
+//! Every scrape ends in exactly one [`Finished`] record (outcome, duration,
+//! detail, body); a partial body is never handed out. Head parsing and body
+//! framing live in [`response`]; this module only does the socket calls of
+//! one connection and keeps the phase. It never reads the clock: the loop
+//! passes `now` and arms the deadline.
 
-pub mod failure;
 pub mod response;
 
 use std::io::{self, Read, Write};
@@ -18,21 +17,13 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-pub use failure::FailureReason;
+use crate::scrape::{FailureReason, Finished, Outcome};
 use response::{Limits, Progress, ResponseDecoder};
 
 /// Bytes asked of the socket per read when nothing better is known.
 const READ_CHUNK: usize = 64 * 1024;
 /// Room for the response head on top of the expected body.
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
-
-/// How a finished scrape ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A complete body is in the receive buffer.
-    Success,
-    Failure(FailureReason),
-}
 
 /// Where the current scrape is. `Idle` may hold an open keep-alive
 /// connection for the next scrape.
@@ -153,30 +144,32 @@ impl Upstream {
         self.phase != Phase::Idle
     }
 
-    /// How long the scrape that just ended took.
-    pub fn elapsed(&self, now: Instant) -> Duration {
-        self.started_at
-            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start))
-    }
-
-    /// Details of the last failure ("connection refused while connecting").
-    pub fn last_error(&self) -> &str {
-        &self.last_error
-    }
-
-    /// The complete body of the scrape that just succeeded. The caller
-    /// swaps it out; whatever buffer is left here is reused.
-    pub fn body_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.received
-    }
-
     /// Starts a scrape, reusing the kept-alive connection when there is one.
-    /// Returns an outcome only if the scrape failed at once.
-    pub fn start(&mut self, registry: &Registry, now: Instant) -> Option<Outcome> {
+    /// Returns a record only if the scrape failed at once.
+    pub fn start(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
         debug_assert!(!self.in_flight());
         self.started_at = Some(now);
         self.retried = false;
-        self.begin(registry)
+        let outcome = self.begin(registry)?;
+        Some(self.finished(outcome, now))
+    }
+
+    /// The record of the scrape that just ended with `outcome`.
+    fn finished(&mut self, outcome: Outcome, now: Instant) -> Finished<'_> {
+        let duration = self
+            .started_at
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+        let detail = match outcome {
+            Outcome::Success => "",
+            Outcome::Failure(_) => self.last_error.as_str(),
+        };
+        Finished {
+            outcome,
+            duration,
+            detail,
+            body: &mut self.received,
+            content_type: self.decoder.content_type(),
+        }
     }
 
     fn begin(&mut self, registry: &Registry) -> Option<Outcome> {
@@ -212,24 +205,27 @@ impl Upstream {
     }
 
     /// Handles readiness of the socket. Events may be spurious: every step
-    /// checks what the socket really says.
-    pub fn on_ready(&mut self, registry: &Registry) -> Option<Outcome> {
+    /// checks what the socket really says. Returns a record when the scrape
+    /// ended.
+    pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
         self.stream.as_ref()?;
-        match self.phase {
+        let outcome = match self.phase {
             Phase::Idle => self.check_idle_connection(registry),
             Phase::Connecting => self.finish_connect(registry),
             Phase::SendingRequest => self.send_request(registry),
             Phase::ReadingResponse => self.read_response(registry),
-        }
+        }?;
+        Some(self.finished(outcome, now))
     }
 
-    /// The scrape deadline passed.
-    pub fn on_timeout(&mut self, registry: &Registry) -> Option<Outcome> {
+    /// The scrape deadline passed: the scrape in flight, if any, fails.
+    pub fn on_timeout(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
         if !self.in_flight() {
             return None;
         }
         let error = io::Error::new(io::ErrorKind::TimedOut, "scrape timeout");
-        Some(self.fail(registry, FailureReason::Timeout, &error))
+        let outcome = self.fail(registry, FailureReason::Timeout, &error);
+        Some(self.finished(outcome, now))
     }
 
     /// Drops the connection, e.g. at shutdown.
@@ -328,8 +324,16 @@ impl Upstream {
                 Ok(read) => {
                     self.received.truncate(filled + read);
                     let result = self.decoder.advance(&mut self.received);
-                    if !matches!(result, Ok(Progress::NeedMore)) {
-                        return Some(self.decoded(registry, result, true));
+                    match result {
+                        Ok(Progress::NeedMore) => {}
+                        // A read that filled all the room it was given may
+                        // have left bytes in the socket, and no new readiness
+                        // edge will report them: look before the connection
+                        // is kept for the next scrape (framing rule 8).
+                        Ok(Progress::Complete {
+                            keep_alive: true, ..
+                        }) if read == want => return self.read_past_response(registry),
+                        _ => return Some(self.decoded(registry, result, true)),
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -348,6 +352,32 @@ impl Upstream {
                     return Some(self.fail(registry, reason, &error));
                 }
             }
+        }
+    }
+
+    /// The response is complete and the socket may hold more. One read
+    /// tells: `WouldBlock` means nothing followed; any byte is one the server
+    /// sent after the response, which the decoder refuses; 0 is the server's
+    /// close, which only ends the keep-alive.
+    fn read_past_response(&mut self, registry: &Registry) -> Option<Outcome> {
+        let mut probe = [0u8; 1];
+        loop {
+            let stream = self.stream.as_mut()?;
+            let (result, connection_open) = match stream.read(&mut probe) {
+                Ok(0) => (self.decoder.finish_at_eof(&mut self.received), false),
+                Ok(_) => {
+                    self.received.push(probe[0]);
+                    (self.decoder.advance(&mut self.received), true)
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // The response itself is whole; a broken socket only
+                    // ends the keep-alive.
+                    let open = error.kind() == io::ErrorKind::WouldBlock;
+                    (self.decoder.advance(&mut self.received), open)
+                }
+            };
+            return Some(self.decoded(registry, result, connection_open));
         }
     }
 

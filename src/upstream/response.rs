@@ -38,16 +38,35 @@
 //!    ask for `identity` and do not decompress (RFC 9110 §8.4).
 //! 7. Keep-alive (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`;
 //!    HTTP/1.0 only with `Connection: keep-alive`; never for a body delimited
-//!    by close. Bytes after the end of the response (we never pipeline) mean
-//!    the server is out of step: keep_alive is false and the bytes dropped.
+//!    by close.
+//! 8. Bytes after the end of the response are `BytesAfterResponse`, whenever
+//!    they arrive before the caller takes the body: we never pipeline, so
+//!    they answer nothing we asked. Either the framing we followed is wrong
+//!    (a `Content-Length` shorter than the body, whose cut last line could
+//!    still parse as another value) or the server is out of step and they
+//!    would be taken as the answer to the next request (RFC 9112 §9.3.2: a
+//!    response is matched to a request by order alone). The caller reads
+//!    until `WouldBlock` after the end of a keep-alive response, so where
+//!    reads happen to be cut does not change the outcome.
+//! 9. Line endings (RFC 9112 §2.2): a bare LF ends a line of the head, and
+//!    only there; after the head, CRLF is required (chunk-size lines, the
+//!    end of chunk data, trailer lines, the final empty line; §7.1) and a
+//!    bare LF is `BareLineFeed`. The head is lenient because the RFC lets a
+//!    recipient be and real exporters need it: httparse and Go's textproto
+//!    (so Prometheus itself) accept an LF-only head, which hand-written
+//!    exporters (a shell script behind `nc` or `socat`) send. Chunked framing
+//!    is strict because every real chunked encoder (Go's net/http, hyper,
+//!    Node, Python) writes CRLF, and a bare LF there is what parsers disagree
+//!    on and request smuggling rides on: hyper refuses it, Go since 1.23.8
+//!    (CVE-2025-22871) and Netty since 4.1.125 (CVE-2025-58056) too.
 //!
 //! After an error the decoder keeps returning it; the caller must close the
 //! connection. After `Complete` it keeps returning `Complete` until
-//! [`ResponseDecoder::reset`].
+//! [`ResponseDecoder::reset`], unless more bytes are appended (rule 8).
 
 use std::fmt;
 
-use super::FailureReason;
+use crate::scrape::FailureReason;
 
 /// Header fields accepted in one head (httparse needs a fixed array).
 /// Exporters send fewer than ten.
@@ -131,6 +150,10 @@ pub enum ResponseError {
     ClosedInHead,
     /// The connection closed before the body was complete.
     ClosedInBody,
+    /// Bytes after the end of the response, which nobody asked for.
+    BytesAfterResponse,
+    /// A line of the chunked framing ended by LF alone.
+    BareLineFeed,
 }
 
 impl ResponseError {
@@ -158,7 +181,9 @@ impl ResponseError {
             | ChunkExtensionsTooLarge
             | ChunkDataNotTerminated
             | BadTrailer
-            | TrailersTooLarge => FailureReason::BadResponse,
+            | TrailersTooLarge
+            | BytesAfterResponse
+            | BareLineFeed => FailureReason::BadResponse,
         }
     }
 }
@@ -193,6 +218,8 @@ impl fmt::Display for ResponseError {
             ClosedBeforeResponse => f.write_str("connection closed before the response"),
             ClosedInHead => f.write_str("connection closed while reading the response head"),
             ClosedInBody => f.write_str("connection closed while reading the body"),
+            BytesAfterResponse => f.write_str("bytes after the end of the response"),
+            BareLineFeed => f.write_str("chunked framing line ended by LF without CR"),
         }
     }
 }
@@ -341,10 +368,9 @@ impl ResponseDecoder {
                     body_len,
                     keep_alive,
                 } => {
-                    // Rule 7: bytes after the end of the response.
+                    // Rule 8.
                     if buf.len() > *body_len {
-                        buf.truncate(*body_len);
-                        *keep_alive = false;
+                        return Err(ResponseError::BytesAfterResponse);
                     }
                     return Ok(Progress::Complete {
                         body_len: *body_len,
@@ -489,8 +515,8 @@ impl ResponseDecoder {
 }
 
 /// The end of the head (just past its empty line), searching from `from`
-/// (less the two bytes an empty line may straddle). RFC 9112 §2.2 lets a
-/// recipient accept a bare LF as a line ending, and httparse does.
+/// (less the two bytes an empty line may straddle). A bare LF ends a head
+/// line (rule 9), as httparse reads it.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut index = from.saturating_sub(2);
     while let Some(offset) = buf.get(index..)?.iter().position(|&b| b == b'\n') {
@@ -668,7 +694,7 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// Consumes `buf[body_len..]`; returns whether the body is complete.
-    /// Bytes after the end stay after `body_len` (the caller drops them).
+    /// Bytes after the end stay after `body_len` (rule 8 refuses them).
     fn decode(
         &mut self,
         buf: &mut Vec<u8>,
@@ -723,6 +749,10 @@ impl ChunkedDecoder {
                 self.size = (self.size << 4) | u64::from(digit);
                 Size
             }
+            // Rule 9: after the head, only CRLF ends a line.
+            (Size | SizeWhitespace | Extension | DataCr | TrailerStart | Trailer, b'\n') => {
+                return Err(ResponseError::BareLineFeed)
+            }
             (Size, _) if self.size_digits == 0 => return Err(ResponseError::InvalidChunkSize),
             (Size | SizeWhitespace, b' ' | b'\t') => SizeWhitespace,
             (Size | SizeWhitespace, b';') => self.extension_byte()?,
@@ -739,7 +769,6 @@ impl ChunkedDecoder {
             (DataLf, b'\n') => Size,
             (DataCr | DataLf, _) => return Err(ResponseError::ChunkDataNotTerminated),
             (TrailerStart, b'\r') => EndLf,
-            (TrailerStart | Trailer, b'\n') => return Err(ResponseError::BadTrailer),
             (Trailer, b'\r') => TrailerLf,
             (TrailerStart | Trailer, _) => {
                 self.trailer_bytes += 1;
@@ -970,11 +999,7 @@ mod tests {
             ("no size", "\r\nhello\r\n", error(InvalidChunkSize)),
             ("extension without size", ";a\r\n", error(InvalidChunkSize)),
             ("negative", "-5\r\n", error(InvalidChunkSize)),
-            (
-                "bare LF after size",
-                "5\nhello\r\n",
-                error(InvalidChunkSize),
-            ),
+            ("bare LF after size", "5\nhello\r\n", error(BareLineFeed)),
             ("junk after size", "5 x\r\nhello\r\n", error(BadChunkLine)),
             ("CR without LF", "5\rhello\r\n", error(BadChunkLine)),
             (
@@ -1001,7 +1026,7 @@ mod tests {
             (
                 "trailer bare LF",
                 "0\r\nX: 1\nY: 2\r\n\r\n",
-                error(BadTrailer),
+                error(BareLineFeed),
             ),
             (
                 "trailer CR without LF",
@@ -1009,12 +1034,107 @@ mod tests {
                 error(BadTrailer),
             ),
             ("final CR without LF", "0\r\n\rX", error(BadTrailer)),
-            ("final bare LF", "0\r\n\n", error(BadTrailer)),
+            ("final bare LF", "0\r\n\n", error(BareLineFeed)),
         ];
         for (name, chunks, expected) in table {
             let input = format!("{head}{chunks}");
             check_all_splits(name, input.as_bytes(), false, expected);
         }
+    }
+
+    /// Rule 9: LF alone ends a head line, and no line after the head.
+    #[test]
+    fn line_endings() {
+        let table: &[(&str, &str, bool, Outcome)] = &[
+            (
+                "head LF only",
+                "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
+                false,
+                body("hello", true),
+            ),
+            (
+                "head mixed",
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\n\r\nhello",
+                false,
+                body("hello", true),
+            ),
+            (
+                "head LF only, until close",
+                "HTTP/1.0 200 OK\nContent-Type: text/plain\n\nhello\n",
+                true,
+                body("hello\n", false),
+            ),
+            (
+                "head LF only, chunked CRLF",
+                "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n5\r\nhello\r\n0\r\n\r\n",
+                false,
+                body("hello", true),
+            ),
+            (
+                "chunked LF only",
+                "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n5\nhello\n0\n\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "chunk-size line",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "chunk-size line after whitespace",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \nhello\r\n0\r\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "chunk-size line after an extension",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\nhello\r\n0\r\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "end of chunk data",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "last chunk",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "trailer line",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "final empty line",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n",
+                false,
+                error(BareLineFeed),
+            ),
+            (
+                "CR alone in the head",
+                "HTTP/1.1 200 OK\rContent-Length: 5\r\n\r\nhello",
+                false,
+                error(BadHead(httparse::Error::Status)),
+            ),
+            (
+                "CR alone in a chunk-size line",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\rhello\r\n",
+                false,
+                error(BadChunkLine),
+            ),
+        ];
+        for (name, input, eof, expected) in table {
+            check_all_splits(name, input.as_bytes(), *eof, expected);
+        }
+        assert_eq!(BareLineFeed.reason(), FailureReason::BadResponse);
     }
 
     #[test]
@@ -1075,39 +1195,62 @@ mod tests {
         );
     }
 
+    /// Rule 8, wherever the reads are cut: in the read that ends the body,
+    /// or in a later one (the caller reads on until `WouldBlock`).
     #[test]
-    fn bytes_after_the_response_end_keep_alive() {
-        let table: &[(&str, &str)] = &[
+    fn bytes_after_the_response_are_refused() {
+        let table: &[(&str, &str, &str)] = &[
             (
-                "content-length",
-                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\n",
+                "content-length, a second response",
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nsmuggled 666\n",
+            ),
+            (
+                "content-length shorter than the body",
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                " world",
             ),
             (
                 "chunked",
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nx",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                "x",
+            ),
+            (
+                "1.0 keep-alive",
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello",
+                "\r\n",
             ),
         ];
-        for (name, input) in table {
-            assert_eq!(
-                run(LIMITS, [input.as_bytes()], false),
-                body("hello", false),
-                "{name}"
-            );
+        for (name, response, after) in table {
+            let input = format!("{response}{after}");
+            for split in 0..=input.len() {
+                let (first, second) = input.as_bytes().split_at(split);
+                let mut decoder = ResponseDecoder::new(LIMITS);
+                let mut buf = first.to_vec();
+                let mut result = decoder.advance(&mut buf);
+                if result.is_ok() {
+                    buf.extend_from_slice(second);
+                    result = decoder.advance(&mut buf);
+                }
+                assert_eq!(result, Err(BytesAfterResponse), "{name}: split at {split}");
+                assert_eq!(
+                    decoder.advance(&mut buf),
+                    result,
+                    "{name}: the error sticks"
+                );
+            }
         }
-        // Bytes arriving after Complete was returned.
+        // Nothing after the end: Complete, as often as asked.
         let mut decoder = ResponseDecoder::new(LIMITS);
         let mut buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec();
-        let complete = |keep_alive| {
-            Ok(Progress::Complete {
-                body_len: 5,
-                keep_alive,
-            })
-        };
-        assert_eq!(decoder.advance(&mut buf), complete(true));
-        assert_eq!(decoder.advance(&mut buf), complete(true), "again");
-        buf.extend_from_slice(b"junk");
-        assert_eq!(decoder.advance(&mut buf), complete(false));
+        let complete = Ok(Progress::Complete {
+            body_len: 5,
+            keep_alive: true,
+        });
+        assert_eq!(decoder.advance(&mut buf), complete);
+        assert_eq!(decoder.advance(&mut buf), complete, "again");
         assert_eq!(buf, b"hello");
+        assert_eq!(BytesAfterResponse.reason(), FailureReason::BadResponse);
     }
 
     #[test]

@@ -191,6 +191,11 @@ pub fn parse_response(bytes: &[u8]) -> std::io::Result<(Response, usize)> {
     ))
 }
 
+/// The sidecar's first read of a scrape asks for the previous body plus
+/// this much room for the head (src/upstream/mod.rs): a response of exactly
+/// the previous body's size plus this ends exactly where the read does.
+pub const FIRST_READ_ROOM_FOR_THE_HEAD: usize = 1024;
+
 /// How a stub exporter answers each request.
 #[derive(Clone, Debug)]
 pub enum Behaviour {
@@ -228,6 +233,18 @@ pub enum Behaviour {
     /// one arrives: a server that drops idle keep-alive connections at the
     /// moment the client reuses them.
     CloseOnReuse(String),
+    /// The n-th request of the stub (over all connections, from 0) is
+    /// answered as the `n % len`-th of these.
+    Alternating(Vec<Behaviour>),
+    /// A 200 response of exactly `size` bytes, head included (the body
+    /// padded with a comment line), and in the same write a second,
+    /// unrequested response with `smuggled` as its body: a server out of
+    /// step with its client.
+    Smuggling {
+        body: String,
+        size: usize,
+        smuggled: String,
+    },
 }
 
 /// A scripted exporter on a loopback port, one thread per connection.
@@ -360,8 +377,11 @@ fn serve_connection(
         let target = head.split(' ').nth(1).unwrap_or_default().to_string();
         log.targets.lock().unwrap().push(target);
         log.times.lock().unwrap().push(Instant::now());
-        log.count.fetch_add(1, Ordering::SeqCst);
-        let current = behaviour.lock().unwrap().clone();
+        let number = log.count.fetch_add(1, Ordering::SeqCst);
+        let mut current = behaviour.lock().unwrap().clone();
+        if let Behaviour::Alternating(choices) = current {
+            current = choices[number % choices.len()].clone();
+        }
         if let Behaviour::CloseOnReuse(body) = current {
             if answered_here > 0 {
                 return;
@@ -493,6 +513,25 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
                 .is_ok()
         }
         Behaviour::CloseOnReuse(body) => answer(stream, Behaviour::ContentLength(body), stop),
+        Behaviour::Alternating(_) => panic!("alternating behaviours do not nest"),
+        Behaviour::Smuggling {
+            body,
+            size,
+            smuggled,
+        } => {
+            // The comment line grows the body (and maybe its length's digits).
+            let mut response = (0..size)
+                .map(|padding| {
+                    let padded = format!("{body}#{}\n", " ".repeat(padding));
+                    format!("{}{padded}", head(padded.len()))
+                })
+                .find(|response| response.len() == size)
+                .unwrap_or_else(|| panic!("no response of {size} bytes holds {body:?}"));
+            response.push_str(&head(smuggled.len()));
+            response.push_str(&smuggled);
+            // One write: both responses reach the socket together.
+            stream.write_all(response.as_bytes()).is_ok()
+        }
         Behaviour::BadExposition => {
             let body = "this is { not an exposition\n";
             stream
