@@ -1,9 +1,15 @@
 #![no_main]
-//! Splits the input into up to three bodies at 0xFF bytes, merges those that
-//! parse (two named containers and one without a label) and requires the
-//! output to parse and to hold every input sample.
+//! Splits the input into up to three bodies at 0xFF bytes, merges them (two
+//! named containers and one without a label, the sidecar's own position;
+//! a body that does not parse contributes nothing) and judges the output
+//! with an oracle written from Prometheus' rules (not the sidecar's
+//! parser): it must take it, with every input sample when nothing lost a
+//! conflict.
 use libfuzzer_sys::fuzz_target;
 use multiplexer::exposition::{Merger, Snapshot, Source};
+
+#[path = "../oracle/prometheus_text.rs"]
+mod oracle;
 
 fuzz_target!(|data: &[u8]| {
     let mut snapshots: Vec<Snapshot> = Vec::new();
@@ -11,9 +17,8 @@ fuzz_target!(|data: &[u8]| {
         let mut snapshot = Snapshot::new();
         let mut body = part.to_vec();
         snapshot.replace(&mut body);
-        if snapshot.index().is_ok() {
-            snapshots.push(snapshot);
-        }
+        let _ = snapshot.index();
+        snapshots.push(snapshot);
     }
     let containers = [Some("a"), Some("container"), None];
     let sources: Vec<Source<'_>> = snapshots
@@ -24,15 +29,12 @@ fuzz_target!(|data: &[u8]| {
     let mut merger = Merger::new("container");
     let mut out = Vec::new();
     merger.merge(&sources, &mut out);
-    let mut merged = Snapshot::new();
-    let mut body = out.clone();
-    merged.replace(&mut body);
-    if let Err(error) = merged.index() {
-        panic!("merged output does not parse: {error}\n{}", String::from_utf8_lossy(&out));
-    }
-    // Without conflicts nothing is dropped.
+    let accepted = match oracle::judge(&out) {
+        Ok(accepted) => accepted,
+        Err(refusal) => panic!("oracle refuses the output: {refusal:?}\n{}", String::from_utf8_lossy(&out)),
+    };
     if merger.conflict_count() == 0 {
         let total: usize = snapshots.iter().map(Snapshot::sample_count).sum();
-        assert_eq!(merged.sample_count(), total);
+        assert_eq!(accepted.samples, total, "{}", String::from_utf8_lossy(&out));
     }
 });

@@ -1,8 +1,12 @@
 #![no_main]
-//! Parses arbitrary bytes; on success merges the snapshot alone and checks
-//! the output parses again.
+//! Parses arbitrary bytes; on success merges the snapshot alone and judges
+//! the output with an oracle written from Prometheus' rules (not the
+//! sidecar's parser): it must take it, with every input sample.
 use libfuzzer_sys::fuzz_target;
 use multiplexer::exposition::{Merger, Snapshot, Source};
+
+#[path = "../oracle/prometheus_text.rs"]
+mod oracle;
 
 fuzz_target!(|data: &[u8]| {
     let mut snapshot = Snapshot::new();
@@ -15,9 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let mut merger = Merger::new("container");
     let mut out = Vec::new();
     merger.merge(&[Source { container: Some("c\"1\\"), snapshot: &snapshot }], &mut out);
-    let mut again = Snapshot::new();
-    again.replace(&mut out);
-    if let Err(error) = again.index() {
-        panic!("merged output does not parse: {error}");
+    match oracle::judge(&out) {
+        Ok(accepted) if merger.conflict_count() == 0 => {
+            assert_eq!(accepted.samples, snapshot.sample_count(), "{}", String::from_utf8_lossy(&out));
+        }
+        Ok(_) => {}
+        Err(refusal) => panic!("oracle refuses the output: {refusal:?}\n{}", String::from_utf8_lossy(&out)),
     }
 });

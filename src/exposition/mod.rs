@@ -7,7 +7,11 @@
 //! - Parsing is lazy: [`Snapshot::replace`] only swaps buffers; the body is
 //!   parsed by [`Snapshot::index`] when a client asks for the output.
 //! - A body that does not parse is rejected whole ([`ParseError`] gives the
-//!   line and what was expected); nothing of it is served.
+//!   line and what was expected); nothing of it is served. So is a body that
+//!   parses but that Prometheus 2.42's scraper, promtool or Python's parser
+//!   would refuse in the output, which would take every container's series
+//!   down with it: values out of float64 range, label names starting with
+//!   `__`, negative timestamps, `le`/`quantile` values out of range.
 //! - Output is text 0.0.4 only. OpenMetrics families are converted the way
 //!   Python's `prometheus_client.generate_latest` does: counter `foo`
 //!   (samples `foo_total`) becomes counter family `foo_total`; `_created`
@@ -28,7 +32,8 @@
 //! - Merge order: families in order of first appearance (sources in order),
 //!   within a family source 0's samples first, in input order. One HELP (the
 //!   first kept source's that has one) and one TYPE per family.
-//! - Type conflicts: see [`Merger`].
+//! - Type conflicts, and the sidecar's own names (reserved): see
+//!   [`Merger`].
 //! - Samples are offsets into the body (u32); no allocation per sample, and
 //!   after warm-up no allocation per scrape or per merge.
 

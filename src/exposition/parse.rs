@@ -19,7 +19,7 @@
 use std::fmt;
 
 use super::labels::LabelScanner;
-use super::text::{decimal_in_range, MAX_IN_RANGE_INTEGER_DIGITS};
+use super::text::{classify_value, decimal_in_range, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
     escape_quoted_name, find_byte, hash_name, is_metric_continue, is_metric_start,
     om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class, scan_quote_stop,
@@ -1052,8 +1052,9 @@ impl Index {
         }
         let value_end = scan_token(b, value_start);
         let value = &b[value_start..value_end];
-        let value_form = value_form(value).ok_or((ParseErrorKind::Value, value_start))?;
-        if value_form == ValueForm::Decimal && !decimal_in_range(value) {
+        let (value_form, maybe_out_of_range) =
+            classify_value(value).ok_or((ParseErrorKind::Value, value_start))?;
+        if maybe_out_of_range && !decimal_in_range(value) {
             return Err((ParseErrorKind::ValueRange, value_start));
         }
         let mut r = skip_blanks(b, value_end);

@@ -190,6 +190,16 @@ pub(crate) enum ValueForm {
 /// accepts: `[+-]?(d+(.d*)?|.d+)([eE][+-]?d+)?`, `NaN` and `[+-]?Inf(inity)?`,
 /// case-insensitive. Hex floats and underscores are refused.
 pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
+    classify_value(v).map(|(form, _)| form)
+}
+
+/// A value token's form, and whether it is a decimal that may be out of
+/// float64 range: only those need [`decimal_in_range`]'s full parse. A
+/// mantissa of `n` integer digits is below `10^n`, so with an exponent `e`
+/// the value is below `10^(n+e)`, in range while `n + e` is at most
+/// [`MAX_IN_RANGE_INTEGER_DIGITS`].
+#[inline]
+pub(crate) fn classify_value(v: &[u8]) -> Option<(ValueForm, bool)> {
     let (negative, signed, rest) = match v.first() {
         Some(b'-') => (true, true, &v[1..]),
         Some(b'+') => (false, true, &v[1..]),
@@ -199,15 +209,16 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
         Some(c) if c.is_ascii_digit() || *c == b'.' => {}
         _ => {
             if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
-                return Some(if negative {
+                let form = if negative {
                     ValueForm::NegInf
                 } else {
                     ValueForm::PosInf
-                });
+                };
+                return Some((form, false));
             }
             // Go's ParseFloat refuses a signed NaN.
             if !signed && rest.eq_ignore_ascii_case(b"nan") {
-                return Some(ValueForm::NaN);
+                return Some((ValueForm::NaN, false));
             }
             return None;
         }
@@ -218,6 +229,8 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
         i += 1;
         digits += 1;
     }
+    let integer_digits = digits as i64;
+    let mut exponent: i64 = 0;
     if i < rest.len() && rest[i] == b'.' {
         i += 1;
         while i < rest.len() && rest[i].is_ascii_digit() {
@@ -230,19 +243,27 @@ pub(crate) fn value_form(v: &[u8]) -> Option<ValueForm> {
     }
     if i < rest.len() && (rest[i] == b'e' || rest[i] == b'E') {
         i += 1;
+        let mut exponent_sign = 1;
         if i < rest.len() && (rest[i] == b'+' || rest[i] == b'-') {
+            if rest[i] == b'-' {
+                exponent_sign = -1;
+            }
             i += 1;
         }
         let start = i;
         while i < rest.len() && rest[i].is_ascii_digit() {
+            // Saturating: any exponent past a few thousand decides alike.
+            exponent = (exponent * 10 + i64::from(rest[i] - b'0')).min(1 << 20);
             i += 1;
         }
+        exponent *= exponent_sign;
         if i == start {
             return None;
         }
     }
     if i == rest.len() {
-        Some(ValueForm::Decimal)
+        let maybe_out_of_range = integer_digits + exponent > MAX_IN_RANGE_INTEGER_DIGITS as i64;
+        Some((ValueForm::Decimal, maybe_out_of_range))
     } else {
         None
     }
@@ -258,13 +279,9 @@ pub(crate) const MAX_IN_RANGE_INTEGER_DIGITS: usize = 308;
 /// promtool's) fails with "value out of range" exactly when the correctly
 /// rounded value is infinite; Rust's parser rounds the same way and returns
 /// infinity there. Underflow (`1e-999`) is no error in either: it reads as 0.
+/// Callers that hold [`classify_value`]'s answer call it only when that
+/// says the value may be out of range.
 pub(crate) fn decimal_in_range(v: &[u8]) -> bool {
-    let has_exponent = v.iter().any(|&c| c == b'e' || c == b'E');
-    let unsigned = v.strip_prefix(b"-").or(v.strip_prefix(b"+")).unwrap_or(v);
-    let integer_digits = unsigned.iter().take_while(|c| c.is_ascii_digit()).count();
-    if !has_exponent && integer_digits <= MAX_IN_RANGE_INTEGER_DIGITS {
-        return true;
-    }
     std::str::from_utf8(v)
         .ok()
         .and_then(|text| text.parse::<f64>().ok())
@@ -275,9 +292,8 @@ pub(crate) fn decimal_in_range(v: &[u8]) -> bool {
 /// it after Prometheus refused `p`, `P` and `_`: what promtool requires of
 /// `le` and `quantile` label values.
 pub(crate) fn is_float64(v: &[u8]) -> bool {
-    match value_form(v) {
-        Some(ValueForm::Decimal) => decimal_in_range(v),
-        Some(_) => true,
+    match classify_value(v) {
+        Some((_, maybe_out_of_range)) => !maybe_out_of_range || decimal_in_range(v),
         None => false,
     }
 }
@@ -650,6 +666,22 @@ mod tests {
         assert!(!decimal_in_range(digits(309).as_bytes()));
         assert!(decimal_in_range(format!("0{}", "0".repeat(400)).as_bytes()));
         assert!(is_float64(b"+Inf") && is_float64(b"NaN") && is_float64(b"0.5"));
+        // classify_value's shortcut decides exactly like the full parse.
+        for (input, in_range) in table {
+            assert_eq!(is_float64(input.as_bytes()), *in_range, "{input}");
+        }
+        for input in [
+            "1e308",
+            "9.99e307",
+            "10e307",
+            "99e307",
+            "0.1e309",
+            "1e-400",
+            "123.4e306",
+        ] {
+            let full = decimal_in_range(input.as_bytes());
+            assert_eq!(is_float64(input.as_bytes()), full, "{input}");
+        }
         assert!(!is_float64(b"1e999") && !is_float64(b"x") && !is_float64(b""));
     }
 
