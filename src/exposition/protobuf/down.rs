@@ -16,7 +16,8 @@
 //!   Prometheus names its series the same way);
 //! - float counts (`*_count_float`) are used when positive, as Prometheus'
 //!   own protobuf parser does (client_golang's encoder would write 0);
-//! - the timestamp when the message has one; exemplars and created
+//! - the timestamp when the message has one other than 0 (which Prometheus'
+//!   protobuf parser reads as none, and client_golang never sends); exemplars and created
 //!   timestamps are dropped (0.0.4 has no place for them).
 //!
 //! A metric without the value field its type names reads as 0, as in
@@ -51,7 +52,8 @@ pub(in crate::exposition) fn write_metrics(
             name,
             labels,
             target: target.map(|t| t.pair),
-            timestamp: timestamp_ms(body, metric),
+            // Prometheus reads a protobuf timestamp of 0 as none.
+            timestamp: timestamp_ms(body, metric).filter(|&ms| ms != 0),
         };
         let value_field = |number| value_message(body, metric, number);
         match metric_type {

@@ -7,7 +7,8 @@
 //! container's bad body fails alone instead of the whole merged response:
 //! well-formed wire data (varints, lengths inside their message, known fields
 //! with their declared wire type), legacy metric and label names (we never ask
-//! for UTF-8 names), UTF-8 strings, each label name once per metric, no `le`
+//! for UTF-8 names) not starting with `__`, UTF-8 strings, no negative
+//! timestamp (text readers refuse one), each label name once per metric, no `le`
 //! label on a histogram's metric nor `quantile` on a summary's (they would
 //! clash with the bucket and quantile labels), a known metric type, and native
 //! histograms whose spans announce as many buckets as there are deltas or
@@ -58,6 +59,8 @@ pub enum ProtoErrorKind {
     BucketCount,
     TooManyMetrics,
     FamilyType,
+    ReservedLabelName,
+    NegativeTimestamp,
 }
 
 impl ProtoErrorKind {
@@ -88,6 +91,10 @@ impl ProtoErrorKind {
             }
             ProtoErrorKind::TooManyMetrics => "expected fewer metrics for the body's size",
             ProtoErrorKind::FamilyType => "expected a family name that comes back to keep its type",
+            ProtoErrorKind::ReservedLabelName => {
+                "expected a label name that does not start with __"
+            }
+            ProtoErrorKind::NegativeTimestamp => "expected a timestamp of 0 or more milliseconds",
         }
     }
 }
@@ -499,6 +506,12 @@ impl Index {
                         if !is_label_name(bytes) {
                             return fail(ProtoErrorKind::LabelName, name.start as usize);
                         }
+                        // Reserved for Prometheus: a second `__name__` fails
+                        // the scrape, Python's parser refuses any `__` name
+                        // (as the text parser does).
+                        if bytes.starts_with(b"__") {
+                            return fail(ProtoErrorKind::ReservedLabelName, name.start as usize);
+                        }
                         self.label_names.insert(bytes);
                         if self.seen_labels.len() < PAIRWISE_LABEL_CHECK
                             && self.seen_labels.iter().any(|seen| seen.of(b) == bytes)
@@ -538,7 +551,12 @@ impl Index {
                     }
                 }
                 (m::TIMESTAMP_MS, WireType::Varint) => {
-                    fields.varint()?;
+                    // int64: a negative one is a ten-byte varint. Text
+                    // readers refuse a negative timestamp (the text parser
+                    // too), and it would be one once converted down.
+                    if (fields.varint()? as i64) < 0 {
+                        return fail(ProtoErrorKind::NegativeTimestamp, tag_at);
+                    }
                 }
                 (1..=7, _) => return fail(ProtoErrorKind::WireType, tag_at),
                 _ => fields.skip(tag)?,

@@ -455,6 +455,25 @@ fn bad_bodies_are_refused_with_their_position() {
             8,
         ),
         (
+            "a label name starting with __",
+            encode_all(&[family("a", 1, vec![gauge_metric(&[("__x", "1")], 1.0)])]),
+            ProtoErrorKind::ReservedLabelName,
+            12,
+        ),
+        (
+            "a negative timestamp",
+            encode_all(&[family(
+                "a",
+                1,
+                vec![pb::Metric {
+                    timestamp_ms: Some(-3),
+                    ..gauge_metric(&[], 1.0)
+                }],
+            )]),
+            ProtoErrorKind::NegativeTimestamp,
+            19,
+        ),
+        (
             "type 6",
             encode_all(&[family("a", 6, vec![gauge_metric(&[], 1.0)])]),
             ProtoErrorKind::MetricType,
@@ -695,7 +714,7 @@ fn model(rng: &mut Rng) -> Vec<pb::MetricFamily> {
             }
             let mut metric = pb::Metric {
                 label: labels,
-                timestamp_ms: (rng.below(3) == 0).then(|| rng.below(1 << 41) as i64),
+                timestamp_ms: (rng.below(3) == 0).then(|| 1 + rng.below(1 << 41) as i64),
                 ..Default::default()
             };
             match kind {
