@@ -10,6 +10,42 @@
 //!
 //! The table knows no socket: the loop stores its connections in it and
 //! turns a slot into a `mio::Token` and back.
+//!
+//! Its capacity keeps file descriptors back for the scrapes
+//! ([`client_cap`]): clients past it wait in the kernel's accept queue, so
+//! idle connections can never leave a scrape without a socket.
+
+/// Descriptors the process holds besides clients and scrapes: stdin,
+/// stdout, stderr, the poll instance, the listener, the signal pipe's two
+/// ends, the file or directory of `/proc` being read for the own metrics,
+/// and slack for what a libc may open.
+pub const RESERVED_FDS: u64 = 16;
+/// Descriptors one container's scrapes may hold at once: its connection,
+/// and a new one while a closed keep-alive connection is replaced.
+pub const FDS_PER_CONTAINER: u64 = 2;
+
+/// The most clients open at once such that every scrape still gets its
+/// descriptors under `open_files_limit` (the soft `RLIMIT_NOFILE`; `None`
+/// when unlimited or unknown): `max_clients` unless the limit is lower than
+/// that plus the reserve. At least one, so `/healthz` can be answered.
+pub fn client_cap(max_clients: usize, open_files_limit: Option<u64>, containers: usize) -> usize {
+    let Some(limit) = open_files_limit else {
+        return max_clients;
+    };
+    let reserved = RESERVED_FDS + FDS_PER_CONTAINER * containers as u64;
+    let room = usize::try_from(limit.saturating_sub(reserved)).unwrap_or(usize::MAX);
+    room.clamp(1, max_clients.max(1))
+}
+
+/// The soft limit of `Max open files` in the text of `/proc/self/limits`
+/// (proc(5)); `None` for `unlimited` or text that does not say.
+pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    soft.parse().ok()
+}
 
 /// A client for as long as its connection lives; never names another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +92,10 @@ impl<T> ClientTable<T> {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.open
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub fn is_full(&self) -> bool {
@@ -194,6 +234,42 @@ mod tests {
         );
         assert_eq!(table.len(), 2);
         assert_eq!(table.insert('d'), None);
+    }
+
+    #[test]
+    fn the_cap_keeps_descriptors_back_for_the_scrapes() {
+        // (limit, containers, cap) with 512 clients at most.
+        let cases: &[(Option<u64>, usize, usize)] = &[
+            (None, 3, 512),
+            (Some(1_048_576), 3, 512),
+            (Some(1024), 3, 512),
+            (Some(1024), 300, 512 - 104),
+            (Some(64), 1, 64 - 16 - 2),
+            (Some(64), 3, 64 - 16 - 6),
+            (Some(20), 3, 1),
+            (Some(0), 0, 1),
+        ];
+        for &(limit, containers, cap) in cases {
+            assert_eq!(
+                client_cap(512, limit, containers),
+                cap,
+                "{limit:?} {containers}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63471                63471                processes \n\
+                      Max open files            1024                 524288               files     \n\
+                      Max locked memory         8388608              8388608              bytes     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(parse_open_files_limit(""), None);
+        assert_eq!(parse_open_files_limit("Max open files\n"), None);
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //!
 //! Every change of health passes through [`ContainerState::set_health`],
 //! which logs each transition once (up, down, a down container's new
-//! reason), never a line per failed scrape.
+//! reason), never a line per failed scrape. A container that flaps (up and
+//! down at every scrape, 20 times a second at `-i 50`) is rate-limited: a
+//! burst of [`HEALTH_LOG_BURST`] lines, then one per [`HEALTH_LOG_PERIOD`]
+//! (a token bucket, as the kernel's printk_ratelimit). The transitions in
+//! between are counted, and as soon as a line may be written again the next
+//! scrape logs where the container stands with that count, so the log never
+//! ends on a state the container left.
 //!
 //! Bodies are parsed lazily: while the container is up, a new body is stored
 //! unparsed and indexed only when a merge needs it
@@ -15,7 +21,7 @@
 //!
 //! No socket, no clock: handed `now` and [`Finished`] scrapes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -30,6 +36,12 @@ use crate::self_metrics::ContainerStats;
 /// the container label in the merged body whatever its size, so without
 /// this bound 4 MiB of `a 1` lines would take the process past 32 MiB.
 pub const BODY_BYTES_PER_LINE: usize = 64;
+
+/// Up/down lines one container may log at once: a restart (down, then
+/// up) is always logged when it happens.
+pub const HEALTH_LOG_BURST: u32 = 4;
+/// Past the burst, one up/down line per container per this period.
+pub const HEALTH_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// A container as last seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +58,59 @@ pub enum Transition {
     Up,
     /// From up or unknown.
     Down(FailureReason),
-    /// Already down, now for another reason (logged at debug level).
+    /// Already down, now for another reason (logged at debug level, and
+    /// not rate-limited: debug is asked for).
     StillDown(FailureReason),
+}
+
+/// A line logged about a container's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Logged {
+    /// The state the line reports.
+    pub transition: Transition,
+    /// Up/down transitions since the previous line that had no line of
+    /// their own (the one reported included, when the line is late).
+    pub unlogged: u32,
+    /// Written after the transition it reports, when the rate limit let it.
+    pub late: bool,
+}
+
+/// The token bucket of up/down lines, and what it has not let through.
+struct HealthLog {
+    tokens: u32,
+    /// Tokens are counted as refilled up to this instant.
+    refilled_at: Option<Instant>,
+    unlogged: u32,
+}
+
+impl HealthLog {
+    fn new() -> HealthLog {
+        HealthLog {
+            tokens: HEALTH_LOG_BURST,
+            refilled_at: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Whether a line may be written at `now` (it then costs a token).
+    fn take_token(&mut self, now: Instant) -> bool {
+        let refilled_at = *self.refilled_at.get_or_insert(now);
+        let periods =
+            now.saturating_duration_since(refilled_at).as_nanos() / HEALTH_LOG_PERIOD.as_nanos();
+        if periods >= u128::from(HEALTH_LOG_BURST) {
+            self.tokens = HEALTH_LOG_BURST;
+            self.refilled_at = Some(now);
+        } else if periods > 0 {
+            let periods = periods as u32;
+            self.tokens = (self.tokens + periods).min(HEALTH_LOG_BURST);
+            self.refilled_at = Some(refilled_at + HEALTH_LOG_PERIOD * periods);
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 pub struct ContainerState {
@@ -56,6 +119,7 @@ pub struct ContainerState {
     snapshot: Snapshot,
     stats: ContainerStats,
     health: Health,
+    log: HealthLog,
     /// See [`BODY_BYTES_PER_LINE`].
     max_lines: usize,
 }
@@ -67,6 +131,7 @@ impl ContainerState {
             snapshot: Snapshot::new(),
             stats: ContainerStats::default(),
             health: Health::Unknown,
+            log: HealthLog::new(),
             max_lines: max_body_bytes / BODY_BYTES_PER_LINE,
         }
     }
@@ -87,8 +152,8 @@ impl ContainerState {
 
     /// A scrape finished. On success its body is taken by swapping buffers
     /// (the scrape gets the previous body's allocation back, cleared).
-    /// Returns the transition it caused, if any.
-    pub fn record(&mut self, now: Instant, finished: Finished<'_>) -> Option<Transition> {
+    /// Returns the line it logged, if any.
+    pub fn record(&mut self, now: Instant, finished: Finished<'_>) -> Option<Logged> {
         self.stats.scrapes_total += 1;
         self.stats.last_scrape_duration = finished.duration;
         match finished.outcome {
@@ -115,23 +180,26 @@ impl ContainerState {
                 // back (about as much again as the body) rather than hold it.
                 self.snapshot.shrink();
                 if self.health != Health::Up {
-                    return self.index_snapshot(now);
+                    if let Some(logged) = self.index_snapshot(now) {
+                        return Some(logged);
+                    }
                 }
-                None
+                self.tell_unlogged(now)
             }
             Outcome::Failure(reason) => {
                 self.stats.failures_total[reason.index()] += 1;
                 self.snapshot.clear();
                 self.snapshot.shrink();
                 self.set_health(now, Health::Down(reason), finished.detail)
+                    .or_else(|| self.tell_unlogged(now))
             }
         }
     }
 
     /// Indexes the latest body if the container is up and it is not indexed
     /// yet. A body that does not parse makes the container down in this very
-    /// merge. Returns the transition it caused, if any.
-    pub fn prepare_for_merge(&mut self, now: Instant) -> Option<Transition> {
+    /// merge. Returns the line it logged, if any.
+    pub fn prepare_for_merge(&mut self, now: Instant) -> Option<Logged> {
         if self.health == Health::Up {
             self.index_snapshot(now)
         } else {
@@ -149,7 +217,7 @@ impl ContainerState {
     /// Indexes the latest body; a body that does not parse makes the
     /// container down with reason `parse_error`, and nothing of it is
     /// served. A body of more lines than `max_lines` is not even parsed.
-    fn index_snapshot(&mut self, now: Instant) -> Option<Transition> {
+    fn index_snapshot(&mut self, now: Instant) -> Option<Logged> {
         if !self.snapshot.is_indexed() && self.snapshot.line_count() > self.max_lines {
             self.stats.failures_total[FailureReason::TooManyLines.index()] += 1;
             self.stats.last_samples = 0;
@@ -176,8 +244,9 @@ impl ContainerState {
     }
 
     /// The one place health changes; transitions are logged here and nowhere
-    /// else, so a container down for an hour logs once.
-    fn set_health(&mut self, _now: Instant, health: Health, detail: &str) -> Option<Transition> {
+    /// else, so a container down for an hour logs once, and one that flaps
+    /// is rate-limited.
+    fn set_health(&mut self, now: Instant, health: Health, detail: &str) -> Option<Logged> {
         let transition = match (self.health, health) {
             (Health::Up, Health::Up) => None,
             (_, Health::Up) => Some(Transition::Up),
@@ -189,17 +258,62 @@ impl ContainerState {
         };
         self.health = health;
         self.stats.up = health == Health::Up;
-        match transition {
-            Some(Transition::Up) => info!("container {} is up", self.name),
-            Some(Transition::Down(reason)) => {
-                warn!("container {} is down ({reason}): {detail}", self.name)
+        match transition? {
+            still @ Transition::StillDown(_) => Some(self.write(still, 0, false, detail)),
+            transition if self.log.take_token(now) => {
+                let unlogged = std::mem::take(&mut self.log.unlogged);
+                Some(self.write(transition, unlogged, false, detail))
             }
-            Some(Transition::StillDown(reason)) => {
-                debug!("container {} still down, now {reason}: {detail}", self.name)
+            _ => {
+                self.log.unlogged += 1;
+                None
             }
-            None => {}
         }
-        transition
+    }
+
+    /// Transitions went unlogged and the period has passed: say where the
+    /// container stands now, so the log never ends on a state it left.
+    fn tell_unlogged(&mut self, now: Instant) -> Option<Logged> {
+        let transition = match self.health {
+            Health::Up => Transition::Up,
+            Health::Down(reason) => Transition::Down(reason),
+            Health::Unknown => return None,
+        };
+        if self.log.unlogged == 0 || !self.log.take_token(now) {
+            return None;
+        }
+        let unlogged = std::mem::take(&mut self.log.unlogged);
+        Some(self.write(transition, unlogged, true, ""))
+    }
+
+    fn write(&self, transition: Transition, unlogged: u32, late: bool, detail: &str) -> Logged {
+        let name = &self.name;
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        let note = if unlogged > 0 {
+            format!(
+                " ({unlogged} changes between up and down since the previous line \
+                 were not logged: past {HEALTH_LOG_BURST} lines, one per {} s)",
+                HEALTH_LOG_PERIOD.as_secs()
+            )
+        } else {
+            String::new()
+        };
+        match transition {
+            Transition::Up => info!("container {name} is up{note}"),
+            Transition::Down(reason) => warn!("container {name} is down ({reason}){detail}{note}"),
+            Transition::StillDown(reason) => {
+                debug!("container {name} still down, now {reason}{detail}")
+            }
+        }
+        Logged {
+            transition,
+            unlogged,
+            late,
+        }
     }
 }
 
@@ -220,7 +334,7 @@ mod tests {
     const GOOD: Scrape = Body("a 1\nb 2\n");
     const GARBAGE: Scrape = Body("a {{{\n");
 
-    fn record(state: &mut ContainerState, now: Instant, scrape: Scrape) -> Option<Transition> {
+    fn record(state: &mut ContainerState, now: Instant, scrape: Scrape) -> Option<Logged> {
         let mut body = Vec::new();
         let (outcome, detail) = match scrape {
             Body(text) => {
@@ -241,8 +355,8 @@ mod tests {
         )
     }
 
-    /// Each row: the scrapes in order (a merge after each), and the
-    /// transitions they cause, one per scrape.
+    /// Each row: the scrapes in order, 200 ms apart (a merge after each),
+    /// and the line each one logs.
     #[test]
     fn every_transition_once() {
         let up = Some(Transition::Up);
@@ -270,11 +384,14 @@ mod tests {
             let mut got = Vec::new();
             for (n, scrape) in scrapes.iter().enumerate() {
                 let now = t0 + Duration::from_millis(200 * n as u64);
-                let mut transition = record(&mut state, now, *scrape);
-                if transition.is_none() {
-                    transition = state.prepare_for_merge(now);
+                let mut logged = record(&mut state, now, *scrape);
+                if logged.is_none() {
+                    logged = state.prepare_for_merge(now);
                 }
-                got.push(transition);
+                if let Some(logged) = logged {
+                    assert_eq!((logged.unlogged, logged.late), (0, false));
+                }
+                got.push(logged.map(|logged| logged.transition));
             }
             assert_eq!(got, *expected);
             assert_eq!(state.stats().scrapes_total, scrapes.len() as u64);
@@ -311,13 +428,12 @@ mod tests {
         // 1 KiB allows 16 lines.
         let mut state = ContainerState::new("app", 1024);
         let body = "a 1\n".repeat(17).leak();
-        assert_eq!(
-            record(&mut state, t0, Body(body)),
-            Some(Transition::Down(TooManyLines))
-        );
+        let logged = record(&mut state, t0, Body(body)).map(|logged| logged.transition);
+        assert_eq!(logged, Some(Transition::Down(TooManyLines)));
         assert_eq!(state.stats().failures_total[TooManyLines.index()], 1);
         let body = "a 1\n".repeat(16).leak();
-        assert_eq!(record(&mut state, t0, Body(body)), Some(Transition::Up));
+        let logged = record(&mut state, t0, Body(body)).map(|logged| logged.transition);
+        assert_eq!(logged, Some(Transition::Up));
     }
 
     #[test]
@@ -327,5 +443,66 @@ mod tests {
         state.count_conflicts(0, 2); // build 2, guessed like build 1
         state.count_conflicts(2, 1); // ... but it lost only 1
         assert_eq!(state.stats().family_conflicts_total, 3);
+    }
+
+    /// Plays `scrapes` at the given instants (ms); returns each line logged
+    /// as (ms, transition, unlogged, late).
+    fn play(timeline: &[(u64, Scrape)]) -> Vec<(u64, Transition, u32, bool)> {
+        let t0 = Instant::now();
+        let mut state = ContainerState::new("app", 4 << 20);
+        let mut lines = Vec::new();
+        for &(at, scrape) in timeline {
+            let now = t0 + Duration::from_millis(at);
+            let logged = record(&mut state, now, scrape).or_else(|| state.prepare_for_merge(now));
+            if let Some(logged) = logged {
+                lines.push((at, logged.transition, logged.unlogged, logged.late));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_restart_is_logged_as_it_happens() {
+        let lines = play(&[
+            (0, GOOD),
+            (200, Fail(Refused)),
+            (400, Fail(Refused)),
+            (600, GOOD),
+        ]);
+        let expected = vec![
+            (0, Transition::Up, 0, false),
+            (200, Transition::Down(Refused), 0, false),
+            (600, Transition::Up, 0, false),
+        ];
+        assert_eq!(lines, expected);
+    }
+
+    /// Up and down at every scrape of `-i 50` for a minute, then up for
+    /// good: the burst, then one line per period, each with the count of
+    /// transitions it stands for, and a late line saying the container is
+    /// up (its last transition fell between two lines).
+    #[test]
+    fn a_flapping_container_is_rate_limited() {
+        assert_eq!((HEALTH_LOG_BURST, HEALTH_LOG_PERIOD.as_secs()), (4, 10));
+        // 1210 flapping scrapes, 0 to 60.45 s; up from 60.5 s to 80 s.
+        let mut timeline: Vec<(u64, Scrape)> = (0..1210)
+            .map(|n| (n * 50, if n % 2 == 0 { GOOD } else { Fail(Refused) }))
+            .collect();
+        timeline.extend((1210..1600).map(|n| (n * 50, GOOD)));
+        let lines = play(&timeline);
+
+        let times: Vec<u64> = lines.iter().map(|line| line.0).collect();
+        let expected = [
+            0, 50, 100, 150, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000,
+        ];
+        assert_eq!(times, expected, "{lines:#?}");
+        assert!(lines[4..].iter().all(|line| line.2 > 0), "{lines:#?}");
+        // Every one of the 1211 transitions is a line or counted in one.
+        let accounted: u32 = lines
+            .iter()
+            .map(|&(_, _, unlogged, late)| unlogged + u32::from(!late))
+            .sum();
+        assert_eq!(accounted, 1211);
+        assert_eq!(lines[10], (70_000, Transition::Up, 10, true));
     }
 }

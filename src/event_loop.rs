@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::client_table::{ClientId, ClientTable};
+use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
 use crate::downstream::{self, Client, Request, Route, SocketState, Status};
@@ -46,7 +46,8 @@ const FIRST_UPSTREAM: usize = 2;
 const FIRST_CLIENT: usize = 1 << 20;
 
 /// Open client connections at most; more wait in the kernel's accept queue
-/// until one closes. Each costs at most a 4 KiB request buffer.
+/// until one closes. Each costs at most a 4 KiB request buffer. Fewer when
+/// the open files limit is low: see `client_table::client_cap`.
 const MAX_CLIENTS: usize = 512;
 /// A request head must arrive whole within this time of its first byte
 /// (or of the connection opening): slow-loris clients are closed.
@@ -218,6 +219,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The soft `RLIMIT_NOFILE`, read from `/proc/self/limits` (no libc call,
+/// so no unsafe code); `None` when unlimited or unreadable.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    client_table::parse_open_files_limit(&limits)
+}
+
 /// `poll` sleeps in whole milliseconds; rounding down would wake it just
 /// before the deadline and spin once more for nothing.
 fn round_up_to_millisecond(duration: Duration) -> Duration {
@@ -258,6 +266,8 @@ impl Sidecar {
                 }
             })
             .collect();
+        let client_cap =
+            client_table::client_cap(MAX_CLIENTS, open_files_limit(), config.containers.len());
         Sidecar {
             output: Output::new(&config.container_label),
             rounds: Rounds::new(config.scrape_timeout),
@@ -266,7 +276,7 @@ impl Sidecar {
             listener,
             containers,
             scrapers,
-            clients: ClientTable::new(MAX_CLIENTS),
+            clients: ClientTable::new(client_cap),
             accept_blocked: false,
             turns: Vec::new(),
             turns_now: Vec::new(),
@@ -299,6 +309,12 @@ impl Sidecar {
         );
         if self.containers.is_empty() {
             warn!("every container is excluded: only the sidecar's own metrics are served");
+        }
+        if self.clients.capacity() < MAX_CLIENTS {
+            info!(
+                "at most {} clients at once: the open files limit keeps descriptors for the scrapes",
+                self.clients.capacity()
+            );
         }
     }
 

@@ -8,9 +8,16 @@
 //! that round's result at once: two Prometheus replicas scraping together
 //! cost the containers one scrape.
 //!
-//! The deadline is `--scrape_timeout`, shortened to Prometheus'
-//! `X-Prometheus-Scrape-Timeout-Seconds` less a margin, so that the answer
-//! reaches Prometheus before it gives up.
+//! Each request brings a deadline: `--scrape_timeout`, shortened to
+//! Prometheus' `X-Prometheus-Scrape-Timeout-Seconds` less a margin, so that
+//! the answer reaches Prometheus before it gives up. The header is taken at
+//! [`MIN_PROMETHEUS_TIMEOUT`] at least: `1e-9` would otherwise time out
+//! every container at once. The round ends at the latest deadline of the
+//! requests waiting for it, so one client's short timeout never cuts a
+//! round that others joined with a longer one (that client is answered
+//! after its own timeout, its loss alone), and never later than
+//! `--scrape_timeout` after it started, so requests that keep joining
+//! cannot hold a round open.
 //!
 //! No socket, no clock: handed `now` and requests (any waiter type `W`),
 //! it returns what to do. The loop arms the deadline's timer and starts the
@@ -18,6 +25,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The shortest Prometheus timeout taken as it is; a shorter header counts
+/// as this. Prometheus' own default is 10 s, and a scrape answered after a
+/// Prometheus gave up harms nobody else, while a round cut at once makes
+/// every container down and counts a false timeout.
+pub const MIN_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// A request this soon after a round ended is answered with that round's
 /// result instead of starting another.
 pub const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
@@ -41,6 +53,9 @@ pub enum Ask {
 }
 
 struct Round<W> {
+    /// No request extends the round past this: its start plus
+    /// `--scrape_timeout`.
+    latest: Instant,
     deadline: Instant,
     waiters: Vec<W>,
 }
@@ -70,9 +85,10 @@ impl<W> Rounds<W> {
         match &mut self.round {
             Some(round) => {
                 round.waiters.push(waiter);
-                // A shorter Prometheus timeout shortens the whole round:
-                // everyone is answered by the earliest deadline.
-                if deadline < round.deadline {
+                // A longer timeout lengthens the round (up to its latest);
+                // a shorter one never shortens it.
+                let deadline = deadline.min(round.latest);
+                if deadline > round.deadline {
                     round.deadline = deadline;
                     return Ask::Joined {
                         new_deadline: Some(deadline),
@@ -88,6 +104,7 @@ impl<W> Rounds<W> {
                     return Ask::AnswerNow;
                 }
                 self.round = Some(Round {
+                    latest: now + self.scrape_timeout,
                     deadline,
                     waiters: vec![waiter],
                 });
@@ -100,6 +117,7 @@ impl<W> Rounds<W> {
     fn deadline_for(&self, now: Instant, prometheus_timeout: Option<Duration>) -> Instant {
         let mut deadline = now + self.scrape_timeout;
         if let Some(timeout) = prometheus_timeout {
+            let timeout = timeout.max(MIN_PROMETHEUS_TIMEOUT);
             let margin = (timeout / 10).min(MAX_ROUND_MARGIN);
             deadline = deadline.min(now + (timeout - margin));
         }
@@ -221,12 +239,39 @@ mod tests {
     }
 
     #[test]
-    fn a_shorter_timeout_shortens_the_round_for_everyone() {
+    fn a_short_timeout_is_taken_at_the_floor() {
+        play(&[
+            // 0, 1 ms and 0.5 s count as 1 s, less a tenth.
+            Request(0, 1, Some(0), Want::Start(900)),
+            End(900, &[1]),
+            Request(2000, 2, Some(1), Want::Start(2000 + 900)),
+            End(2900, &[2]),
+            Request(4000, 3, Some(500), Want::Start(4000 + 900)),
+            End(4900, &[3]),
+        ]);
+    }
+
+    #[test]
+    fn a_joiner_never_shortens_the_round() {
         play(&[
             Request(0, 1, None, Want::Start(TIMEOUT_MS)),
-            Request(10, 2, Some(1000), Want::Joined(Some(10 + 900))),
-            Request(20, 3, Some(3000), Want::Joined(None)),
-            End(910, &[1, 2, 3]),
+            Request(10, 2, Some(1000), Want::Joined(None)),
+            Request(20, 3, Some(0), Want::Joined(None)),
+            End(TIMEOUT_MS, &[1, 2, 3]),
+        ]);
+    }
+
+    #[test]
+    fn a_joiner_lengthens_the_round_up_to_scrape_timeout_after_its_start() {
+        play(&[
+            Request(0, 1, Some(1000), Want::Start(900)),
+            // 3 s less a tenth from 100 ms.
+            Request(100, 2, Some(3000), Want::Joined(Some(100 + 2700))),
+            Request(200, 3, Some(2000), Want::Joined(None)),
+            // Would end at 4.5 + 5 s, held to the round's start + 5 s.
+            Request(4500, 4, None, Want::Joined(Some(TIMEOUT_MS))),
+            Request(4900, 5, None, Want::Joined(None)),
+            End(TIMEOUT_MS, &[1, 2, 3, 4, 5]),
         ]);
     }
 }

@@ -1,6 +1,8 @@
-//! The exposition engine against real and hand-written expositions, the
-//! external parsers (promtool, Python's prometheus_client) and a naive
-//! reference parser.
+//! The exposition engine against real and hand-written expositions, judged
+//! by readers it did not write: promtool, Python's prometheus_client parser,
+//! an independent checker of Prometheus' own rules
+//! (`fuzz/oracle/prometheus_text.rs`, shared with the fuzz targets) and a
+//! naive reference parser (`util/naive.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,6 +11,15 @@ use std::process::{Command, Stdio};
 use crate::util::naive::{self, NaiveSample};
 use crate::util::rng::Rng;
 use multiplexer::exposition::{BodyError, Merger, Snapshot, Source};
+
+/// Whatever one container sends, the merged output stays valid for every
+/// reader (issue 11, items 1 and 5).
+mod validity;
+
+/// Would Prometheus, promtool and Python's parser all take a text? Written
+/// from their rules, not from the sidecar's parser.
+#[path = "../fuzz/oracle/prometheus_text.rs"]
+mod oracle;
 
 const FIXTURES: &[&str] = &[
     "node_exporter.prom",
@@ -34,16 +45,21 @@ fn snapshot(body: &[u8]) -> Snapshot {
     snapshot
 }
 
-fn merge(bodies: &[(&str, &[u8])]) -> (Vec<u8>, Vec<(usize, String)>) {
-    let mut snapshots: Vec<Snapshot> = bodies.iter().map(|(_, body)| snapshot(body)).collect();
-    for (snapshot, (name, _)) in snapshots.iter_mut().zip(bodies) {
-        snapshot.index().unwrap_or_else(|e| panic!("{name}: {e}"));
+/// Merges bodies as the sidecar does: each is a source with its container
+/// label (none for the sidecar's own metrics), and a body that fails to
+/// parse contributes nothing. Returns the output and the conflicts as
+/// (source, family).
+fn merge(inputs: &[(Option<&str>, &[u8])]) -> (Vec<u8>, Vec<(usize, String)>) {
+    let mut snapshots: Vec<Snapshot> = inputs.iter().map(|(_, body)| snapshot(body)).collect();
+    for snapshot in &mut snapshots {
+        // A refused body is kept, failed, as the sidecar keeps it.
+        let _ = snapshot.index();
     }
     let sources: Vec<Source<'_>> = snapshots
         .iter()
-        .zip(bodies)
-        .map(|(snapshot, (name, _))| Source {
-            container: Some(name),
+        .zip(inputs)
+        .map(|(snapshot, (container, _))| Source {
+            container: *container,
             snapshot,
         })
         .collect();
@@ -52,7 +68,7 @@ fn merge(bodies: &[(&str, &[u8])]) -> (Vec<u8>, Vec<(usize, String)>) {
     merger.merge(&sources, &mut out);
     let conflicts = merger
         .conflicts()
-        .map(|(i, name)| (i, String::from_utf8_lossy(name).into_owned()))
+        .map(|(source, name)| (source, String::from_utf8_lossy(name).into_owned()))
         .collect();
     (out, conflicts)
 }
@@ -96,25 +112,69 @@ fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
-/// promtool exits 1 on a parse error, 3 on lint remarks only.
+/// promtool exits 0, or 3 with lint remarks only (upstream names are not
+/// ours to fix); a parse error is "error while linting".
 fn check_promtool(label: &str, out: &[u8]) {
     let (code, text) = run_with_stdin("promtool", &["check", "metrics"], out);
     assert!(
         code == 0 || (code == 3 && !text.contains("error while linting")),
-        "{label}: promtool failed ({code}):\n{text}"
+        "{label}: promtool refuses (exit {code}):\n{text}\n{}",
+        String::from_utf8_lossy(out)
     );
 }
 
-const PYTHON_COUNT: &str = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\nprint(sum(len(m.samples) for m in f(sys.stdin.read())))";
+/// Python's parser over many outputs in one process: one line per output,
+/// the sample count or the error.
+const PYTHON_BATCH: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families as parse
+for text in json.load(sys.stdin):
+    try:
+        print(sum(len(family.samples) for family in parse(text)))
+    except Exception as error:
+        print("error: " + repr(error).replace("\n", " "))
+"#;
 
-fn check_python(label: &str, out: &[u8], expected_samples: usize) {
-    let (code, text) = run_with_stdin("python3", &["-c", PYTHON_COUNT], out);
-    assert_eq!(code, 0, "{label}: python parser failed:\n{text}");
-    assert_eq!(
-        text.trim(),
-        expected_samples.to_string(),
-        "{label}: python sample count"
-    );
+fn python_results(outputs: &[&[u8]]) -> Vec<String> {
+    let texts: Vec<&str> = outputs
+        .iter()
+        .map(|out| std::str::from_utf8(out).expect("outputs are UTF-8"))
+        .collect();
+    let input = serde_json::to_vec(&texts).expect("json");
+    let (code, text) = run_with_stdin("python3", &["-c", PYTHON_BATCH], &input);
+    assert_eq!(code, 0, "python3 failed:\n{text}");
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), outputs.len(), "python3 output:\n{text}");
+    lines
+}
+
+/// Every output, with a label to name it, is judged by the oracle, promtool
+/// and Python's parser: all three must take it, Python with as many samples
+/// as the oracle. Returns each output's sample count.
+fn assert_all_accept(cases: &[(String, Vec<u8>)]) -> Vec<usize> {
+    let promtool = tool_available("promtool");
+    let python = if tool_available("python3") {
+        let outputs: Vec<&[u8]> = cases.iter().map(|(_, out)| out.as_slice()).collect();
+        python_results(&outputs)
+    } else {
+        Vec::new()
+    };
+    let mut counts = Vec::new();
+    for (i, (label, out)) in cases.iter().enumerate() {
+        let text = String::from_utf8_lossy(out);
+        let samples = match oracle::judge(out) {
+            Ok(accepted) => accepted.samples,
+            Err(refusal) => panic!("{label}: oracle refuses {refusal:?}:\n{text}"),
+        };
+        if promtool {
+            check_promtool(label, out);
+        }
+        if let Some(result) = python.get(i) {
+            assert_eq!(*result, samples.to_string(), "{label}: python:\n{text}");
+        }
+        counts.push(samples);
+    }
+    counts
 }
 
 /// What the output must hold for one input: its samples plus the container
@@ -159,39 +219,37 @@ fn every_fixture_parses() {
 #[test]
 #[allow(clippy::needless_range_loop)] // three nested indices read clearer
 fn fixtures_merged_three_at_a_time_stay_valid_and_complete() {
-    let promtool = tool_available("promtool");
-    let python = tool_available("python3");
     let bodies: Vec<Vec<u8>> = FIXTURES.iter().map(|name| fixture(name)).collect();
-    let mut combinations = 0;
+    let mut cases = Vec::new();
+    let mut naive_counts = Vec::new();
     for a in 0..FIXTURES.len() {
         for b in a + 1..FIXTURES.len() {
             for c in b + 1..FIXTURES.len() {
-                let picked = [a, b, c];
                 let label = format!("{} + {} + {}", FIXTURES[a], FIXTURES[b], FIXTURES[c]);
-                let inputs: Vec<(&str, &[u8])> = picked
+                let inputs: Vec<(Option<&str>, &[u8])> = [a, b, c]
                     .iter()
-                    .map(|&i| (FIXTURES[i], bodies[i].as_slice()))
+                    .map(|&i| (Some(FIXTURES[i]), bodies[i].as_slice()))
                     .collect();
                 let (out, conflicts) = merge(&inputs);
                 assert!(conflicts.is_empty(), "{label}: {conflicts:?}");
                 let mut expected = Vec::new();
-                for (name, body) in &inputs {
-                    expected.extend(expected_samples(body, name));
+                for &i in &[a, b, c] {
+                    expected.extend(expected_samples(&bodies[i], FIXTURES[i]));
                 }
                 let got = naive::parse(std::str::from_utf8(&out).expect("utf-8 output"))
                     .unwrap_or_else(|line| panic!("{label}: output line {line} does not parse"));
                 assert_eq!(counts(&got), counts(&expected), "{label}");
-                if promtool {
-                    check_promtool(&label, &out);
-                }
-                if python {
-                    check_python(&label, &out, got.len());
-                }
-                combinations += 1;
+                naive_counts.push(got.len());
+                cases.push((label, out));
             }
         }
     }
-    assert_eq!(combinations, 120);
+    assert_eq!(cases.len(), 120);
+    assert_eq!(
+        assert_all_accept(&cases),
+        naive_counts,
+        "oracle sample counts"
+    );
 }
 
 fn index_error(body: &str) -> String {
@@ -259,32 +317,6 @@ fn bad_inputs_are_rejected_with_exact_messages() {
         snapshot.index().unwrap_err().to_string(),
         "line 2: expected UTF-8 text"
     );
-}
-
-fn merge_text(bodies: &[(Option<&str>, &str)]) -> (String, Vec<(usize, String)>) {
-    let mut snapshots: Vec<Snapshot> = bodies
-        .iter()
-        .map(|(_, body)| snapshot(body.as_bytes()))
-        .collect();
-    for snapshot in &mut snapshots {
-        snapshot.index().expect("test body parses");
-    }
-    let sources: Vec<Source<'_>> = snapshots
-        .iter()
-        .zip(bodies)
-        .map(|(snapshot, (container, _))| Source {
-            container: *container,
-            snapshot,
-        })
-        .collect();
-    let mut merger = Merger::new("container");
-    let mut out = Vec::new();
-    merger.merge(&sources, &mut out);
-    let conflicts = merger
-        .conflicts()
-        .map(|(i, n)| (i, String::from_utf8_lossy(n).into_owned()))
-        .collect();
-    (String::from_utf8(out).unwrap(), conflicts)
 }
 
 #[test]
@@ -368,7 +400,13 @@ fn merge_rules() {
         },
     ];
     for case in &cases {
-        let (output, conflicts) = merge_text(case.inputs);
+        let inputs: Vec<(Option<&str>, &[u8])> = case
+            .inputs
+            .iter()
+            .map(|(container, body)| (*container, body.as_bytes()))
+            .collect();
+        let (output, conflicts) = merge(&inputs);
+        let output = String::from_utf8(output).expect("utf-8 output");
         assert_eq!(output, case.output, "{}", case.what);
         let expected: Vec<(usize, String)> = case
             .conflicts
@@ -492,10 +530,11 @@ fn fast_parser_agrees_with_naive_parser_on_generated_inputs() {
                     panic!("round {round}: naive rejects line {line} of {body:?}")
                 });
                 assert_eq!(fast.sample_count(), naive.len(), "round {round}: {body:?}");
-                let (out, conflicts) = merge_text_owned(&body);
+                let (out, conflicts) = merge(&[(Some("k"), body.as_bytes())]);
+                let out = String::from_utf8(out).expect("utf-8 output");
                 let got = naive::parse(&out)
                     .unwrap_or_else(|line| panic!("round {round}: output line {line}: {out}"));
-                if conflicts == 0 {
+                if conflicts.is_empty() {
                     assert_eq!(
                         counts(&got),
                         counts(&expected_samples(body.as_bytes(), "k")),
@@ -522,19 +561,4 @@ fn fast_parser_agrees_with_naive_parser_on_generated_inputs() {
         accepted > 2_000 && rejected > 2_000,
         "generator balance: {accepted} accepted, {rejected} rejected"
     );
-}
-
-fn merge_text_owned(body: &str) -> (String, usize) {
-    let mut snapshot = snapshot(body.as_bytes());
-    snapshot.index().expect("parses");
-    let mut merger = Merger::new("container");
-    let mut out = Vec::new();
-    merger.merge(
-        &[Source {
-            container: Some("k"),
-            snapshot: &snapshot,
-        }],
-        &mut out,
-    );
-    (String::from_utf8(out).unwrap(), merger.conflict_count())
 }

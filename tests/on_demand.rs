@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    container_args, lines_of, parse_response, try_get, up, Behaviour, Sidecar, Stub,
+    container_args, lines_of, parse_response, try_get, up, wait_until, Behaviour, Sidecar, Stub,
 };
 
 /// Longer than the sidecar's window in which a finished round's result is
@@ -156,4 +156,69 @@ fn requests_right_after_a_round_reuse_it() {
     } else {
         assert_eq!(stub.request_count(), 2);
     }
+}
+
+/// Sends `GET /metrics` with Prometheus' timeout header, closing after the
+/// answer; read it with [`answer`].
+fn ask_with_timeout(port: u16, seconds: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         X-Prometheus-Scrape-Timeout-Seconds: {seconds}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+fn answer(mut stream: TcpStream) -> String {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut bytes).unwrap();
+    let (response, _) = parse_response(&bytes).unwrap();
+    assert_eq!(response.status, 200);
+    String::from_utf8(response.body).unwrap()
+}
+
+/// Issue 11, item 4: `X-Prometheus-Scrape-Timeout-Seconds: 1e-9` is taken
+/// at the floor (1 s), so a container answering in 30 ms is not timed out.
+/// Before, the round ended at once: up 0 and a false `timeout`.
+#[test]
+fn a_tiny_prometheus_timeout_is_taken_at_the_floor() {
+    let app = Stub::start(Behaviour::Delayed(body("app"), Duration::from_millis(30)));
+    let sidecar = start(&[("app", app.port)], &[]);
+    for round in 0..3 {
+        if round > 0 {
+            thread::sleep(PAST_REUSE_WINDOW);
+        }
+        let metrics = answer(ask_with_timeout(sidecar.port, "1e-9"));
+        assert_eq!(up(&metrics, "app"), Some(1.0), "{metrics}");
+        assert_eq!(lines_of(&metrics, "container", "app").len(), 2);
+    }
+    assert_eq!(app.request_count(), 3);
+}
+
+/// Issue 11, item 4: a client joining a round with a short timeout does not
+/// cut it for the client that started it with a longer one (the round ends
+/// at the latest deadline of its requests). Before, the joiner's 0.5 s made
+/// the 1.5 s container time out in both answers.
+#[test]
+fn a_short_timeout_never_cuts_a_round_others_joined_with_a_longer_one() {
+    let slow = Stub::start(Behaviour::Delayed(
+        body("slow"),
+        Duration::from_millis(1500),
+    ));
+    let sidecar = start(&[("slow", slow.port)], &[]);
+    let patient = ask_with_timeout(sidecar.port, "10");
+    assert!(wait_until(Duration::from_secs(10), || slow.request_count() == 1));
+    let hasty = ask_with_timeout(sidecar.port, "0.5");
+    let metrics = answer(patient);
+    assert_eq!(up(&metrics, "slow"), Some(1.0), "{metrics}");
+    assert_eq!(lines_of(&metrics, "container", "slow").len(), 2);
+    // The hasty client is answered with the same round, after its own
+    // timeout: its loss alone.
+    let metrics = answer(hasty);
+    assert_eq!(up(&metrics, "slow"), Some(1.0), "{metrics}");
+    assert_eq!(slow.request_count(), 1);
 }

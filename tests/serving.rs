@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::rng::Rng;
 use crate::util::{
-    container_args, lines_of, parse_response, raw_exchange, try_get, wait_until, Behaviour,
-    Response, Sidecar, Stub,
+    container_args, failures, lines_of, parse_response, raw_exchange, try_get, up, wait_until,
+    Behaviour, Response, Sidecar, Stub,
 };
 
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -1129,4 +1129,45 @@ fn a_pipelining_flood_leaves_turns_to_other_clients_and_to_scrapes() {
         "{} scrapes during the flood",
         stub.request_count() - scrapes_before
     );
+}
+
+/// Issue 11, item 6: file descriptors are kept back for the scrapes. Under
+/// `ulimit -n 64`, 80 idle clients take what the client cap leaves them
+/// (the others wait in the accept queue), and the scrapes of a container
+/// that closes every connection (one new socket per scrape) still succeed.
+/// Before, the sidecar accepted clients up to the limit and every scrape
+/// failed with `io_error` until they left.
+#[test]
+fn idle_clients_cannot_take_the_descriptors_of_the_scrapes() {
+    let stub = Stub::start(Behaviour::ConnectionClose(APP_BODY.to_string()));
+    let args = [
+        format!("-mapp:{}", stub.port),
+        "--scrape_interval=100".to_string(),
+    ];
+    let sidecar = Sidecar::start_with_open_files_limit(64, &args);
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", sidecar.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    let idle: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap())
+        .collect();
+    // The sidecar has taken all the clients it will.
+    assert!(wait_until(Duration::from_secs(10), || open_fds() >= 45));
+
+    let before = stub.request_count();
+    let scraped = wait_until(Duration::from_secs(10), || {
+        stub.request_count() >= before + 5
+    });
+    let held = open_fds();
+    drop(idle);
+    assert!(
+        scraped,
+        "no scrape while idle clients held {held} descriptors"
+    );
+    let metrics = sidecar.metrics();
+    assert_eq!(up(&metrics, "app"), Some(1.0), "{metrics}");
+    assert_eq!(failures(&metrics, "app", "io_error"), 0.0, "{metrics}");
+    assert!(sidecar.stderr().contains("at most 46 clients at once"));
 }

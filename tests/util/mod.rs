@@ -50,6 +50,21 @@ impl Sidecar {
     /// Starts the sidecar with `args` plus `--export_to=<free port>` and waits
     /// until it answers `/healthz`.
     pub fn start(args: &[String]) -> Sidecar {
+        Self::start_command(Command::new(BINARY), args)
+    }
+
+    /// The same, under a soft open files limit (`ulimit -n`, set by the
+    /// shell that then becomes the sidecar).
+    pub fn start_with_open_files_limit(limit: u32, args: &[String]) -> Sidecar {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(BINARY);
+        Self::start_command(command, args)
+    }
+
+    fn start_command(mut command: Command, args: &[String]) -> Sidecar {
         let port = free_port();
         let stderr_path = std::env::temp_dir().join(format!(
             "multiplexer-test-{}-{}.log",
@@ -57,7 +72,7 @@ impl Sidecar {
             port
         ));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(BINARY)
+        let child = command
             .args(args)
             .arg(format!("--export_to={port}"))
             .stdin(Stdio::null())
