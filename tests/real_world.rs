@@ -30,6 +30,7 @@ use crate::util::{container_args, free_port, Sidecar, Stub};
 
 /// Real programs against poisoned containers.
 mod hostile;
+mod protobuf;
 
 /// What the sidecar asks every upstream for (DESIGN.md, "Semantics"). Direct
 /// scrapes ask the same so that they see the very format the sidecar saw:

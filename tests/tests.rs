@@ -13,7 +13,6 @@ mod exposition;
 mod memory;
 mod on_demand;
 mod real_world;
-mod real_world_protobuf;
 mod scraping;
 mod serving;
 mod static_binary;

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::real_world::{
+use super::{
     eventually, first_runnable, http_get, percent_encode, skip_or_fail, Process, PrometheusApi,
     ScratchDir, SeriesKey, SCRAPES, STARTUP,
 };
@@ -86,7 +86,7 @@ fn native_histograms_through_the_sidecar() {
         })
         .unwrap_or_else(|error| rig.fail(&error));
         println!(
-            "real_world_protobuf: container={container}: {matched} series through the sidecar \
+            "real_world::protobuf: container={container}: {matched} series through the sidecar \
              equal the direct ones (after {attempts} comparison(s))"
         );
     }
@@ -112,7 +112,7 @@ fn native_histograms_through_the_sidecar() {
             ));
         }
         println!(
-            "real_world_protobuf: {name} ({}): {} native histogram(s) with container=\"goapp\", e.g. {}",
+            "real_world::protobuf: {name} ({}): {} native histogram(s) with container=\"goapp\", e.g. {}",
             if native_only { "native only" } else { "classic and native" },
             histograms.len(),
             histograms[0].histogram.as_ref().map_or(String::new(), Value::to_string)
@@ -138,7 +138,7 @@ fn native_histograms_through_the_sidecar() {
     })
     .unwrap_or_else(|error| rig.fail(&error));
     println!(
-        "real_world_protobuf: text-only Prometheus: {} classic buckets of the classic+native \
+        "real_world::protobuf: text-only Prometheus: {} classic buckets of the classic+native \
          histogram, the native-only one as le=\"+Inf\" = {:?}",
         classic.0, classic.1
     );
@@ -157,7 +157,7 @@ fn native_histograms_through_the_sidecar() {
             ));
         }
     }
-    println!("real_world_protobuf: every scrape of the sidecar by both Prometheus servers was up");
+    println!("real_world::protobuf: every scrape of the sidecar by both Prometheus servers was up");
 }
 
 struct Programs {
