@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use crate::exposition::Snapshot;
+use crate::exposition::negotiate::{self, BodyFormat};
+use crate::exposition::{Format, Snapshot};
 use crate::scrape::{FailureReason, Finished, Outcome};
 use crate::self_metrics::ContainerStats;
 
@@ -179,7 +180,22 @@ impl ContainerState {
         match finished.outcome {
             Outcome::Success => {
                 self.stats.last_body_bytes = finished.body.len() as u64;
-                self.snapshot.replace(finished.body);
+                let format = match negotiate::body_format(finished.content_type) {
+                    BodyFormat::Text => Format::Text,
+                    BodyFormat::Protobuf => Format::Protobuf,
+                    BodyFormat::Unsupported => {
+                        self.stats.failures_total[FailureReason::ParseError.index()] += 1;
+                        self.snapshot.clear();
+                        self.snapshot.shrink();
+                        let detail = "a protobuf encoding other than delimited in the body";
+                        return self.set_health(
+                            now,
+                            Health::Down(FailureReason::ParseError),
+                            detail,
+                        );
+                    }
+                };
+                self.snapshot.replace_as(finished.body, format);
                 // The index of the previous body is not needed until a
                 // client asks, which may be a minute away: give its memory
                 // back (about as much again as the body) rather than hold it.
@@ -386,6 +402,7 @@ mod tests {
                 duration: Duration::from_millis(3),
                 detail,
                 body: &mut body,
+                content_type: None,
             },
         )
     }

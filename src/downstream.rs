@@ -23,6 +23,7 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::exposition::negotiate::{client_format, OutputFormat};
 use mio::net::TcpStream;
 
 /// Largest request head accepted; Prometheus sends about 300 bytes. Above
@@ -63,6 +64,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// `X-Prometheus-Scrape-Timeout-Seconds`, when sent and valid.
     pub scrape_timeout: Option<Duration>,
+    /// The output format the `Accept` header picks (text without one).
+    pub format: OutputFormat,
     /// Bytes of the buffer this request used.
     pub length: usize,
 }
@@ -113,6 +116,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
     // "keep-alive".
     let mut keep_alive = minor_version == 1;
     let mut scrape_timeout = None;
+    let mut accept = None;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("connection") {
             for option in header.value.split(|&byte| byte == b',') {
@@ -131,6 +135,8 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
             }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(RequestError::Malformed);
+        } else if header.name.eq_ignore_ascii_case("accept") {
+            accept = Some(header.value);
         } else if header
             .name
             .eq_ignore_ascii_case("x-prometheus-scrape-timeout-seconds")
@@ -177,6 +183,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         head_only,
         keep_alive,
         scrape_timeout,
+        format: client_format(accept),
         length,
     }))
 }

@@ -32,6 +32,7 @@ use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
 use crate::downstream::{self, Client, Request, Route, SocketState, Status};
+use crate::exposition::negotiate::{self, OutputFormat, ProtobufDemand};
 use crate::listen::{self, Listening};
 use crate::output::Output;
 use crate::rounds::{Ask, Rounds};
@@ -147,6 +148,9 @@ struct Sidecar {
     output: Output,
     rounds: Rounds<Waiter>,
     round_timer: Option<TimerId>,
+    /// When a client last wanted protobuf: containers are asked for it only
+    /// while one does.
+    protobuf_demand: ProtobufDemand,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
     /// The page at `/`, built once: the configuration does not change.
@@ -265,6 +269,7 @@ impl Sidecar {
                         &container.path,
                         Token(FIRST_UPSTREAM + index),
                         config.max_body_bytes,
+                        negotiate::ACCEPT_TEXT,
                     ),
                     last_tick: first_tick,
                     deadline: None,
@@ -300,6 +305,7 @@ impl Sidecar {
             timers,
             fired: Vec::new(),
             round_timer: None,
+            protobuf_demand: ProtobufDemand::default(),
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
             landing_body: Rc::new(landing_page),
@@ -356,6 +362,11 @@ impl Sidecar {
 
     fn start_scrape(&mut self, index: usize, now: Instant) {
         let scraper = &mut self.scrapers[index];
+        // Protobuf only while a client wants it: a text-only Prometheus
+        // costs nothing extra.
+        scraper
+            .upstream
+            .set_accept(self.protobuf_demand.upstream_accept(now));
         match scraper.upstream.start(self.poll.registry(), now) {
             Some(finished) => {
                 self.containers[index].record(now, finished);
@@ -548,6 +559,9 @@ impl Sidecar {
     }
 
     fn answer(&mut self, id: ClientId, request: Request, now: Instant) {
+        if request.route == Route::Metrics {
+            self.protobuf_demand.note(now, request.format);
+        }
         if request.route == Route::Metrics && self.config.scrape_mode == ScrapeMode::OnDemand {
             let waiter = Waiter {
                 client: id,
@@ -578,8 +592,8 @@ impl Sidecar {
         let (status, content_type, body) = match request.route {
             Route::Metrics => (
                 Status::Ok,
-                downstream::METRICS_CONTENT_TYPE,
-                self.metrics_body(now),
+                request.format.content_type(),
+                self.metrics_body(now, request.format),
             ),
             Route::Health => (
                 Status::Ok,
@@ -682,13 +696,13 @@ impl Sidecar {
 
     /// The body served for the endpoint: built when some data changed since
     /// the last build, otherwise the same shared bytes.
-    fn metrics_body(&mut self, now: Instant) -> Rc<Vec<u8>> {
-        if let Some(body) = self.output.current() {
+    fn metrics_body(&mut self, now: Instant, format: OutputFormat) -> Rc<Vec<u8>> {
+        if let Some(body) = self.output.current(format) {
             return body;
         }
-        let publication = self
-            .output
-            .build(now, &mut self.containers, &ProcessStats::read());
+        let publication =
+            self.output
+                .build(now, format, &mut self.containers, &ProcessStats::read());
         for evicted in &publication.evicted {
             for id in self
                 .clients
@@ -744,13 +758,13 @@ impl Sidecar {
                 continue;
             };
             connection.waiting_for_round = false;
-            let body = self.metrics_body(now);
             let request = waiter.request;
+            let body = self.metrics_body(now, request.format);
             if let Some(connection) = self.clients.get_mut(waiter.client) {
                 connection.client.respond(
                     request.length,
                     Status::Ok,
-                    downstream::METRICS_CONTENT_TYPE,
+                    request.format.content_type(),
                     body,
                     !request.head_only,
                     request.keep_alive,

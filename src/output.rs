@@ -22,6 +22,7 @@ use std::time::Instant;
 use log::{error, warn};
 
 use crate::container::ContainerState;
+use crate::exposition::negotiate::OutputFormat;
 use crate::exposition::{Merger, Snapshot, Source};
 use crate::published::{Publication, Published};
 use crate::self_metrics::{self, ContainerStats, ProcessStats};
@@ -32,12 +33,21 @@ pub const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
 
+fn slot(format: OutputFormat) -> usize {
+    match format {
+        OutputFormat::Text => 0,
+        OutputFormat::Protobuf => 1,
+    }
+}
+
 pub struct Output {
     label: String,
     merger: Merger,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
-    published: Published,
+    /// One body per output format (text 0.0.4, protobuf), each built only
+    /// when a client asks for that format.
+    published: [Published; 2],
     /// Conflicts each container lost in the last build: what the next build
     /// counts before it merges.
     last_conflicts: Vec<u64>,
@@ -53,21 +63,26 @@ impl Output {
             merger: Merger::new(label),
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
-            published: Published::new(MAX_RETIRED_BODY_BYTES),
+            published: [
+                Published::new(MAX_RETIRED_BODY_BYTES),
+                Published::new(MAX_RETIRED_BODY_BYTES),
+            ],
             last_conflicts: Vec::new(),
             conflicts: Vec::new(),
             logged_conflicts: HashSet::new(),
         }
     }
 
-    /// The body to serve, if no data changed since it was built.
-    pub fn current(&self) -> Option<Rc<Vec<u8>>> {
-        self.published.current()
+    /// The body to serve in `format`, if no data changed since it was built.
+    pub fn current(&self, format: OutputFormat) -> Option<Rc<Vec<u8>>> {
+        self.published[slot(format)].current()
     }
 
     /// Some data changed: the next request builds a new body.
     pub fn invalidate(&mut self) {
-        self.published.invalidate();
+        for published in &mut self.published {
+            published.invalidate();
+        }
     }
 
     /// Builds and publishes a new body from `containers` (in output order)
@@ -75,6 +90,7 @@ impl Output {
     pub fn build(
         &mut self,
         now: Instant,
+        format: OutputFormat,
         containers: &mut [ContainerState],
         process: &ProcessStats,
     ) -> Publication {
@@ -85,7 +101,7 @@ impl Output {
         for (container, &guess) in containers.iter_mut().zip(&self.last_conflicts) {
             container.count_conflicts(0, guess);
         }
-        let mut out = self.published.start_build();
+        let mut out = self.published[slot(format)].start_build();
         for attempt in 0..2 {
             self.render_own_metrics(containers, process);
             let mut sources: Vec<Source<'_>> = containers
@@ -101,7 +117,7 @@ impl Output {
                 container: None,
                 snapshot: &self.own_metrics,
             });
-            self.merger.merge(&sources, &mut out);
+            self.merger.merge_as(&sources, format, &mut out);
             drop(sources);
 
             self.conflicts.clear();
@@ -124,7 +140,7 @@ impl Output {
         }
         std::mem::swap(&mut self.last_conflicts, &mut self.conflicts);
         self.log_conflicts(containers);
-        self.published.publish(out)
+        self.published[slot(format)].publish(out)
     }
 
     fn render_own_metrics(&mut self, containers: &[ContainerState], process: &ProcessStats) {
@@ -176,6 +192,7 @@ mod tests {
                 duration: Duration::from_millis(1),
                 detail: "",
                 body: &mut body,
+                content_type: None,
             },
         );
     }
@@ -217,7 +234,12 @@ mod tests {
             scraped(&mut containers[1], now, b);
             output.invalidate();
             let body = output
-                .build(now, &mut containers, &ProcessStats::default())
+                .build(
+                    now,
+                    OutputFormat::Text,
+                    &mut containers,
+                    &ProcessStats::default(),
+                )
                 .body;
             assert_eq!(conflicts_total(&body, "a"), "0", "build {n}");
             assert_eq!(conflicts_total(&body, "b"), *b_total, "build {n}");
@@ -234,13 +256,21 @@ mod tests {
         let mut containers = vec![ContainerState::new("a", 4 << 20)];
         scraped(&mut containers[0], t0, "x 1\n");
         let mut output = Output::new("container");
-        assert!(output.current().is_none());
+        assert!(output.current(OutputFormat::Text).is_none());
         let body = output
-            .build(t0, &mut containers, &ProcessStats::default())
+            .build(
+                t0,
+                OutputFormat::Text,
+                &mut containers,
+                &ProcessStats::default(),
+            )
             .body;
         assert!(String::from_utf8_lossy(&body).contains("x{container=\"a\"} 1\n"));
-        assert!(Rc::ptr_eq(&body, &output.current().unwrap()));
+        assert!(Rc::ptr_eq(
+            &body,
+            &output.current(OutputFormat::Text).unwrap()
+        ));
         output.invalidate();
-        assert!(output.current().is_none());
+        assert!(output.current(OutputFormat::Text).is_none());
     }
 }

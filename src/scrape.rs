@@ -31,6 +31,9 @@ pub struct Finished<'a> {
     /// buffers (whatever buffer it leaves is reused for the next scrape);
     /// empty on failure. A partial body is never handed out.
     pub body: &'a mut Vec<u8>,
+    /// The response's `Content-Type` (None when it had none): how the body
+    /// is to be read.
+    pub content_type: Option<&'a [u8]>,
 }
 
 /// The outcome of a scrape that did not produce a servable body.

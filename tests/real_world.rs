@@ -30,6 +30,7 @@ use crate::util::{container_args, free_port, Sidecar, Stub};
 
 /// Real programs against poisoned containers.
 mod hostile;
+mod protobuf;
 
 /// What the sidecar asks every upstream for (DESIGN.md, "Semantics"). Direct
 /// scrapes ask the same so that they see the very format the sidecar saw:
@@ -43,9 +44,9 @@ const CONTAINERS: [&str; 3] = [NODE, PYTHON, PROMETHEUS];
 
 /// Starting a program; generous because two cores are shared and Prometheus
 /// takes seconds to open its storage.
-const STARTUP: Duration = Duration::from_secs(60);
+pub(super) const STARTUP: Duration = Duration::from_secs(60);
 /// A handful of Prometheus scrapes of the sidecar, one second apart.
-const SCRAPES: Duration = Duration::from_secs(30);
+pub(super) const SCRAPES: Duration = Duration::from_secs(30);
 /// Between two looks at a condition: each look is a scrape or a query, so
 /// not every 10 ms as `util::wait_until` does.
 const POLL_PAUSE: Duration = Duration::from_millis(250);
@@ -168,7 +169,7 @@ fn real_programs_through_a_real_prometheus() {
 }
 
 /// A missing real program fails in CI and is a loud skip elsewhere.
-fn skip_or_fail(missing: &str) {
+pub(super) fn skip_or_fail(missing: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true and a real program is missing: {missing}; .ci/run installs it");
     }
@@ -204,7 +205,7 @@ impl Programs {
 }
 
 /// The first of `names` that runs `args` successfully.
-fn first_runnable(names: &[&str], args: &[&str]) -> Result<String, String> {
+pub(super) fn first_runnable(names: &[&str], args: &[&str]) -> Result<String, String> {
     names
         .iter()
         .find(|name| {
@@ -222,14 +223,19 @@ fn first_runnable(names: &[&str], args: &[&str]) -> Result<String, String> {
 
 /// A child process writing its output to a log file; killed and reaped when
 /// dropped.
-struct Process {
+pub(super) struct Process {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Process {
-    fn start(name: &'static str, program: &str, args: &[String], log: PathBuf) -> Process {
+    pub(super) fn start(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        log: PathBuf,
+    ) -> Process {
         let output = File::create(&log).expect("create a log file");
         let child = Command::new(program)
             .args(args)
@@ -252,7 +258,11 @@ impl Process {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub(super) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(super) fn log_tail(&self) -> String {
         let log = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -267,10 +277,10 @@ impl Drop for Process {
 
 /// A directory for logs, configuration and Prometheus' storage, removed when
 /// dropped.
-struct ScratchDir(PathBuf);
+pub(super) struct ScratchDir(pub(super) PathBuf);
 
 impl ScratchDir {
-    fn new() -> ScratchDir {
+    pub(super) fn new() -> ScratchDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.subsec_nanos());
@@ -533,7 +543,7 @@ impl Rig {
 
 /// A series as Prometheus stores it: `__name__` and every label with a
 /// non-empty value (an empty label value is the same as no label).
-type SeriesKey = BTreeMap<String, String>;
+pub(super) type SeriesKey = BTreeMap<String, String>;
 
 /// One container seen through Prometheus' storage and directly.
 struct Comparison {
@@ -618,7 +628,7 @@ fn exposition_series(body: &str) -> Result<(usize, BTreeSet<SeriesKey>), String>
 /// The series of one sample line:
 /// `name [{label="value",...}] value [timestamp]`, label values unescaped
 /// (`\\`, `\"`, `\n`), empty ones dropped.
-fn series_of_line(line: &str) -> Result<SeriesKey, String> {
+pub(super) fn series_of_line(line: &str) -> Result<SeriesKey, String> {
     let name_end = line
         .find(['{', ' ', '\t'])
         .ok_or("a sample without a value")?;
@@ -670,19 +680,19 @@ type InstantVector = Vec<(BTreeMap<String, String>, f64)>;
 
 /// The sidecar target as `/api/v1/targets` reports it.
 #[derive(Clone, Debug)]
-struct Target {
-    health: String,
-    last_error: String,
+pub(super) struct Target {
+    pub(super) health: String,
+    pub(super) last_error: String,
 }
 
 /// Prometheus' HTTP API on loopback.
-struct PrometheusApi {
-    port: u16,
+pub(super) struct PrometheusApi {
+    pub(super) port: u16,
 }
 
 impl PrometheusApi {
     /// The `data` of a successful API answer.
-    fn get(&self, target: &str) -> Result<Value, String> {
+    pub(super) fn get(&self, target: &str) -> Result<Value, String> {
         let (status, body) = http_get(self.port, target, "application/json")?;
         let answer: Value = serde_json::from_str(&body)
             .map_err(|error| format!("GET {target}: {status}, not JSON ({error}): {body}"))?;
@@ -727,7 +737,7 @@ impl PrometheusApi {
             .collect())
     }
 
-    fn sidecar_target(&self) -> Result<Target, String> {
+    pub(super) fn sidecar_target(&self) -> Result<Target, String> {
         let data = self.get("/api/v1/targets?state=active")?;
         let targets = data["activeTargets"]
             .as_array()
@@ -745,7 +755,7 @@ impl PrometheusApi {
 
 /// A query string value, percent-encoded except for RFC 3986 unreserved
 /// characters.
-fn percent_encode(text: &str) -> String {
+pub(super) fn percent_encode(text: &str) -> String {
     let mut encoded = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -768,7 +778,7 @@ fn scrape(port: u16, path: &str) -> Result<String, String> {
 /// One HTTP/1.0 `GET`: the server then ends the body by closing (no chunked
 /// encoding to decode, RFC 9112 §6.3 rule 8) and sends no compressed body
 /// unless asked. Returns the status and the body.
-fn http_get(port: u16, target: &str, accept: &str) -> Result<(u16, String), String> {
+pub(super) fn http_get(port: u16, target: &str, accept: &str) -> Result<(u16, String), String> {
     let exchange = || -> std::io::Result<Vec<u8>> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -796,7 +806,7 @@ fn http_get(port: u16, target: &str, accept: &str) -> Result<(u16, String), Stri
 
 /// Retries `attempt` every `POLL_PAUSE` until it succeeds or `limit` passes;
 /// then returns its last error.
-fn eventually<T>(
+pub(super) fn eventually<T>(
     limit: Duration,
     mut attempt: impl FnMut() -> Result<T, String>,
 ) -> Result<T, String> {

@@ -22,8 +22,17 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
+use super::negotiate::OutputFormat;
 use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
-use super::snapshot::Snapshot;
+use super::protobuf::down::{self, TextTarget};
+use super::protobuf::read::{MetricType, NATIVE_HISTOGRAM};
+use super::protobuf::up::{metric_type, unescape_help, TextSource, UpConverter};
+use super::protobuf::wire::put_varint;
+use super::protobuf::write::{
+    family_header_len, metric_field_len, put_family_header, put_label_pair_field,
+    put_metric_field_head, MetricRelabeler, Target,
+};
+use super::snapshot::{Snapshot, SourceView};
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
     write_help, NameRule, NameTable, ValueForm,
@@ -105,6 +114,15 @@ pub struct Merger {
     source_label_spans: Vec<Option<TargetSpans>>,
     scratch: Vec<u8>,
     candidate: Vec<u8>,
+    /// Protobuf output: each source's encoded container `LabelPair` field.
+    proto_labels: Vec<u8>,
+    proto_label_spans: Vec<Option<Span>>,
+    /// Protobuf output: text contributions converted up, and the help of a
+    /// text family unescaped.
+    up: UpConverter,
+    converted: Vec<u8>,
+    converted_spans: Vec<Span>,
+    help: Vec<u8>,
 }
 
 impl Merger {
@@ -124,6 +142,12 @@ impl Merger {
             source_label_spans: Vec::new(),
             scratch: Vec::new(),
             candidate: Vec::new(),
+            proto_labels: Vec::new(),
+            proto_label_spans: Vec::new(),
+            up: UpConverter::default(),
+            converted: Vec::new(),
+            converted_spans: Vec::new(),
+            help: Vec::new(),
         }
     }
 
@@ -141,6 +165,14 @@ impl Merger {
 
     /// Clears `out` and writes the merged text 0.0.4 exposition of `sources`.
     pub fn merge(&mut self, sources: &[Source<'_>], out: &mut Vec<u8>) {
+        self.merge_as(sources, OutputFormat::Text, out);
+    }
+
+    /// Clears `out` and writes the merged exposition of `sources` in
+    /// `format`: text 0.0.4 (protobuf sources converted down) or delimited
+    /// protobuf (text sources converted up). The same families, conflicts
+    /// and order either way.
+    pub fn merge_as(&mut self, sources: &[Source<'_>], format: OutputFormat, out: &mut Vec<u8>) {
         out.clear();
         self.table.clear();
         self.merged.clear();
@@ -149,6 +181,8 @@ impl Merger {
         self.conflicts.clear();
         self.source_labels.clear();
         self.source_label_spans.clear();
+        self.proto_labels.clear();
+        self.proto_label_spans.clear();
 
         let mut estimate = 0;
         for (source_index, source) in sources.iter().enumerate() {
@@ -173,6 +207,14 @@ impl Merger {
                 }
             });
             self.source_label_spans.push(label);
+            let proto_label = source
+                .container
+                .filter(|_| format == OutputFormat::Protobuf);
+            self.proto_label_spans.push(proto_label.map(|container| {
+                let start = self.proto_labels.len();
+                put_label_pair_field(&self.label, container.as_bytes(), &mut self.proto_labels);
+                Span::new(start, self.proto_labels.len())
+            }));
             if !source.snapshot.is_indexed() {
                 continue;
             }
@@ -214,7 +256,10 @@ impl Merger {
         self.resolve_suffix_clashes(sources);
         out.reserve(estimate + self.merged.len() * 64);
         for merged in 0..self.merged.len() {
-            self.write_family(sources, merged, out);
+            match format {
+                OutputFormat::Text => self.write_family(sources, merged, out),
+                OutputFormat::Protobuf => self.write_family_protobuf(sources, merged, out),
+            }
         }
     }
 
@@ -370,14 +415,16 @@ impl Merger {
             .filter(|c| c.resolution != Resolution::Dropped)
             .find_map(|c| {
                 let view = sources[c.source as usize].snapshot.view();
-                let help = view.family(c.family).help?;
-                Some((help, view.is_openmetrics()))
+                Some((view.family(c.family).help?, view))
             });
-        if let Some((help, openmetrics)) = help {
+        if let Some((help, view)) = help {
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(name);
             out.push(b' ');
-            write_help(help, openmetrics, out);
+            match view {
+                SourceView::Text(view) => write_help(help, view.is_openmetrics(), out),
+                SourceView::Protobuf(_) => down::escape_help(help, out),
+            }
             out.push(b'\n');
         }
         out.extend_from_slice(b"# TYPE ");
@@ -391,9 +438,31 @@ impl Merger {
             if c.resolution == Resolution::Dropped {
                 continue;
             }
-            let view = sources[c.source as usize].snapshot.view();
             let spans = self.source_label_spans[c.source as usize];
             let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
+            let view = match sources[c.source as usize].snapshot.view() {
+                SourceView::Text(view) => view,
+                SourceView::Protobuf(view) => {
+                    // Converted down as client_golang writes text.
+                    let target = comma
+                        .and_then(|comma| comma.get(1..))
+                        .map(|pair| TextTarget {
+                            name: &self.label,
+                            pair,
+                        });
+                    let family = view.family(c.family);
+                    down::write_metrics(
+                        view.body,
+                        name,
+                        family.metric_type,
+                        view.metrics(c.family),
+                        target.as_ref(),
+                        &mut self.scratch,
+                        out,
+                    );
+                    continue;
+                }
+            };
             let writer = SampleWriter {
                 body: view.body(),
                 openmetrics: view.is_openmetrics(),
@@ -416,6 +485,191 @@ impl Merger {
             writer.flush(&mut pending, out);
         }
     }
+}
+
+/// Which metrics of a family one `MetricFamily` message carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    /// Metrics with a native histogram.
+    Native,
+    /// Every other metric (classic histograms, text sources).
+    Classic,
+}
+
+impl Part {
+    fn takes(self, native: bool) -> bool {
+        match self {
+            Part::All => true,
+            Part::Native => native,
+            Part::Classic => !native,
+        }
+    }
+}
+
+impl Merger {
+    /// One merged family as delimited `MetricFamily` messages: name, help
+    /// (the first kept source's that has one), type, then the metrics of
+    /// every kept contribution with the container label.
+    ///
+    /// Prometheus decides whether a family's histograms are native from its
+    /// first metric only (`protobufparse.go`), so a family that mixes
+    /// metrics with native histograms and metrics without (a client_golang
+    /// container and a text one, say) is written as two messages of the
+    /// same name: the native metrics, then the others. Each is read right.
+    fn write_family_protobuf(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        let contributions = &self.sorted[range.start as usize..range.end as usize];
+        if contributions
+            .iter()
+            .all(|c| c.resolution == Resolution::Dropped)
+        {
+            return;
+        }
+        let (mut native, mut classic) = (false, false);
+        for c in contributions
+            .iter()
+            .filter(|c| c.resolution != Resolution::Dropped)
+        {
+            match sources[c.source as usize].snapshot.view() {
+                SourceView::Protobuf(view) => {
+                    for metric in view.metrics(c.family) {
+                        let is_native = metric.flags & NATIVE_HISTOGRAM != 0;
+                        native |= is_native;
+                        classic |= !is_native;
+                    }
+                }
+                SourceView::Text(_) => classic = true,
+            }
+        }
+        if native && classic {
+            self.write_family_part(sources, m, Part::Native, out);
+            self.write_family_part(sources, m, Part::Classic, out);
+        } else {
+            self.write_family_part(sources, m, Part::All, out);
+        }
+    }
+
+    /// One `MetricFamily` message of a merged family, with the metrics
+    /// `part` takes. Text contributions are converted up first, into
+    /// `converted`, so that the message's length is known before its bytes
+    /// are written.
+    fn write_family_part(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        part: Part,
+        out: &mut Vec<u8>,
+    ) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        let contributions = &self.sorted[range.start as usize..range.end as usize];
+        let name = family_of(sources, merged.source, merged.family).name;
+        let kind = merged.kind;
+        let kept = || {
+            contributions
+                .iter()
+                .filter(|c| c.resolution != Resolution::Dropped)
+        };
+        // A gauge histogram stays one when every protobuf source says so.
+        let all_gauge_histograms = kept().all(|c| {
+            sources[c.source as usize]
+                .snapshot
+                .view()
+                .metric_type(c.family)
+                == Some(MetricType::GaugeHistogram)
+        });
+        let family_type = if kind == Kind::Histogram && all_gauge_histograms {
+            MetricType::GaugeHistogram
+        } else {
+            metric_type(kind)
+        };
+        self.help.clear();
+        let help = kept().find_map(|c| {
+            let view = sources[c.source as usize].snapshot.view();
+            Some((view.family(c.family).help?, view))
+        });
+        let help = help.map(|(help, view)| match view {
+            SourceView::Text(view) => {
+                unescape_help(help, view.is_openmetrics(), &mut self.help);
+                self.help.as_slice()
+            }
+            SourceView::Protobuf(_) => help,
+        });
+
+        // Sizes: protobuf metrics are measured, text ones converted.
+        self.converted.clear();
+        self.converted_spans.clear();
+        let mut len = family_header_len(name, help, family_type);
+        for c in kept() {
+            let target = self.proto_label_spans[c.source as usize]
+                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
+            match sources[c.source as usize].snapshot.view() {
+                SourceView::Protobuf(view) => {
+                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
+                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    for metric in view.metrics(c.family) {
+                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
+                            len += metric_field_len(relabeler.len_as(
+                                metric,
+                                retype,
+                                &mut self.scratch,
+                            ));
+                        }
+                    }
+                }
+                SourceView::Text(view) if part.takes(false) => {
+                    let start = self.converted.len();
+                    self.up.metrics_as(
+                        TextSource { view },
+                        c.family,
+                        kind,
+                        target,
+                        &mut self.converted,
+                    );
+                    self.converted_spans
+                        .push(Span::new(start, self.converted.len()));
+                    len += self.converted.len() - start;
+                }
+                SourceView::Text(_) => {}
+            }
+        }
+        put_varint(len as u64, out);
+        put_family_header(name, help, family_type, out);
+        let mut converted = self.converted_spans.iter();
+        for c in kept() {
+            let target = self.proto_label_spans[c.source as usize]
+                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
+            match sources[c.source as usize].snapshot.view() {
+                SourceView::Protobuf(view) => {
+                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
+                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    for metric in view.metrics(c.family) {
+                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
+                            put_metric_field_head(
+                                relabeler.len_as(metric, retype, &mut self.scratch),
+                                out,
+                            );
+                            relabeler.write_as(metric, retype, out, &mut self.scratch);
+                        }
+                    }
+                }
+                SourceView::Text(_) if part.takes(false) => {
+                    if let Some(span) = converted.next() {
+                        out.extend_from_slice(span.of(&self.converted));
+                    }
+                }
+                SourceView::Text(_) => {}
+            }
+        }
+    }
+}
+
+/// Under an untyped family (a downgrade), every simple metric's value moves
+/// to the untyped field: the type a protobuf contribution is rewritten as.
+fn retype(view: SourceView<'_>, family: u32, kind: Kind) -> Option<MetricType> {
+    (view.family_kind(family) != kind).then_some(metric_type(kind))
 }
 
 /// The family numbered `family` in source `source`'s index.

@@ -39,11 +39,13 @@
 
 mod labels;
 mod merge;
+pub mod negotiate;
 mod parse;
+pub mod protobuf;
 mod snapshot;
 mod text;
 
 pub use merge::{Merger, Source, RESERVED_PREFIX};
 pub use parse::{ParseError, ParseErrorKind};
-pub use snapshot::Snapshot;
+pub use snapshot::{BodyError, Format, Snapshot};
 pub(crate) use text::escape_label_value;

@@ -4,9 +4,49 @@
 //! bytes read from the socket are never copied, and both allocations are
 //! reused scrape after scrape. The index is built only when a merge needs it
 //! (`index`), because a body is replaced about 75 times between two
-//! Prometheus scrapes and only the latest one is ever served.
+//! Prometheus scrapes and only the latest one is ever served. A body is
+//! text (0.0.4 or OpenMetrics) or protobuf, as its `Content-Type` said; each
+//! format keeps its own index buffers.
 
-use super::parse::{Index, IndexView, ParseError};
+use std::fmt;
+
+use super::parse::{FamilyView, Index, IndexView, Kind, ParseError};
+use super::protobuf::read::{self as proto, MetricType, ProtoError};
+use super::protobuf::up::metric_kind;
+
+/// How a body is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Text 0.0.4 or OpenMetrics 1.0 (the parser tells them apart).
+    #[default]
+    Text,
+    /// Delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
+}
+
+/// Why a body was rejected: a text body's line, or a protobuf body's byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    Text(ParseError),
+    Protobuf(ProtoError),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Text(error) => error.fmt(f),
+            BodyError::Protobuf(error) => write!(f, "protobuf {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl From<ParseError> for BodyError {
+    fn from(error: ParseError) -> BodyError {
+        BodyError::Text(error)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -15,13 +55,15 @@ enum State {
     Indexed,
     /// The body did not parse: the snapshot contributes nothing until the
     /// next `replace`.
-    Failed(ParseError),
+    Failed(BodyError),
 }
 
 /// One container's latest body plus its index.
 pub struct Snapshot {
     body: Vec<u8>,
+    format: Format,
     index: Index,
+    proto_index: proto::Index,
     state: State,
 }
 
@@ -35,7 +77,9 @@ impl Snapshot {
     pub fn new() -> Snapshot {
         Snapshot {
             body: Vec::new(),
+            format: Format::Text,
             index: Index::default(),
+            proto_index: proto::Index::default(),
             state: State::Indexed,
         }
     }
@@ -44,20 +88,31 @@ impl Snapshot {
     /// holds the previous body's allocation, cleared, for the next scrape to
     /// fill. The index is rebuilt lazily by `index()`.
     pub fn replace(&mut self, body: &mut Vec<u8>) {
+        self.replace_as(body, Format::Text);
+    }
+
+    /// `replace` for a body in `format`.
+    pub fn replace_as(&mut self, body: &mut Vec<u8>, format: Format) {
         std::mem::swap(&mut self.body, body);
         body.clear();
         self.index.clear();
+        self.proto_index.clear();
+        self.format = format;
         self.state = State::Stale;
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// Builds the index if the body changed since the last call. On error the
     /// snapshot becomes empty (contributes nothing) and stays so until the
     /// next `replace`; later calls return the same error again.
-    pub fn index(&mut self) -> Result<(), ParseError> {
+    pub fn index(&mut self) -> Result<(), BodyError> {
         match self.state {
             State::Indexed => Ok(()),
             State::Failed(error) => Err(error),
-            State::Stale => match self.index.build(&self.body) {
+            State::Stale => match self.build() {
                 Ok(()) => {
                     self.state = State::Indexed;
                     Ok(())
@@ -71,34 +126,61 @@ impl Snapshot {
         }
     }
 
+    fn build(&mut self) -> Result<(), BodyError> {
+        match self.format {
+            Format::Text => self.index.build(&self.body).map_err(BodyError::Text),
+            Format::Protobuf => self
+                .proto_index
+                .build(&self.body)
+                .map_err(BodyError::Protobuf),
+        }
+    }
+
     pub fn clear(&mut self) {
         self.body.clear();
         self.index.clear();
+        self.proto_index.clear();
         self.state = State::Indexed;
     }
 
-    /// Samples in the indexed body (0 when not indexed).
+    /// Samples in the indexed body (0 when not indexed); for protobuf,
+    /// metrics (a histogram is one).
     pub fn sample_count(&self) -> usize {
-        if self.is_indexed() {
-            self.index.sample_count()
-        } else {
-            0
+        if !self.is_indexed() {
+            return 0;
+        }
+        match self.format {
+            Format::Text => self.index.sample_count(),
+            Format::Protobuf => self.proto_index.metrics.len(),
+        }
+    }
+
+    /// Metrics carrying a native histogram in the indexed body.
+    pub fn native_histogram_count(&self) -> usize {
+        match self.format {
+            Format::Text => 0,
+            Format::Protobuf => self.proto_index.native_histograms,
         }
     }
 
     /// Bytes held by the index's buffers (their capacity), for the bench
     /// and memory accounting.
     pub fn index_bytes(&self) -> usize {
-        self.index.capacity_bytes()
+        self.index.capacity_bytes() + self.proto_index.capacity_bytes()
     }
 
     pub fn body_len(&self) -> usize {
         self.body.len()
     }
 
-    /// Lines in the body (a bound on its samples), counted without parsing.
+    /// Lines in a text body (a bound on its samples), counted without
+    /// parsing; 0 for protobuf, whose reader bounds its index itself (a
+    /// newline byte means nothing there).
     pub fn line_count(&self) -> usize {
-        self.body.iter().filter(|&&byte| byte == b'\n').count()
+        match self.format {
+            Format::Text => self.body.iter().filter(|&&byte| byte == b'\n').count(),
+            Format::Protobuf => 0,
+        }
     }
 
     /// Gives memory back after an outsized body: buffers far above what the
@@ -108,6 +190,7 @@ impl Snapshot {
             self.body.shrink_to(self.body.len() * 2);
         }
         self.index.shrink();
+        self.proto_index.shrink();
     }
 
     /// Whether the index matches the body (`index()` has nothing to do).
@@ -117,7 +200,97 @@ impl Snapshot {
 
     /// What the merge writer reads: the index and its body. Empty (no
     /// families) unless the last `index()` succeeded.
-    pub(super) fn view(&self) -> IndexView<'_> {
-        IndexView::new(&self.index, &self.body)
+    pub(super) fn view(&self) -> SourceView<'_> {
+        match self.format {
+            Format::Text => SourceView::Text(IndexView::new(&self.index, &self.body)),
+            Format::Protobuf => SourceView::Protobuf(ProtoView {
+                index: &self.proto_index,
+                body: &self.body,
+            }),
+        }
+    }
+}
+
+/// A protobuf body and its index, as the merge writer reads them.
+#[derive(Clone, Copy)]
+pub(super) struct ProtoView<'a> {
+    pub(super) index: &'a proto::Index,
+    pub(super) body: &'a [u8],
+}
+
+impl<'a> ProtoView<'a> {
+    pub(super) fn family(self, family: u32) -> &'a proto::Family {
+        &self.index.families[family as usize]
+    }
+
+    pub(super) fn metrics(self, family: u32) -> &'a [proto::Metric] {
+        let range = self.family(family).metrics;
+        &self.index.metrics[range.start as usize..range.end as usize]
+    }
+}
+
+/// One source of a merge, in either format: the families by number, their
+/// names, types and help as the conflict rules see them.
+#[derive(Clone, Copy)]
+pub(super) enum SourceView<'a> {
+    Text(IndexView<'a>),
+    Protobuf(ProtoView<'a>),
+}
+
+impl<'a> SourceView<'a> {
+    pub(super) fn body(self) -> &'a [u8] {
+        match self {
+            SourceView::Text(view) => view.body(),
+            SourceView::Protobuf(view) => view.body,
+        }
+    }
+
+    pub(super) fn family_count(self) -> usize {
+        match self {
+            SourceView::Text(view) => view.family_count(),
+            SourceView::Protobuf(view) => view.index.families.len(),
+        }
+    }
+
+    /// The family's name, hash and type; `help` is the text's raw (escaped)
+    /// HELP for a text source, the help string itself for protobuf.
+    #[inline]
+    pub(super) fn family(self, family: u32) -> FamilyView<'a> {
+        match self {
+            SourceView::Text(view) => view.family(family),
+            SourceView::Protobuf(view) => {
+                let entry = view.family(family);
+                FamilyView {
+                    name: entry.name.of(view.body),
+                    hash: entry.hash,
+                    kind: metric_kind(entry.metric_type),
+                    help: entry.help.map(|help| help.of(view.body)),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn family_kind(self, family: u32) -> Kind {
+        match self {
+            SourceView::Text(view) => view.family_kind(family),
+            SourceView::Protobuf(view) => metric_kind(view.family(family).metric_type),
+        }
+    }
+
+    /// The protobuf type of a protobuf source's family (None for text).
+    pub(super) fn metric_type(self, family: u32) -> Option<MetricType> {
+        match self {
+            SourceView::Text(_) => None,
+            SourceView::Protobuf(view) => Some(view.family(family).metric_type),
+        }
+    }
+
+    /// Samples of a text body, metrics of a protobuf one.
+    pub(super) fn sample_count(self) -> usize {
+        match self {
+            SourceView::Text(view) => view.sample_count(),
+            SourceView::Protobuf(view) => view.index.metrics.len(),
+        }
     }
 }

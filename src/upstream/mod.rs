@@ -47,12 +47,29 @@ impl Phase {
     }
 }
 
+/// The request of a scrape: keep-alive, no compression (the body is parsed
+/// in place), the given `Accept`.
+fn request(path: &str, port: u16, accept: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\n\
+         Host: 127.0.0.1:{port}\r\n\
+         User-Agent: metrics-multiplexer-sidecar/{version}\r\n\
+         Accept: {accept}\r\n\
+         Accept-Encoding: identity\r\n\
+         \r\n",
+        version = env!("CARGO_PKG_VERSION"),
+    )
+    .into_bytes()
+}
+
 /// One container's scrape connection.
 pub struct Upstream {
     address: SocketAddr,
     token: Token,
-    /// The whole request, built once.
+    /// The whole request, built again only when `accept` changes.
     request: Vec<u8>,
+    path: String,
+    accept: String,
     stream: Option<TcpStream>,
     phase: Phase,
     /// Request bytes already sent.
@@ -72,22 +89,22 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(port: u16, path: &str, token: Token, max_body_bytes: usize) -> Upstream {
+    /// `accept` is the `Accept` header value of the requests (see
+    /// [`Upstream::set_accept`]).
+    pub fn new(
+        port: u16,
+        path: &str,
+        token: Token,
+        max_body_bytes: usize,
+        accept: &str,
+    ) -> Upstream {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let request = format!(
-            "GET {path} HTTP/1.1\r\n\
-             Host: 127.0.0.1:{port}\r\n\
-             User-Agent: metrics-multiplexer-sidecar/{version}\r\n\
-             Accept: text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1\r\n\
-             Accept-Encoding: identity\r\n\
-             \r\n",
-            version = env!("CARGO_PKG_VERSION"),
-        )
-        .into_bytes();
         Upstream {
             address,
             token,
-            request,
+            request: request(path, port, accept),
+            path: path.to_string(),
+            accept: accept.to_string(),
             stream: None,
             phase: Phase::Idle,
             sent: 0,
@@ -103,6 +120,24 @@ impl Upstream {
             started_at: None,
             last_error: String::new(),
         }
+    }
+
+    /// The `Accept` header of the next requests (the loop asks for
+    /// protobuf only while a client wants it); the format is not this
+    /// module's business, only the header. Takes effect at the next `start`.
+    pub fn set_accept(&mut self, accept: &str) {
+        if self.accept != accept && !self.in_flight() {
+            self.accept.clear();
+            self.accept.push_str(accept);
+            let port = self.address.port();
+            self.request = request(&self.path, port, accept);
+        }
+    }
+
+    /// The `Content-Type` of the last complete response (None when it had
+    /// none): how its body is to be read.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.decoder.content_type()
     }
 
     pub fn in_flight(&self) -> bool {
@@ -133,6 +168,7 @@ impl Upstream {
             duration,
             detail,
             body: &mut self.received,
+            content_type: self.decoder.content_type(),
         }
     }
 

@@ -243,6 +243,9 @@ pub struct ResponseDecoder {
     /// Where the search for the end of the head resumes.
     head_scanned: usize,
     informational: u8,
+    /// The final head's `Content-Type` value (empty when none), kept for
+    /// the caller to choose a reader: framing does not depend on it.
+    content_type: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -269,13 +272,23 @@ impl ResponseDecoder {
             status: None,
             head_scanned: 0,
             informational: 0,
+            content_type: Vec::new(),
         }
     }
 
     /// Prepares for the next response (keep-alive reuse); the caller clears
     /// the buffer.
     pub fn reset(&mut self) {
+        let mut content_type = std::mem::take(&mut self.content_type);
+        content_type.clear();
         *self = ResponseDecoder::new(self.limits);
+        self.content_type = content_type;
+    }
+
+    /// The `Content-Type` of the final response head, once complete (None
+    /// when it has none).
+    pub fn content_type(&self) -> Option<&[u8]> {
+        (!self.content_type.is_empty()).then_some(self.content_type.as_slice())
     }
 
     /// Whether any byte of a response was received since `reset` (a reused
@@ -468,6 +481,14 @@ impl ResponseDecoder {
                 return Err(ResponseError::Status(code));
             }
             let fields = HeadFields::read(response.headers)?;
+            self.content_type.clear();
+            if let Some(header) = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            {
+                self.content_type.extend_from_slice(trim_ows(header.value));
+            }
             let framing = if fields.chunked {
                 // Rule 3.
                 if fields.content_length.is_some() {
@@ -914,6 +935,41 @@ mod tests {
         ];
         for (name, input, expected) in table {
             check_all_splits(name, input.as_bytes(), false, expected);
+        }
+    }
+
+    /// The final head's `Content-Type` is kept (an informational head's
+    /// is not), and forgotten at the next response.
+    #[test]
+    fn content_type_is_kept_for_the_reader() {
+        let limits = Limits {
+            max_head_bytes: 1024,
+            max_body_bytes: 64,
+        };
+        let table: &[(&str, Option<&str>)] = &[
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-type:  application/vnd.google.protobuf; encoding=delimited \r\nContent-Length: 0\r\n\r\n",
+                Some("application/vnd.google.protobuf; encoding=delimited"),
+            ),
+            (
+                "HTTP/1.1 100 Continue\r\nContent-Type: x/y\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                None,
+            ),
+        ];
+        let mut decoder = ResponseDecoder::new(limits);
+        for (input, expected) in table {
+            decoder.reset();
+            let mut buf = input.as_bytes().to_vec();
+            assert!(
+                matches!(decoder.advance(&mut buf), Ok(Progress::Complete { .. })),
+                "{input}"
+            );
+            assert_eq!(
+                decoder.content_type(),
+                expected.map(str::as_bytes),
+                "{input}"
+            );
         }
     }
 

@@ -1,0 +1,962 @@
+//! The reader: one pass over a body of delimited `io.prometheus.client.MetricFamily`
+//! messages (each a varint length, then the message) that validates it whole and
+//! builds an index of families and metrics as offsets into the body.
+//!
+//! What is checked, and why: everything Prometheus' scraper (2.42,
+//! `model/textparse/protobufparse.go` and the scrape loop) would refuse, so a
+//! container's bad body fails alone instead of the whole merged response:
+//! well-formed wire data (varints, lengths inside their message, known fields
+//! with their declared wire type), legacy metric and label names (we never ask
+//! for UTF-8 names) not starting with `__`, UTF-8 strings, no negative
+//! timestamp (text readers refuse one), each label name once per metric, no `le`
+//! label on a histogram's metric nor `quantile` on a summary's (they would
+//! clash with the bucket and quantile labels), a known metric type, and native
+//! histograms whose spans announce as many buckets as there are deltas or
+//! counts, with a schema from -4 to 8. Unknown fields are skipped by wire type.
+//!
+//! Invariants of a successfully built [`Index`]:
+//! - every span points inside the body it was built from (bodies < 4 GiB);
+//! - families appear in order of their first message and have at least one
+//!   metric (empty families are dropped, as Prometheus skips them); a name
+//!   that comes back in a body joins its first family if the type agrees
+//!   (what client_golang's `Gatherers` would have done), else the body is
+//!   refused;
+//! - `metrics` is grouped by family (`Family::metrics` is a range of it);
+//! - the index costs at most the body's size plus [`INDEX_SLACK_BYTES`]: a body
+//!   of tiny metrics is refused (`TooManyMetrics`) rather than indexed.
+
+use std::fmt;
+
+use super::wire::{fail, zigzag, Fields, WireType};
+use crate::exposition::parse::Span;
+use crate::exposition::text::{
+    hash_name, is_label_continue, is_label_start, is_metric_continue, is_metric_start, NameTable,
+};
+
+/// Why a protobuf body was rejected, and at which byte of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtoError {
+    pub offset: u64,
+    pub kind: ProtoErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoErrorKind {
+    TooLarge,
+    Truncated,
+    Varint,
+    WireType,
+    FieldNumber,
+    Nesting,
+    MetricName,
+    LabelName,
+    DuplicateLabel,
+    ReservedLabel,
+    InvalidUtf8,
+    MetricType,
+    Schema,
+    SpanOffset,
+    BucketCount,
+    TooManyMetrics,
+    FamilyType,
+    ReservedLabelName,
+    NegativeTimestamp,
+}
+
+impl ProtoErrorKind {
+    pub fn message(self) -> &'static str {
+        match self {
+            ProtoErrorKind::TooLarge => "expected a body smaller than 4 GiB",
+            ProtoErrorKind::Truncated => "expected a length or value that ends inside its message",
+            ProtoErrorKind::Varint => "expected a varint of at most 10 bytes",
+            ProtoErrorKind::WireType => "expected the wire type the field is declared with",
+            ProtoErrorKind::FieldNumber => "expected a field number from 1 to 2^29-1",
+            ProtoErrorKind::Nesting => "expected groups nested at most 16 deep",
+            ProtoErrorKind::MetricName => "expected a metric name [a-zA-Z_:][a-zA-Z0-9_:]*",
+            ProtoErrorKind::LabelName => "expected a label name [a-zA-Z_][a-zA-Z0-9_]*",
+            ProtoErrorKind::DuplicateLabel => "expected each label name at most once per metric",
+            ProtoErrorKind::ReservedLabel => {
+                "expected no le label on a histogram's metric nor quantile on a summary's"
+            }
+            ProtoErrorKind::InvalidUtf8 => "expected a UTF-8 string",
+            ProtoErrorKind::MetricType => {
+                "expected a metric type from 0 (counter) to 5 (gauge histogram)"
+            }
+            ProtoErrorKind::Schema => "expected a native histogram schema from -4 to 8",
+            ProtoErrorKind::SpanOffset => {
+                "expected a non-negative offset for every span after the first"
+            }
+            ProtoErrorKind::BucketCount => {
+                "expected as many bucket deltas or counts as the spans announce, not both"
+            }
+            ProtoErrorKind::TooManyMetrics => "expected fewer metrics for the body's size",
+            ProtoErrorKind::FamilyType => "expected a family name that comes back to keep its type",
+            ProtoErrorKind::ReservedLabelName => {
+                "expected a label name that does not start with __"
+            }
+            ProtoErrorKind::NegativeTimestamp => "expected a timestamp of 0 or more milliseconds",
+        }
+    }
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {}: {}", self.offset, self.kind.message())
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+/// `io.prometheus.client.MetricType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::exposition) enum MetricType {
+    Counter,
+    Gauge,
+    Summary,
+    Untyped,
+    Histogram,
+    GaugeHistogram,
+}
+
+impl MetricType {
+    pub(in crate::exposition) fn from_wire(value: u64) -> Option<MetricType> {
+        Some(match value {
+            0 => MetricType::Counter,
+            1 => MetricType::Gauge,
+            2 => MetricType::Summary,
+            3 => MetricType::Untyped,
+            4 => MetricType::Histogram,
+            5 => MetricType::GaugeHistogram,
+            _ => return None,
+        })
+    }
+
+    pub(in crate::exposition) fn to_wire(self) -> u64 {
+        match self {
+            MetricType::Counter => 0,
+            MetricType::Gauge => 1,
+            MetricType::Summary => 2,
+            MetricType::Untyped => 3,
+            MetricType::Histogram => 4,
+            MetricType::GaugeHistogram => 5,
+        }
+    }
+}
+
+/// Field numbers of `Metric`.
+pub(in crate::exposition) mod metric_field {
+    pub(in crate::exposition) const LABEL: u32 = 1;
+    pub(in crate::exposition) const GAUGE: u32 = 2;
+    pub(in crate::exposition) const COUNTER: u32 = 3;
+    pub(in crate::exposition) const SUMMARY: u32 = 4;
+    pub(in crate::exposition) const UNTYPED: u32 = 5;
+    pub(in crate::exposition) const TIMESTAMP_MS: u32 = 6;
+    pub(in crate::exposition) const HISTOGRAM: u32 = 7;
+}
+
+/// Field numbers of `Histogram`.
+pub(in crate::exposition) mod histogram_field {
+    pub(in crate::exposition) const SAMPLE_COUNT: u32 = 1;
+    pub(in crate::exposition) const SAMPLE_SUM: u32 = 2;
+    pub(in crate::exposition) const BUCKET: u32 = 3;
+    pub(in crate::exposition) const SAMPLE_COUNT_FLOAT: u32 = 4;
+    pub(in crate::exposition) const SCHEMA: u32 = 5;
+    pub(in crate::exposition) const ZERO_THRESHOLD: u32 = 6;
+    pub(in crate::exposition) const ZERO_COUNT: u32 = 7;
+    pub(in crate::exposition) const ZERO_COUNT_FLOAT: u32 = 8;
+    pub(in crate::exposition) const NEGATIVE_SPAN: u32 = 9;
+    pub(in crate::exposition) const NEGATIVE_DELTA: u32 = 10;
+    pub(in crate::exposition) const NEGATIVE_COUNT: u32 = 11;
+    pub(in crate::exposition) const POSITIVE_SPAN: u32 = 12;
+    pub(in crate::exposition) const POSITIVE_DELTA: u32 = 13;
+    pub(in crate::exposition) const POSITIVE_COUNT: u32 = 14;
+    pub(in crate::exposition) const CREATED_TIMESTAMP: u32 = 15;
+    pub(in crate::exposition) const EXEMPLARS: u32 = 16;
+}
+
+/// The metric's label fields are not all before its other fields: the
+/// writer cannot insert the container label with two copies.
+pub(in crate::exposition) const LABELS_INTERLEAVED: u8 = 1;
+/// The metric carries a native histogram (spans, zero bucket).
+pub(in crate::exposition) const NATIVE_HISTOGRAM: u8 = 2;
+/// The metric has a label named `le` / `quantile` (checked against the
+/// family's type once the whole family message is read).
+const HAS_LE: u8 = 4;
+const HAS_QUANTILE: u8 = 8;
+
+/// One `Metric` message: its content's range in the body.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::exposition) struct Metric {
+    pub(in crate::exposition) start: u32,
+    pub(in crate::exposition) end: u32,
+    /// End of the label fields that open the message (`start` when none).
+    pub(in crate::exposition) labels_end: u32,
+    pub(in crate::exposition) flags: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(in crate::exposition) struct Family {
+    /// In the body: the raw bytes of the `name` string.
+    pub(in crate::exposition) name: Span,
+    pub(in crate::exposition) hash: u32,
+    /// In the body: the raw (unescaped) help string.
+    pub(in crate::exposition) help: Option<Span>,
+    pub(in crate::exposition) metric_type: MetricType,
+    /// Range of `Index::metrics`.
+    pub(in crate::exposition) metrics: Span,
+}
+
+/// Extra bytes of index allowed beyond the body's size.
+pub const INDEX_SLACK_BYTES: usize = 64 * 1024;
+
+/// Label sets up to this many names are checked for duplicates pairwise;
+/// wider ones by sorting (a hostile metric with 10^5 labels stays n log n).
+const PAIRWISE_LABEL_CHECK: usize = 16;
+
+/// Two bits per label name present anywhere in a body (a Bloom filter of
+/// 1024 bits, k = 2: about 1% false positives for 60 names): lets the writer
+/// skip looking for the container label in bodies without it. Only names
+/// that do not repeat the previous metric's are inserted, so the hash is
+/// rarely computed.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(in crate::exposition) struct NameFilter([u64; 16]);
+
+impl NameFilter {
+    fn bits(name: &[u8]) -> [usize; 2] {
+        let hash = hash_name(name) as usize;
+        [hash & 1023, (hash >> 10) & 1023]
+    }
+
+    fn insert(&mut self, name: &[u8]) {
+        for bit in NameFilter::bits(name) {
+            self.0[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    pub(in crate::exposition) fn may_contain(&self, name: &[u8]) -> bool {
+        NameFilter::bits(name)
+            .iter()
+            .all(|&bit| self.0[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The index of one protobuf body; buffers are kept for the next body.
+#[derive(Default)]
+pub(in crate::exposition) struct Index {
+    pub(in crate::exposition) families: Vec<Family>,
+    pub(in crate::exposition) metrics: Vec<Metric>,
+    pub(in crate::exposition) label_names: NameFilter,
+    /// Metrics that carry a native histogram.
+    pub(in crate::exposition) native_histograms: usize,
+    /// Scratch: the label names of the metric being read, and of the one
+    /// before (consecutive metrics of a family repeat their names in order:
+    /// a repeated name is compared, not validated again).
+    seen_labels: Vec<Span>,
+    previous_labels: Vec<Span>,
+    sorted_labels: Vec<Span>,
+    /// Bytes the index may take for the current body.
+    budget: usize,
+    /// Family by name, to join the messages of one name.
+    table: NameTable,
+    /// (family, metrics) of each family message, in body order: enough to
+    /// regroup the metrics when a name comes back.
+    runs: Vec<(u32, u32)>,
+    regrouped: Vec<Metric>,
+    starts: Vec<u32>,
+}
+
+/// Per-side counts of a native histogram, checked when its message ends.
+#[derive(Default)]
+struct Buckets {
+    spans: u32,
+    announced: u64,
+    deltas: u64,
+    counts: u64,
+}
+
+impl Index {
+    pub(in crate::exposition) fn clear(&mut self) {
+        self.families.clear();
+        self.metrics.clear();
+        self.label_names = NameFilter::default();
+        self.native_histograms = 0;
+        self.seen_labels.clear();
+        self.previous_labels.clear();
+        self.table.clear();
+        self.runs.clear();
+    }
+
+    pub(in crate::exposition) fn shrink(&mut self) {
+        fn shrink_vec<T>(v: &mut Vec<T>) {
+            if v.capacity() > 1024 && v.len() * 4 < v.capacity() {
+                v.shrink_to(v.len() * 2);
+            }
+        }
+        shrink_vec(&mut self.families);
+        shrink_vec(&mut self.metrics);
+        shrink_vec(&mut self.runs);
+        self.sorted_labels = Vec::new();
+        self.regrouped = Vec::new();
+        self.starts = Vec::new();
+        self.table.shrink();
+    }
+
+    pub(in crate::exposition) fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.families)
+            + bytes(&self.metrics)
+            + bytes(&self.seen_labels)
+            + bytes(&self.previous_labels)
+            + bytes(&self.sorted_labels)
+            + bytes(&self.runs)
+            + bytes(&self.regrouped)
+            + bytes(&self.starts)
+            + self.table.capacity_bytes()
+    }
+
+    fn used_bytes(&self) -> usize {
+        self.families.len() * std::mem::size_of::<Family>()
+            + self.metrics.len() * std::mem::size_of::<Metric>()
+            + self.runs.len() * std::mem::size_of::<(u32, u32)>()
+    }
+
+    /// Validates `body` and indexes it. On error the index is left empty.
+    pub(in crate::exposition) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
+        self.clear();
+        let result = self.parse(body);
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    fn parse(&mut self, b: &[u8]) -> Result<(), ProtoError> {
+        if b.len() >= u32::MAX as usize {
+            return fail(ProtoErrorKind::TooLarge, 0);
+        }
+        self.budget = b.len() + INDEX_SLACK_BYTES;
+        let mut stream = Fields::new(b, 0, b.len());
+        let mut joined = false;
+        while !stream.is_done() {
+            let (start, end) = stream.len_delimited()?;
+            joined |= self.family(b, start, end)?;
+        }
+        self.group(joined);
+        Ok(())
+    }
+
+    /// Turns each family's metric count into its range of `metrics`, and
+    /// makes the metrics of a name that came back contiguous (a stable
+    /// counting sort by family, through `regrouped`).
+    fn group(&mut self, joined: bool) {
+        self.starts.clear();
+        let mut next = 0u32;
+        for family in &mut self.families {
+            let count = family.metrics.end;
+            family.metrics = Span {
+                start: next,
+                end: next + count,
+            };
+            self.starts.push(next);
+            next += count;
+        }
+        if !joined {
+            return;
+        }
+        self.regrouped.clear();
+        self.regrouped.extend_from_slice(&self.metrics);
+        let mut input = 0usize;
+        for &(family, count) in &self.runs {
+            for _ in 0..count {
+                let at = &mut self.starts[family as usize];
+                self.regrouped[*at as usize] = self.metrics[input];
+                *at += 1;
+                input += 1;
+            }
+        }
+        std::mem::swap(&mut self.metrics, &mut self.regrouped);
+    }
+
+    /// Reads one `MetricFamily` message; returns whether its name came
+    /// before (its metrics join that family's).
+    fn family(&mut self, b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
+        let mut fields = Fields::new(b, start, end);
+        let mut name = span(start, start);
+        let mut help = None;
+        let mut metric_type = MetricType::Counter;
+        let first_metric = self.metrics.len();
+        let mut reserved = 0u8;
+        while !fields.is_done() {
+            let tag_at = fields.at;
+            let tag = fields.tag()?;
+            match (tag.number, tag.wire) {
+                (1, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    name = span(s, e);
+                }
+                (2, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    utf8(b, s, e)?;
+                    help = Some(span(s, e));
+                }
+                (3, WireType::Varint) => {
+                    let value = fields.varint()?;
+                    metric_type = MetricType::from_wire(value)
+                        .map_or_else(|| fail(ProtoErrorKind::MetricType, tag_at), Ok)?;
+                }
+                (4, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    let metric = self.metric(b, s, e)?;
+                    reserved |= metric.flags;
+                    self.metrics.push(metric);
+                    if self.used_bytes() > self.budget {
+                        return fail(ProtoErrorKind::TooManyMetrics, s);
+                    }
+                }
+                // unit: Prometheus 2.42 ignores it.
+                (5, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    utf8(b, s, e)?;
+                }
+                (1..=5, _) => return fail(ProtoErrorKind::WireType, tag_at),
+                _ => fields.skip(tag)?,
+            }
+        }
+        if !is_metric_name(name.of(b)) {
+            return fail(ProtoErrorKind::MetricName, name.start as usize);
+        }
+        let clash = match metric_type {
+            MetricType::Histogram | MetricType::GaugeHistogram => HAS_LE,
+            MetricType::Summary => HAS_QUANTILE,
+            _ => 0,
+        };
+        if reserved & clash != 0 {
+            let at = self.metrics[first_metric..]
+                .iter()
+                .find(|m| m.flags & clash != 0)
+                .map_or(start, |m| m.start as usize);
+            return fail(ProtoErrorKind::ReservedLabel, at);
+        }
+        let count = (self.metrics.len() - first_metric) as u32;
+        if count == 0 {
+            return Ok(false);
+        }
+        let name_bytes = name.of(b);
+        let hash = hash_name(name_bytes);
+        let families = &self.families;
+        let earlier = self.table.find(hash, |f| {
+            let family = &families[f as usize];
+            family.hash == hash && family.name.of(b) == name_bytes
+        });
+        if let Some(earlier) = earlier {
+            let family = &mut self.families[earlier as usize];
+            if family.metric_type != metric_type {
+                return fail(ProtoErrorKind::FamilyType, name.start as usize);
+            }
+            family.metrics.end += count;
+            if family.help.is_none() {
+                family.help = help;
+            }
+            self.runs.push((earlier, count));
+            return Ok(true);
+        }
+        let id = self.families.len() as u32;
+        self.table.insert(hash, id);
+        self.runs.push((id, count));
+        // `metrics.end` counts the family's metrics until `group`.
+        self.families.push(Family {
+            name,
+            hash,
+            help,
+            metric_type,
+            metrics: span(0, count as usize),
+        });
+        if self.used_bytes() > self.budget {
+            return fail(ProtoErrorKind::TooManyMetrics, start);
+        }
+        Ok(false)
+    }
+
+    fn metric(&mut self, b: &[u8], start: usize, end: usize) -> Result<Metric, ProtoError> {
+        let mut fields = Fields::new(b, start, end);
+        let mut labels_end = start;
+        let mut other_fields = false;
+        let mut flags = 0u8;
+        std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
+        self.seen_labels.clear();
+        // Whether every label so far repeats the previous metric's, in order.
+        let mut repeating = true;
+        while !fields.is_done() {
+            let tag_at = fields.at;
+            let tag = fields.tag()?;
+            use metric_field as m;
+            match (tag.number, tag.wire) {
+                (m::LABEL, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    let name = label_pair(b, s, e)?;
+                    let bytes = name.of(b);
+                    repeating = repeating
+                        && self
+                            .previous_labels
+                            .get(self.seen_labels.len())
+                            .is_some_and(|previous| previous.of(b) == bytes);
+                    if !repeating {
+                        if !is_label_name(bytes) {
+                            return fail(ProtoErrorKind::LabelName, name.start as usize);
+                        }
+                        // Reserved for Prometheus: a second `__name__` fails
+                        // the scrape, Python's parser refuses any `__` name
+                        // (as the text parser does).
+                        if bytes.starts_with(b"__") {
+                            return fail(ProtoErrorKind::ReservedLabelName, name.start as usize);
+                        }
+                        self.label_names.insert(bytes);
+                        if self.seen_labels.len() < PAIRWISE_LABEL_CHECK
+                            && self.seen_labels.iter().any(|seen| seen.of(b) == bytes)
+                        {
+                            return fail(ProtoErrorKind::DuplicateLabel, s);
+                        }
+                    }
+                    if bytes == b"le" {
+                        flags |= HAS_LE;
+                    } else if bytes == b"quantile" {
+                        flags |= HAS_QUANTILE;
+                    }
+                    self.seen_labels.push(name);
+                    if other_fields {
+                        flags |= LABELS_INTERLEAVED;
+                    } else {
+                        labels_end = fields.at;
+                    }
+                }
+                (m::GAUGE | m::UNTYPED, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    simple_value(b, s, e)?;
+                }
+                (m::COUNTER, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    counter(b, s, e)?;
+                }
+                (m::SUMMARY, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    summary(b, s, e)?;
+                }
+                (m::HISTOGRAM, WireType::Len) => {
+                    let (s, e) = fields.len_delimited()?;
+                    if histogram(b, s, e)? {
+                        flags |= NATIVE_HISTOGRAM;
+                        self.native_histograms += 1;
+                    }
+                }
+                (m::TIMESTAMP_MS, WireType::Varint) => {
+                    // int64: a negative one is a ten-byte varint. Text
+                    // readers refuse a negative timestamp (the text parser
+                    // too), and it would be one once converted down.
+                    if (fields.varint()? as i64) < 0 {
+                        return fail(ProtoErrorKind::NegativeTimestamp, tag_at);
+                    }
+                }
+                (1..=7, _) => return fail(ProtoErrorKind::WireType, tag_at),
+                _ => fields.skip(tag)?,
+            }
+            if tag.number != m::LABEL {
+                other_fields = true;
+            }
+        }
+        if self.seen_labels.len() > PAIRWISE_LABEL_CHECK && !repeating {
+            self.sorted_labels.clear();
+            self.sorted_labels.extend_from_slice(&self.seen_labels);
+            self.sorted_labels
+                .sort_unstable_by(|x, y| x.of(b).cmp(y.of(b)));
+            if let Some(pair) = self
+                .sorted_labels
+                .windows(2)
+                .find(|pair| pair[0].of(b) == pair[1].of(b))
+            {
+                return fail(ProtoErrorKind::DuplicateLabel, pair[1].start as usize);
+            }
+        }
+        Ok(Metric {
+            start: start as u32,
+            end: end as u32,
+            labels_end: labels_end as u32,
+            flags: flags & (LABELS_INTERLEAVED | NATIVE_HISTOGRAM | HAS_LE | HAS_QUANTILE),
+        })
+    }
+}
+
+fn span(start: usize, end: usize) -> Span {
+    Span {
+        start: start as u32,
+        end: end as u32,
+    }
+}
+
+fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let bytes = &b[start..end];
+    // Nearly every label value and help text is ASCII: a cheaper test.
+    if bytes.is_ascii() {
+        return Ok(());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => fail(ProtoErrorKind::InvalidUtf8, start + e.valid_up_to()),
+    }
+}
+
+pub(in crate::exposition) fn is_metric_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((&first, rest)) => {
+            is_metric_start(first) && rest.iter().all(|&c| is_metric_continue(c))
+        }
+        None => false,
+    }
+}
+
+pub(in crate::exposition) fn is_label_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((&first, rest)) => is_label_start(first) && rest.iter().all(|&c| is_label_continue(c)),
+        None => false,
+    }
+}
+
+/// `LabelPair`: checks the value is UTF-8 and returns the name's span (the
+/// caller checks the name). The encoding every producer writes (name, then
+/// value, each shorter than 128 bytes) is read without the field loop.
+#[inline]
+fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
+    if let (Some(&0x0a), Some(&name_len)) = (b.get(start), b.get(start + 1)) {
+        let name_end = start + 2 + name_len as usize;
+        if name_len < 0x80 && b.get(name_end) == Some(&0x12) {
+            if let Some(&value_len) = b.get(name_end + 1) {
+                if value_len < 0x80 && name_end + 2 + value_len as usize == end {
+                    utf8(b, name_end + 2, end)?;
+                    return Ok(span(start + 2, name_end));
+                }
+            }
+        }
+    }
+    label_pair_slow(b, start, end)
+}
+
+fn label_pair_slow(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    let mut name = span(start, start);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                name = span(s, e);
+            }
+            (2, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                utf8(b, s, e)?;
+            }
+            (1 | 2, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok(name)
+}
+
+/// A message whose known fields are all doubles or varints with the given
+/// numbers (`Gauge`, `Untyped`, `Quantile`, `Timestamp`...).
+fn scalars(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    doubles: &[u32],
+    varints: &[u32],
+) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        if doubles.contains(&tag.number) {
+            if tag.wire != WireType::Fixed64 {
+                return fail(ProtoErrorKind::WireType, tag_at);
+            }
+            fields.fixed64()?;
+        } else if varints.contains(&tag.number) {
+            if tag.wire != WireType::Varint {
+                return fail(ProtoErrorKind::WireType, tag_at);
+            }
+            fields.varint()?;
+        } else {
+            fields.skip(tag)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Gauge`, `Untyped`: value = 1.
+fn simple_value(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    scalars(b, start, end, &[1], &[])
+}
+
+/// `google.protobuf.Timestamp`: seconds = 1, nanos = 2.
+fn timestamp(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    scalars(b, start, end, &[], &[1, 2])
+}
+
+/// `Exemplar`: label = 1, value = 2, timestamp = 3.
+fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                let name = label_pair(b, s, e)?;
+                if !is_label_name(name.of(b)) {
+                    return fail(ProtoErrorKind::LabelName, name.start as usize);
+                }
+            }
+            (2, WireType::Fixed64) => {
+                fields.fixed64()?;
+            }
+            (3, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                timestamp(b, s, e)?;
+            }
+            (1..=3, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok(())
+}
+
+/// `Counter`: value = 1, exemplar = 2, created_timestamp = 3.
+fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Fixed64) => {
+                fields.fixed64()?;
+            }
+            (2, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                exemplar(b, s, e)?;
+            }
+            (3, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                timestamp(b, s, e)?;
+            }
+            (1..=3, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok(())
+}
+
+/// `Summary`: sample_count = 1, sample_sum = 2, quantile = 3 (quantile = 1,
+/// value = 2), created_timestamp = 4.
+fn summary(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Varint) => {
+                fields.varint()?;
+            }
+            (2, WireType::Fixed64) => {
+                fields.fixed64()?;
+            }
+            (3, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                scalars(b, s, e, &[1, 2], &[])?;
+            }
+            (4, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                timestamp(b, s, e)?;
+            }
+            (1..=4, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok(())
+}
+
+/// `Bucket`: cumulative_count = 1, upper_bound = 2, exemplar = 3,
+/// cumulative_count_float = 4.
+fn bucket(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Varint) => {
+                fields.varint()?;
+            }
+            (2 | 4, WireType::Fixed64) => {
+                fields.fixed64()?;
+            }
+            (3, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                exemplar(b, s, e)?;
+            }
+            (1..=4, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok(())
+}
+
+/// `BucketSpan`: offset = 1 (sint32), length = 2 (uint32). Returns both.
+fn bucket_span(b: &[u8], start: usize, end: usize) -> Result<(i64, u64), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    let (mut offset, mut length) = (0i64, 0u64);
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (1, WireType::Varint) => offset = zigzag(fields.varint()?),
+            (2, WireType::Varint) => length = fields.varint()? & u64::from(u32::MAX),
+            (1 | 2, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    Ok((offset, length))
+}
+
+/// Varints in a packed run: the bytes without their high bit each end one.
+/// The last byte must end one, and no varint may exceed 10 bytes.
+fn packed_varints(b: &[u8], start: usize, end: usize) -> Result<u64, ProtoError> {
+    let run = &b[start..end];
+    let count = run.iter().filter(|&&byte| byte < 0x80).count();
+    if run.last().is_some_and(|&byte| byte >= 0x80) {
+        return fail(ProtoErrorKind::Truncated, start);
+    }
+    if run.len() - count >= 10 {
+        // Enough continuation bytes for an overlong varint: decode them.
+        let mut fields = Fields::new(b, start, end);
+        while !fields.is_done() {
+            fields.varint()?;
+        }
+    }
+    Ok(count as u64)
+}
+
+/// `Histogram` (classic buckets and native-histogram fields). Returns
+/// whether it is a native histogram (the rule of Prometheus'
+/// `isNativeHistogram`: any span, or a zero bucket).
+fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
+    use histogram_field as h;
+    let mut fields = Fields::new(b, start, end);
+    let mut schema = 0i64;
+    let mut schema_at = start;
+    let mut zero_bucket = false;
+    let mut negative = Buckets::default();
+    let mut positive = Buckets::default();
+    while !fields.is_done() {
+        let tag_at = fields.at;
+        let tag = fields.tag()?;
+        match (tag.number, tag.wire) {
+            (h::SAMPLE_COUNT, WireType::Varint) => {
+                fields.varint()?;
+            }
+            (h::SAMPLE_SUM | h::SAMPLE_COUNT_FLOAT | h::ZERO_COUNT_FLOAT, WireType::Fixed64) => {
+                fields.fixed64()?;
+            }
+            (h::ZERO_THRESHOLD, WireType::Fixed64) => {
+                zero_bucket |= fields.double()? > 0.0;
+            }
+            (h::ZERO_COUNT, WireType::Varint) => {
+                zero_bucket |= fields.varint()? > 0;
+            }
+            (h::SCHEMA, WireType::Varint) => {
+                schema_at = tag_at;
+                schema = zigzag(fields.varint()?);
+            }
+            (h::BUCKET, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                bucket(b, s, e)?;
+            }
+            (h::CREATED_TIMESTAMP, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                timestamp(b, s, e)?;
+            }
+            (h::EXEMPLARS, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                exemplar(b, s, e)?;
+            }
+            (h::NEGATIVE_SPAN | h::POSITIVE_SPAN, WireType::Len) => {
+                let (s, e) = fields.len_delimited()?;
+                let (offset, length) = bucket_span(b, s, e)?;
+                let side = if tag.number == h::NEGATIVE_SPAN {
+                    &mut negative
+                } else {
+                    &mut positive
+                };
+                if side.spans > 0 && offset < 0 {
+                    return fail(ProtoErrorKind::SpanOffset, s);
+                }
+                side.spans += 1;
+                side.announced += length;
+            }
+            (h::NEGATIVE_DELTA | h::POSITIVE_DELTA, wire) => {
+                let count = match wire {
+                    WireType::Len => {
+                        let (s, e) = fields.len_delimited()?;
+                        packed_varints(b, s, e)?
+                    }
+                    WireType::Varint => {
+                        fields.varint()?;
+                        1
+                    }
+                    _ => return fail(ProtoErrorKind::WireType, tag_at),
+                };
+                let side = if tag.number == h::NEGATIVE_DELTA {
+                    &mut negative
+                } else {
+                    &mut positive
+                };
+                side.deltas += count;
+            }
+            (h::NEGATIVE_COUNT | h::POSITIVE_COUNT, wire) => {
+                let count = match wire {
+                    WireType::Len => {
+                        let (s, e) = fields.len_delimited()?;
+                        if (e - s) % 8 != 0 {
+                            return fail(ProtoErrorKind::Truncated, s);
+                        }
+                        ((e - s) / 8) as u64
+                    }
+                    WireType::Fixed64 => {
+                        fields.fixed64()?;
+                        1
+                    }
+                    _ => return fail(ProtoErrorKind::WireType, tag_at),
+                };
+                let side = if tag.number == h::NEGATIVE_COUNT {
+                    &mut negative
+                } else {
+                    &mut positive
+                };
+                side.counts += count;
+            }
+            (1..=16, _) => return fail(ProtoErrorKind::WireType, tag_at),
+            _ => fields.skip(tag)?,
+        }
+    }
+    for side in [&negative, &positive] {
+        let matches = (side.deltas == side.announced && side.counts == 0)
+            || (side.counts == side.announced && side.deltas == 0);
+        if !matches {
+            return fail(ProtoErrorKind::BucketCount, start);
+        }
+    }
+    let native = negative.spans > 0 || positive.spans > 0 || zero_bucket;
+    if native && !(-4..=8).contains(&schema) {
+        return fail(ProtoErrorKind::Schema, schema_at);
+    }
+    Ok(native)
+}

@@ -1,0 +1,552 @@
+//! Conversion up: a family of a text body (0.0.4 or OpenMetrics, as the
+//! text index gives it: names and types already in their 0.0.4 form) as
+//! `Metric` messages of a `MetricFamily`, each with the container label.
+//!
+//! - counter, gauge, untyped: one metric per sample;
+//! - histogram and summary: the samples are grouped by label set (without
+//!   `le`/`quantile`; label order does not matter), in order of each
+//!   group's first sample. `_bucket` samples become buckets in input order
+//!   (the `+Inf` bucket included, so Prometheus reads back exactly the text's
+//!   value); `_sum` and `_count` fill their fields. A count that is not a
+//!   whole number goes to the `_float` field of a histogram; a summary has
+//!   none, so its count is rounded. A group without `_count` takes the
+//!   `+Inf` bucket's value as its count; one without `_sum` reads back a sum
+//!   of 0 (protobuf has no absent sum);
+//! - the first timestamp of a group is the metric's; OpenMetrics seconds
+//!   become milliseconds;
+//! - values: NaN is written with the bits Go's `math.NaN()` has, so a
+//!   Prometheus sees the same value it parses from text.
+//!
+//! Nothing is allocated per sample: buffers are kept in [`UpConverter`].
+
+use super::read::{histogram_field as h, metric_field, MetricType};
+use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, WireType};
+use super::write::{put_label_pair_field, Target};
+use crate::exposition::parse::{IndexView, Kind, Sample, SampleFlags, Span};
+use crate::exposition::text::{
+    escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into,
+    NameRule, NameTable, ValueForm,
+};
+
+/// Go's `math.NaN()`: what Prometheus' text parser produces for `NaN`.
+const GO_NAN: u64 = 0x7FF8_0000_0000_0001;
+
+/// The text type a protobuf type is written as (a gauge histogram's series
+/// are a histogram's).
+pub(in crate::exposition) fn metric_kind(metric_type: MetricType) -> Kind {
+    match metric_type {
+        MetricType::Counter => Kind::Counter,
+        MetricType::Gauge => Kind::Gauge,
+        MetricType::Summary => Kind::Summary,
+        MetricType::Untyped => Kind::Untyped,
+        MetricType::Histogram | MetricType::GaugeHistogram => Kind::Histogram,
+    }
+}
+
+pub(in crate::exposition) fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+        Kind::Summary => MetricType::Summary,
+        Kind::Untyped => MetricType::Untyped,
+    }
+}
+
+/// Decodes a raw HELP text (0.0.4 escapes `\\` and `\n`; OpenMetrics also
+/// `\"`; any other backslash means itself) into the help string.
+pub(in crate::exposition) fn unescape_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1)) {
+            (b'\\', Some(b'\\')) => {
+                out.push(b'\\');
+                i += 2;
+            }
+            (b'\\', Some(b'n')) => {
+                out.push(b'\n');
+                i += 2;
+            }
+            (b'\\', Some(b'"')) if openmetrics => {
+                out.push(b'"');
+                i += 2;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// What a text sample is within its histogram or summary group.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Bound,
+    Sum,
+    Count,
+    /// A sample named like the family (summary quantiles).
+    Plain,
+}
+
+#[derive(Clone, Copy)]
+struct Member {
+    group: u32,
+    /// Position in the family: keeps input order within a group.
+    order: u32,
+    role: Role,
+    sample: Sample,
+}
+
+struct Group {
+    /// In `UpConverter::keys`.
+    key: Span,
+}
+
+/// Scratch of the conversion, reused from family to family.
+#[derive(Default)]
+pub(in crate::exposition) struct UpConverter {
+    groups: Vec<Group>,
+    table: NameTable,
+    members: Vec<Member>,
+    keys: Vec<u8>,
+    key: Vec<u8>,
+    pairs: Vec<(Span, Span)>,
+    names: Vec<u8>,
+    metric: Vec<u8>,
+    value: Vec<u8>,
+    unescaped: Vec<u8>,
+    number: Vec<u8>,
+    sample_name: Vec<u8>,
+}
+
+/// A text body's index, as the conversion reads it.
+#[derive(Clone, Copy)]
+pub(in crate::exposition) struct TextSource<'a> {
+    pub(in crate::exposition) view: IndexView<'a>,
+}
+
+impl TextSource<'_> {
+    fn timestamp(&self, sample: &Sample) -> Option<i64> {
+        if sample.timestamp.is_empty() {
+            return None;
+        }
+        let text = sample.timestamp.of(self.view.body());
+        if self.view.is_openmetrics() {
+            match parse_int_timestamp(text) {
+                Some(seconds) => seconds.checked_mul(1000),
+                None => om_timestamp_millis(text),
+            }
+        } else {
+            parse_int_timestamp(text)
+        }
+    }
+
+    fn value(&self, sample: &Sample) -> f64 {
+        match sample.value_form {
+            ValueForm::NaN => f64::from_bits(GO_NAN),
+            ValueForm::PosInf => f64::INFINITY,
+            ValueForm::NegInf => f64::NEG_INFINITY,
+            ValueForm::Decimal => parse_number(sample.value.of(self.view.body())),
+        }
+    }
+}
+
+/// A number the text parser validated (decimal, or NaN/Inf in any case).
+fn parse_number(text: &[u8]) -> f64 {
+    match crate::exposition::text::value_form(text) {
+        Some(ValueForm::NaN) => f64::from_bits(GO_NAN),
+        Some(ValueForm::PosInf) => f64::INFINITY,
+        Some(ValueForm::NegInf) => f64::NEG_INFINITY,
+        _ => std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0),
+    }
+}
+
+/// A whole, non-negative number that fits a u64, or None.
+fn as_count(value: f64) -> Option<u64> {
+    ((0.0..18_446_744_073_709_551_616.0).contains(&value) && value.trunc() == value)
+        .then_some(value as u64)
+}
+
+impl UpConverter {
+    /// Appends the `metric` fields (`4: Metric`) of `family` to `out`.
+    pub(in crate::exposition) fn metrics(
+        &mut self,
+        source: TextSource<'_>,
+        family: u32,
+        target: Option<Target<'_>>,
+        out: &mut Vec<u8>,
+    ) {
+        let kind = source.view.family_kind(family);
+        self.metrics_as(source, family, kind, target, out);
+    }
+
+    /// `metrics` written as `kind`: the family's own, or `untyped` when a
+    /// conflict downgraded a simple family (values move to that field).
+    pub(in crate::exposition) fn metrics_as(
+        &mut self,
+        source: TextSource<'_>,
+        family: u32,
+        kind: Kind,
+        target: Option<Target<'_>>,
+        out: &mut Vec<u8>,
+    ) {
+        match kind {
+            Kind::Counter | Kind::Gauge | Kind::Untyped => {
+                let number = match kind {
+                    Kind::Counter => metric_field::COUNTER,
+                    Kind::Gauge => metric_field::GAUGE,
+                    _ => metric_field::UNTYPED,
+                };
+                for sample in source.view.samples(family) {
+                    self.metric.clear();
+                    self.labels(source, &sample, None, target);
+                    // Gauge, Counter, Untyped: value = 1.
+                    put_tag(number, WireType::Len, &mut self.metric);
+                    put_varint(9, &mut self.metric);
+                    put_double(1, source.value(&sample), &mut self.metric);
+                    if let Some(ms) = source.timestamp(&sample) {
+                        put_uint(metric_field::TIMESTAMP_MS, ms as u64, &mut self.metric);
+                    }
+                    put_bytes(4, &self.metric, out);
+                }
+            }
+            Kind::Histogram | Kind::Summary => self.grouped(source, family, kind, target, out),
+        }
+    }
+
+    /// The label fields of a sample, without `skip` (the bound label), then
+    /// the target; a label named like the target is renamed `exported_...`.
+    fn labels(
+        &mut self,
+        source: TextSource<'_>,
+        sample: &Sample,
+        skip: Option<&[u8]>,
+        target: Option<Target<'_>>,
+    ) {
+        self.collect_pairs(source, sample);
+        let target_name = target.map(|t| t.name());
+        for i in 0..self.pairs.len() {
+            let (name, value) = self.pairs[i];
+            let name_bytes = name.of(&self.names);
+            if Some(name_bytes) == skip {
+                continue;
+            }
+            self.unescaped.clear();
+            unescape_into(value.of(source.view.body()), &mut self.unescaped);
+            if Some(name_bytes) == target_name {
+                self.key.clear();
+                self.key.extend_from_slice(name_bytes);
+                loop {
+                    self.key.splice(0..0, b"exported_".iter().copied());
+                    let taken = self
+                        .pairs
+                        .iter()
+                        .any(|(n, _)| n.of(&self.names) == self.key.as_slice());
+                    if !taken {
+                        break;
+                    }
+                }
+                put_label_pair_field(&self.key, &self.unescaped, &mut self.metric);
+            } else {
+                put_label_pair_field(name_bytes, &self.unescaped, &mut self.metric);
+            }
+        }
+        if let Some(target) = target {
+            self.metric.extend_from_slice(target.field());
+        }
+    }
+
+    /// The sample's labels as (name in `names`, raw value in the body).
+    fn collect_pairs(&mut self, source: TextSource<'_>, sample: &Sample) {
+        self.pairs.clear();
+        self.names.clear();
+        let labels = sample.labels.of(source.view.body());
+        for label in TextLabels::new(labels) {
+            let start = self.names.len();
+            if label.quoted {
+                escape_quoted_name(label.name, NameRule::Label, &mut self.names);
+            } else {
+                self.names.extend_from_slice(label.name);
+            }
+            let value_start = sample.labels.start as usize + label.value_offset;
+            self.pairs.push((
+                Span {
+                    start: start as u32,
+                    end: self.names.len() as u32,
+                },
+                Span {
+                    start: value_start as u32,
+                    end: (value_start + label.value_len) as u32,
+                },
+            ));
+        }
+    }
+
+    fn grouped(
+        &mut self,
+        source: TextSource<'_>,
+        family: u32,
+        kind: Kind,
+        target: Option<Target<'_>>,
+        out: &mut Vec<u8>,
+    ) {
+        let histogram = kind == Kind::Histogram;
+        let bound_label: &[u8] = if histogram { b"le" } else { b"quantile" };
+        self.groups.clear();
+        self.table.clear();
+        self.members.clear();
+        self.keys.clear();
+        let family_name = source.view.family(family).name;
+        let body = source.view.body();
+        for (at, sample) in source.view.samples(family).enumerate() {
+            let raw = sample.name.of(body);
+            let name: &[u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
+                self.sample_name.clear();
+                escape_quoted_name(raw, NameRule::Metric, &mut self.sample_name);
+                &self.sample_name
+            } else {
+                raw
+            };
+            let role = match name.strip_prefix(family_name) {
+                Some(b"_bucket") if histogram => Role::Bound,
+                Some(b"_sum") => Role::Sum,
+                Some(b"_count") => Role::Count,
+                _ => Role::Plain,
+            };
+            // The group key: sorted `name=value` pairs without the bound.
+            self.collect_pairs(source, &sample);
+            let names = &self.names;
+            self.pairs
+                .sort_unstable_by(|a, b| a.0.of(names).cmp(b.0.of(names)));
+            self.key.clear();
+            for (name, value) in &self.pairs {
+                if name.of(names) == bound_label {
+                    continue;
+                }
+                self.key.extend_from_slice(name.of(names));
+                self.key.push(0);
+                self.key.extend_from_slice(value.of(body));
+                self.key.push(0);
+            }
+            let hash = hash_name(&self.key);
+            let (groups, keys, key) = (&self.groups, &self.keys, &self.key);
+            let group = match self
+                .table
+                .find(hash, |g| groups[g as usize].key.of(keys) == key.as_slice())
+            {
+                Some(group) => group,
+                None => {
+                    let start = self.keys.len();
+                    self.keys.extend_from_slice(&self.key);
+                    let id = self.groups.len() as u32;
+                    self.groups.push(Group {
+                        key: Span {
+                            start: start as u32,
+                            end: self.keys.len() as u32,
+                        },
+                    });
+                    self.table.insert(hash, id);
+                    id
+                }
+            };
+            self.members.push(Member {
+                group,
+                order: at as u32,
+                role,
+                sample,
+            });
+        }
+        self.members.sort_unstable_by_key(|m| (m.group, m.order));
+        let mut begin = 0;
+        while begin < self.members.len() {
+            let group = self.members[begin].group;
+            let mut end = begin;
+            while end < self.members.len() && self.members[end].group == group {
+                end += 1;
+            }
+            self.write_group(source, histogram, bound_label, begin..end, target, out);
+            begin = end;
+        }
+    }
+
+    fn write_group(
+        &mut self,
+        source: TextSource<'_>,
+        histogram: bool,
+        bound_label: &[u8],
+        members: std::ops::Range<usize>,
+        target: Option<Target<'_>>,
+        out: &mut Vec<u8>,
+    ) {
+        // The group's first sample keeps its labels (minus the bound).
+        let first = self.members[members.start].sample;
+        self.metric.clear();
+        self.labels(source, &first, Some(bound_label), target);
+        let (mut sum, mut count, mut infinity_bucket) = (0.0, None, None);
+        let mut timestamp = None;
+        self.value.clear();
+        for i in members {
+            let member = self.members[i];
+            let sample = member.sample;
+            if timestamp.is_none() {
+                timestamp = source.timestamp(&sample);
+            }
+            let value = source.value(&sample);
+            match member.role {
+                Role::Sum => sum = value,
+                Role::Count => count = Some(value),
+                Role::Bound | Role::Plain => {
+                    let bound = self.bound(source, &sample, bound_label);
+                    if histogram && bound == f64::INFINITY {
+                        infinity_bucket = Some(value);
+                    }
+                    if histogram {
+                        // Bucket: cumulative_count = 1 or _float = 4, upper_bound = 2.
+                        let mut len = 9;
+                        len += match as_count(value) {
+                            Some(n) => 1 + varint_len(n),
+                            None => 9,
+                        };
+                        put_tag(h::BUCKET, WireType::Len, &mut self.value);
+                        put_varint(len as u64, &mut self.value);
+                        match as_count(value) {
+                            Some(n) => put_uint(1, n, &mut self.value),
+                            None => put_double(4, value, &mut self.value),
+                        }
+                        put_double(2, bound, &mut self.value);
+                    } else {
+                        // Quantile: quantile = 1, value = 2.
+                        put_tag(3, WireType::Len, &mut self.value);
+                        put_varint(18, &mut self.value);
+                        put_double(1, bound, &mut self.value);
+                        put_double(2, value, &mut self.value);
+                    }
+                }
+            }
+        }
+        // Histogram: sample_count = 1 (or _float = 4), sample_sum = 2;
+        // Summary: sample_count = 1, sample_sum = 2. Counts first, as
+        // client_golang writes them.
+        // Without `_count`, the `+Inf` bucket holds the count.
+        let count = count.or(infinity_bucket).unwrap_or(0.0);
+        self.number.clear();
+        match as_count(count) {
+            Some(n) => put_uint(1, n, &mut self.number),
+            None if histogram => put_double(h::SAMPLE_COUNT_FLOAT, count, &mut self.number),
+            None => {
+                let rounded = if count.is_finite() && count > 0.0 {
+                    count.round() as u64
+                } else {
+                    0
+                };
+                put_uint(1, rounded, &mut self.number);
+            }
+        }
+        put_double(2, sum, &mut self.number);
+        let number = if histogram {
+            metric_field::HISTOGRAM
+        } else {
+            metric_field::SUMMARY
+        };
+        put_tag(number, WireType::Len, &mut self.metric);
+        put_varint(
+            (self.number.len() + self.value.len()) as u64,
+            &mut self.metric,
+        );
+        self.metric.extend_from_slice(&self.number);
+        self.metric.extend_from_slice(&self.value);
+        if let Some(ms) = timestamp {
+            put_uint(metric_field::TIMESTAMP_MS, ms as u64, &mut self.metric);
+        }
+        put_bytes(4, &self.metric, out);
+    }
+
+    /// The value of the sample's bound label as a number (+Inf if absent).
+    fn bound(&self, source: TextSource<'_>, sample: &Sample, bound_label: &[u8]) -> f64 {
+        let body = source.view.body();
+        for label in TextLabels::new(sample.labels.of(body)) {
+            if !label.quoted && label.name == bound_label {
+                let start = sample.labels.start as usize + label.value_offset;
+                return parse_number(&body[start..start + label.value_len]);
+            }
+        }
+        f64::INFINITY
+    }
+}
+
+struct TextLabel<'a> {
+    name: &'a [u8],
+    quoted: bool,
+    /// Position of the raw (escaped) value in the label set, and its length.
+    value_offset: usize,
+    value_len: usize,
+}
+
+/// The labels of a label set the text parser validated: `name="v"` or
+/// `"quoted name"="v"`, separated by commas, blanks allowed. Stops early on
+/// anything else (never panics).
+struct TextLabels<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> TextLabels<'a> {
+    fn new(bytes: &'a [u8]) -> TextLabels<'a> {
+        TextLabels { bytes, at: 0 }
+    }
+
+    fn skip(&mut self, accept: impl Fn(u8) -> bool) {
+        while self.bytes.get(self.at).is_some_and(|&c| accept(c)) {
+            self.at += 1;
+        }
+    }
+
+    /// A quoted string at `at`: its content's range; moves past it.
+    fn quoted(&mut self) -> Option<(usize, usize)> {
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut i = start;
+        loop {
+            match self.bytes.get(i)? {
+                b'"' => break,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        self.at = i + 1;
+        Some((start, i))
+    }
+}
+
+impl<'a> Iterator for TextLabels<'a> {
+    type Item = TextLabel<'a>;
+
+    fn next(&mut self) -> Option<TextLabel<'a>> {
+        self.skip(|c| c == b' ' || c == b'\t' || c == b',');
+        let (name, quoted) = if self.bytes.get(self.at) == Some(&b'"') {
+            let (start, end) = self.quoted()?;
+            (self.bytes.get(start..end)?, true)
+        } else {
+            let start = self.at;
+            self.skip(|c| c.is_ascii_alphanumeric() || c == b'_');
+            (self.bytes.get(start..self.at)?, false)
+        };
+        if name.is_empty() && !quoted {
+            return None;
+        }
+        self.skip(|c| c == b' ' || c == b'\t' || c == b'=');
+        let (start, end) = self.quoted()?;
+        Some(TextLabel {
+            name,
+            quoted,
+            value_offset: start,
+            value_len: end - start,
+        })
+    }
+}

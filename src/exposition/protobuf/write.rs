@@ -1,0 +1,332 @@
+//! The protobuf writer: delimited `MetricFamily` messages whose metrics are
+//! copied from a body with the container label added.
+//!
+//! A metric whose labels open its message (what every producer writes) costs
+//! two copies: its bytes up to the end of its labels, the container's
+//! `LabelPair` field, then the rest. A metric that already has a label named
+//! like the container label (renamed `exported_<label>`, prefixed again while
+//! taken: Prometheus' honor_labels=false rule) or whose labels are
+//! interleaved with other fields is re-encoded field by field.
+//!
+//! A family's length comes before its content, so a family is written in two
+//! passes over its metrics: sizes, then bytes; nothing is encoded twice on the
+//! common path.
+
+use super::read::{metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
+use super::wire::{
+    len_field_size, put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, Fields,
+    WireType,
+};
+use crate::exposition::parse::Span;
+
+/// The label every metric of a source gets: its name, and the whole
+/// `label` field of a `Metric` (tag, length, `LabelPair`) encoded once per
+/// source by [`put_label_pair_field`].
+#[derive(Clone, Copy)]
+pub(in crate::exposition) struct Target<'a> {
+    name: &'a [u8],
+    field: &'a [u8],
+}
+
+impl<'a> Target<'a> {
+    pub(in crate::exposition) fn new(name: &'a [u8], field: &'a [u8]) -> Target<'a> {
+        Target { name, field }
+    }
+
+    pub(in crate::exposition) fn name(&self) -> &'a [u8] {
+        self.name
+    }
+
+    pub(in crate::exposition) fn field(&self) -> &'a [u8] {
+        self.field
+    }
+}
+
+/// Appends a `Metric.label` field holding `LabelPair { name, value }`.
+pub(in crate::exposition) fn put_label_pair_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    let content = len_field_size(name.len()) + len_field_size(value.len());
+    put_tag(metric_field::LABEL, WireType::Len, out);
+    put_varint(content as u64, out);
+    put_bytes(1, name, out);
+    put_bytes(2, value, out);
+}
+
+/// Size of a `MetricFamily`'s name, help and type fields.
+pub(in crate::exposition) fn family_header_len(
+    name: &[u8],
+    help: Option<&[u8]>,
+    metric_type: MetricType,
+) -> usize {
+    len_field_size(name.len())
+        + help.map_or(0, |help| len_field_size(help.len()))
+        + 1
+        + varint_len(metric_type.to_wire())
+}
+
+pub(in crate::exposition) fn put_family_header(
+    name: &[u8],
+    help: Option<&[u8]>,
+    metric_type: MetricType,
+    out: &mut Vec<u8>,
+) {
+    put_bytes(1, name, out);
+    if let Some(help) = help {
+        put_bytes(2, help, out);
+    }
+    put_uint(3, metric_type.to_wire(), out);
+}
+
+/// The `metric` field of a family around `content_len` bytes of `Metric`.
+pub(in crate::exposition) fn metric_field_len(content_len: usize) -> usize {
+    len_field_size(content_len)
+}
+
+pub(in crate::exposition) fn put_metric_field_head(content_len: usize, out: &mut Vec<u8>) {
+    put_tag(4, WireType::Len, out);
+    put_varint(content_len as u64, out);
+}
+
+/// Relabels the metrics of one source: decides per metric between the copy
+/// and the re-encoding, and keeps the scratch of the latter.
+pub(in crate::exposition) struct MetricRelabeler<'a> {
+    pub(in crate::exposition) body: &'a [u8],
+    /// None: the metric is copied as it is (the sidecar's own metrics).
+    pub(in crate::exposition) target: Option<Target<'a>>,
+    /// The body may have a label named like the target: look for it.
+    pub(in crate::exposition) check_labels: bool,
+}
+
+impl<'a> MetricRelabeler<'a> {
+    pub(in crate::exposition) fn new(
+        body: &'a [u8],
+        index: &Index,
+        target: Option<Target<'a>>,
+    ) -> MetricRelabeler<'a> {
+        MetricRelabeler {
+            body,
+            target,
+            check_labels: target.is_some_and(|t| index.label_names.may_contain(t.name())),
+        }
+    }
+
+    fn needs_rewrite(&self, metric: &Metric) -> bool {
+        self.target.is_some()
+            && (metric.flags & LABELS_INTERLEAVED != 0
+                || (self.check_labels
+                    && self.has_label(metric, self.target.map_or(&[], |t| t.name()))))
+    }
+
+    /// Whether one of the metric's labels is named `name`.
+    fn has_label(&self, metric: &Metric, name: &[u8]) -> bool {
+        let mut found = false;
+        for_each_label(self.body, metric, |label_name, _| {
+            found |= label_name == name
+        });
+        found
+    }
+
+    /// Bytes of the relabelled `Metric` message; `scratch` receives the
+    /// re-encoded message when it is not a plain copy.
+    pub(in crate::exposition) fn len(&self, metric: &Metric, scratch: &mut Vec<u8>) -> usize {
+        let copied = (metric.end - metric.start) as usize;
+        match self.target {
+            None => copied,
+            Some(target) if !self.needs_rewrite(metric) => copied + target.field().len(),
+            Some(target) => {
+                scratch.clear();
+                self.rewrite(metric, Some(target), None, scratch);
+                scratch.len()
+            }
+        }
+    }
+
+    /// `len` of the metric written as `retype` (a simple type: its value
+    /// moves to that type's field), or as it is when None.
+    pub(in crate::exposition) fn len_as(
+        &self,
+        metric: &Metric,
+        retype: Option<MetricType>,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        match retype {
+            None => self.len(metric, scratch),
+            Some(retype) => {
+                scratch.clear();
+                self.rewrite(metric, self.target, Some(retype), scratch);
+                scratch.len()
+            }
+        }
+    }
+
+    /// `write` of the metric written as `retype` (see `len_as`).
+    pub(in crate::exposition) fn write_as(
+        &self,
+        metric: &Metric,
+        retype: Option<MetricType>,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
+        match retype {
+            None => self.write(metric, out, scratch),
+            Some(retype) => {
+                scratch.clear();
+                self.rewrite(metric, self.target, Some(retype), scratch);
+                out.extend_from_slice(scratch);
+            }
+        }
+    }
+
+    /// Appends the relabelled `Metric` message (without its field head).
+    pub(in crate::exposition) fn write(
+        &self,
+        metric: &Metric,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
+        let body = self.body;
+        let span = |start: u32, end: u32| Span { start, end }.of(body);
+        match self.target {
+            None => out.extend_from_slice(span(metric.start, metric.end)),
+            Some(target) if !self.needs_rewrite(metric) => {
+                out.extend_from_slice(span(metric.start, metric.labels_end));
+                out.extend_from_slice(target.field());
+                out.extend_from_slice(span(metric.labels_end, metric.end));
+            }
+            Some(target) => {
+                scratch.clear();
+                self.rewrite(metric, Some(target), None, scratch);
+                out.extend_from_slice(scratch);
+            }
+        }
+    }
+
+    /// Labels first (the one named like the target renamed), the target,
+    /// then every other field in its order; with `retype`, the value of a
+    /// gauge, counter or untyped field moves to `retype`'s field (a
+    /// conflict downgraded the family to untyped).
+    fn rewrite(
+        &self,
+        metric: &Metric,
+        target: Option<Target<'_>>,
+        retype: Option<MetricType>,
+        out: &mut Vec<u8>,
+    ) {
+        let body = self.body;
+        let mut renamed: Vec<u8> = Vec::new();
+        let target_name = target.map(|t| t.name());
+        for_each_label(body, metric, |name, value| {
+            if Some(name) == target_name {
+                if renamed.is_empty() {
+                    renamed.extend_from_slice(name);
+                    loop {
+                        renamed.splice(0..0, b"exported_".iter().copied());
+                        if !self.has_label(metric, &renamed) {
+                            break;
+                        }
+                    }
+                }
+                put_label_pair_field(&renamed, value, out);
+            } else {
+                put_label_pair_field(name, value, out);
+            }
+        });
+        if let Some(target) = target {
+            out.extend_from_slice(target.field());
+        }
+        let value_field = retype.map(|retype| match retype {
+            MetricType::Counter => metric_field::COUNTER,
+            MetricType::Gauge => metric_field::GAUGE,
+            _ => metric_field::UNTYPED,
+        });
+        let mut fields = Fields::new(body, metric.start as usize, metric.end as usize);
+        while !fields.is_done() {
+            let field_start = fields.at;
+            let Ok(tag) = fields.tag() else { return };
+            if fields.skip(tag).is_err() {
+                return;
+            }
+            let simple_value = matches!(
+                tag.number,
+                metric_field::GAUGE | metric_field::COUNTER | metric_field::UNTYPED
+            );
+            match value_field {
+                _ if tag.number == metric_field::LABEL => {}
+                Some(number) if simple_value && tag.wire == WireType::Len => {
+                    // Gauge, Counter, Untyped: value = 1 (the tag and the
+                    // length take one byte each).
+                    let value = first_double(body, field_start + 2, fields.at);
+                    put_tag(number, WireType::Len, out);
+                    put_varint(9, out);
+                    put_double(1, value, out);
+                }
+                _ => out.extend_from_slice(&body[field_start..fields.at]),
+            }
+        }
+    }
+}
+
+/// Field 1 (a double) of a validated message at `start..end` (0 if absent).
+fn first_double(body: &[u8], start: usize, end: usize) -> f64 {
+    let mut fields = Fields::new(body, start, end);
+    let mut value = 0.0;
+    while !fields.is_done() {
+        let Ok(tag) = fields.tag() else { break };
+        if tag.number == 1 && tag.wire == WireType::Fixed64 {
+            match fields.double() {
+                Ok(v) => value = v,
+                Err(_) => break,
+            }
+        } else if fields.skip(tag).is_err() {
+            break;
+        }
+    }
+    value
+}
+
+/// Calls `each(name, value)` for every label of a validated metric.
+pub(in crate::exposition) fn for_each_label(
+    body: &[u8],
+    metric: &Metric,
+    mut each: impl FnMut(&[u8], &[u8]),
+) {
+    let mut fields = Fields::new(body, metric.start as usize, metric.end as usize);
+    while !fields.is_done() {
+        let Ok(tag) = fields.tag() else { return };
+        if tag.number == metric_field::LABEL && tag.wire == WireType::Len {
+            let Ok((start, end)) = fields.len_delimited() else {
+                return;
+            };
+            let (name, value) = label_pair(body, start, end);
+            each(name, value);
+        } else if fields.skip(tag).is_err() {
+            return;
+        }
+    }
+}
+
+/// Name and value of a validated `LabelPair` (missing fields are empty).
+pub(in crate::exposition) fn label_pair(body: &[u8], start: usize, end: usize) -> (&[u8], &[u8]) {
+    let mut fields = Fields::new(body, start, end);
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    while !fields.is_done() {
+        let Ok(tag) = fields.tag() else { break };
+        match (tag.number, tag.wire) {
+            (1 | 2, WireType::Len) => {
+                let Ok((s, e)) = fields.len_delimited() else {
+                    break;
+                };
+                if tag.number == 1 {
+                    name = &body[s..e];
+                } else {
+                    value = &body[s..e];
+                }
+            }
+            _ => {
+                if fields.skip(tag).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    (name, value)
+}

@@ -1,0 +1,63 @@
+// A client_golang app for the real-world test: one histogram with classic
+// and native buckets, one native-only histogram, a labelled counter and a
+// summary, served on 127.0.0.1:<port>/metrics (port from argv[1]). It
+// observes a fixed series of values at start, so two scrapes of it agree.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: app <port>")
+		os.Exit(2)
+	}
+	registry := prometheus.NewRegistry()
+	both := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:                        "app_request_duration_seconds",
+		Help:                        "Request duration, classic and native buckets.",
+		Buckets:                     []float64{0.005, 0.01, 0.05, 0.1, 0.5, 1, 5},
+		NativeHistogramBucketFactor: 1.1,
+	}, []string{"method"})
+	native := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:                        "app_response_size_bytes",
+		Help:                        "Response size, native buckets only.",
+		NativeHistogramBucketFactor: 1.5,
+	})
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "app_requests_total",
+		Help: "Requests by \"code\".\nSecond line.",
+	}, []string{"code", "container"})
+	latency := prometheus.NewSummary(prometheus.SummaryOpts{
+		Name:       "app_latency_seconds",
+		Help:       "Latency summary.",
+		Objectives: map[float64]float64{0.5: 0.05, 0.9: 0.01, 0.99: 0.001},
+	})
+	registry.MustRegister(both, native, requests, latency)
+	for i := 1; i <= 200; i++ {
+		v := float64(i) * 0.0037
+		both.WithLabelValues("GET").Observe(v)
+		if i%3 == 0 {
+			both.WithLabelValues("POST").Observe(v * 7)
+		}
+		native.Observe(float64(i*i) * 13.5)
+		if i%50 == 0 {
+			native.Observe(-float64(i))
+			native.Observe(0)
+		}
+		latency.Observe(v)
+	}
+	requests.WithLabelValues("200", "inner").Add(41)
+	requests.WithLabelValues("500", "").Add(2)
+	http.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	if err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
