@@ -608,8 +608,12 @@ impl Rng {
     }
 }
 
-/// What Prometheus' text parser makes of `NaN` (Go's `math.NaN()`).
-const GO_NAN: f64 = f64::from_bits(0x7FF8_0000_0000_0001);
+/// What Prometheus' text parser makes of `NaN` (Go's `math.NaN()`). A
+/// function, not a constant: `f64::from_bits` is const only from Rust 1.83,
+/// and the crate builds on 1.80.
+fn go_nan() -> f64 {
+    f64::from_bits(0x7FF8_0000_0000_0001)
+}
 
 fn value(rng: &mut Rng) -> f64 {
     let random = (rng.next() >> 11) as f64 / 1024.0;
@@ -624,7 +628,7 @@ fn value(rng: &mut Rng) -> f64 {
         -0.001,
         f64::INFINITY,
         f64::NEG_INFINITY,
-        GO_NAN,
+        go_nan(),
         74.36999999999999,
         random,
     ])
@@ -928,11 +932,11 @@ fn number(text: &str) -> u64 {
     let value: f64 = match text {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
-        "NaN" => GO_NAN,
+        "NaN" => go_nan(),
         v => v.parse().unwrap(),
     };
     if value.is_nan() {
-        GO_NAN.to_bits()
+        go_nan().to_bits()
     } else {
         value.to_bits()
     }
