@@ -693,8 +693,13 @@ fn scalars(
     Ok(())
 }
 
-/// `Gauge`, `Untyped`: value = 1.
+/// `Gauge`, `Untyped`: value = 1. What every producer writes (the value
+/// alone: tag 0x09 and eight bytes) needs no field loop.
+#[inline]
 fn simple_value(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    if end - start == 9 && b.get(start) == Some(&0x09) {
+        return Ok(());
+    }
     scalars(b, start, end, &[1], &[])
 }
 
@@ -732,7 +737,15 @@ fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 }
 
 /// `Counter`: value = 1, exemplar = 2, created_timestamp = 3.
+#[inline]
 fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    if end - start == 9 && b.get(start) == Some(&0x09) {
+        return Ok(());
+    }
+    counter_fields(b, start, end)
+}
+
+fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
     while !fields.is_done() {
         let tag_at = fields.at;
