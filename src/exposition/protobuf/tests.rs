@@ -1349,3 +1349,25 @@ fn exported_prefixes_pile_up_while_taken() {
 fn a_metric_record_is_16_bytes() {
     assert_eq!(std::mem::size_of::<super::read::Metric>(), 16);
 }
+
+/// A body of tiny metrics would cost more index than body: refused with
+/// `TooManyMetrics` (the protobuf twin of text's line bound) instead of
+/// indexed. Metrics of a realistic size are indexed in full.
+#[test]
+fn an_index_larger_than_its_body_is_refused() {
+    let tiny = |count: usize| {
+        encode_all(&[family(
+            "a",
+            1,
+            (0..count).map(|_| gauge_metric(&[], 1.0)).collect(),
+        )])
+    };
+    // 13 bytes a metric in the body, 16 in the index.
+    let body = tiny(100_000);
+    let error = read_error(&body);
+    assert_eq!(error.kind, ProtoErrorKind::TooManyMetrics, "{error}");
+    let mut index = Index::default();
+    index.build(&tiny(1_000)).unwrap();
+    index.build(NODE_PB).unwrap();
+    assert!(index.capacity_bytes() < NODE_PB.len() + super::read::INDEX_SLACK_BYTES);
+}
