@@ -12,6 +12,7 @@ mod cli;
 mod exposition;
 mod memory;
 mod on_demand;
+mod protobuf;
 mod real_world;
 mod scraping;
 mod serving;
