@@ -142,7 +142,9 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
                 .ok()
                 .and_then(|text| text.trim().parse::<f64>().ok())
                 .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 86_400.0)
-                .map(Duration::from_secs_f64);
+                .map(Duration::from_secs_f64)
+                // A positive value below a nanosecond (`1e-91`) rounds to zero.
+                .filter(|timeout| !timeout.is_zero());
         }
     }
 
@@ -621,6 +623,8 @@ mod tests {
             ("10", Some(Duration::from_secs(10))),
             ("0.5", Some(Duration::from_millis(500))),
             ("0", None),
+            ("1e-91", None),
+            ("1e-9", Some(Duration::from_nanos(1))),
             ("-1", None),
             ("NaN", None),
             ("soon", None),
