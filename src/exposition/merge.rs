@@ -1,5 +1,8 @@
-//! The relabel and merge writer: many indexed snapshots in, one text 0.0.4
-//! body out.
+//! The relabel and merge writer: many indexed snapshots in (text or
+//! protobuf), one body out, text 0.0.4 ([`Merger::merge`]) or delimited
+//! protobuf ([`Merger::merge_as`]): the same families, conflicts and order
+//! either way; each source converted to the output's format as it is
+//! written (`protobuf::down`, `protobuf::up`).
 //!
 //! Type conflicts (one 0.0.4 family name, different types in different
 //! sources) are resolved so the output always stays valid:
