@@ -141,3 +141,19 @@ fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
         "{text}"
     );
 }
+
+/// On demand, the round a protobuf request starts already asks the
+/// containers for protobuf: the first answer has the native histograms.
+#[test]
+fn on_demand_the_first_protobuf_answer_has_native_histograms() {
+    let (port, accepts) = container();
+    let mut args = container_args(&[("app", port)]);
+    args.push("--scrape_interval=0".to_string());
+    let sidecar = Sidecar::start(&args);
+    let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
+    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    let mut converter = Converter::new();
+    converter.read(&body).expect("the answer reads as protobuf");
+    assert_eq!(converter.native_histograms(), 3);
+    assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_PROTOBUF.to_string()]);
+}
