@@ -14,6 +14,7 @@ mod listen;
 mod memory;
 mod on_demand;
 mod packaging;
+mod protobuf;
 mod real_world;
 mod scraping;
 mod serving;

@@ -1,5 +1,8 @@
-//! The relabel and merge writer: many indexed snapshots in, one text 0.0.4
-//! body out.
+//! The relabel and merge writer: many indexed snapshots in (text or
+//! protobuf), one body out, text 0.0.4 ([`Merger::merge`]) or delimited
+//! protobuf ([`Merger::merge_as`]): the same families, conflicts and order
+//! either way; each source converted to the output's format as it is
+//! written (`protobuf::down`, `protobuf::up`).
 //!
 //! Type conflicts (one 0.0.4 family name, different types in different
 //! sources) are resolved so the output always stays valid:
@@ -25,7 +28,7 @@
 use super::negotiate::OutputFormat;
 use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
-use super::protobuf::read::{MetricType, NATIVE_HISTOGRAM};
+use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{metric_type, unescape_help, TextSource, UpConverter};
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
@@ -528,9 +531,10 @@ impl Merger {
             return;
         }
         let (mut native, mut classic) = (false, false);
+        let histogram = self.merged[m].kind == Kind::Histogram;
         for c in contributions
             .iter()
-            .filter(|c| c.resolution != Resolution::Dropped)
+            .filter(|c| histogram && c.resolution != Resolution::Dropped)
         {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
@@ -609,14 +613,15 @@ impl Merger {
                 SourceView::Protobuf(view) => {
                     let relabeler = MetricRelabeler::new(view.body, view.index, target);
                     let retype = retype(SourceView::Protobuf(view), c.family, kind);
-                    for metric in view.metrics(c.family) {
-                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
-                            len += metric_field_len(relabeler.len_as(
-                                metric,
-                                retype,
-                                &mut self.scratch,
-                            ));
-                        }
+                    let metrics = view.metrics(c.family);
+                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
+                    if retype.is_none() && relabeler.copies_all(metrics) {
+                        len += relabeler.copies_len(metrics, take);
+                        continue;
+                    }
+                    for metric in metrics.iter().filter(|m| take(m)) {
+                        len +=
+                            metric_field_len(relabeler.len_as(metric, retype, &mut self.scratch));
                     }
                 }
                 SourceView::Text(view) if part.takes(false) => {
@@ -645,14 +650,18 @@ impl Merger {
                 SourceView::Protobuf(view) => {
                     let relabeler = MetricRelabeler::new(view.body, view.index, target);
                     let retype = retype(SourceView::Protobuf(view), c.family, kind);
-                    for metric in view.metrics(c.family) {
-                        if part.takes(metric.flags & NATIVE_HISTOGRAM != 0) {
-                            put_metric_field_head(
-                                relabeler.len_as(metric, retype, &mut self.scratch),
-                                out,
-                            );
-                            relabeler.write_as(metric, retype, out, &mut self.scratch);
-                        }
+                    let metrics = view.metrics(c.family);
+                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
+                    if retype.is_none() && relabeler.copies_all(metrics) {
+                        relabeler.write_copies(metrics, take, out);
+                        continue;
+                    }
+                    for metric in metrics.iter().filter(|m| take(m)) {
+                        put_metric_field_head(
+                            relabeler.len_as(metric, retype, &mut self.scratch),
+                            out,
+                        );
+                        relabeler.write_as(metric, retype, out, &mut self.scratch);
                     }
                 }
                 SourceView::Text(_) if part.takes(false) => {

@@ -1,7 +1,10 @@
 //! The exposition engine, with no I/O: parses each container's latest body
-//! (Prometheus text 0.0.4 or OpenMetrics 1.0 text) into a [`Snapshot`], and
-//! merges snapshots into one text 0.0.4 body in which every sample carries
-//! the container label ([`Merger`]).
+//! (Prometheus text 0.0.4, OpenMetrics 1.0 text, or delimited protobuf as its
+//! `Content-Type` says: [`Format`]) into a [`Snapshot`], and merges snapshots
+//! into one body, text 0.0.4 or protobuf as the client's `Accept` says
+//! ([`negotiate`]), in which every sample carries the container label
+//! ([`Merger`]). The protobuf codec and the conversions between the formats
+//! are in [`protobuf`].
 //!
 //! Decisions (see also the README):
 //! - Parsing is lazy: [`Snapshot::replace`] only swaps buffers; the body is

@@ -273,6 +273,12 @@ mod tests {
             (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Protobuf),
             // Prometheus 2.42 without.
             (Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Text),
+            // Prometheus 3 without native histograms: text 0.0.4 is the
+            // first range we write (1.0.0 is not ours).
+            (Some("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"), Text),
+            // Prometheus 3 with native histograms (escaping is ignored: our
+            // names are legacy names).
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;escaping=underscores;q=0.7,text/plain;version=0.0.4;q=0.3"), Protobuf),
             // What curl users and client_golang's own docs write.
             (Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"), Protobuf),
             // Preference by q, not by position.

@@ -192,6 +192,19 @@ pub(in crate::exposition) struct Metric {
     /// End of the label fields that open the message (`start` when none).
     pub(in crate::exposition) labels_end: u32,
     pub(in crate::exposition) flags: u8,
+    /// One bit per label name (by [`label_bit`]): the writer looks for a
+    /// label named like the container label only in metrics whose bit is
+    /// set. Fits in the record's padding.
+    pub(in crate::exposition) label_bits: u16,
+}
+
+/// A label name's bit in [`Metric::label_bits`]: cheap (length and two
+/// bytes), since it is computed for every label of a body.
+#[inline]
+pub(in crate::exposition) fn label_bit(name: &[u8]) -> u16 {
+    let first = name.first().copied().unwrap_or(0) as usize;
+    let last = name.last().copied().unwrap_or(0) as usize;
+    1 << ((name.len().wrapping_mul(7) ^ first ^ last.wrapping_mul(3)) & 15)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -484,6 +497,7 @@ impl Index {
         let mut labels_end = start;
         let mut other_fields = false;
         let mut flags = 0u8;
+        let mut label_bits = 0u16;
         std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
         self.seen_labels.clear();
         // Whether every label so far repeats the previous metric's, in order.
@@ -519,6 +533,7 @@ impl Index {
                             return fail(ProtoErrorKind::DuplicateLabel, s);
                         }
                     }
+                    label_bits |= label_bit(bytes);
                     if bytes == b"le" {
                         flags |= HAS_LE;
                     } else if bytes == b"quantile" {
@@ -583,6 +598,7 @@ impl Index {
             end: end as u32,
             labels_end: labels_end as u32,
             flags: flags & (LABELS_INTERLEAVED | NATIVE_HISTOGRAM | HAS_LE | HAS_QUANTILE),
+            label_bits,
         })
     }
 }
@@ -693,8 +709,13 @@ fn scalars(
     Ok(())
 }
 
-/// `Gauge`, `Untyped`: value = 1.
+/// `Gauge`, `Untyped`: value = 1. What every producer writes (the value
+/// alone: tag 0x09 and eight bytes) needs no field loop.
+#[inline]
 fn simple_value(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    if end - start == 9 && b.get(start) == Some(&0x09) {
+        return Ok(());
+    }
     scalars(b, start, end, &[1], &[])
 }
 
@@ -732,7 +753,15 @@ fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 }
 
 /// `Counter`: value = 1, exemplar = 2, created_timestamp = 3.
+#[inline]
 fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    if end - start == 9 && b.get(start) == Some(&0x09) {
+        return Ok(());
+    }
+    counter_fields(b, start, end)
+}
+
+fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
     while !fields.is_done() {
         let tag_at = fields.at;

@@ -1309,3 +1309,69 @@ fn native_and_classic_histograms_of_one_family_go_in_two_messages() {
         .label
         .contains(&pair("container", "python".into())));
 }
+
+/// The `exported_` prefix is added again while the name is taken, in
+/// protobuf as in text.
+#[test]
+fn exported_prefixes_pile_up_while_taken() {
+    let body = encode_all(&[family(
+        "a",
+        1,
+        vec![gauge_metric(
+            &[("container", "x"), ("exported_container", "y")],
+            1.0,
+        )],
+    )]);
+    let mut converter = Converter::new();
+    converter.read(&body).unwrap();
+    let mut out = Vec::new();
+    converter.write_protobuf(&body, label("c"), &mut out);
+    let expected = vec![family(
+        "a",
+        1,
+        vec![gauge_metric(
+            &[
+                ("exported_exported_container", "x"),
+                ("exported_container", "y"),
+                ("container", "c"),
+            ],
+            1.0,
+        )],
+    )];
+    assert_same(&decode_all(&out), &expected, "protobuf");
+    let mut text = Vec::new();
+    converter.write_text(&body, label("c"), &mut text);
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "# TYPE a gauge\na{exported_exported_container=\"x\",exported_container=\"y\",container=\"c\"} 1\n"
+    );
+}
+
+/// The index record of a metric stays 16 bytes: the index of a body of
+/// small metrics must not outgrow the body (see `INDEX_SLACK_BYTES`).
+#[test]
+fn a_metric_record_is_16_bytes() {
+    assert_eq!(std::mem::size_of::<super::read::Metric>(), 16);
+}
+
+/// A body of tiny metrics would cost more index than body: refused with
+/// `TooManyMetrics` (the protobuf twin of text's line bound) instead of
+/// indexed. Metrics of a realistic size are indexed in full.
+#[test]
+fn an_index_larger_than_its_body_is_refused() {
+    let tiny = |count: usize| {
+        encode_all(&[family(
+            "a",
+            1,
+            (0..count).map(|_| gauge_metric(&[], 1.0)).collect(),
+        )])
+    };
+    // 13 bytes a metric in the body, 16 in the index.
+    let body = tiny(100_000);
+    let error = read_error(&body);
+    assert_eq!(error.kind, ProtoErrorKind::TooManyMetrics, "{error}");
+    let mut index = Index::default();
+    index.build(&tiny(1_000)).unwrap();
+    index.build(NODE_PB).unwrap();
+    assert!(index.capacity_bytes() < NODE_PB.len() + super::read::INDEX_SLACK_BYTES);
+}

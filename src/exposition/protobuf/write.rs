@@ -12,7 +12,7 @@
 //! passes over its metrics: sizes, then bytes; nothing is encoded twice on the
 //! common path.
 
-use super::read::{metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
+use super::read::{label_bit, metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
 use super::wire::{
     len_field_size, put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, Fields,
     WireType,
@@ -41,6 +41,9 @@ impl<'a> Target<'a> {
         self.field
     }
 }
+
+/// Prometheus' prefix for a target label that was already taken.
+const EXPORTED: &[u8] = b"exported_";
 
 /// Appends a `Metric.label` field holding `LabelPair { name, value }`.
 pub(in crate::exposition) fn put_label_pair_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
@@ -109,11 +112,79 @@ impl<'a> MetricRelabeler<'a> {
         }
     }
 
+    /// Whether every metric of `metrics` is a plain copy (no label that may
+    /// be named like the target, labels first in each): then
+    /// [`Self::copies_len`] and [`Self::write_copies`] do the work without
+    /// deciding metric by metric.
+    pub(in crate::exposition) fn copies_all(&self, metrics: &[Metric]) -> bool {
+        let bit = self.target.map_or(0, |t| label_bit(t.name()));
+        metrics.iter().all(|m| {
+            m.flags & LABELS_INTERLEAVED == 0 && !(self.check_labels && m.label_bits & bit != 0)
+        })
+    }
+
+    /// Bytes of the `metric` fields of the metrics `take` selects, copied
+    /// (only when [`Self::copies_all`]).
+    pub(in crate::exposition) fn copies_len(
+        &self,
+        metrics: &[Metric],
+        take: impl Fn(&Metric) -> bool,
+    ) -> usize {
+        let target = self.target.map_or(0, |t| t.field().len());
+        metrics
+            .iter()
+            .filter(|m| take(m))
+            .map(|m| metric_field_len((m.end - m.start) as usize + target))
+            .sum()
+    }
+
+    /// Appends the `metric` fields of the metrics `take` selects, each its
+    /// labels, the target, the rest (only when [`Self::copies_all`]).
+    pub(in crate::exposition) fn write_copies(
+        &self,
+        metrics: &[Metric],
+        take: impl Fn(&Metric) -> bool,
+        out: &mut Vec<u8>,
+    ) {
+        let body = self.body;
+        let target = self.target.map_or(&[][..], |t| t.field());
+        for metric in metrics.iter().filter(|m| take(m)) {
+            let (start, labels_end, end) = (
+                metric.start as usize,
+                metric.labels_end as usize,
+                metric.end as usize,
+            );
+            put_metric_field_head(end - start + target.len(), out);
+            out.extend_from_slice(&body[start..labels_end]);
+            out.extend_from_slice(target);
+            out.extend_from_slice(&body[labels_end..end]);
+        }
+    }
+
     fn needs_rewrite(&self, metric: &Metric) -> bool {
-        self.target.is_some()
-            && (metric.flags & LABELS_INTERLEAVED != 0
-                || (self.check_labels
-                    && self.has_label(metric, self.target.map_or(&[], |t| t.name()))))
+        let Some(target) = self.target else {
+            return false;
+        };
+        metric.flags & LABELS_INTERLEAVED != 0
+            || (self.check_labels
+                && metric.label_bits & label_bit(target.name()) != 0
+                && self.has_label(metric, target.name()))
+    }
+
+    /// Whether the metric has a label `exported_` × `prefixes` + `name`.
+    fn has_exported_label(&self, metric: &Metric, name: &[u8], prefixes: usize) -> bool {
+        let mut found = false;
+        for_each_label(self.body, metric, |label, _| {
+            let mut rest = label;
+            for _ in 0..prefixes {
+                match rest.strip_prefix(EXPORTED) {
+                    Some(tail) => rest = tail,
+                    None => return,
+                }
+            }
+            found |= rest == name;
+        });
+        found
     }
 
     /// Whether one of the metric's labels is named `name`.
@@ -212,20 +283,27 @@ impl<'a> MetricRelabeler<'a> {
         out: &mut Vec<u8>,
     ) {
         let body = self.body;
-        let mut renamed: Vec<u8> = Vec::new();
         let target_name = target.map(|t| t.name());
         for_each_label(body, metric, |name, value| {
             if Some(name) == target_name {
-                if renamed.is_empty() {
-                    renamed.extend_from_slice(name);
-                    loop {
-                        renamed.splice(0..0, b"exported_".iter().copied());
-                        if !self.has_label(metric, &renamed) {
-                            break;
-                        }
-                    }
+                // `exported_` prefixed while the name is taken, written in
+                // place (no buffer for the new name).
+                let mut prefixes = 1;
+                while self.has_exported_label(metric, name, prefixes) {
+                    prefixes += 1;
                 }
-                put_label_pair_field(&renamed, value, out);
+                let renamed_len = prefixes * EXPORTED.len() + name.len();
+                let content =
+                    1 + varint_len(renamed_len as u64) + renamed_len + len_field_size(value.len());
+                put_tag(metric_field::LABEL, WireType::Len, out);
+                put_varint(content as u64, out);
+                put_tag(1, WireType::Len, out);
+                put_varint(renamed_len as u64, out);
+                for _ in 0..prefixes {
+                    out.extend_from_slice(EXPORTED);
+                }
+                out.extend_from_slice(name);
+                put_bytes(2, value, out);
             } else {
                 put_label_pair_field(name, value, out);
             }

@@ -1,0 +1,159 @@
+//! Protobuf through the real binary, against a stub container that answers
+//! each request in the format its `Accept` names first and records every
+//! `Accept` it got: no protobuf is asked of containers while the only
+//! client is text-only; once a client asks for protobuf, containers are
+//! asked for it and the client gets delimited protobuf with the container
+//! label on every metric (native histograms included).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use multiplexer::exposition::negotiate::{ACCEPT_PROTOBUF, ACCEPT_TEXT, PROTOBUF_CONTENT_TYPE};
+use multiplexer::exposition::protobuf::Converter;
+
+use crate::util::{container_args, parse_response, raw_exchange, wait_until, Sidecar};
+
+const PROTOBUF_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.pb");
+const TEXT_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.txt");
+
+/// A keep-alive container answering by `Accept`; returns its port and the
+/// `Accept` of each request, in order.
+fn container() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepts = Arc::new(Mutex::new(Vec::new()));
+    let log = accepts.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            thread::spawn(move || answer_by_accept(stream, &log));
+        }
+    });
+    (port, accepts)
+}
+
+fn answer_by_accept(mut stream: TcpStream, log: &Mutex<Vec<String>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(read) = stream.read(&mut chunk) else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + 4);
+            let accept = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("accept")
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_default();
+            let protobuf = accept.starts_with("application/vnd.google.protobuf");
+            log.lock().unwrap().push(accept);
+            let (content_type, body) = if protobuf {
+                (PROTOBUF_CONTENT_TYPE, PROTOBUF_BODY)
+            } else {
+                ("text/plain; version=0.0.4; charset=utf-8", TEXT_BODY)
+            };
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(body);
+            if stream.write_all(&response).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn get(sidecar: &Sidecar, accept: &str) -> (String, Vec<u8>) {
+    let request = format!("GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n");
+    let bytes = raw_exchange(sidecar.port, request.as_bytes()).expect("ask the sidecar");
+    let (response, _) = parse_response(&bytes).expect("a response");
+    assert_eq!(response.status, 200);
+    let content_type = response
+        .header("content-type")
+        .unwrap_or_default()
+        .to_string();
+    (content_type, response.body)
+}
+
+#[test]
+fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
+    let (port, accepts) = container();
+    let sidecar = Sidecar::start(&container_args(&[("app", port)]));
+
+    // A text-only client: every request to the container asks for text,
+    // over several scrapes.
+    let (content_type, body) = get(&sidecar, "text/plain;version=0.0.4");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(String::from_utf8_lossy(&body).contains("container=\"app\""));
+    let scraped = wait_until(Duration::from_secs(10), || {
+        get(&sidecar, "text/plain;version=0.0.4");
+        accepts.lock().unwrap().len() >= 5
+    });
+    assert!(scraped, "the container was not scraped 5 times");
+    let asked_before: Vec<String> = accepts.lock().unwrap().clone();
+    assert!(
+        asked_before.iter().all(|accept| accept == ACCEPT_TEXT),
+        "{asked_before:?}"
+    );
+
+    // A protobuf client: the container is asked for protobuf from the next
+    // scrape on, and the answer, once the bodies are protobuf, carries the
+    // native histograms.
+    let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
+    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    Converter::new()
+        .read(&body)
+        .expect("the answer reads as protobuf");
+    let mut native = 0;
+    let arrived = wait_until(Duration::from_secs(10), || {
+        let (_, body) = get(&sidecar, ACCEPT_PROTOBUF);
+        let mut converter = Converter::new();
+        converter.read(&body).expect("the answer reads as protobuf");
+        native = converter.native_histograms();
+        native == 3
+    });
+    assert!(arrived, "native histograms never arrived ({native})");
+    let asked_after: Vec<String> = accepts.lock().unwrap()[asked_before.len()..].to_vec();
+    assert!(
+        asked_after.iter().any(|accept| accept == ACCEPT_PROTOBUF),
+        "{asked_after:?}"
+    );
+
+    // Text clients meanwhile get the protobuf bodies converted down.
+    let (_, body) = get(&sidecar, "text/plain");
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("app_response_size_bytes_bucket{le=\"+Inf\",container=\"app\"} 208\n"),
+        "{text}"
+    );
+}
+
+/// On demand, the round a protobuf request starts already asks the
+/// containers for protobuf: the first answer has the native histograms.
+#[test]
+fn on_demand_the_first_protobuf_answer_has_native_histograms() {
+    let (port, accepts) = container();
+    let mut args = container_args(&[("app", port)]);
+    args.push("--scrape_interval=0".to_string());
+    let sidecar = Sidecar::start(&args);
+    let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
+    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    let mut converter = Converter::new();
+    converter.read(&body).expect("the answer reads as protobuf");
+    assert_eq!(converter.native_histograms(), 3);
+    assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_PROTOBUF.to_string()]);
+}
