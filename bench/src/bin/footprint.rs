@@ -397,6 +397,7 @@ fn measure(
     for _ in 0..scenario.containers {
         let options = StubOptions {
             body: scenario.body.clone(),
+            alternate: None,
             framing: Framing::ContentLength,
             delay: Duration::ZERO,
             port: 0,
