@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod downstream;
+pub mod encoding;
 pub mod event_loop;
 pub mod exposition;
 pub mod self_metrics;
