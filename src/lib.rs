@@ -8,6 +8,7 @@
 //! latest snapshots plus `self_metrics`. `event_loop` owns the sockets and the
 //! clock and is the only place that does I/O.
 
+pub mod budget;
 pub mod config;
 pub mod downstream;
 pub mod encoding;
