@@ -305,7 +305,11 @@ mod tests {
                     if take == 1 && size > 1000 {
                         continue;
                     }
-                    assert_eq!(inflate_streaming(&member, take), text, "size {size}, take {take}");
+                    assert_eq!(
+                        inflate_streaming(&member, take),
+                        text,
+                        "size {size}, take {take}"
+                    );
                 }
             }
         }
@@ -315,7 +319,12 @@ mod tests {
     fn text_compresses() {
         let text = text(200_000);
         let member = gzip_in_pieces(&text, 65_536);
-        assert!(member.len() * 4 < text.len(), "{} of {}", member.len(), text.len());
+        assert!(
+            member.len() * 4 < text.len(),
+            "{} of {}",
+            member.len(),
+            text.len()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod encoding;
 pub mod event_loop;
 pub mod exposition;
+pub mod output;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;
