@@ -382,7 +382,10 @@ impl Sidecar {
         let Some(container) = self.containers.get_mut(index) else {
             return;
         };
-        if let Some(outcome) = container.upstream.on_ready(self.poll.registry()) {
+        if let Some(outcome) = container
+            .upstream
+            .on_ready(self.poll.registry(), &mut crate::upstream::Unlimited)
+        {
             self.finish_scrape(index, outcome, now);
             self.end_round_if_done(now);
         }

@@ -26,6 +26,23 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Room for the response head on top of the expected body.
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
 
+/// Asked before the receive buffer grows: the pod's budget across
+/// containers decides (see [`crate::budget`]). Refused, the scrape pauses:
+/// it reads nothing more until [`Upstream::resume`].
+pub trait Allowance {
+    /// Whether the receive buffer may grow to `capacity` bytes.
+    fn grow(&mut self, capacity: usize) -> bool;
+}
+
+/// No budget: every growth is allowed (tests and tools).
+pub struct Unlimited;
+
+impl Allowance for Unlimited {
+    fn grow(&mut self, _capacity: usize) -> bool {
+        true
+    }
+}
+
 /// How a finished scrape ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -78,6 +95,8 @@ pub struct Upstream {
     started_at: Option<Instant>,
     /// The error text of the last failure, for the one log line on change.
     last_error: String,
+    /// Reading stopped because the budget refused a larger buffer.
+    paused: bool,
 }
 
 impl Upstream {
@@ -111,6 +130,7 @@ impl Upstream {
             max_body_bytes,
             started_at: None,
             last_error: String::new(),
+            paused: false,
         }
     }
 
@@ -145,6 +165,7 @@ impl Upstream {
     }
 
     fn begin(&mut self, registry: &Registry) -> Option<Outcome> {
+        self.paused = false;
         self.decoder.reset();
         self.received.clear();
         self.sent = 0;
@@ -178,13 +199,50 @@ impl Upstream {
 
     /// Handles readiness of the socket. Events may be spurious: every step
     /// checks what the socket really says.
-    pub fn on_ready(&mut self, registry: &Registry) -> Option<Outcome> {
+    pub fn on_ready(
+        &mut self,
+        registry: &Registry,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Outcome> {
         self.stream.as_ref()?;
         match self.phase {
             Phase::Idle => self.check_idle_connection(registry),
             Phase::Connecting => self.finish_connect(registry),
             Phase::SendingRequest => self.send_request(registry),
-            Phase::ReadingResponse => self.read_response(registry),
+            Phase::ReadingResponse if self.paused => None,
+            Phase::ReadingResponse => self.read_response(registry, allowance),
+        }
+    }
+
+    /// Whether the scrape waits for room in the budget.
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.phase == Phase::ReadingResponse
+    }
+
+    /// Reads again after a pause: bytes may have waited in the socket with
+    /// no new readiness event to tell.
+    pub fn resume(
+        &mut self,
+        registry: &Registry,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Outcome> {
+        if !self.is_paused() {
+            return None;
+        }
+        self.paused = false;
+        self.read_response(registry, allowance)
+    }
+
+    /// Bytes of the receive buffer (counted by the budget).
+    pub fn buffer_capacity(&self) -> usize {
+        self.received.capacity()
+    }
+
+    /// Frees the receive buffer of an idle upstream; the next scrape
+    /// allocates one.
+    pub fn release_buffer(&mut self) {
+        if !self.in_flight() {
+            self.received = Vec::new();
         }
     }
 
@@ -255,7 +313,11 @@ impl Upstream {
         None
     }
 
-    fn read_response(&mut self, registry: &Registry) -> Option<Outcome> {
+    fn read_response(
+        &mut self,
+        registry: &Registry,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Outcome> {
         loop {
             let filled = self.received.len();
             // Never hold more than the limit plus a head: a container that
@@ -275,8 +337,16 @@ impl Upstream {
                 READ_CHUNK
             }
             .min(limit - filled);
-            if filled == 0 {
-                self.received.reserve_exact(want);
+            if filled + want > self.received.capacity() {
+                // Grow by half at least (amortised), never past the limit,
+                // and only as far as the budget allows.
+                let capacity = self.received.capacity();
+                let target = (filled + want).max(capacity + capacity / 2).min(limit);
+                if !allowance.grow(target) {
+                    self.paused = true;
+                    return None;
+                }
+                self.received.reserve_exact(target - filled);
             }
             self.received.resize(filled + want, 0);
             let stream = self.stream.as_mut()?;
@@ -390,6 +460,7 @@ impl Upstream {
     }
 
     fn fail(&mut self, registry: &Registry, reason: FailureReason, error: &io::Error) -> Outcome {
+        self.paused = false;
         use std::fmt::Write as _;
         let phase = self.phase.describe();
         self.last_error.clear();
