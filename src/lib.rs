@@ -18,3 +18,6 @@ pub mod output;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_rng;

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::exposition::escape_label_value;
 use crate::upstream::FailureReason;
 
 /// What the event loop keeps per container for its own metrics.
@@ -299,21 +300,8 @@ fn write_container_label(out: &mut Vec<u8>, label: &str, value: &str) {
     out.push(b'{');
     out.extend_from_slice(label.as_bytes());
     out.extend_from_slice(b"=\"");
-    write_escaped_label_value(out, value);
+    escape_label_value(value.as_bytes(), out);
     out.push(b'"');
-}
-
-/// Exposition format 0.0.4: in label values, `\` is `\\`, `"` is `\"` and a
-/// line feed is `\n`.
-fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) {
-    for byte in value.bytes() {
-        match byte {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            other => out.push(other),
-        }
-    }
 }
 
 fn write_u64(out: &mut Vec<u8>, value: u64) {

@@ -295,6 +295,7 @@ pub fn next_tick(previous: Instant, interval: Duration, now: Instant) -> Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -479,22 +480,6 @@ mod tests {
         );
     }
 
-    /// A tiny xorshift PRNG: deterministic, no dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
-
     /// The obviously correct reference: a Vec scanned on every call.
     #[derive(Default)]
     struct NaiveTimers {
@@ -534,10 +519,10 @@ mod tests {
     #[test]
     fn matches_naive_reference_on_random_operations() {
         for seed in 1..=20u64 {
-            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let t0 = Instant::now();
-            let resolution = Duration::from_micros(1 + rng.below(5_000));
-            let slots = 1 + rng.below(64) as usize;
+            let resolution = Duration::from_micros(1 + rng.next_u64() % 5_000);
+            let slots = 1 + rng.below(64);
             let mut wheel = TimerWheel::new(t0, resolution, slots);
             let mut naive = NaiveTimers::default();
             let mut ids: Vec<(u32, TimerId)> = Vec::new();
@@ -548,7 +533,7 @@ mod tests {
                     0..=4 => {
                         // Up to ~20 turns of the wheel ahead, sometimes in the past.
                         let span = resolution.as_micros() as u64 * slots as u64 * 20;
-                        let offset = Duration::from_micros(rng.below(span.max(1)));
+                        let offset = Duration::from_micros(rng.next_u64() % span.max(1));
                         let at = if rng.below(10) == 0 {
                             now.checked_sub(offset).unwrap_or(t0)
                         } else {
@@ -560,7 +545,7 @@ mod tests {
                         next_key += 1;
                     }
                     5 | 6 if !ids.is_empty() => {
-                        let (key, id) = ids.swap_remove(rng.below(ids.len() as u64) as usize);
+                        let (key, id) = ids.swap_remove(rng.below(ids.len()));
                         assert_eq!(
                             wheel.cancel(id),
                             naive.cancel(key),
@@ -569,7 +554,7 @@ mod tests {
                     }
                     _ => {
                         now += Duration::from_micros(
-                            rng.below(resolution.as_micros() as u64 * slots as u64 * 3),
+                            rng.next_u64() % (resolution.as_micros() as u64 * slots as u64 * 3),
                         );
                         let mut fired = Vec::new();
                         wheel.expire(now, &mut fired);

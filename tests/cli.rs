@@ -6,8 +6,10 @@
 
 use std::process::{Command, Output};
 
+use crate::util::BINARY;
+
 fn sidecar(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metrics-multiplexer-sidecar"))
+    Command::new(BINARY)
         .args(args)
         .output()
         .expect("the binary runs")

@@ -2,13 +2,12 @@
 //! external parsers (promtool, Python's prometheus_client) and a naive
 //! reference parser.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::naive::{self, NaiveSample};
+use crate::util::naive::{self, NaiveSample};
+use crate::util::rng::Rng;
 use multiplexer::exposition::{Merger, Snapshot, Source};
 
 const FIXTURES: &[&str] = &[
@@ -412,19 +411,8 @@ fn snapshot_lifecycle() {
     snapshot.shrink();
 }
 
-/// Tiny deterministic generator (xorshift) for the property test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
+fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+    items[rng.below(items.len())]
 }
 
 fn generated_body(rng: &mut Rng) -> String {
@@ -460,30 +448,30 @@ fn generated_body(rng: &mut Rng) -> String {
     ];
     let timestamps = ["", "", " 1700000000000", " -3", " 1.5"];
     let mut body = String::new();
-    for _ in 0..(rng.next() % 12) {
-        match rng.next() % 6 {
+    for _ in 0..(rng.next_u64() % 12) {
+        match rng.next_u64() % 6 {
             0 => body.push_str(&format!(
                 "# TYPE {} {}\n",
-                rng.pick(&names),
-                rng.pick(&types)
+                pick(rng, &names),
+                pick(rng, &types)
             )),
-            1 => body.push_str(&format!("# HELP {} some \\\\ help\n", rng.pick(&names))),
+            1 => body.push_str(&format!("# HELP {} some \\\\ help\n", pick(rng, &names))),
             2 => body.push_str(&format!(
                 "{{\"{}.q\"}} {}\n",
-                rng.pick(&names),
-                rng.pick(&values)
+                pick(rng, &names),
+                pick(rng, &values)
             )),
             _ => body.push_str(&format!(
                 "{}{}{} {}{}\n",
-                rng.pick(&names),
-                rng.pick(&suffixes),
-                rng.pick(&labels),
-                rng.pick(&values),
-                rng.pick(&timestamps)
+                pick(rng, &names),
+                pick(rng, &suffixes),
+                pick(rng, &labels),
+                pick(rng, &values),
+                pick(rng, &timestamps)
             )),
         }
     }
-    if rng.next() % 4 == 0 {
+    if rng.next_u64() % 4 == 0 {
         body.push_str("# EOF\n");
     }
     body
@@ -491,7 +479,7 @@ fn generated_body(rng: &mut Rng) -> String {
 
 #[test]
 fn fast_parser_agrees_with_naive_parser_on_generated_inputs() {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let (mut accepted, mut rejected) = (0, 0);
     for round in 0..20_000 {
         let body = generated_body(&mut rng);

@@ -1,11 +1,9 @@
 //! Hostile clients and upstreams must not take the sidecar's resident
 //! memory past its 32 MiB limit (DESIGN: "Failure is normal").
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use crate::util::{
     container_args, peak_resident_bytes, resident_bytes, stalled_client, wait_until, Behaviour,
     Sidecar, Stub,
 };
@@ -104,4 +102,40 @@ fn stalled_clients_held_old_bodies_without_bound() {
     let response = sidecar.get("/metrics");
     assert!(response.body.len() > 2 << 20);
     drop(stalled);
+}
+
+/// 4 MiB of the shortest legal samples (`a 1`, a million of them) is inside
+/// the default body limit, but the index (tens of bytes per sample) and the
+/// merged body (`a{container="big"} 1`, five times the input) took the
+/// sidecar to about 70 MiB, and 4 MiB of distinct one-sample untyped
+/// families (`f1a2b 1`, each given a TYPE line) to about 110 MiB. Now a body
+/// may hold one line per 64 bytes of `--max_body_bytes`: the first is refused
+/// (`too_many_lines`), the largest one allowed is served, both in 32 MiB.
+#[test]
+fn four_mib_of_tiny_samples_stays_inside_32_mib() {
+    let line = "a 1\n";
+    let too_many = line.repeat((4 << 20) / line.len() - 16);
+    // Distinct untyped names, each its own family: the costliest lines.
+    let allowed: String = (0..(4 << 20) / 64).map(|i| format!("f{i:x} 1\n")).collect();
+    let refused = Stub::start(Behaviour::ContentLength(too_many));
+    let served = Stub::start(Behaviour::ContentLength(allowed));
+    let sidecar = Sidecar::start(&container_args(&[
+        ("refused", refused.port),
+        ("served", served.port),
+    ]));
+    let refusal =
+        "multiplexer_scrape_failures_total{container=\"refused\",reason=\"too_many_lines\"} ";
+    assert!(wait_until(Duration::from_secs(30), || {
+        let metrics = sidecar.metrics();
+        metrics.contains("multiplexer_up{container=\"served\"} 1")
+            && metrics.contains(refusal)
+            && !metrics.contains(&format!("{refusal}0\n"))
+    }));
+    for _ in 0..3 {
+        let metrics = sidecar.metrics();
+        assert!(metrics.contains("fffff{container=\"served\"} 1\n"));
+        assert!(!metrics.contains("a{container=\"refused\"}"));
+    }
+    let peak = peak_resident_bytes(sidecar.pid());
+    assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
 }

@@ -3,14 +3,14 @@
 //! join it, a hung container delays the answer only until the deadline, and
 //! Prometheus' timeout header shortens that deadline.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{container_args, lines_of, parse_response, up, Behaviour, Sidecar, Stub};
+use crate::util::{
+    container_args, lines_of, parse_response, try_get, up, Behaviour, Sidecar, Stub,
+};
 
 /// Longer than the sidecar's window in which a finished round's result is
 /// reused (500 ms), so the next request starts a new round.
@@ -58,7 +58,7 @@ fn concurrent_requests_join_one_round() {
     let clients: Vec<_> = (0..8)
         .map(|_| {
             thread::spawn(move || {
-                let response = common::try_get(port, "/metrics").unwrap();
+                let response = try_get(port, "/metrics").unwrap();
                 String::from_utf8(response.body).unwrap()
             })
         })

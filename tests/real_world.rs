@@ -15,8 +15,6 @@
 //! Waits are conditions with deadlines. A missing program is a loud SKIP, or
 //! a failure when `CI=true`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -28,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{container_args, free_port, Sidecar};
+use crate::util::{container_args, free_port, Sidecar};
 
 /// What the sidecar asks every upstream for (DESIGN.md, "Semantics"). Direct
 /// scrapes ask the same so that they see the very format the sidecar saw:
@@ -46,7 +44,7 @@ const STARTUP: Duration = Duration::from_secs(60);
 /// A handful of Prometheus scrapes of the sidecar, one second apart.
 const SCRAPES: Duration = Duration::from_secs(30);
 /// Between two looks at a condition: each look is a scrape or a query, so
-/// not every 10 ms as `common::wait_until` does.
+/// not every 10 ms as `util::wait_until` does.
 const POLL_PAUSE: Duration = Duration::from_millis(250);
 
 /// Prometheus counts a target's rejected samples here; every one must stay 0.

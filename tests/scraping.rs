@@ -3,12 +3,10 @@
 //! scrape cadence. Waits are conditions with deadlines; the only time bounds
 //! are generous ones that the issue itself sets (cadence, two intervals).
 
-mod common;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::util::{
     container_args, failures, lines_of, sample, up, wait_until, Behaviour, Sidecar, Stub,
 };
 
@@ -380,4 +378,57 @@ fn the_scrape_request_asks_for_text_and_identity() {
         head.contains("User-Agent: metrics-multiplexer-sidecar/"),
         "{head}"
     );
+}
+
+/// One sample with `count` distinct labels: `wide{l0="v",l1="v",...} 1`.
+fn one_wide_sample(count: usize) -> String {
+    let mut body = String::from("wide{");
+    for i in 0..count {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!("l{i}=\"v\""));
+    }
+    body.push_str("} 1\n");
+    body
+}
+
+/// A sample with 2·10^5 labels (2 MB, inside the default 4 MiB body limit)
+/// used to cost a pairwise duplicate-label check: 2·10^10 comparisons, about
+/// a minute during which the single-threaded loop scraped and served nothing.
+#[test]
+fn a_sample_with_200k_labels_does_not_stall_the_loop() {
+    let wide = Stub::start(Behaviour::ContentLength(one_wide_sample(200_000)));
+    let small = Stub::start(Behaviour::ContentLength("small 1\n".to_string()));
+    let sidecar = Sidecar::start(&container_args(&[
+        ("wide", wide.port),
+        ("small", small.port),
+    ]));
+    let both_up = wait_until(Duration::from_secs(20), || {
+        let metrics = sidecar.metrics();
+        metrics.contains("multiplexer_up{container=\"wide\"} 1")
+            && metrics.contains("multiplexer_up{container=\"small\"} 1")
+    });
+    assert!(both_up, "stderr:\n{}", sidecar.stderr());
+    let metrics = sidecar.metrics();
+    assert!(metrics.contains("l199999=\"v\",container=\"wide\"} 1\n"));
+    assert!(metrics.contains("small{container=\"small\"} 1\n"));
+}
+
+/// The duplicate check must still catch a repeat far apart in a wide set.
+#[test]
+fn a_duplicate_label_in_a_wide_sample_is_still_a_parse_error() {
+    let mut body = one_wide_sample(1000);
+    body.insert_str(body.len() - "} 1\n".len(), ",l7=\"again\"");
+    let stub = Stub::start(Behaviour::ContentLength(body));
+    let sidecar = Sidecar::start(&container_args(&[("wide", stub.port)]));
+    let prefix = "multiplexer_scrape_failures_total{container=\"wide\",reason=\"parse_error\"} ";
+    let counted = wait_until(Duration::from_secs(10), || {
+        sidecar
+            .metrics()
+            .lines()
+            .any(|line| line.starts_with(prefix) && !line.ends_with(" 0"))
+    });
+    assert!(counted, "{}", sidecar.metrics());
+    assert!(!sidecar.metrics().contains("wide{"));
 }

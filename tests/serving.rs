@@ -5,8 +5,6 @@
 //! bounds are the generous ones the issue sets (2 s for a normal client
 //! while others misbehave, a few seconds to stop).
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
@@ -15,7 +13,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{lines_of, wait_until, Behaviour, Response, Sidecar, Stub};
+use crate::util::rng::Rng;
+use crate::util::{
+    container_args, lines_of, parse_response, raw_exchange, try_get, wait_until, Behaviour,
+    Response, Sidecar, Stub,
+};
 
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -220,12 +222,12 @@ fn assert_alive(sidecar: &mut Sidecar) {
 #[test]
 fn get_metrics_is_200_with_exact_content_type_and_length() {
     let (_stub, sidecar) = start_app(Behaviour::ContentLength(APP_BODY.into()), &[]);
-    let raw = common::raw_exchange(
+    let raw = raw_exchange(
         sidecar.port,
         b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
-    let (response, used) = common::parse_response(&raw).unwrap();
+    let (response, used) = parse_response(&raw).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Type"), Some(METRICS_CONTENT_TYPE));
     assert_eq!(
@@ -265,7 +267,7 @@ fn head_is_the_same_head_without_a_body() {
     assert_eq!(head.headers, get.headers);
     assert!(!get.body.is_empty());
     // HEAD with close: nothing follows the head.
-    let raw = common::raw_exchange(
+    let raw = raw_exchange(
         sidecar.port,
         b"HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
     )
@@ -303,8 +305,8 @@ fn every_route_and_method() {
     ];
     for (line, status, content_type) in cases {
         let request = format!("{line}\r\nHost: test\r\nConnection: close\r\n\r\n");
-        let raw = common::raw_exchange(sidecar.port, request.as_bytes()).unwrap();
-        let (response, used) = common::parse_response(&raw).unwrap();
+        let raw = raw_exchange(sidecar.port, request.as_bytes()).unwrap();
+        let (response, used) = parse_response(&raw).unwrap();
         assert_eq!(response.status, *status, "{line}");
         assert_eq!(used, raw.len(), "{line}");
         if let Some(content_type) = content_type {
@@ -343,7 +345,7 @@ fn malformed_requests_are_400_and_closed() {
     ];
     for request in cases {
         let raw = exchange_half_closed(sidecar.port, request);
-        let (response, used) = common::parse_response(&raw)
+        let (response, used) = parse_response(&raw)
             .unwrap_or_else(|error| panic!("{error} for {:?}", String::from_utf8_lossy(request)));
         assert_eq!(
             response.status,
@@ -402,7 +404,7 @@ fn oversized_heads_are_431() {
         };
         let _ = writer.join();
         let head = &request[..40.min(request.len())];
-        let response = common::parse_response(&raw).unwrap_or_else(|error| {
+        let response = parse_response(&raw).unwrap_or_else(|error| {
             panic!(
                 "{error} for {head:?} ({} bytes), read ended with {outcome:?}",
                 request.len()
@@ -580,7 +582,7 @@ fn three_hundred_concurrent_clients_are_all_served() {
         .collect();
     for handle in handles {
         let raw = handle.join().unwrap();
-        let (response, used) = common::parse_response(&raw).unwrap();
+        let (response, used) = parse_response(&raw).unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(used, raw.len());
         let body = String::from_utf8(response.body).unwrap();
@@ -594,7 +596,7 @@ fn three_hundred_concurrent_clients_are_all_served() {
 /// took.
 fn timed_get(port: u16) -> (Response, Duration) {
     let start = Instant::now();
-    let response = common::try_get(port, "/metrics").expect("a normal client is answered");
+    let response = try_get(port, "/metrics").expect("a normal client is answered");
     (response, start.elapsed())
 }
 
@@ -710,17 +712,10 @@ fn a_client_that_never_reads_does_not_delay_others() {
     assert_eq!(sidecar.get("/healthz").status, 200);
 }
 
-/// A small deterministic generator: the same "random" bytes every run.
+/// The same "random" bytes every run for a given seed.
 fn pseudo_random_bytes(seed: u64, length: usize) -> Vec<u8> {
-    let mut state = seed;
-    (0..length)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
+    let mut rng = Rng::new(seed + 1);
+    (0..length).map(|_| (rng.next_u64() >> 56) as u8).collect()
 }
 
 /// The start of a TLS 1.2/1.3 ClientHello, as a client with the wrong
@@ -1041,10 +1036,7 @@ fn a_fast_pipelining_client_does_not_monopolise_the_loop() {
     let mut slowest = Duration::ZERO;
     for _ in 0..10 {
         let start = Instant::now();
-        assert_eq!(
-            common::try_get(sidecar.port, "/healthz").unwrap().status,
-            200
-        );
+        assert_eq!(try_get(sidecar.port, "/healthz").unwrap().status, 200);
         slowest = slowest.max(start.elapsed());
     }
     for stream in &streams {
@@ -1056,4 +1048,21 @@ fn a_fast_pipelining_client_does_not_monopolise_the_loop() {
         served >> 20
     );
     assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
+}
+
+/// RFC 9112 §3.2.2: "a server MUST accept the absolute-form in requests".
+#[test]
+fn absolute_form_targets_are_served() {
+    let stub = Stub::start(Behaviour::ContentLength("a 1\n".to_string()));
+    let sidecar = Sidecar::start(&container_args(&[("app", stub.port)]));
+    for target in [
+        "http://localhost/metrics",
+        "HTTP://127.0.0.1:13434/metrics?x=1",
+        "http://pod/healthz",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let bytes = raw_exchange(sidecar.port, request.as_bytes()).unwrap();
+        let (response, _) = parse_response(&bytes).unwrap();
+        assert_eq!(response.status, 200, "{target}");
+    }
 }

@@ -8,13 +8,11 @@
 //! root needs `chroot` as root, or `unshare -r` (a user namespace) otherwise;
 //! without either the test is skipped loudly, unless `CI=true`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, lines_of, try_get, wait_until, Behaviour, Stub};
+use crate::util::{free_port, lines_of, try_get, wait_until, Behaviour, Stub, BINARY};
 
 /// Exactly the Dockerfile's build; `static_binary_is_built_as_the_dockerfile_builds_it`
 /// checks that the Dockerfile still says the same.
@@ -118,7 +116,7 @@ fn check_static(elf: &[u8]) -> Result<(), NotStatic> {
 #[test]
 fn the_elf_check_tells_dynamic_from_static() {
     // The normal test build of the binary links glibc dynamically.
-    let dynamic = std::fs::read(common::BINARY).unwrap();
+    let dynamic = std::fs::read(BINARY).unwrap();
     assert_eq!(check_static(&dynamic), Err(NotStatic::HasInterpreter));
     assert_eq!(check_static(b"#!/bin/sh\n"), Err(NotStatic::NotElf64));
     assert_eq!(check_static(&dynamic[..0x30]), Err(NotStatic::Truncated));

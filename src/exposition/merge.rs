@@ -16,7 +16,7 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
-use super::parse::{Kind, Sample, Span, BRACES, PLAIN_END, QUOTED_NAME, SLOW_LABELS};
+use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
 use super::snapshot::Snapshot;
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
@@ -33,16 +33,26 @@ pub struct Source<'a> {
     pub snapshot: &'a Snapshot,
 }
 
-const KEPT: u8 = 0;
-const DOWNGRADED: u8 = 1;
-const DROPPED: u8 = 2;
+/// What type-conflict resolution decided for one source's family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Resolution {
+    /// Written as the source declared it.
+    #[default]
+    Kept,
+    /// Written under the merged family's `untyped` TYPE (rule 1).
+    Downgraded,
+    /// Not written (rules 2 and 3).
+    Dropped,
+}
 
+/// One source's family, as a part of a merged family.
 #[derive(Clone, Copy, Default)]
 struct Contribution {
     merged: u32,
     source: u32,
+    /// The family's number in its source's index.
     family: u32,
-    state: u8,
+    resolution: Resolution,
 }
 
 struct Merged {
@@ -150,15 +160,14 @@ impl Merger {
             if !source.snapshot.is_indexed() {
                 continue;
             }
-            let index = &source.snapshot.index;
+            let view = source.snapshot.view();
             let label_len = label.map_or(0, |l| (l.braced.end - l.braced.start) as usize);
-            estimate += source.snapshot.body_len() + index.samples.len() * label_len;
-            for (family_index, family) in index.families.iter().enumerate() {
-                let name = family.name.of(&index.names);
+            estimate += view.body().len() + view.sample_count() * label_len;
+            for family_index in 0..view.family_count() {
+                let family = view.family(family_index as u32);
                 let merged = self.table.find(family.hash, |m| {
                     let m = &self.merged[m as usize];
-                    let owner = &sources[m.source as usize].snapshot.index;
-                    owner.families[m.family as usize].name.of(&owner.names) == name
+                    family_of(sources, m.source, m.family).name == family.name
                 });
                 let merged = merged.unwrap_or_else(|| {
                     let id = self.merged.len() as u32;
@@ -175,7 +184,7 @@ impl Merger {
                     merged,
                     source: source_index as u32,
                     family: family_index as u32,
-                    state: KEPT,
+                    resolution: Resolution::Kept,
                 });
             }
         }
@@ -216,7 +225,10 @@ impl Merger {
 
     fn resolve_types(&mut self, sources: &[Source<'_>]) {
         let kind_of = |c: &Contribution| {
-            sources[c.source as usize].snapshot.index.families[c.family as usize].kind
+            sources[c.source as usize]
+                .snapshot
+                .view()
+                .family_kind(c.family)
         };
         for m in 0..self.merged.len() {
             let range = self.merged[m].contributions;
@@ -227,10 +239,14 @@ impl Merger {
             }
             let all_simple = contributions.iter().all(|c| kind_of(c).is_simple());
             self.merged[m].kind = if all_simple { Kind::Untyped } else { first };
-            let lost = if all_simple { DOWNGRADED } else { DROPPED };
+            let lost = if all_simple {
+                Resolution::Downgraded
+            } else {
+                Resolution::Dropped
+            };
             for i in range.start as usize..range.end as usize {
                 if kind_of(&self.sorted[i]) != first {
-                    self.sorted[i].state = lost;
+                    self.sorted[i].resolution = lost;
                     self.report(sources, i);
                 }
             }
@@ -240,8 +256,7 @@ impl Merger {
     fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let owner = &sources[merged.source as usize].snapshot.index;
-            let name = owner.families[merged.family as usize].name.of(&owner.names);
+            let name = family_of(sources, merged.source, merged.family).name;
             let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
                 (base, false)
             } else if let Some(base) = name
@@ -256,8 +271,7 @@ impl Merger {
                 .table
                 .find(hash_name(base), |x| {
                     let x = &self.merged[x as usize];
-                    let owner = &sources[x.source as usize].snapshot.index;
-                    owner.families[x.family as usize].name.of(&owner.names) == base
+                    family_of(sources, x.source, x.family).name == base
                 })
                 .map(|x| self.merged[x as usize].kind)
                 .is_some_and(|kind| {
@@ -268,9 +282,9 @@ impl Merger {
             }
             let range = merged.contributions;
             for i in range.start as usize..range.end as usize {
-                let previous = self.sorted[i].state;
-                self.sorted[i].state = DROPPED;
-                if previous == KEPT {
+                let previous = self.sorted[i].resolution;
+                self.sorted[i].resolution = Resolution::Dropped;
+                if previous == Resolution::Kept {
                     self.report(sources, i);
                 }
             }
@@ -279,8 +293,7 @@ impl Merger {
 
     fn report(&mut self, sources: &[Source<'_>], contribution: usize) {
         let c = self.sorted[contribution];
-        let index = &sources[c.source as usize].snapshot.index;
-        let name = index.families[c.family as usize].name.of(&index.names);
+        let name = family_of(sources, c.source, c.family).name;
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -296,20 +309,20 @@ impl Merger {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
-        if contributions.iter().all(|c| c.state == DROPPED) {
+        if contributions
+            .iter()
+            .all(|c| c.resolution == Resolution::Dropped)
+        {
             return;
         }
-        let owner = &sources[merged.source as usize].snapshot.index;
-        let name = owner.families[merged.family as usize].name.of(&owner.names);
+        let name = family_of(sources, merged.source, merged.family).name;
         let help = contributions
             .iter()
-            .filter(|c| c.state != DROPPED)
+            .filter(|c| c.resolution != Resolution::Dropped)
             .find_map(|c| {
-                let snapshot = sources[c.source as usize].snapshot;
-                let family = &snapshot.index.families[c.family as usize];
-                family
-                    .help
-                    .map(|help| (help.of(snapshot.body()), snapshot.index.openmetrics))
+                let view = sources[c.source as usize].snapshot.view();
+                let help = view.family(c.family).help?;
+                Some((help, view.is_openmetrics()))
             });
         if let Some((help, openmetrics)) = help {
             out.extend_from_slice(b"# HELP ");
@@ -326,30 +339,23 @@ impl Merger {
 
         for i in range.start as usize..range.end as usize {
             let c = self.sorted[i];
-            if c.state == DROPPED {
+            if c.resolution == Resolution::Dropped {
                 continue;
             }
-            let snapshot = sources[c.source as usize].snapshot;
-            let index = &snapshot.index;
-            let family = &index.families[c.family as usize];
-            let samples = index
-                .samples
-                .get(family.samples.start as usize..family.samples.end as usize)
-                .unwrap_or(&[]);
+            let view = sources[c.source as usize].snapshot.view();
             let spans = self.source_label_spans[c.source as usize];
             let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
             let writer = SampleWriter {
-                body: snapshot.body(),
-                openmetrics: index.openmetrics,
+                body: view.body(),
+                openmetrics: view.is_openmetrics(),
                 target: comma.and_then(|comma| comma.get(1..)),
                 target_comma: comma.unwrap_or(b""),
                 target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                 label: &self.label,
-                check_labels: comma.is_some() && index.label_bloom.may_contain(&self.label),
+                check_labels: comma.is_some() && view.may_have_label(&self.label),
             };
             let mut pending = Span::default();
-            for packed in samples {
-                let sample = index.sample(packed, snapshot.body());
+            for sample in view.samples(c.family) {
                 writer.write(
                     &sample,
                     out,
@@ -361,6 +367,11 @@ impl Merger {
             writer.flush(&mut pending, out);
         }
     }
+}
+
+/// The family numbered `family` in source `source`'s index.
+fn family_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> FamilyView<'a> {
+    sources[source as usize].snapshot.view().family(family)
 }
 
 /// Writes the samples of one source.
@@ -391,12 +402,15 @@ impl SampleWriter<'_> {
         candidate: &mut Vec<u8>,
     ) {
         let labels = sample.labels.of(self.body);
-        let canonical = sample.flags & (SLOW_LABELS | QUOTED_NAME) == 0
-            && !(self.check_labels && has_label(labels, self.label, scratch));
-        if canonical && sample.flags & PLAIN_END != 0 {
+        let retokenise = sample
+            .flags
+            .intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME)
+            || (self.check_labels && has_label(labels, self.label, scratch));
+        let canonical = !retokenise;
+        if canonical && sample.flags.contains(SampleFlags::PLAIN_END) {
             // `name{labels` + target + `} value\n` (or `name` + `{target}`
             // + ` value\n`): the line is valid 0.0.4 as it is.
-            let braces = sample.flags & BRACES != 0;
+            let braces = sample.flags.contains(SampleFlags::BRACES);
             let head_end = if braces {
                 sample.labels.end
             } else {
@@ -420,7 +434,7 @@ impl SampleWriter<'_> {
             self.write_canonical(sample, out);
         } else {
             let raw_name = sample.name.of(self.body);
-            if sample.flags & QUOTED_NAME != 0 {
+            if sample.flags.contains(SampleFlags::QUOTED_NAME) {
                 escape_quoted_name(raw_name, NameRule::Metric, out);
             } else {
                 out.extend_from_slice(raw_name);
@@ -463,7 +477,7 @@ impl SampleWriter<'_> {
     /// contiguous.
     fn write_canonical(&self, sample: &Sample, out: &mut Vec<u8>) {
         let body = self.body;
-        let (head_end, tail_start) = if sample.flags & BRACES != 0 {
+        let (head_end, tail_start) = if sample.flags.contains(SampleFlags::BRACES) {
             (sample.labels.end, sample.labels.end)
         } else {
             (sample.name.end, sample.name.end)
@@ -476,17 +490,21 @@ impl SampleWriter<'_> {
             .of(body),
         );
         if let Some(target) = self.target {
-            if sample.flags & BRACES == 0 {
+            if !sample.flags.contains(SampleFlags::BRACES) {
                 out.push(b'{');
             } else if !sample.labels.is_empty() {
                 out.push(b',');
             }
             out.extend_from_slice(target);
-            if sample.flags & BRACES == 0 {
+            if !sample.flags.contains(SampleFlags::BRACES) {
                 out.push(b'}');
             }
         }
-        let gap = if sample.flags & BRACES != 0 { 2 } else { 1 };
+        let gap = if sample.flags.contains(SampleFlags::BRACES) {
+            2
+        } else {
+            1
+        };
         if sample.value_form == ValueForm::Decimal
             && sample.value.start == tail_start + gap
             && body.get(sample.value.start as usize - 1) == Some(&b' ')
@@ -499,7 +517,7 @@ impl SampleWriter<'_> {
                 .of(body),
             );
         } else {
-            if sample.flags & BRACES != 0 {
+            if sample.flags.contains(SampleFlags::BRACES) {
                 out.push(b'}');
             }
             self.write_value(sample, out);

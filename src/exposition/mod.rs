@@ -32,6 +32,7 @@
 //! - Samples are offsets into the body (u32); no allocation per sample, and
 //!   after warm-up no allocation per scrape or per merge.
 
+mod labels;
 mod merge;
 mod parse;
 mod snapshot;
@@ -40,3 +41,4 @@ mod text;
 pub use merge::{Merger, Source};
 pub use parse::{ParseError, ParseErrorKind};
 pub use snapshot::Snapshot;
+pub(crate) use text::escape_label_value;

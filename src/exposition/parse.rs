@@ -12,14 +12,17 @@
 //!   see [`PackedSample`]); [`Index::sample`] decodes it;
 //! - every label set, value and timestamp has been validated, so the writer
 //!   may copy them without checking again.
+//!
+//! Label sets are read by [`LabelScanner`] (labels.rs); the merge writer
+//! reads a built index only through [`IndexView`].
 
 use std::fmt;
 
+use super::labels::LabelScanner;
 use super::text::{
-    escape_quoted_name, find_byte, hash_name, is_label_continue, is_label_start,
-    is_metric_continue, is_metric_start, om_timestamp_millis, parse_int_timestamp, same_bytes,
-    scan_class, scan_quote_stop, scan_until_class, value_form, NameRule, NameTable, ValueForm,
-    LABEL_CONTINUE, METRIC_CONTINUE, TOKEN_END,
+    escape_quoted_name, find_byte, hash_name, is_metric_continue, is_metric_start,
+    om_timestamp_millis, parse_int_timestamp, same_bytes, scan_class, scan_quote_stop,
+    scan_until_class, value_form, NameRule, NameTable, ValueForm, METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -97,7 +100,7 @@ impl std::error::Error for ParseError {}
 
 /// The type a family is written with in text 0.0.4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(super) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -106,7 +109,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
@@ -118,7 +121,7 @@ impl Kind {
 
     /// Counter, gauge and untyped samples all read the same way, so a
     /// conflict between them can be written as untyped without loss.
-    pub(crate) fn is_simple(self) -> bool {
+    pub(super) fn is_simple(self) -> bool {
         matches!(self, Kind::Counter | Kind::Gauge | Kind::Untyped)
     }
 }
@@ -196,68 +199,102 @@ const SUFFIXES: [&[u8]; 8] = [
 
 /// A byte range, as u32 offsets (bodies are limited far below 4 GiB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub(crate) start: u32,
-    pub(crate) end: u32,
+pub(super) struct Span {
+    pub(super) start: u32,
+    pub(super) end: u32,
 }
 
 impl Span {
-    fn new(start: usize, end: usize) -> Span {
+    pub(super) fn new(start: usize, end: usize) -> Span {
         Span {
             start: start as u32,
             end: end as u32,
         }
     }
 
-    pub(crate) fn is_empty(self) -> bool {
+    pub(super) fn is_empty(self) -> bool {
         self.start >= self.end
     }
 
-    pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
+    pub(super) fn of(self, bytes: &[u8]) -> &[u8] {
         bytes
             .get(self.start as usize..self.end as usize)
             .unwrap_or(&[])
     }
 }
 
-pub(crate) struct Family {
+struct Family {
     /// In `Index::names`.
-    pub(crate) name: Span,
-    pub(crate) hash: u32,
-    pub(crate) kind: Kind,
+    name: Span,
+    hash: u32,
+    kind: Kind,
     /// Raw (still escaped) HELP text in the body.
-    pub(crate) help: Option<Span>,
+    help: Option<Span>,
     /// Range of `Index::samples`.
-    pub(crate) samples: Span,
+    samples: Span,
 }
 
-/// The sample's name is the content of a quoted string, to be escaped.
-pub(crate) const QUOTED_NAME: u8 = 1;
-/// The label set is not in canonical form (quoted names, blanks, trailing
-/// comma): the writer re-tokenises it instead of copying it.
-pub(crate) const SLOW_LABELS: u8 = 2;
-/// The sample has braces; `labels.end` is the position of its `}`.
-pub(crate) const BRACES: u8 = 4;
-/// A timestamp follows the value (found again by [`Index::sample`]).
-const TIMESTAMP: u8 = 8;
-/// The sample is kept whole in `Index::long_samples` (see [`PackedSample`]).
-const LONG: u8 = 16;
-/// The line ends ` <decimal>\n` right after the name or the `}`: the
-/// writer may copy it from there through the newline.
-pub(crate) const PLAIN_END: u8 = 32;
+/// What the parser learnt about a sample's line that tells the writer how
+/// it may copy it. One byte, because it is kept per sample in the index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct SampleFlags(u8);
+
+impl SampleFlags {
+    /// The sample's name is the content of a quoted string, to be escaped.
+    pub(super) const QUOTED_NAME: SampleFlags = SampleFlags(1);
+    /// The label set is not in canonical form (quoted names, blanks,
+    /// trailing comma): the writer re-tokenises it instead of copying it.
+    pub(super) const SLOW_LABELS: SampleFlags = SampleFlags(2);
+    /// The sample has braces; `labels.end` is the position of its `}`.
+    pub(super) const BRACES: SampleFlags = SampleFlags(4);
+    /// A timestamp follows the value (found again by [`Index::sample`]).
+    const TIMESTAMP: SampleFlags = SampleFlags(8);
+    /// The sample is kept whole in `Index::long_samples` (see
+    /// [`PackedSample`]).
+    const LONG: SampleFlags = SampleFlags(16);
+    /// The line ends ` <decimal>\n` right after the name or the `}`: the
+    /// writer may copy it from there through the newline.
+    pub(super) const PLAIN_END: SampleFlags = SampleFlags(32);
+
+    /// Whether every flag of `other` is set.
+    #[inline]
+    pub(super) fn contains(self, other: SampleFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any flag of `other` is set.
+    #[inline]
+    pub(super) fn intersects(self, other: SampleFlags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    #[inline]
+    pub(super) fn insert(&mut self, other: SampleFlags) {
+        self.0 |= other.0;
+    }
+}
+
+impl std::ops::BitOr for SampleFlags {
+    type Output = SampleFlags;
+
+    fn bitor(self, other: SampleFlags) -> SampleFlags {
+        SampleFlags(self.0 | other.0)
+    }
+}
 
 /// A sample's spans in the body, as [`Index::sample`] decodes them.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Sample {
-    /// Legacy name, or the raw content of a quoted name (see `QUOTED_NAME`).
-    pub(crate) name: Span,
+pub(super) struct Sample {
+    /// Legacy name, or the raw content of a quoted name (see
+    /// [`SampleFlags::QUOTED_NAME`]).
+    pub(super) name: Span,
     /// Inside the braces (after a quoted name's comma); empty when none.
-    pub(crate) labels: Span,
-    pub(crate) value: Span,
+    pub(super) labels: Span,
+    pub(super) value: Span,
     /// Empty when there is none.
-    pub(crate) timestamp: Span,
-    pub(crate) flags: u8,
-    pub(crate) value_form: ValueForm,
+    pub(super) timestamp: Span,
+    pub(super) flags: SampleFlags,
+    pub(super) value_form: ValueForm,
 }
 
 impl Default for Sample {
@@ -267,7 +304,7 @@ impl Default for Sample {
             labels: Span::default(),
             value: Span::default(),
             timestamp: Span::default(),
-            flags: 0,
+            flags: SampleFlags::default(),
             value_form: ValueForm::Decimal,
         }
     }
@@ -282,14 +319,14 @@ impl Default for Sample {
 /// there). The timestamp is found again after the value (flag `TIMESTAMP`);
 /// the family is implied by `Family::samples`.
 #[derive(Clone, Copy)]
-pub(crate) struct PackedSample {
+struct PackedSample {
     start: u32,
     name_end: u16,
     labels_start: u16,
     labels_end: u16,
     value_start: u16,
     value_end: u16,
-    flags: u8,
+    flags: SampleFlags,
     value_form: ValueForm,
 }
 
@@ -332,70 +369,113 @@ struct Declaration {
     help: Option<Span>,
 }
 
-/// One bit per label name (by a cheap hash) present anywhere in a body: lets
-/// the writer skip looking for the container label in bodies without it.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct LabelBloom([u64; 4]);
-
-impl LabelBloom {
-    fn bit(name: &[u8]) -> usize {
-        let first = name.first().copied().unwrap_or(0) as usize;
-        let last = name.last().copied().unwrap_or(0) as usize;
-        let second = name.get(1).copied().unwrap_or(0) as usize;
-        (name.len().wrapping_mul(97) ^ first.wrapping_mul(31) ^ second.wrapping_mul(7) ^ last) & 255
-    }
-
-    fn insert(&mut self, name: &[u8]) {
-        let bit = LabelBloom::bit(name);
-        self.0[bit / 64] |= 1 << (bit % 64);
-    }
-
-    pub(crate) fn may_contain(&self, name: &[u8]) -> bool {
-        let bit = LabelBloom::bit(name);
-        self.0[bit / 64] & (1 << (bit % 64)) != 0
-    }
-}
-
-type Fail = (ParseErrorKind, usize);
-
-/// Label sets up to this many names are checked for duplicates pairwise as
-/// each name is read; wider ones once at the closing brace, by sorting.
-const PAIRWISE_LABEL_CHECK: usize = 16;
-
-/// A label name as the duplicate check sees it.
-#[derive(Clone, Copy)]
-struct LabelName {
-    span: Span,
-    /// In `Index::scratch` (an escaped quoted name) rather than the body.
-    escaped: bool,
-    /// `le` or `quantile`: the value may have to be a number.
-    bound: bool,
-}
+/// An error and the body position it is reported at.
+pub(super) type Fail = (ParseErrorKind, usize);
 
 /// The index of one body, with all its buffers kept for the next body.
+/// Read through [`IndexView`].
 #[derive(Default)]
-pub(crate) struct Index {
-    pub(crate) families: Vec<Family>,
-    pub(crate) samples: Vec<PackedSample>,
+pub(super) struct Index {
+    families: Vec<Family>,
+    samples: Vec<PackedSample>,
     /// Samples whose offsets do not fit a [`PackedSample`].
     long_samples: Vec<Sample>,
     runs: Vec<FamilyRun>,
-    pub(crate) names: Vec<u8>,
+    names: Vec<u8>,
     /// The body ended with `# EOF`: HELP uses OpenMetrics escapes and
     /// timestamps are seconds.
-    pub(crate) openmetrics: bool,
-    pub(crate) label_bloom: LabelBloom,
+    openmetrics: bool,
     declarations: Vec<Declaration>,
     declaration_table: NameTable,
     family_table: NameTable,
     /// Scratch of `group`: the input position of each grouped sample.
     order: Vec<u32>,
     starts: Vec<u32>,
-    label_names: Vec<LabelName>,
-    /// `label_names` sorted, for the duplicate check of wide label sets.
-    sorted_label_names: Vec<LabelName>,
-    scratch: Vec<u8>,
+    labels: LabelScanner,
     sample_name: Vec<u8>,
+}
+
+/// One family of an index, as the merge writer reads it.
+#[derive(Clone, Copy)]
+pub(super) struct FamilyView<'a> {
+    /// Unique in its index, already in its 0.0.4 form.
+    pub(super) name: &'a [u8],
+    /// `hash_name(name)`, computed once by the parser.
+    pub(super) hash: u32,
+    pub(super) kind: Kind,
+    /// Raw (still escaped) HELP text from the body.
+    pub(super) help: Option<&'a [u8]>,
+}
+
+/// Read access to an index and the body it was built from: everything the
+/// merge writer needs of a snapshot, and nothing of how it is stored.
+/// Families are numbered `0..family_count()` in order of first appearance.
+#[derive(Clone, Copy)]
+pub(super) struct IndexView<'a> {
+    index: &'a Index,
+    body: &'a [u8],
+}
+
+impl<'a> IndexView<'a> {
+    /// `body` must be the body `index` was last built from (or the index
+    /// must be empty).
+    pub(super) fn new(index: &'a Index, body: &'a [u8]) -> IndexView<'a> {
+        IndexView { index, body }
+    }
+
+    pub(super) fn body(self) -> &'a [u8] {
+        self.body
+    }
+
+    pub(super) fn family_count(self) -> usize {
+        self.index.families.len()
+    }
+
+    /// Panics if `family` is out of range (a bug in the caller).
+    #[inline]
+    pub(super) fn family(self, family: u32) -> FamilyView<'a> {
+        let entry = &self.index.families[family as usize];
+        FamilyView {
+            name: entry.name.of(&self.index.names),
+            hash: entry.hash,
+            kind: entry.kind,
+            help: entry.help.map(|help| help.of(self.body)),
+        }
+    }
+
+    #[inline]
+    pub(super) fn family_kind(self, family: u32) -> Kind {
+        self.index.families[family as usize].kind
+    }
+
+    /// The samples of `family`, in input order.
+    pub(super) fn samples(self, family: u32) -> impl Iterator<Item = Sample> + 'a {
+        let range = self.index.families[family as usize].samples;
+        let index = self.index;
+        let body = self.body;
+        index
+            .samples
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |packed| index.sample(packed, body))
+    }
+
+    pub(super) fn sample_count(self) -> usize {
+        self.index.samples.len()
+    }
+
+    /// The body was OpenMetrics: HELP uses its escapes and timestamps are
+    /// seconds.
+    pub(super) fn is_openmetrics(self) -> bool {
+        self.index.openmetrics
+    }
+
+    /// Whether a label named `name` may occur in the body (no false
+    /// negatives, rare false positives).
+    pub(super) fn may_have_label(self, name: &[u8]) -> bool {
+        self.index.labels.may_contain(name)
+    }
 }
 
 /// Per-body parser state that is not part of the index.
@@ -411,22 +491,21 @@ struct Cursor {
 }
 
 impl Index {
-    pub(crate) fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.families.clear();
         self.samples.clear();
         self.long_samples.clear();
         self.runs.clear();
         self.names.clear();
         self.openmetrics = false;
-        self.label_bloom = LabelBloom::default();
         self.declarations.clear();
         // Spans into the previous body: meaningless for the next one.
-        self.label_names.clear();
+        self.labels.clear();
         self.declaration_table.clear();
         self.family_table.clear();
     }
 
-    pub(crate) fn shrink(&mut self) {
+    pub(super) fn shrink(&mut self) {
         fn shrink_vec<T>(v: &mut Vec<T>) {
             if v.capacity() > 1024 && v.len() * 4 < v.capacity() {
                 v.shrink_to(v.len() * 2);
@@ -440,14 +519,19 @@ impl Index {
         shrink_vec(&mut self.declarations);
         self.order = Vec::new();
         self.starts = Vec::new();
-        self.sorted_label_names = Vec::new();
+        self.labels.shrink();
         self.declaration_table.shrink();
         self.family_table.shrink();
     }
 
+    /// Samples in the index.
+    pub(super) fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
     /// Bytes the index holds (capacity of every buffer, kept between
     /// bodies): what a snapshot costs beyond its body.
-    pub(crate) fn capacity_bytes(&self) -> usize {
+    pub(super) fn capacity_bytes(&self) -> usize {
         fn bytes<T>(v: &Vec<T>) -> usize {
             v.capacity() * std::mem::size_of::<T>()
         }
@@ -461,15 +545,15 @@ impl Index {
             + bytes(&self.runs)
             + bytes(&self.order)
             + bytes(&self.starts)
-            + bytes(&self.label_names)
-            + bytes(&self.scratch)
+            + self.labels.capacity_bytes()
             + bytes(&self.sample_name)
     }
 
     /// Decodes a packed sample of this index; `body` is the body it was
     /// built from.
-    pub(crate) fn sample(&self, packed: &PackedSample, body: &[u8]) -> Sample {
-        let mut sample = if packed.flags & LONG != 0 {
+    #[inline]
+    fn sample(&self, packed: &PackedSample, body: &[u8]) -> Sample {
+        let mut sample = if packed.flags.contains(SampleFlags::LONG) {
             self.long_samples
                 .get(packed.start as usize)
                 .copied()
@@ -489,7 +573,7 @@ impl Index {
                 value_form: packed.value_form,
             }
         };
-        if packed.flags & TIMESTAMP != 0 {
+        if packed.flags.contains(SampleFlags::TIMESTAMP) {
             // The parser took the token after the value's blanks.
             let start = skip_blanks(body, sample.value.end as usize);
             sample.timestamp = Span::new(start, scan_token(body, start));
@@ -498,7 +582,7 @@ impl Index {
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
-    pub(crate) fn build(&mut self, body: &[u8]) -> Result<(), ParseError> {
+    pub(super) fn build(&mut self, body: &[u8]) -> Result<(), ParseError> {
         self.clear();
         match self.parse(body) {
             Ok(()) => Ok(()),
@@ -792,14 +876,14 @@ impl Index {
     /// A sample line: `name[{labels}] value [timestamp] [# exemplar]`, or
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
     fn sample_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
-        let mut flags = 0u8;
+        let mut flags = SampleFlags::default();
         let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
             let q = skip_blanks(b, p + 1);
             if b.get(q) != Some(&b'"') {
                 return Err((ParseErrorKind::MetricName, q));
             }
             let (name, after) = self.metric_name(b, q, true)?;
-            flags |= QUOTED_NAME | SLOW_LABELS;
+            flags.insert(SampleFlags::QUOTED_NAME | SampleFlags::SLOW_LABELS);
             (name, after, true, None)
         } else if let Some(end) = repeats_last_name(b, p, cursor) {
             // Runs of one name (series of a family, buckets) skip the scan
@@ -840,7 +924,7 @@ impl Index {
             let r = skip_blanks(b, q);
             match b.get(r) {
                 Some(b',') => {
-                    q = self.labels(b, r + 1, kind, &mut flags)?;
+                    q = self.labels.scan(b, r + 1, kind, &mut flags)?;
                     labels = Span::new(r + 1, q - 1);
                 }
                 Some(b'}') => q = r + 1,
@@ -851,18 +935,18 @@ impl Index {
             let r = skip_blanks(b, q);
             if b.get(r) == Some(&b'{') {
                 if r != q {
-                    flags |= SLOW_LABELS;
+                    flags.insert(SampleFlags::SLOW_LABELS);
                 }
-                q = self.labels(b, r + 1, kind, &mut flags)?;
+                q = self.labels.scan(b, r + 1, kind, &mut flags)?;
                 labels = Span::new(r + 1, q - 1);
                 closed_brace = true;
-                flags |= BRACES;
+                flags.insert(SampleFlags::BRACES);
             }
         }
 
         let (value_start, value_end, value_form, next) = match plain_line_end(b, q) {
             Some(value_end) => {
-                flags |= PLAIN_END;
+                flags.insert(SampleFlags::PLAIN_END);
                 (q + 1, value_end, ValueForm::Decimal, value_end + 1)
             }
             None => self.line_end_slow(b, q, closed_brace, &mut flags, cursor)?,
@@ -897,7 +981,7 @@ impl Index {
                 labels_end: 0,
                 value_start: 0,
                 value_end: 0,
-                flags: flags | LONG,
+                flags: flags | SampleFlags::LONG,
                 value_form,
             }
         });
@@ -920,7 +1004,7 @@ impl Index {
         b: &[u8],
         q: usize,
         closed_brace: bool,
-        flags: &mut u8,
+        flags: &mut SampleFlags,
         cursor: &mut Cursor,
     ) -> Result<(usize, usize, ValueForm, usize), Fail> {
         let value_start = skip_blanks(b, q);
@@ -934,7 +1018,7 @@ impl Index {
         if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
             let end = scan_token(b, r);
             self.timestamp(&b[r..end], r, cursor)?;
-            *flags |= TIMESTAMP;
+            flags.insert(SampleFlags::TIMESTAMP);
             let after = skip_blanks(b, end);
             if after == end {
                 r = end;
@@ -971,8 +1055,8 @@ impl Index {
         if q == p + 1 || b.get(q) != Some(&b'{') {
             return Err((ParseErrorKind::Exemplar, q));
         }
-        let mut ignored = 0;
-        let q = self.labels(b, q + 1, Kind::Untyped, &mut ignored)?;
+        let mut ignored = SampleFlags::default();
+        let q = self.labels.scan(b, q + 1, Kind::Untyped, &mut ignored)?;
         let value_start = skip_blanks(b, q);
         let value_end = scan_token(b, value_start);
         if value_form(&b[value_start..value_end]).is_none() {
@@ -987,222 +1071,6 @@ impl Index {
             return Ok(ts_end);
         }
         Ok(value_end)
-    }
-
-    /// Parses labels from just after `{` (or a quoted name's comma) through
-    /// the closing `}`; returns the position after `}`.
-    ///
-    /// `label_names` holds the previous label set's names: consecutive
-    /// samples usually repeat them in order, and a repeat needs no scan, no
-    /// duplicate check and no bloom update (the previous set passed them).
-    /// The first name that differs truncates the list there; from then on
-    /// names are checked and pushed.
-    fn labels(
-        &mut self,
-        b: &[u8],
-        mut p: usize,
-        kind: Kind,
-        flags: &mut u8,
-    ) -> Result<usize, Fail> {
-        // Escaped names of the previous set are never repeated (below), so
-        // their spans into `scratch` are dead.
-        self.scratch.clear();
-        let mut count = 0;
-        let mut repeating = true;
-        let end = loop {
-            // Fast path for the common case: the previous set's name at
-            // this position, then `="` with no blanks.
-            if let Some(&previous) = self
-                .label_names
-                .get(count)
-                .filter(|previous| repeating && !previous.escaped)
-            {
-                let name = previous.span.of(b);
-                let end = p + name.len();
-                if b.get(end..end + 2) == Some(b"=\"")
-                    && b.get(p..end).is_some_and(|here| same_bytes(here, name))
-                {
-                    let (value, close) = scan_quoted(b, end + 1)?;
-                    if previous.bound {
-                        check_bound(kind, name, value.of(b), end + 1)?;
-                    }
-                    count += 1;
-                    match b.get(close + 1) {
-                        Some(b',') => {
-                            p = close + 2;
-                            continue;
-                        }
-                        Some(b'}') => break close + 2,
-                        _ => {}
-                    }
-                    let s = skip_blanks(b, close + 1);
-                    if s != close + 1 {
-                        *flags |= SLOW_LABELS;
-                    }
-                    match b.get(s) {
-                        Some(b',') => {
-                            p = s + 1;
-                            continue;
-                        }
-                        Some(b'}') => break s + 1,
-                        _ => return Err((ParseErrorKind::LabelSeparator, s)),
-                    }
-                }
-            }
-            let q = skip_blanks(b, p);
-            if q != p {
-                *flags |= SLOW_LABELS;
-            }
-            p = q;
-            let mut name = match b.get(p) {
-                Some(b'}') => {
-                    if count > 0 {
-                        *flags |= SLOW_LABELS; // trailing comma
-                    }
-                    break p + 1;
-                }
-                Some(b'"') => {
-                    let (content, close) = scan_quoted(b, p)?;
-                    *flags |= SLOW_LABELS;
-                    repeating = false;
-                    let start = self.scratch.len();
-                    if !escape_quoted_name(content.of(b), NameRule::Label, &mut self.scratch) {
-                        return Err((ParseErrorKind::LabelName, p));
-                    }
-                    p = close + 1;
-                    LabelName {
-                        span: Span::new(start, self.scratch.len()),
-                        escaped: true,
-                        bound: false,
-                    }
-                }
-                Some(&c) if is_label_start(c) => {
-                    let end = match self.label_names.get(count) {
-                        Some(previous) if repeating && !previous.escaped => {
-                            let name = previous.span.of(b);
-                            let end = p + name.len();
-                            if b.get(p..end).is_some_and(|here| same_bytes(here, name))
-                                && !b.get(end).is_some_and(|&c| is_label_continue(c))
-                            {
-                                end
-                            } else {
-                                repeating = false;
-                                scan_class(b, p + 1, LABEL_CONTINUE)
-                            }
-                        }
-                        _ => {
-                            repeating = false;
-                            scan_class(b, p + 1, LABEL_CONTINUE)
-                        }
-                    };
-                    let span = Span::new(p, end);
-                    p = end;
-                    LabelName {
-                        span,
-                        escaped: false,
-                        bound: false,
-                    }
-                }
-                _ => return Err((ParseErrorKind::LabelName, p)),
-            };
-            let q = skip_blanks(b, p);
-            if b.get(q) != Some(&b'=') {
-                return Err((ParseErrorKind::LabelEquals, q));
-            }
-            let r = skip_blanks(b, q + 1);
-            if q != p || r != q + 1 {
-                *flags |= SLOW_LABELS;
-            }
-            if b.get(r) != Some(&b'"') {
-                return Err((ParseErrorKind::LabelValueStart, r));
-            }
-            let (value, close) = scan_quoted(b, r)?;
-
-            let name_bytes = if name.escaped {
-                name.span.of(&self.scratch)
-            } else {
-                name.span.of(b)
-            };
-            if !repeating {
-                // Names from here on are this set's own.
-                self.label_names.truncate(count);
-                // Wide sets are checked once, sorted, after the loop: a
-                // pairwise check is quadratic in the labels of a sample.
-                let pairwise = count < PAIRWISE_LABEL_CHECK;
-                for seen in self.label_names.iter().filter(|_| pairwise) {
-                    let seen_bytes = if seen.escaped {
-                        seen.span.of(&self.scratch)
-                    } else {
-                        seen.span.of(b)
-                    };
-                    if seen_bytes == name_bytes {
-                        return Err((ParseErrorKind::DuplicateLabel, r));
-                    }
-                }
-                self.label_bloom.insert(name_bytes);
-                name.bound = name_bytes == b"le" || name_bytes == b"quantile";
-                self.label_names.push(name);
-            }
-            check_bound(kind, name_bytes, value.of(b), r)?;
-            count += 1;
-
-            let s = skip_blanks(b, close + 1);
-            if s != close + 1 {
-                *flags |= SLOW_LABELS;
-            }
-            match b.get(s) {
-                Some(b',') => p = s + 1,
-                Some(b'}') => break s + 1,
-                _ => return Err((ParseErrorKind::LabelSeparator, s)),
-            }
-        };
-        // A shorter set than the previous one: drop the names it lacks.
-        self.label_names.truncate(count);
-        if !repeating && self.has_duplicate_among_wide_labels(b) {
-            return Err((ParseErrorKind::DuplicateLabel, end - 1));
-        }
-        Ok(end)
-    }
-}
-
-/// expfmt (promtool) requires `le` of a histogram and `quantile` of a
-/// summary to be numbers.
-fn check_bound(kind: Kind, name: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
-    match kind {
-        Kind::Histogram if name == b"le" && value_form(value).is_none() => {
-            Err((ParseErrorKind::BucketBound, at))
-        }
-        Kind::Summary if name == b"quantile" && value_form(value).is_none() => {
-            Err((ParseErrorKind::Quantile, at))
-        }
-        _ => Ok(()),
-    }
-}
-
-impl Index {
-    /// The duplicate check of a label set too wide for the pairwise check in
-    /// `labels`: sort a copy of the names and compare neighbours, n log n
-    /// instead of n² (a hostile sample with 2·10^5 labels otherwise stalls
-    /// the loop for a minute).
-    fn has_duplicate_among_wide_labels(&mut self, b: &[u8]) -> bool {
-        if self.label_names.len() <= PAIRWISE_LABEL_CHECK {
-            return false;
-        }
-        let scratch = &self.scratch;
-        let bytes = |name: &LabelName| {
-            if name.escaped {
-                name.span.of(scratch)
-            } else {
-                name.span.of(b)
-            }
-        };
-        self.sorted_label_names.clear();
-        self.sorted_label_names.extend_from_slice(&self.label_names);
-        self.sorted_label_names
-            .sort_unstable_by(|x, y| bytes(x).cmp(bytes(y)));
-        self.sorted_label_names
-            .windows(2)
-            .any(|pair| bytes(&pair[0]) == bytes(&pair[1]))
     }
 }
 
@@ -1249,7 +1117,7 @@ fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
     (has_digit && b[end] == b'\n').then_some(end)
 }
 
-fn skip_blanks(b: &[u8], mut p: usize) -> usize {
+pub(super) fn skip_blanks(b: &[u8], mut p: usize) -> usize {
     while p < b.len() && (b[p] == b' ' || b[p] == b'\t') {
         p += 1;
     }
@@ -1283,7 +1151,7 @@ fn line_end(b: &[u8], p: usize) -> Option<usize> {
 /// A quoted string at `p` (which holds `"`): returns the content's span and
 /// the position of the closing quote. Escapes are `\\`, `\"` and `\n`, the
 /// only ones Prometheus' expfmt accepts.
-fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
+pub(super) fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
     let mut i = p + 1;
     loop {
         i = scan_quote_stop(b, i);

@@ -6,7 +6,7 @@
 //! (`index`), because a body is replaced about 75 times between two
 //! Prometheus scrapes and only the latest one is ever served.
 
-use super::parse::{Index, ParseError};
+use super::parse::{Index, IndexView, ParseError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -21,7 +21,7 @@ enum State {
 /// One container's latest body plus its index.
 pub struct Snapshot {
     body: Vec<u8>,
-    pub(crate) index: Index,
+    index: Index,
     state: State,
 }
 
@@ -80,7 +80,7 @@ impl Snapshot {
     /// Samples in the indexed body (0 when not indexed).
     pub fn sample_count(&self) -> usize {
         if self.is_indexed() {
-            self.index.samples.len()
+            self.index.sample_count()
         } else {
             0
         }
@@ -115,7 +115,9 @@ impl Snapshot {
         self.state == State::Indexed
     }
 
-    pub(crate) fn body(&self) -> &[u8] {
-        &self.body
+    /// What the merge writer reads: the index and its body. Empty (no
+    /// families) unless the last `index()` succeeded.
+    pub(super) fn view(&self) -> IndexView<'_> {
+        IndexView::new(&self.index, &self.body)
     }
 }

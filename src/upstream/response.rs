@@ -760,6 +760,7 @@ impl ChunkedDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
     use ResponseError::*;
 
     const LIMITS: Limits = Limits {
@@ -1176,25 +1177,13 @@ mod tests {
         }
     }
 
-    /// A tiny xorshift PRNG: deterministic, no dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn below(&mut self, bound: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % bound as u64) as usize
-        }
-    }
-
     #[test]
     fn random_chunked_encodings_in_random_reads_decode_to_the_body() {
         let limits = Limits {
             max_head_bytes: 1024,
             max_body_bytes: 4096,
         };
-        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
         for round in 0..500 {
             let body: Vec<u8> = (0..rng.below(300)).map(|i| (i * 7 + round) as u8).collect();
             let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

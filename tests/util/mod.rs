@@ -2,10 +2,12 @@
 //! on a free loopback port, scripted stub exporters, a tiny HTTP client and
 //! condition waits with deadlines (never fixed sleeps as assertions).
 
-#![allow(dead_code)]
-
 /// An obviously correct, slow exposition parser to check the fast one.
 pub mod naive;
+
+/// The tests' one pseudo-random generator, shared with the unit tests.
+#[path = "../../src/test_rng.rs"]
+pub mod rng;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,461 @@
+//! The label-set scanner: reads `{name="value",...}` from just after the
+//! opening brace, validates it whole (names, escapes, duplicates, numeric
+//! `le`/`quantile` bounds) and tells the parser how the writer may copy it
+//! ([`SampleFlags::SLOW_LABELS`] when it is not in canonical form).
+//!
+//! It keeps the previous label set's names between calls: consecutive
+//! samples of a body usually repeat them in order, and a repeated name
+//! needs no scan, no duplicate check and no bloom update, because the
+//! previous set passed them ([`LabelScanner::repeated_label`]). The first
+//! name that differs truncates the kept list there; from then on names are
+//! checked and pushed. The kept spans point into one body: [`clear`] must
+//! run before the next body is scanned.
+//!
+//! [`clear`]: LabelScanner::clear
+
+use super::parse::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
+use super::text::{
+    escape_quoted_name, is_label_continue, is_label_start, same_bytes, scan_class, value_form,
+    NameRule, LABEL_CONTINUE,
+};
+
+/// Label sets up to this many names are checked for duplicates pairwise as
+/// each name is read; wider ones once at the closing brace, by sorting.
+const PAIRWISE_LABEL_CHECK: usize = 16;
+
+/// A label name as the duplicate check sees it.
+#[derive(Clone, Copy)]
+struct LabelName {
+    span: Span,
+    /// In `LabelScanner::escaped_names` (an escaped quoted name) rather
+    /// than the body.
+    escaped: bool,
+    /// `le` or `quantile`: the value may have to be a number.
+    bound: bool,
+}
+
+/// One bit per label name (by a cheap hash) present anywhere in a body: lets
+/// the writer skip looking for the container label in bodies without it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct LabelBloom([u64; 4]);
+
+impl LabelBloom {
+    fn bit(name: &[u8]) -> usize {
+        let first = name.first().copied().unwrap_or(0) as usize;
+        let last = name.last().copied().unwrap_or(0) as usize;
+        let second = name.get(1).copied().unwrap_or(0) as usize;
+        (name.len().wrapping_mul(97) ^ first.wrapping_mul(31) ^ second.wrapping_mul(7) ^ last) & 255
+    }
+
+    fn insert(&mut self, name: &[u8]) {
+        let bit = LabelBloom::bit(name);
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    pub(super) fn may_contain(&self, name: &[u8]) -> bool {
+        let bit = LabelBloom::bit(name);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+}
+
+/// Where a label's value leaves the scanner.
+enum Next {
+    /// After a `,`: another label (or the closing brace) follows from here.
+    Label(usize),
+    /// After the closing `}`.
+    End(usize),
+}
+
+/// The label-set scanner and what it learnt of the current body: the names
+/// of the previous set and a bloom of every name seen. Buffers are kept
+/// from body to body.
+#[derive(Default)]
+pub(super) struct LabelScanner {
+    /// The current (or previous) label set's names, in order.
+    names: Vec<LabelName>,
+    /// `names` sorted, for the duplicate check of wide label sets.
+    sorted_names: Vec<LabelName>,
+    /// Escaped forms of the current set's quoted names.
+    escaped_names: Vec<u8>,
+    bloom: LabelBloom,
+}
+
+impl LabelScanner {
+    /// Forgets the previous body: the kept names are spans into it.
+    pub(super) fn clear(&mut self) {
+        self.names.clear();
+        self.bloom = LabelBloom::default();
+    }
+
+    pub(super) fn shrink(&mut self) {
+        self.sorted_names = Vec::new();
+    }
+
+    /// Bytes held by the scanner's buffers between bodies.
+    pub(super) fn capacity_bytes(&self) -> usize {
+        self.names.capacity() * std::mem::size_of::<LabelName>() + self.escaped_names.capacity()
+    }
+
+    /// Whether a label named `name` may occur in the body (no false
+    /// negatives).
+    pub(super) fn may_contain(&self, name: &[u8]) -> bool {
+        self.bloom.may_contain(name)
+    }
+
+    /// Scans a label set from just after `{` (or a quoted name's comma)
+    /// through the closing `}`; returns the position after `}`. `kind` is
+    /// the sample's family type (which labels must be numbers).
+    pub(super) fn scan(
+        &mut self,
+        b: &[u8],
+        mut p: usize,
+        kind: Kind,
+        flags: &mut SampleFlags,
+    ) -> Result<usize, Fail> {
+        // Escaped names of the previous set are never repeated (below), so
+        // their spans into `escaped_names` are dead.
+        self.escaped_names.clear();
+        let mut count = 0;
+        let mut repeating = true;
+        let end = loop {
+            if repeating {
+                if let Some(close) = self.repeated_label(b, p, count, kind)? {
+                    count += 1;
+                    match after_value(b, close, flags)? {
+                        Next::Label(next) => {
+                            p = next;
+                            continue;
+                        }
+                        Next::End(end) => break end,
+                    }
+                }
+            }
+            let q = skip_blanks(b, p);
+            if q != p {
+                flags.insert(SampleFlags::SLOW_LABELS);
+            }
+            p = q;
+            let mut name = match b.get(p) {
+                Some(b'}') => {
+                    if count > 0 {
+                        flags.insert(SampleFlags::SLOW_LABELS); // trailing comma
+                    }
+                    break p + 1;
+                }
+                Some(b'"') => {
+                    let (content, close) = scan_quoted(b, p)?;
+                    flags.insert(SampleFlags::SLOW_LABELS);
+                    repeating = false;
+                    let start = self.escaped_names.len();
+                    if !escape_quoted_name(content.of(b), NameRule::Label, &mut self.escaped_names)
+                    {
+                        return Err((ParseErrorKind::LabelName, p));
+                    }
+                    p = close + 1;
+                    LabelName {
+                        span: Span::new(start, self.escaped_names.len()),
+                        escaped: true,
+                        bound: false,
+                    }
+                }
+                Some(&c) if is_label_start(c) => {
+                    let end = match self.names.get(count) {
+                        Some(previous) if repeating && !previous.escaped => {
+                            let name = previous.span.of(b);
+                            let end = p + name.len();
+                            if b.get(p..end).is_some_and(|here| same_bytes(here, name))
+                                && !b.get(end).is_some_and(|&c| is_label_continue(c))
+                            {
+                                end
+                            } else {
+                                repeating = false;
+                                scan_class(b, p + 1, LABEL_CONTINUE)
+                            }
+                        }
+                        _ => {
+                            repeating = false;
+                            scan_class(b, p + 1, LABEL_CONTINUE)
+                        }
+                    };
+                    let span = Span::new(p, end);
+                    p = end;
+                    LabelName {
+                        span,
+                        escaped: false,
+                        bound: false,
+                    }
+                }
+                _ => return Err((ParseErrorKind::LabelName, p)),
+            };
+            let q = skip_blanks(b, p);
+            if b.get(q) != Some(&b'=') {
+                return Err((ParseErrorKind::LabelEquals, q));
+            }
+            let r = skip_blanks(b, q + 1);
+            if q != p || r != q + 1 {
+                flags.insert(SampleFlags::SLOW_LABELS);
+            }
+            if b.get(r) != Some(&b'"') {
+                return Err((ParseErrorKind::LabelValueStart, r));
+            }
+            let (value, close) = scan_quoted(b, r)?;
+
+            let name_bytes = if name.escaped {
+                name.span.of(&self.escaped_names)
+            } else {
+                name.span.of(b)
+            };
+            if !repeating {
+                // Names from here on are this set's own.
+                self.names.truncate(count);
+                // Wide sets are checked once, sorted, after the loop: a
+                // pairwise check is quadratic in the labels of a sample.
+                // (Not a `filter` on the names: that still walks them all,
+                // which made the check quadratic in unoptimised builds.)
+                if count < PAIRWISE_LABEL_CHECK {
+                    for seen in &self.names {
+                        let seen_bytes = if seen.escaped {
+                            seen.span.of(&self.escaped_names)
+                        } else {
+                            seen.span.of(b)
+                        };
+                        if seen_bytes == name_bytes {
+                            return Err((ParseErrorKind::DuplicateLabel, r));
+                        }
+                    }
+                }
+                self.bloom.insert(name_bytes);
+                name.bound = name_bytes == b"le" || name_bytes == b"quantile";
+                self.names.push(name);
+            }
+            check_bound(kind, name_bytes, value.of(b), r)?;
+            count += 1;
+            match after_value(b, close, flags)? {
+                Next::Label(next) => p = next,
+                Next::End(end) => break end,
+            }
+        };
+        // A shorter set than the previous one: drop the names it lacks.
+        self.names.truncate(count);
+        if !repeating && self.has_duplicate_among_wide_labels(b) {
+            return Err((ParseErrorKind::DuplicateLabel, end - 1));
+        }
+        Ok(end)
+    }
+
+    /// The fast path for the common case: at `p` the previous set's name at
+    /// this position, then `="` with no blanks. Returns the position of the
+    /// value's closing quote, or None when the label is not such a repeat
+    /// (the general path then reads it).
+    #[inline]
+    fn repeated_label(
+        &self,
+        b: &[u8],
+        p: usize,
+        count: usize,
+        kind: Kind,
+    ) -> Result<Option<usize>, Fail> {
+        let Some(previous) = self.names.get(count).filter(|previous| !previous.escaped) else {
+            return Ok(None);
+        };
+        let name = previous.span.of(b);
+        let end = p + name.len();
+        if b.get(end..end + 2) != Some(b"=\"")
+            || !b.get(p..end).is_some_and(|here| same_bytes(here, name))
+        {
+            return Ok(None);
+        }
+        let (value, close) = scan_quoted(b, end + 1)?;
+        if previous.bound {
+            check_bound(kind, name, value.of(b), end + 1)?;
+        }
+        Ok(Some(close))
+    }
+
+    /// The duplicate check of a label set too wide for the pairwise check in
+    /// `scan`: sort a copy of the names and compare neighbours, n log n
+    /// instead of n² (a hostile sample with 2·10^5 labels otherwise stalls
+    /// the loop for a minute).
+    fn has_duplicate_among_wide_labels(&mut self, b: &[u8]) -> bool {
+        if self.names.len() <= PAIRWISE_LABEL_CHECK {
+            return false;
+        }
+        let escaped_names = &self.escaped_names;
+        let bytes = |name: &LabelName| {
+            if name.escaped {
+                name.span.of(escaped_names)
+            } else {
+                name.span.of(b)
+            }
+        };
+        self.sorted_names.clear();
+        self.sorted_names.extend_from_slice(&self.names);
+        self.sorted_names
+            .sort_unstable_by(|x, y| bytes(x).cmp(bytes(y)));
+        self.sorted_names
+            .windows(2)
+            .any(|pair| bytes(&pair[0]) == bytes(&pair[1]))
+    }
+}
+
+/// After a label value's closing quote at `close`: blanks (which make the
+/// set non-canonical), then `,` or `}`.
+#[inline]
+fn after_value(b: &[u8], close: usize, flags: &mut SampleFlags) -> Result<Next, Fail> {
+    // Canonical sets have the separator right after the quote.
+    match b.get(close + 1) {
+        Some(b',') => return Ok(Next::Label(close + 2)),
+        Some(b'}') => return Ok(Next::End(close + 2)),
+        _ => {}
+    }
+    let s = skip_blanks(b, close + 1);
+    if s != close + 1 {
+        flags.insert(SampleFlags::SLOW_LABELS);
+    }
+    match b.get(s) {
+        Some(b',') => Ok(Next::Label(s + 1)),
+        Some(b'}') => Ok(Next::End(s + 1)),
+        _ => Err((ParseErrorKind::LabelSeparator, s)),
+    }
+}
+
+/// expfmt (promtool) requires `le` of a histogram and `quantile` of a
+/// summary to be numbers. Called for every label: always inlined, so the
+/// common case (neither type) costs one comparison.
+#[inline(always)]
+fn check_bound(kind: Kind, name: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
+    match kind {
+        Kind::Histogram if name == b"le" && value_form(value).is_none() => {
+            Err((ParseErrorKind::BucketBound, at))
+        }
+        Kind::Summary if name == b"quantile" && value_form(value).is_none() => {
+            Err((ParseErrorKind::Quantile, at))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<bool, ParseErrorKind>;
+
+    /// Scans each label set (the text after `{`) in turn with one scanner,
+    /// as consecutive samples of one body: Ok(flags are slow) or the error.
+    fn scan_all(kind: Kind, sets: &[&str]) -> Vec<Outcome> {
+        let body: String = sets.iter().map(|set| format!("{set}\n")).collect();
+        let b = body.as_bytes();
+        let mut scanner = LabelScanner::default();
+        let mut at = 0;
+        let mut results = Vec::new();
+        for set in sets {
+            let mut flags = SampleFlags::default();
+            results.push(
+                scanner
+                    .scan(b, at, kind, &mut flags)
+                    .map(|end| {
+                        assert_eq!(b[end - 1], b'}', "{set}");
+                        flags.contains(SampleFlags::SLOW_LABELS)
+                    })
+                    .map_err(|(kind, _)| kind),
+            );
+            at += set.len() + 1;
+        }
+        results
+    }
+
+    #[test]
+    fn label_sets_table() {
+        use ParseErrorKind as E;
+        let table: &[(Kind, &str, Outcome)] = &[
+            (Kind::Gauge, "}", Ok(false)),
+            (Kind::Gauge, "a=\"1\"}", Ok(false)),
+            (Kind::Gauge, "a=\"1\",b=\"x\\\"y\"}", Ok(false)),
+            (Kind::Gauge, "a=\"1\",}", Ok(true)),
+            (Kind::Gauge, " a = \"1\" }", Ok(true)),
+            (Kind::Gauge, "\"a.b\"=\"1\"}", Ok(true)),
+            (Kind::Gauge, "\"\"=\"1\"}", Err(E::LabelName)),
+            (Kind::Gauge, "a=\"1\",a=\"2\"}", Err(E::DuplicateLabel)),
+            (
+                Kind::Gauge,
+                "a_b=\"1\",\"a.b\"=\"2\"}",
+                Err(E::DuplicateLabel),
+            ),
+            (Kind::Gauge, "1a=\"1\"}", Err(E::LabelName)),
+            (Kind::Gauge, "a\"1\"}", Err(E::LabelEquals)),
+            (Kind::Gauge, "a=1}", Err(E::LabelValueStart)),
+            (Kind::Gauge, "a=\"1}", Err(E::UnterminatedQuote)),
+            (Kind::Gauge, "a=\"\\t\"}", Err(E::InvalidEscape)),
+            (Kind::Gauge, "a=\"1\";b=\"2\"}", Err(E::LabelSeparator)),
+            (Kind::Histogram, "le=\"0.5\"}", Ok(false)),
+            (Kind::Histogram, "le=\"+Inf\"}", Ok(false)),
+            (Kind::Histogram, "le=\"x\"}", Err(E::BucketBound)),
+            (Kind::Summary, "quantile=\"x\"}", Err(E::Quantile)),
+            (Kind::Gauge, "le=\"x\",quantile=\"y\"}", Ok(false)),
+        ];
+        for (kind, set, expected) in table {
+            assert_eq!(scan_all(*kind, &[set]), vec![*expected], "{set}");
+        }
+    }
+
+    /// The repeat fast path must judge exactly what the general path judges:
+    /// a set repeating the previous one's names is still checked for bounds,
+    /// escapes and separators, and a set that departs from it midway is
+    /// still checked for duplicates.
+    #[test]
+    fn repeated_sets_are_checked_like_new_ones() {
+        use ParseErrorKind as E;
+        let cases: &[(Kind, &[&str], &[Outcome])] = &[
+            (
+                Kind::Histogram,
+                &["le=\"1\"}", "le=\"2\"}", "le=\"x\"}"],
+                &[Ok(false), Ok(false), Err(E::BucketBound)],
+            ),
+            (
+                Kind::Gauge,
+                &["a=\"1\",b=\"2\"}", "a=\"1\",b=\"\\q\"}"],
+                &[Ok(false), Err(E::InvalidEscape)],
+            ),
+            (
+                Kind::Gauge,
+                &["a=\"1\",b=\"2\"}", "a=\"1\",a=\"2\"}"],
+                &[Ok(false), Err(E::DuplicateLabel)],
+            ),
+            (
+                Kind::Gauge,
+                &["a=\"1\",b=\"2\"}", "a=\"1\" ,b=\"2\"}", "a=\"1\"}"],
+                &[Ok(false), Ok(true), Ok(false)],
+            ),
+            (
+                Kind::Gauge,
+                &["ab=\"1\"}", "abc=\"1\",ab=\"2\"}"],
+                &[Ok(false), Ok(false)],
+            ),
+            (
+                Kind::Gauge,
+                &["a=\"1\",b=\"2\"}", "a=\"1\",b=\"2\";}"],
+                &[Ok(false), Err(E::LabelSeparator)],
+            ),
+        ];
+        for (kind, sets, expected) in cases {
+            assert_eq!(scan_all(*kind, sets), expected.to_vec(), "{sets:?}");
+        }
+    }
+
+    #[test]
+    fn the_bloom_holds_every_name_seen() {
+        let body = b"a=\"1\",b=\"2\"}\na=\"1\",\"c.d\"=\"2\"}\n";
+        let mut scanner = LabelScanner::default();
+        let mut flags = SampleFlags::default();
+        let end = scanner.scan(body, 0, Kind::Gauge, &mut flags).unwrap();
+        scanner
+            .scan(body, end + 1, Kind::Gauge, &mut flags)
+            .unwrap();
+        for name in [&b"a"[..], b"b", b"c_d"] {
+            assert!(scanner.may_contain(name), "{name:?}");
+        }
+        scanner.clear();
+        assert!(!scanner.may_contain(b"a"));
+    }
+}
