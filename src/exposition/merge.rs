@@ -125,6 +125,35 @@ impl Merger {
 
     /// Clears `out` and writes the merged text 0.0.4 exposition of `sources`.
     pub fn merge(&mut self, sources: &[Source<'_>], out: &mut Vec<u8>) {
+        self.merge_to(sources, out, None);
+    }
+
+    /// Writes the merged exposition of `sources` in pieces: `piece` (cleared
+    /// first) is handed to `emit` and cleared whenever it holds
+    /// `piece_bytes` or more (a piece ends at a sample or family boundary,
+    /// so it may exceed `piece_bytes` by one line), and at the end. The
+    /// whole text is never held: what a large pod's output costs is one
+    /// piece and what `emit` keeps.
+    pub fn merge_in_pieces(
+        &mut self,
+        sources: &[Source<'_>],
+        piece: &mut Vec<u8>,
+        piece_bytes: usize,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        self.merge_to(sources, piece, Some((piece_bytes, emit)));
+        if !piece.is_empty() {
+            emit(piece);
+            piece.clear();
+        }
+    }
+
+    fn merge_to(
+        &mut self,
+        sources: &[Source<'_>],
+        out: &mut Vec<u8>,
+        mut pieces: Option<(usize, &mut dyn FnMut(&[u8]))>,
+    ) {
         out.clear();
         self.table.clear();
         self.merged.clear();
@@ -191,9 +220,12 @@ impl Merger {
         self.group_contributions();
         self.resolve_types(sources);
         self.resolve_suffix_clashes(sources);
-        out.reserve(estimate + self.merged.len() * 64);
+        match &pieces {
+            Some((piece_bytes, _)) => out.reserve(piece_bytes + 4096),
+            None => out.reserve(estimate + self.merged.len() * 64),
+        }
         for merged in 0..self.merged.len() {
-            self.write_family(sources, merged, out);
+            self.write_family(sources, merged, out, &mut pieces);
         }
     }
 
@@ -305,7 +337,13 @@ impl Merger {
         ));
     }
 
-    fn write_family(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
+    fn write_family(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<(usize, &mut dyn FnMut(&[u8]))>,
+    ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
@@ -363,6 +401,13 @@ impl Merger {
                     &mut self.scratch,
                     &mut self.candidate,
                 );
+                if let Some((piece_bytes, emit)) = pieces {
+                    if out.len() + (pending.end - pending.start) as usize >= *piece_bytes {
+                        writer.flush(&mut pending, out);
+                        emit(out);
+                        out.clear();
+                    }
+                }
             }
             writer.flush(&mut pending, out);
         }
@@ -673,5 +718,65 @@ impl<'a> Iterator for LabelIter<'a> {
             quoted,
             value,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexed(body: &[u8]) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.replace(&mut body.to_vec());
+        snapshot.index().expect("fixture parses");
+        snapshot
+    }
+
+    /// Pieces of any size concatenate to what one whole merge writes, and
+    /// none is much larger than asked.
+    #[test]
+    fn merging_in_pieces_writes_the_same_text() {
+        let snapshots = [
+            indexed(include_bytes!("../../tests/fixtures/node_exporter.prom")),
+            indexed(include_bytes!(
+                "../../tests/fixtures/python_client_openmetrics.txt"
+            )),
+            indexed(include_bytes!("../../tests/fixtures/edge_labels.prom")),
+            indexed(include_bytes!(
+                "../../tests/fixtures/edge_container_label.prom"
+            )),
+        ];
+        let names = ["node", "python", "edge", "container"];
+        let mut sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(names)
+            .map(|(snapshot, name)| Source {
+                container: Some(name),
+                snapshot,
+            })
+            .collect();
+        sources.push(Source {
+            container: None,
+            snapshot: &snapshots[2],
+        });
+        let mut merger = Merger::new("container");
+        let mut whole = Vec::new();
+        merger.merge(&sources, &mut whole);
+        assert!(whole.len() > 50_000, "{}", whole.len());
+        for piece_bytes in [1, 100, 4096, 65_536, usize::MAX] {
+            let mut joined = Vec::new();
+            let mut largest = 0;
+            let mut piece = Vec::new();
+            merger.merge_in_pieces(&sources, &mut piece, piece_bytes, &mut |bytes| {
+                largest = largest.max(bytes.len());
+                joined.extend_from_slice(bytes);
+            });
+            assert!(piece.is_empty());
+            assert!(joined == whole, "pieces of {piece_bytes}");
+            if piece_bytes < whole.len() {
+                // At most one family head and one line past the size asked.
+                assert!(largest < piece_bytes + 2048, "{largest} for {piece_bytes}");
+            }
+        }
     }
 }
