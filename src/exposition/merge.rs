@@ -73,6 +73,10 @@ struct TargetSpans {
     braced: Span,
 }
 
+/// Where a merge in pieces hands them: the size that ends a piece, and the
+/// sink.
+type Pieces<'e> = (usize, &'e mut dyn FnMut(&[u8]));
+
 /// Reusable merge scratch: no allocation per merge after warm-up.
 pub struct Merger {
     label: Vec<u8>,
@@ -152,7 +156,7 @@ impl Merger {
         &mut self,
         sources: &[Source<'_>],
         out: &mut Vec<u8>,
-        mut pieces: Option<(usize, &mut dyn FnMut(&[u8]))>,
+        mut pieces: Option<Pieces<'_>>,
     ) {
         out.clear();
         self.table.clear();
@@ -342,7 +346,7 @@ impl Merger {
         sources: &[Source<'_>],
         m: usize,
         out: &mut Vec<u8>,
-        pieces: &mut Option<(usize, &mut dyn FnMut(&[u8]))>,
+        pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
