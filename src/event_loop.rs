@@ -556,9 +556,8 @@ impl Sidecar {
                 }
                 Err(error) => {
                     debug!("bad request from a client: {error:?}");
-                    let body = self.empty_body.clone();
                     if let Some(Some(entry)) = self.clients.get_mut(slot) {
-                        entry.client.reject(error, body);
+                        entry.client.reject(error);
                     }
                     self.set_client_deadline(slot, now + WRITE_TIMEOUT);
                 }
@@ -598,7 +597,8 @@ impl Sidecar {
                 request.length,
                 status,
                 content_type,
-                body,
+                downstream::Coding::Fixed,
+                crate::encoded::Body::Shared(body),
                 !request.head_only,
                 request.keep_alive,
             );
@@ -701,7 +701,8 @@ impl Sidecar {
                     waiter.request.length,
                     Status::Ok,
                     downstream::METRICS_CONTENT_TYPE,
-                    body,
+                    downstream::Coding::Fixed,
+                    crate::encoded::Body::Shared(body),
                     !waiter.request.head_only,
                     waiter.request.keep_alive,
                 );

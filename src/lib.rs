@@ -11,10 +11,10 @@
 pub mod budget;
 pub mod config;
 pub mod downstream;
+pub mod encoded;
 pub mod encoding;
 pub mod event_loop;
 pub mod exposition;
-pub mod output;
 pub mod self_metrics;
 pub mod timer;
 pub mod upstream;

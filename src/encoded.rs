@@ -1,11 +1,11 @@
-//! The served output of one change of data, in the forms clients take it,
+//! The served output of one change of data in the codings clients take it,
 //! and the body of one response as a client's connection streams it. No I/O.
 //!
 //! The merge writes the text in pieces of at most [`PIECE_BYTES`] into an
-//! [`OutputBuilder`], which keeps the text only while it is small
+//! [`EncodedBuilder`], which keeps the text only while it is small
 //! ([`TEXT_KEPT_BYTES`]) and compresses it as it comes when gzip is wanted
 //! or the text grew past that: the whole text of a large pod is never held.
-//! The [`Output`] is then shared (reference-counted) by every response until
+//! The [`Encoded`] is then shared (reference-counted) by every response until
 //! the data changes:
 //! - gzip clients get the compressed member, built once per change of data
 //!   (from the kept text, when it was kept and no gzip client had asked yet);
@@ -25,9 +25,9 @@ pub const PIECE_BYTES: usize = 64 * 1024;
 /// larger ones are inflated from the compressed member per client.
 pub const TEXT_KEPT_BYTES: usize = 512 * 1024;
 
-/// One change of data's output.
+/// One change of data's output, in its codings.
 #[derive(Debug, Default)]
-pub struct Output {
+pub struct Encoded {
     /// The whole text, when it is at most [`TEXT_KEPT_BYTES`].
     pub text: Option<Rc<Vec<u8>>>,
     /// The gzip member, once some client needed it.
@@ -36,7 +36,7 @@ pub struct Output {
     pub text_len: usize,
 }
 
-impl Output {
+impl Encoded {
     /// Bytes this output holds.
     pub fn held_bytes(&self) -> usize {
         self.text.as_ref().map_or(0, |text| text.capacity())
@@ -59,7 +59,7 @@ impl Output {
     }
 
     /// The body of a response, gzip if `gzip` and the member was built
-    /// ([`Output::ensure_gzip`]); the flag says which it is. Identity
+    /// ([`Encoded::ensure_gzip`]); the flag says which it is. Identity
     /// responses of a text that was not kept inflate the member (which the
     /// builder made in that case).
     pub fn body(&self, gzip: bool) -> (Body, bool) {
@@ -81,7 +81,7 @@ impl Output {
 }
 
 /// Collects the merged text piece by piece.
-pub struct OutputBuilder {
+pub struct EncodedBuilder {
     text: Vec<u8>,
     gzip: Option<GzipWriter>,
     /// For the member, if the text spills and gzip was not wanted.
@@ -91,10 +91,10 @@ pub struct OutputBuilder {
     spilled: bool,
 }
 
-impl OutputBuilder {
+impl EncodedBuilder {
     /// `reuse_text` and `reuse_gzip` are buffers of an earlier output no
     /// client holds any more; `want_gzip` compresses from the start.
-    pub fn new(reuse_text: Vec<u8>, reuse_gzip: Vec<u8>, want_gzip: bool) -> OutputBuilder {
+    pub fn new(reuse_text: Vec<u8>, reuse_gzip: Vec<u8>, want_gzip: bool) -> EncodedBuilder {
         let mut text = reuse_text;
         text.clear();
         let (gzip, reuse_gzip) = if want_gzip {
@@ -102,7 +102,7 @@ impl OutputBuilder {
         } else {
             (None, reuse_gzip)
         };
-        OutputBuilder {
+        EncodedBuilder {
             text,
             gzip,
             reuse_gzip,
@@ -132,9 +132,9 @@ impl OutputBuilder {
         }
     }
 
-    pub fn finish(self) -> Output {
+    pub fn finish(self) -> Encoded {
         let text = (!self.spilled).then(|| Rc::new(self.text));
-        Output {
+        Encoded {
             text,
             gzip: self.gzip.map(|gzip| Rc::new(gzip.finish())),
             text_len: self.text_len,
@@ -226,8 +226,8 @@ mod tests {
         text
     }
 
-    fn build(text: &[u8], want_gzip: bool) -> Output {
-        let mut builder = OutputBuilder::new(Vec::new(), Vec::new(), want_gzip);
+    fn build(text: &[u8], want_gzip: bool) -> Encoded {
+        let mut builder = EncodedBuilder::new(Vec::new(), Vec::new(), want_gzip);
         for piece in text.chunks(PIECE_BYTES) {
             builder.write(piece);
         }
@@ -295,6 +295,6 @@ mod tests {
     fn an_empty_output_is_an_empty_body() {
         let output = build(b"", false);
         assert!(drain(output.body(false).0, 10).is_empty());
-        assert_eq!(Output::default().body(true).0.len(), 0);
+        assert_eq!(Encoded::default().body(true).0.len(), 0);
     }
 }
