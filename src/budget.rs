@@ -1,27 +1,29 @@
 //! The pod's memory budget for container bodies, across containers: the
 //! decisions only (no buffers, no sockets), so every rule is testable alone.
 //!
-//! Two pools, each a byte count with a limit:
-//! - **held**: the latest body of every container (what is served). A new
-//!   body that would take the total past the limit is refused, and the
-//!   container counts a failure (`over_budget`); bodies already held stay.
-//!   Its own previous body does not count against it (it is replaced), so a
-//!   container refused once stays refused while the others hold as much,
-//!   rather than flapping.
+//! Two byte counts:
+//! - **held**: the latest body of every container (what is served), at
+//!   most `held limit`. A new body that would take the total past it is
+//!   refused, and the container counts a failure (`over_budget`); bodies
+//!   already held stay. Its own previous body does not count against it (it
+//!   is replaced), so a container refused once stays refused while the
+//!   others hold as much, rather than flapping.
 //! - **receive**: the buffers scrapes read into, in flight or kept idle for
 //!   the next scrape (keeping them saves a page-faulting allocation per
-//!   scrape). A scrape asks before its buffer grows. Past the limit, idle
-//!   buffers of other containers are released first (largest first); then
-//!   the scrape that started first may still grow (so some scrape always
-//!   finishes and frees room: no deadlock), and every other one pauses, its
-//!   bytes left in the kernel and the exporter (TCP flow control), until a
-//!   scrape ends. So at most `receive limit + one body` is being received.
+//!   scrape), at most what the held bodies leave of `total limit`, and never
+//!   less than `receive floor` (one body at the limit). A scrape asks before
+//!   its buffer grows. Past the limit, idle buffers of other containers are
+//!   released first (largest first); then the scrape that started first may
+//!   still grow (so some scrape always finishes and frees room: no
+//!   deadlock), and every other one pauses, its bytes left in the kernel and
+//!   the exporter (TCP flow control), until a scrape ends.
 
 /// Byte counts per container and the decisions that keep them in bounds.
 #[derive(Debug)]
 pub struct Budget {
     held_limit: usize,
-    receive_limit: usize,
+    total_limit: usize,
+    receive_floor: usize,
     held: Vec<usize>,
     /// Capacity of each container's receive buffer.
     receiving: Vec<usize>,
@@ -45,10 +47,16 @@ pub enum Grant {
 }
 
 impl Budget {
-    pub fn new(containers: usize, held_limit: usize, receive_limit: usize) -> Budget {
+    pub fn new(
+        containers: usize,
+        held_limit: usize,
+        total_limit: usize,
+        receive_floor: usize,
+    ) -> Budget {
         Budget {
             held_limit,
-            receive_limit,
+            total_limit,
+            receive_floor,
             held: vec![0; containers],
             receiving: vec![0; containers],
             in_flight: vec![false; containers],
@@ -69,6 +77,13 @@ impl Budget {
 
     pub fn held_limit(&self) -> usize {
         self.held_limit
+    }
+
+    /// What receive buffers may hold now.
+    pub fn receive_limit(&self) -> usize {
+        self.total_limit
+            .saturating_sub(self.held_total())
+            .max(self.receive_floor)
     }
 
     /// Whether container `index` may hold a body of `bytes` in place of the
@@ -98,7 +113,7 @@ impl Budget {
         self.in_flight[index] = false;
         self.paused.retain(|&paused| paused != index);
         self.receiving[index] = capacity;
-        if self.receiving_total() > self.receive_limit {
+        if self.receiving_total() > self.receive_limit() {
             self.receiving[index] = 0;
             return false;
         }
@@ -117,9 +132,10 @@ impl Budget {
     pub fn grow(&mut self, index: usize, capacity: usize) -> Grant {
         let extra = capacity.saturating_sub(self.receiving[index]);
         let mut total = self.receiving_total();
-        if total + extra > self.receive_limit {
+        let limit = self.receive_limit();
+        if total + extra > limit {
             // Idle buffers go first, largest first.
-            while total + extra > self.receive_limit {
+            while total + extra > limit {
                 let largest_idle = (0..self.receiving.len())
                     .filter(|&other| other != index && !self.in_flight[other])
                     .filter(|&other| self.receiving[other] > 0)
@@ -133,7 +149,7 @@ impl Budget {
         let first = (0..self.in_flight.len())
             .filter(|&other| self.in_flight[other])
             .min_by_key(|&other| self.started[other]);
-        if total + extra <= self.receive_limit || first == Some(index) {
+        if total + extra <= limit || first == Some(index) {
             self.receiving[index] = capacity.max(self.receiving[index]);
             Grant::Grow
         } else {
@@ -165,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_body_that_would_take_the_held_total_past_the_limit_is_refused() {
-        let mut budget = Budget::new(3, 10 * MIB, 4 * MIB);
+        let mut budget = Budget::new(3, 10 * MIB, 0, 4 * MIB);
         assert!(budget.fits_held(0, 4 * MIB));
         budget.set_held(0, 4 * MIB);
         assert!(budget.fits_held(1, 4 * MIB));
@@ -182,7 +198,7 @@ mod tests {
 
     #[test]
     fn scrapes_grow_within_the_receive_limit_and_the_first_always_may() {
-        let mut budget = Budget::new(3, 100 * MIB, 4 * MIB);
+        let mut budget = Budget::new(3, 100 * MIB, 0, 4 * MIB);
         budget.start(0, 64 << 10);
         budget.start(1, 64 << 10);
         budget.start(2, 64 << 10);
@@ -200,7 +216,7 @@ mod tests {
 
     #[test]
     fn idle_buffers_are_released_largest_first_before_anyone_pauses() {
-        let mut budget = Budget::new(4, 100 * MIB, 4 * MIB);
+        let mut budget = Budget::new(4, 100 * MIB, 0, 4 * MIB);
         for (index, size) in [(0, MIB), (1, 2 * MIB), (2, MIB / 2)] {
             budget.start(index, size);
             assert!(budget.end(index, size));
@@ -217,8 +233,25 @@ mod tests {
     }
 
     #[test]
+    fn receive_buffers_get_what_the_held_bodies_leave_but_at_least_the_floor() {
+        let mut budget = Budget::new(3, 16 * MIB, 20 * MIB, 4 * MIB);
+        assert_eq!(budget.receive_limit(), 20 * MIB);
+        budget.set_held(0, 3 * MIB);
+        assert_eq!(budget.receive_limit(), 17 * MIB);
+        budget.set_held(1, 13 * MIB);
+        assert_eq!(budget.receive_limit(), 4 * MIB);
+        budget.start(2, 0);
+        budget.start(0, 0);
+        assert_eq!(budget.grow(0, 4 * MIB), Grant::Grow);
+        // Past the floor: 0 did not start first, so it pauses; 2 did, so
+        // it may grow past.
+        assert_eq!(budget.grow(0, 5 * MIB), Grant::Pause);
+        assert_eq!(budget.grow(2, MIB), Grant::Grow);
+    }
+
+    #[test]
     fn paused_scrapes_resume_in_order_and_an_ended_one_is_forgotten() {
-        let mut budget = Budget::new(3, 100 * MIB, MIB);
+        let mut budget = Budget::new(3, 100 * MIB, 0, MIB);
         budget.start(0, MIB);
         budget.start(1, 0);
         budget.start(2, 0);

@@ -42,9 +42,8 @@ pub struct Config {
     pub export_port: u16,
     /// Label name added to every sample.
     pub container_label: String,
-    /// Time between two scrapes of one container; `Duration::ZERO` means
-    /// on-demand mode (scrape when asked).
-    pub scrape_interval: Duration,
+    /// When containers are scraped: on a fixed cadence, or when asked.
+    pub scrape_mode: ScrapeMode,
     /// The containers to scrape, in command-line order, minus the excluded ones.
     pub containers: Vec<Container>,
     /// Every name given to `-x`, deduplicated, in command-line order. Names
@@ -55,6 +54,27 @@ pub struct Config {
     /// Largest body accepted from one container.
     pub max_body_bytes: usize,
     pub log_level: LevelFilter,
+}
+
+/// When containers are scraped (`--scrape_interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeMode {
+    /// Every container on a fixed cadence of this (non-zero) interval;
+    /// requests are answered at once from the latest data.
+    Every(Duration),
+    /// `--scrape_interval=0`: nothing runs between requests; a request for
+    /// the endpoint starts one round of scrapes.
+    OnDemand,
+}
+
+impl ScrapeMode {
+    fn from_interval(interval: Duration) -> ScrapeMode {
+        if interval.is_zero() {
+            ScrapeMode::OnDemand
+        } else {
+            ScrapeMode::Every(interval)
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -425,11 +445,11 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
         Some(given) => validate_label_name(given)?,
         None => DEFAULT_CONTAINER_LABEL.to_string(),
     };
-    let scrape_interval = match &raw.scrape_interval {
+    let scrape_mode = ScrapeMode::from_interval(match &raw.scrape_interval {
         Some(given) => parse_milliseconds(&given.value, 0)
             .ok_or_else(|| ConfigError::new(&given.flag, &given.value, Problem::Interval))?,
         None => Duration::from_millis(DEFAULT_SCRAPE_INTERVAL_MS),
-    };
+    });
     let scrape_timeout = match &raw.scrape_timeout {
         Some(given) => parse_milliseconds(&given.value, 1)
             .ok_or_else(|| ConfigError::new(&given.flag, &given.value, Problem::Timeout))?,
@@ -502,7 +522,7 @@ fn validate(raw: &RawArgs) -> Result<Config, ConfigError> {
         endpoint,
         export_port,
         container_label,
-        scrape_interval,
+        scrape_mode,
         containers,
         excluded,
         scrape_timeout,
@@ -690,7 +710,7 @@ mod tests {
             endpoint: "/metrics".to_string(),
             export_port: 13434,
             container_label: "container".to_string(),
-            scrape_interval: Duration::from_millis(200),
+            scrape_mode: ScrapeMode::Every(Duration::from_millis(200)),
             containers: vec![container("app", 8080, "/metrics")],
             excluded: vec![],
             scrape_timeout: Duration::from_millis(5000),
@@ -713,8 +733,8 @@ mod tests {
         };
         let export: Edit = |c| c.export_port = 9000;
         let label: Edit = |c| c.container_label = "source_container".to_string();
-        let interval: Edit = |c| c.scrape_interval = Duration::from_millis(1000);
-        let on_demand: Edit = |c| c.scrape_interval = Duration::ZERO;
+        let interval: Edit = |c| c.scrape_mode = ScrapeMode::Every(Duration::from_millis(1000));
+        let on_demand: Edit = |c| c.scrape_mode = ScrapeMode::OnDemand;
         let timeout: Edit = |c| c.scrape_timeout = Duration::from_millis(750);
         let body_bytes: Edit = |c| c.max_body_bytes = 2048;
         let body_ki: Edit = |c| c.max_body_bytes = 512 * 1024;

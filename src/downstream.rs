@@ -210,7 +210,6 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     HeadersTooLarge,
-    ServiceUnavailable,
 }
 
 impl Status {
@@ -221,7 +220,6 @@ impl Status {
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
             Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
-            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
         }
     }
 }

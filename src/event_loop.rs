@@ -1,43 +1,45 @@
 //! The `mio::Poll`, its tokens, the dispatch of readiness and timer events,
-//! and the signals that end the program.
+//! the signals that end the program, and the socket calls of the listener.
 //!
-//! This is the only module that reads the clock or does syscalls on behalf
-//! of the others: it reads `now` once per iteration and passes it down, and
-//! it sleeps in `poll` until the earliest timer, so a sidecar with nothing
-//! to do wakes only for its scrape ticks.
+//! It reads the clock once per iteration and passes `now` down, and it
+//! sleeps in `poll` until the earliest timer, so a sidecar with nothing to
+//! do wakes only for its scrape ticks. Everything else is decided in rooms
+//! that know no socket and no clock: what is known of each container
+//! (`container`), on-demand rounds (`rounds`), the client table
+//! (`client_table`) and the body served (`output`, `published`). The
+//! connections do their own socket calls when told to (`upstream`,
+//! `downstream`), and the process' own numbers are read from `/proc` when a
+//! body is built (`self_metrics`).
 //!
-//! Two modes. With a scrape interval, each container is scraped on a fixed
-//! cadence and requests are answered at once from the latest data. With
-//! `--scrape_interval=0` (on demand), nothing runs between requests: a
-//! request for the endpoint starts one *round* (one scrape of every
-//! container), requests arriving meanwhile join it, and all are answered
-//! when every scrape ended or the round's deadline passed.
-//!
-//! Per container it keeps the latest *completed* scrape: a successful body
-//! in an [`exposition::Snapshot`] (indexed lazily, when a client asks,
-//! because a body is replaced many times between two Prometheus scrapes),
-//! or nothing after a failure. Serving builds one merged body from those
-//! snapshots and shares it with every client until some data changes.
+//! Two modes ([`ScrapeMode`]). `Every(interval)`: each container is scraped
+//! on a fixed cadence and requests are answered at once from the latest
+//! data. `OnDemand`: nothing runs between requests; a request for the
+//! endpoint starts or joins a round, answered when it ends.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::Config;
-use crate::downstream::{self, Client, Request, Route, SocketState, Status};
-use crate::exposition::{Merger, Snapshot, Source};
-use crate::self_metrics::{self, ContainerStats, ProcessStats};
+use crate::budget::{self, Budget};
+use crate::client_table::{ClientId, ClientTable};
+use crate::config::{Config, ScrapeMode};
+use crate::container::ContainerState;
+use crate::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
+use crate::encoded::Body;
+use crate::output::Output;
+use crate::rounds::{Ask, Rounds};
+use crate::scrape::{FailureReason, Finished, Outcome};
+use crate::self_metrics::ProcessStats;
 use crate::timer::{self, TimerId, TimerWheel};
-use crate::upstream::{FailureReason, Outcome, Upstream};
+use crate::upstream::{Allowance, Upstream};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -56,28 +58,32 @@ const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A response not fully taken by the client in this time is abandoned.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// On demand, a request this soon after a round ended is answered with that
-/// round's result instead of starting another: two Prometheus replicas
-/// scraping together cost the containers one scrape.
-const ROUND_REUSE_WINDOW: Duration = Duration::from_millis(500);
-/// On demand, the answer must reach Prometheus before its own timeout
-/// (`X-Prometheus-Scrape-Timeout-Seconds`): the round ends this much earlier,
-/// a tenth of the timeout but at most half a second, for merging and writing.
-const MAX_ROUND_MARGIN: Duration = Duration::from_millis(500);
 /// After a closing response, the client has this long to close its side
 /// (nginx's lingering_timeout); then the socket is closed anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes of earlier merged bodies that slow clients may keep alive.
-const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
-/// A body may hold at most one line per this many bytes of
-/// `--max_body_bytes` (65536 lines at the default 4 MiB; real exporters
-/// write 60 to 120 bytes per line). Each sample costs an index record and
-/// the container label in the merged body whatever its size, so without
-/// this bound 4 MiB of `a 1` lines would take the process past 32 MiB.
-const BODY_BYTES_PER_LINE: usize = 64;
-/// Type conflicts are logged once per container and family; past this many
-/// remembered, new ones are counted but not logged.
-const MAX_LOGGED_CONFLICTS: usize = 1024;
+/// The latest bodies of all containers may hold this many times
+/// `--max_body_bytes` together (16 MiB by default): see the README's memory
+/// model. A body past it is refused (`over_budget`).
+const HELD_BODIES_PER_MAX_BODY: usize = 4;
+/// Held bodies and receive buffers (in flight, or idle for the next scrape)
+/// together: receive buffers get what the held bodies leave of this many
+/// times `--max_body_bytes` (20 MiB), and at least one body at the limit.
+const BODIES_AND_BUFFERS_PER_MAX_BODY: usize = 5;
+/// The bodies held and the indexes of one build (with the merge's own
+/// records, about [`MERGE_BYTES_PER_FAMILY`] a family) may hold this many
+/// times `--max_body_bytes` together (22 MiB): indexes get what the bodies
+/// leave. A body whose index would not fit is refused for that build
+/// (`over_budget`). Indexes are freed after the build.
+const BODIES_AND_INDEXES_PER_MAX_BODY: f64 = 5.5;
+/// What the merge keeps per family of each source: its table entry, merged
+/// record and two contribution records (measured: about 72 bytes).
+const MERGE_BYTES_PER_FAMILY: usize = 72;
+/// Identity responses of an output too large to keep as text are inflated
+/// from the gzip member through a 43 KiB window each; at most this many at
+/// once (1.4 MiB): past it, the client that started its response first is
+/// closed, as the slowest holders of old outputs are. Prometheus always
+/// asks for gzip.
+const MAX_INFLATING_RESPONSES: usize = 32;
 
 /// Why the loop could not start or went on no longer.
 #[derive(Debug)]
@@ -105,50 +111,33 @@ impl std::error::Error for RunError {}
 enum TimerKey {
     ScrapeTick(usize),
     ScrapeDeadline(usize),
-    ClientDeadline(usize),
+    ClientDeadline(ClientId),
     RoundDeadline,
 }
 
-/// A container as the loop last saw it: up or down, logged on change only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Health {
-    Unknown,
-    Up,
-    Down(FailureReason),
-}
-
-struct Container {
-    name: String,
+/// The socket side of one container: its connection and its cadence.
+struct Scraper {
     upstream: Upstream,
-    /// The latest successful body; empty after a failure.
-    snapshot: Snapshot,
-    stats: ContainerStats,
-    health: Health,
     /// The tick the current cadence is counted from.
     last_tick: Instant,
     deadline: Option<TimerId>,
 }
 
-struct ClientSlot {
+/// One accepted client and its deadline.
+struct Connection {
     client: Client,
-    /// Unique for the process: tells a waiter its slot was not reused.
-    id: u64,
     deadline: Instant,
     timer: Option<TimerId>,
     /// Parked until the on-demand round ends; reads nothing meanwhile.
     waiting_for_round: bool,
+    /// When its current response started, in responses: the oldest is
+    /// closed first when inflate windows are over budget.
+    response_number: u64,
 }
 
-/// On demand: one scrape of every container, and the requests it answers.
-struct Round {
-    deadline: Instant,
-    timer: TimerId,
-    waiters: Vec<Waiter>,
-}
-
+/// A request parked on an on-demand round.
 struct Waiter {
-    slot: usize,
-    client_id: u64,
+    client: ClientId,
     request: Request,
 }
 
@@ -156,34 +145,23 @@ struct Sidecar {
     config: Config,
     poll: Poll,
     listener: TcpListener,
-    containers: Vec<Container>,
-    clients: Vec<Option<ClientSlot>>,
-    free_slots: Vec<usize>,
-    /// Slots closed during this event batch, reusable after it: a later
-    /// event in the same batch must not reach a new client by mistake.
-    closed_slots: Vec<usize>,
-    open_clients: usize,
-    /// The accept queue was left non-empty because of `MAX_CLIENTS`.
+    /// What is known of each container; `scrapers[i]` scrapes `containers[i]`.
+    containers: Vec<ContainerState>,
+    scrapers: Vec<Scraper>,
+    clients: ClientTable<Connection>,
+    /// The accept queue was left non-empty because the table was full.
     accept_blocked: bool,
     timers: TimerWheel<TimerKey>,
     fired: Vec<TimerKey>,
-    merger: Merger,
-    /// The body every `/metrics` response shares until data changes.
-    merged: Rc<Vec<u8>>,
-    /// Earlier merged bodies still being written to slow clients, oldest
-    /// first. Bounded by `MAX_RETIRED_BODY_BYTES`.
-    retired: Vec<Rc<Vec<u8>>>,
-    merged_is_current: bool,
-    /// Size of the last merged body: what the next build reserves.
-    merged_size_hint: usize,
-    own_metrics: Snapshot,
-    own_metrics_text: Vec<u8>,
-    logged_conflicts: HashSet<(usize, Vec<u8>)>,
+    output: Output,
+    /// Responses started so far: numbers them for `Connection::response_number`.
+    responses_started: u64,
+    /// Bytes of bodies held and being received, across containers.
+    budget: Budget,
+    rounds: Rounds<Waiter>,
+    round_timer: Option<TimerId>,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
-    next_client_id: u64,
-    round: Option<Round>,
-    last_round_end: Option<Instant>,
     shutdown: bool,
 }
 
@@ -235,7 +213,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
                     }
                 }
                 Token(token) if token >= FIRST_CLIENT => {
-                    sidecar.on_client_ready(token - FIRST_CLIENT, now)
+                    if let Some(id) = sidecar.clients.id_at(token - FIRST_CLIENT) {
+                        sidecar.on_client_ready(id, now);
+                    }
                 }
                 Token(token) => sidecar.on_upstream_ready(token - FIRST_UPSTREAM, now),
             }
@@ -261,57 +241,55 @@ impl Sidecar {
         let containers = config
             .containers
             .iter()
+            .map(|container| ContainerState::new(&container.name, config.max_body_bytes))
+            .collect();
+        let scrapers = config
+            .containers
+            .iter()
             .enumerate()
             .map(|(index, container)| {
                 // Every container ticks at the same instants: one wake-up
                 // starts all scrapes, and the containers are separate
                 // processes, so scraping them together costs them nothing.
                 let first_tick = now;
-                if !config.scrape_interval.is_zero() {
+                if let ScrapeMode::Every(_) = config.scrape_mode {
                     timers.insert(first_tick, TimerKey::ScrapeTick(index));
                 }
-                Container {
-                    name: container.name.clone(),
+                Scraper {
                     upstream: Upstream::new(
                         container.port,
                         &container.path,
                         Token(FIRST_UPSTREAM + index),
                         config.max_body_bytes,
                     ),
-                    snapshot: Snapshot::new(),
-                    stats: ContainerStats::default(),
-                    health: Health::Unknown,
                     last_tick: first_tick,
                     deadline: None,
                 }
             })
             .collect();
-        let merger = Merger::new(&config.container_label);
+        let max_body = config.max_body_bytes;
         Sidecar {
+            output: Output::new(&config.container_label),
+            responses_started: 0,
+            budget: Budget::new(
+                config.containers.len(),
+                HELD_BODIES_PER_MAX_BODY * max_body,
+                BODIES_AND_BUFFERS_PER_MAX_BODY * max_body,
+                Upstream::buffer_limit(max_body),
+            ),
+            rounds: Rounds::new(config.scrape_timeout),
             config,
             poll,
             listener,
             containers,
-            clients: Vec::new(),
-            free_slots: Vec::new(),
-            closed_slots: Vec::new(),
-            open_clients: 0,
+            scrapers,
+            clients: ClientTable::new(MAX_CLIENTS),
             accept_blocked: false,
             timers,
             fired: Vec::new(),
-            merger,
-            merged: Rc::new(Vec::new()),
-            retired: Vec::new(),
-            merged_is_current: false,
-            merged_size_hint: 0,
-            own_metrics: Snapshot::new(),
-            own_metrics_text: Vec::new(),
-            logged_conflicts: HashSet::new(),
+            round_timer: None,
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
-            next_client_id: 0,
-            round: None,
-            last_round_end: None,
             shutdown: false,
         }
     }
@@ -323,10 +301,9 @@ impl Sidecar {
             .iter()
             .map(|container| format!("{}=:{}{}", container.name, container.port, container.path))
             .collect();
-        let cadence = if self.on_demand() {
-            "on demand".to_string()
-        } else {
-            format!("every {} ms", self.config.scrape_interval.as_millis())
+        let cadence = match self.config.scrape_mode {
+            ScrapeMode::OnDemand => "on demand".to_string(),
+            ScrapeMode::Every(interval) => format!("every {} ms", interval.as_millis()),
         };
         info!(
             "serving {} on 0.0.0.0:{}, scraping {cadence}: {}",
@@ -339,21 +316,19 @@ impl Sidecar {
         }
     }
 
-    fn on_demand(&self) -> bool {
-        self.config.scrape_interval.is_zero()
-    }
-
-    // ---- upstreams -------------------------------------------------------
+    // ---- scrapes -----------------------------------------------------------
 
     fn on_scrape_tick(&mut self, index: usize, now: Instant) {
-        let interval = self.config.scrape_interval;
-        let container = &mut self.containers[index];
+        let ScrapeMode::Every(interval) = self.config.scrape_mode else {
+            return;
+        };
+        let scraper = &mut self.scrapers[index];
         // Fixed cadence from the previous tick; ticks missed while the loop
         // was busy are skipped, never burst.
-        container.last_tick = timer::next_tick(container.last_tick, interval, now);
+        scraper.last_tick = timer::next_tick(scraper.last_tick, interval, now);
         self.timers
-            .insert(container.last_tick, TimerKey::ScrapeTick(index));
-        if container.upstream.in_flight() {
+            .insert(scraper.last_tick, TimerKey::ScrapeTick(index));
+        if scraper.upstream.in_flight() {
             // Never double a scrape: the one in flight is bounded by its
             // own deadline.
             return;
@@ -362,87 +337,139 @@ impl Sidecar {
     }
 
     fn start_scrape(&mut self, index: usize, now: Instant) {
-        let container = &mut self.containers[index];
-        match container.upstream.start(self.poll.registry(), now) {
-            Some(outcome) => self.finish_scrape(index, outcome, now),
-            // On demand, the round's deadline bounds every scrape of it.
-            None if self.on_demand() => {}
-            None => {
-                let deadline = now + self.config.scrape_timeout;
-                let container = &mut self.containers[index];
-                container.deadline = Some(
-                    self.timers
-                        .insert(deadline, TimerKey::ScrapeDeadline(index)),
+        let scraper = &mut self.scrapers[index];
+        self.budget.start(index, scraper.upstream.buffer_capacity());
+        match scraper.upstream.start(self.poll.registry(), now) {
+            Some(finished) => {
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
                 );
+                self.scrape_ended(index, now);
+            }
+            None => {
+                // On demand, the round's deadline bounds every scrape of it.
+                if let ScrapeMode::Every(_) = self.config.scrape_mode {
+                    let deadline = now + self.config.scrape_timeout;
+                    scraper.deadline = Some(
+                        self.timers
+                            .insert(deadline, TimerKey::ScrapeDeadline(index)),
+                    );
+                }
             }
         }
     }
 
     fn on_upstream_ready(&mut self, index: usize, now: Instant) {
-        let Some(container) = self.containers.get_mut(index) else {
+        let Some(scraper) = self.scrapers.get_mut(index) else {
             return;
         };
-        if let Some(outcome) = container
+        let mut grant = Grant {
+            budget: &mut self.budget,
+            index,
+        };
+        let finished = scraper
             .upstream
-            .on_ready(self.poll.registry(), &mut crate::upstream::Unlimited)
-        {
-            self.finish_scrape(index, outcome, now);
+            .on_ready(self.poll.registry(), now, &mut grant);
+        if let Some(finished) = finished {
+            take_scrape(
+                &mut self.budget,
+                &mut self.containers[index],
+                index,
+                now,
+                finished,
+            );
+            self.scrape_ended(index, now);
             self.end_round_if_done(now);
+        }
+        self.release_idle_buffers();
+    }
+
+    /// Frees the idle receive buffers the budget gave up for a growing one.
+    fn release_idle_buffers(&mut self) {
+        for index in self.budget.take_releases() {
+            self.scrapers[index].upstream.release_buffer();
+        }
+    }
+
+    /// A scrape ended, so room may have been freed: scrapes paused for lack
+    /// of it read again (each at most once per call; one that pauses again
+    /// waits for the next end).
+    fn resume_paused_scrapes(&mut self, now: Instant) {
+        for index in self.budget.take_resumable() {
+            let scraper = &mut self.scrapers[index];
+            let mut grant = Grant {
+                budget: &mut self.budget,
+                index,
+            };
+            let finished = scraper
+                .upstream
+                .resume(self.poll.registry(), now, &mut grant);
+            if let Some(finished) = finished {
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
+                );
+                // Not `scrape_ended`: no recursion; resumed scrapes that
+                // end free room for the next call.
+                self.end_scrape_bookkeeping(index);
+            }
+            self.release_idle_buffers();
         }
     }
 
     fn on_scrape_deadline(&mut self, index: usize, now: Instant) {
-        let container = &mut self.containers[index];
-        container.deadline = None;
-        if let Some(outcome) = container.upstream.on_timeout(self.poll.registry()) {
-            self.finish_scrape(index, outcome, now);
+        let scraper = &mut self.scrapers[index];
+        scraper.deadline = None;
+        if let Some(finished) = scraper.upstream.on_timeout(self.poll.registry(), now) {
+            take_scrape(
+                &mut self.budget,
+                &mut self.containers[index],
+                index,
+                now,
+                finished,
+            );
+            self.scrape_ended(index, now);
         }
     }
 
-    fn finish_scrape(&mut self, index: usize, outcome: Outcome, now: Instant) {
-        self.invalidate_merged();
-        let container = &mut self.containers[index];
-        if let Some(timer) = container.deadline.take() {
+    /// After a scrape's record was taken: see `end_scrape_bookkeeping`;
+    /// then scrapes paused for room try again.
+    fn scrape_ended(&mut self, index: usize, now: Instant) {
+        self.end_scrape_bookkeeping(index);
+        self.resume_paused_scrapes(now);
+    }
+
+    /// Its deadline goes, its buffer shrinks after an outsized body and is
+    /// kept for the next scrape if the receive budget has room (else freed),
+    /// and the output served is out of date.
+    fn end_scrape_bookkeeping(&mut self, index: usize) {
+        let scraper = &mut self.scrapers[index];
+        if let Some(timer) = scraper.deadline.take() {
             self.timers.cancel(timer);
         }
-        container.stats.scrapes_total += 1;
-        container.stats.last_scrape_duration = container.upstream.elapsed(now);
-        match outcome {
-            Outcome::Success => {
-                container.stats.last_body_bytes = container.upstream.body_mut().len() as u64;
-                container.snapshot.replace(container.upstream.body_mut());
-                container.upstream.shrink();
-                // The index of the previous body is not needed until a
-                // client asks, which may be a minute away: give its memory
-                // back (about as much again as the body) rather than hold it.
-                container.snapshot.shrink();
-                // While up, the body is indexed only when a client asks
-                // (most bodies are replaced unread). While down or unknown,
-                // index it now, so recovery is logged when it happens and a
-                // container that sends garbage stays down.
-                if container.health != Health::Up {
-                    index_snapshot(container, self.config.max_body_bytes / BODY_BYTES_PER_LINE);
-                }
-            }
-            Outcome::Failure(reason) => {
-                container.stats.failures_total[reason.index()] += 1;
-                container.snapshot.clear();
-                container.snapshot.shrink();
-                let detail = container.upstream.last_error().to_string();
-                set_health(container, Health::Down(reason), &detail);
-            }
+        scraper.upstream.shrink();
+        if !self.budget.end(index, scraper.upstream.buffer_capacity()) {
+            scraper.upstream.release_buffer();
         }
+        self.output.invalidate();
     }
 
-    // ---- clients ---------------------------------------------------------
+    // ---- clients -----------------------------------------------------------
 
     fn accept_clients(&mut self, now: Instant) {
         loop {
-            if self.open_clients >= MAX_CLIENTS {
+            if self.clients.is_full() {
                 self.accept_blocked = true;
                 return;
             }
-            let (mut stream, _peer) = match self.listener.accept() {
+            let (stream, _peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_blocked = false;
@@ -457,213 +484,352 @@ impl Sidecar {
                     return;
                 }
             };
-            let slot = self.free_slots.pop().unwrap_or_else(|| {
-                self.clients.push(None);
-                self.clients.len() - 1
-            });
-            if let Err(error) = self.poll.registry().register(
-                &mut stream,
-                Token(FIRST_CLIENT + slot),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                debug!("cannot register a client: {error}");
-                self.free_slots.push(slot);
-                continue;
-            }
             let _ = stream.set_nodelay(true);
-            self.next_client_id += 1;
-            self.clients[slot] = Some(ClientSlot {
+            let connection = Connection {
                 client: Client::new(stream),
-                id: self.next_client_id,
                 deadline: now,
                 timer: None,
                 waiting_for_round: false,
-            });
-            self.open_clients += 1;
-            self.set_client_deadline(slot, now + REQUEST_HEAD_TIMEOUT);
+                response_number: 0,
+            };
+            let Some(id) = self.clients.insert(connection) else {
+                return; // checked above
+            };
+            let registered = match self.clients.get_mut(id) {
+                Some(connection) => self.poll.registry().register(
+                    &mut connection.client.stream,
+                    Token(FIRST_CLIENT + id.slot()),
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+                None => continue,
+            };
+            if let Err(error) = registered {
+                debug!("cannot register a client: {error}");
+                self.clients.remove(id);
+                continue;
+            }
+            self.set_client_deadline(id, now + REQUEST_HEAD_TIMEOUT);
             // The request may already be waiting; edge-triggered readiness
             // would not tell us again.
-            self.on_client_ready(slot, now);
+            self.on_client_ready(id, now);
         }
     }
 
-    fn on_client_ready(&mut self, slot: usize, now: Instant) {
-        let Some(Some(entry)) = self.clients.get_mut(slot) else {
+    fn on_client_ready(&mut self, id: ClientId, now: Instant) {
+        let Some(connection) = self.clients.get_mut(id) else {
             return;
         };
-        let had_partial_request = entry.client.has_partial_request();
-        if entry.client.read() == SocketState::Closed {
-            self.close_client(slot);
+        let had_partial_request = connection.client.has_partial_request();
+        if connection.client.read() == SocketState::Closed {
+            self.close_client(id);
             return;
         }
-        if !had_partial_request && entry.client.has_partial_request() {
-            self.set_client_deadline(slot, now + REQUEST_HEAD_TIMEOUT);
+        if !had_partial_request && connection.client.has_partial_request() {
+            self.set_client_deadline(id, now + REQUEST_HEAD_TIMEOUT);
         }
-        self.serve_client(slot, now);
+        self.serve_client(id, now);
     }
 
     /// Writes what is pending, then answers queued requests one after the
     /// other until the socket is full or the input has no complete request.
-    fn serve_client(&mut self, slot: usize, now: Instant) {
+    fn serve_client(&mut self, id: ClientId, now: Instant) {
         loop {
-            let Some(Some(entry)) = self.clients.get_mut(slot) else {
+            let Some(connection) = self.clients.get_mut(id) else {
                 return;
             };
-            if entry.waiting_for_round {
+            if connection.waiting_for_round {
                 return;
             }
-            if entry.client.is_writing() {
-                match entry.client.write() {
+            if connection.client.is_writing() {
+                match connection.client.write() {
                     SocketState::WouldBlock => return,
                     SocketState::Closed => {
-                        self.close_client(slot);
+                        self.close_client(id);
                         return;
                     }
                     SocketState::Continue => {
                         // Response done. Pipelined bytes may have waited
                         // behind the head limit: read them now.
-                        if entry.client.read() == SocketState::Closed {
-                            self.close_client(slot);
+                        if connection.client.read() == SocketState::Closed {
+                            self.close_client(id);
                             return;
                         }
-                        let deadline = if entry.client.is_lingering() {
+                        let deadline = if connection.client.is_lingering() {
                             LINGER_TIMEOUT
-                        } else if entry.client.has_partial_request() {
+                        } else if connection.client.has_partial_request() {
                             REQUEST_HEAD_TIMEOUT
                         } else {
                             IDLE_TIMEOUT
                         };
-                        self.set_client_deadline(slot, now + deadline);
+                        self.set_client_deadline(id, now + deadline);
                     }
                 }
                 continue;
             }
-            match entry.client.next_request(&self.config.endpoint) {
+            match connection.client.next_request(&self.config.endpoint) {
                 Ok(Some(request)) => {
-                    self.answer(slot, request, now);
+                    self.answer(id, request, now);
                     // A request parked on a round waits for it first.
                     let mut deadline = now + WRITE_TIMEOUT;
-                    if self.round.is_some() {
+                    if self.rounds.in_progress() {
                         deadline += self.config.scrape_timeout;
                     }
-                    self.set_client_deadline(slot, deadline);
+                    self.set_client_deadline(id, deadline);
                 }
                 Ok(None) => {
-                    if entry.client.is_finished() {
-                        self.close_client(slot);
+                    if connection.client.is_finished() {
+                        self.close_client(id);
                     }
                     return;
                 }
                 Err(error) => {
                     debug!("bad request from a client: {error:?}");
-                    if let Some(Some(entry)) = self.clients.get_mut(slot) {
-                        entry.client.reject(error);
-                    }
-                    self.set_client_deadline(slot, now + WRITE_TIMEOUT);
+                    connection.client.reject(error);
+                    self.set_client_deadline(id, now + WRITE_TIMEOUT);
                 }
             }
         }
     }
 
-    fn answer(&mut self, slot: usize, request: Request, now: Instant) {
-        if request.route == Route::Metrics && self.on_demand() && !self.last_round_is_fresh(now) {
-            self.join_round(slot, request, now);
-            return;
+    fn answer(&mut self, id: ClientId, request: Request, now: Instant) {
+        if request.route == Route::Metrics && self.config.scrape_mode == ScrapeMode::OnDemand {
+            let waiter = Waiter {
+                client: id,
+                request,
+            };
+            match self.rounds.ask(now, waiter, request.scrape_timeout) {
+                Ask::AnswerNow => {}
+                Ask::Start { deadline } => {
+                    self.park(id);
+                    self.arm_round_timer(deadline);
+                    for index in 0..self.scrapers.len() {
+                        if !self.scrapers[index].upstream.in_flight() {
+                            self.start_scrape(index, now);
+                        }
+                    }
+                    self.end_round_if_done(now);
+                    return;
+                }
+                Ask::Joined { new_deadline } => {
+                    self.park(id);
+                    if let Some(deadline) = new_deadline {
+                        self.arm_round_timer(deadline);
+                    }
+                    return;
+                }
+            }
         }
-        let (status, content_type, body) = match request.route {
-            Route::Metrics => (
-                Status::Ok,
-                downstream::METRICS_CONTENT_TYPE,
-                self.merged_body(),
-            ),
+        let fixed = |body: &Rc<Vec<u8>>| (Body::Shared(body.clone()), Coding::Fixed);
+        let (status, content_type, (body, coding)) = match request.route {
+            Route::Metrics => {
+                let (body, coding) = self.metrics_body(now, request.accepts_gzip);
+                if body.own_bytes() > 0 {
+                    self.make_room_for_an_inflate_window(id);
+                }
+                (Status::Ok, downstream::METRICS_CONTENT_TYPE, (body, coding))
+            }
             Route::Health => (
                 Status::Ok,
                 downstream::TEXT_CONTENT_TYPE,
-                self.health_body.clone(),
+                fixed(&self.health_body),
             ),
             Route::NotFound => (
                 Status::NotFound,
                 downstream::TEXT_CONTENT_TYPE,
-                self.empty_body.clone(),
+                fixed(&self.empty_body),
             ),
             Route::MethodNotAllowed => (
                 Status::MethodNotAllowed,
                 downstream::TEXT_CONTENT_TYPE,
-                self.empty_body.clone(),
+                fixed(&self.empty_body),
             ),
         };
-        if let Some(Some(entry)) = self.clients.get_mut(slot) {
-            entry.client.respond(
+        self.respond(id, request, status, content_type, coding, body);
+    }
+
+    fn respond(
+        &mut self,
+        id: ClientId,
+        request: Request,
+        status: Status,
+        content_type: &str,
+        coding: Coding,
+        body: Body,
+    ) {
+        self.responses_started += 1;
+        if let Some(connection) = self.clients.get_mut(id) {
+            connection.response_number = self.responses_started;
+            connection.client.respond(
                 request.length,
                 status,
                 content_type,
-                downstream::Coding::Fixed,
-                crate::encoded::Body::Shared(body),
+                coding,
+                body,
                 !request.head_only,
                 request.keep_alive,
             );
         }
     }
 
-    // ---- on-demand rounds ----------------------------------------------------
-
-    fn last_round_is_fresh(&self, now: Instant) -> bool {
-        self.round.is_none()
-            && self
-                .last_round_end
-                .is_some_and(|end| now.saturating_duration_since(end) < ROUND_REUSE_WINDOW)
+    /// Closes the clients whose inflated responses started first until
+    /// `id` may have a window within [`MAX_INFLATING_RESPONSES`].
+    fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
+        loop {
+            let mut inflating: Vec<(u64, ClientId)> = Vec::new();
+            for other in self
+                .clients
+                .ids_where(|connection| connection.client.own_bytes() > 0)
+            {
+                if let Some(connection) = self.clients.get_mut(other) {
+                    inflating.push((connection.response_number, other));
+                }
+            }
+            if inflating.len() < MAX_INFLATING_RESPONSES {
+                return;
+            }
+            let Some(&(_, oldest)) = inflating
+                .iter()
+                .filter(|(_, other)| *other != id)
+                .min_by_key(|(number, _)| *number)
+            else {
+                return;
+            };
+            debug!("closing a client too slow to take its inflated response");
+            self.close_client(oldest);
+        }
     }
 
-    /// Parks the client on the round in flight, or starts one.
-    fn join_round(&mut self, slot: usize, request: Request, now: Instant) {
-        let Some(Some(entry)) = self.clients.get_mut(slot) else {
+    fn park(&mut self, id: ClientId) {
+        if let Some(connection) = self.clients.get_mut(id) {
+            connection.waiting_for_round = true;
+        }
+    }
+
+    fn set_client_deadline(&mut self, id: ClientId, deadline: Instant) {
+        let Some(connection) = self.clients.get_mut(id) else {
             return;
         };
-        entry.waiting_for_round = true;
-        let waiter = Waiter {
-            slot,
-            client_id: entry.id,
-            request,
+        if let Some(timer) = connection.timer.take() {
+            self.timers.cancel(timer);
+        }
+        connection.deadline = deadline;
+        connection.timer = Some(self.timers.insert(deadline, TimerKey::ClientDeadline(id)));
+    }
+
+    fn on_client_deadline(&mut self, id: ClientId, now: Instant) {
+        let Some(connection) = self.clients.get_mut(id) else {
+            return;
         };
-        let mut deadline = now + self.config.scrape_timeout;
-        if let Some(timeout) = request.scrape_timeout {
-            let margin = (timeout / 10).min(MAX_ROUND_MARGIN);
-            deadline = deadline.min(now + (timeout - margin));
+        connection.timer = None;
+        if connection.deadline <= now {
+            self.close_client(id);
         }
-        match &mut self.round {
-            Some(round) => {
-                round.waiters.push(waiter);
-                // A shorter Prometheus timeout shortens the whole round:
-                // everyone is answered by the earliest deadline.
-                if deadline < round.deadline {
-                    self.timers.cancel(round.timer);
-                    round.deadline = deadline;
-                    round.timer = self.timers.insert(deadline, TimerKey::RoundDeadline);
-                }
-            }
-            None => {
-                let timer = self.timers.insert(deadline, TimerKey::RoundDeadline);
-                self.round = Some(Round {
-                    deadline,
-                    timer,
-                    waiters: vec![waiter],
-                });
-                for index in 0..self.containers.len() {
-                    if !self.containers[index].upstream.in_flight() {
-                        self.start_scrape(index, now);
-                    }
-                }
-                self.end_round_if_done(now);
+    }
+
+    fn close_client(&mut self, id: ClientId) {
+        let Some(connection) = self.clients.remove(id) else {
+            return;
+        };
+        let Connection {
+            client: Client { mut stream, .. },
+            timer,
+            ..
+        } = connection;
+        if let Some(timer) = timer {
+            self.timers.cancel(timer);
+        }
+        let _ = self.poll.registry().deregister(&mut stream);
+    }
+
+    // ---- the body served ---------------------------------------------------
+
+    /// The body served for the endpoint, gzip if `gzip`: built when some
+    /// data changed since the last build, otherwise the same shared bytes.
+    fn metrics_body(&mut self, now: Instant, gzip: bool) -> (Body, Coding) {
+        if let Some(answer) = self.output.current(gzip) {
+            return answer;
+        }
+        self.hold_indexes_within_budget(now);
+        let evicted = self
+            .output
+            .build(now, &mut self.containers, &ProcessStats::read(), gzip);
+        debug!(
+            "built the output: bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            self.budget.held_total() >> 10,
+            self.budget.receiving_total() >> 10,
+            self.containers
+                .iter()
+                .map(|container| container.snapshot().index_bytes())
+                .sum::<usize>()
+                >> 10,
+            self.output.held_bytes() >> 10
+        );
+        // Nothing needs the indexes until the next build, which will follow
+        // new data: receive buffers can use their memory meanwhile.
+        for container in &mut self.containers {
+            container.release_index();
+        }
+        for evicted in &evicted {
+            for id in self
+                .clients
+                .ids_where(|connection| connection.client.holds(evicted))
+            {
+                debug!("closing a client too slow to take its response");
+                self.close_client(id);
             }
         }
+        self.output
+            .current(gzip)
+            .unwrap_or((Body::empty(), Coding::Identity))
+    }
+
+    /// Indexes every up container's body before a build, counting each
+    /// index and its merge records against the index budget; a container
+    /// whose index would not fit is refused for this build (`over_budget`),
+    /// in command-line order, so the first containers are the ones served.
+    fn hold_indexes_within_budget(&mut self, now: Instant) {
+        let limit = ((self.config.max_body_bytes as f64 * BODIES_AND_INDEXES_PER_MAX_BODY)
+            as usize)
+            .saturating_sub(self.budget.held_total());
+        let mut total = 0;
+        for (index, container) in self.containers.iter_mut().enumerate() {
+            container.prepare_for_merge(now);
+            let snapshot = container.snapshot();
+            if !snapshot.is_indexed() || snapshot.body_len() == 0 {
+                continue;
+            }
+            let cost = snapshot.index_bytes() + snapshot.family_count() * MERGE_BYTES_PER_FAMILY;
+            if total + cost > limit {
+                let detail = format!(
+                    "its index ({} KiB) would take the indexes of one build past the {} KiB \
+                     that the bodies held leave of {BODIES_AND_INDEXES_PER_MAX_BODY} x \
+                     --max_body_bytes",
+                    cost >> 10,
+                    limit >> 10
+                );
+                container.refuse(now, FailureReason::OverBudget, &detail);
+                self.budget.set_held(index, 0);
+            } else {
+                total += cost;
+            }
+        }
+    }
+
+    // ---- on-demand rounds --------------------------------------------------
+
+    fn arm_round_timer(&mut self, deadline: Instant) {
+        if let Some(timer) = self.round_timer.take() {
+            self.timers.cancel(timer);
+        }
+        self.round_timer = Some(self.timers.insert(deadline, TimerKey::RoundDeadline));
     }
 
     fn end_round_if_done(&mut self, now: Instant) {
         let in_flight = self
-            .containers
+            .scrapers
             .iter()
-            .any(|container| container.upstream.in_flight());
-        if self.round.is_some() && !in_flight {
+            .any(|scraper| scraper.upstream.in_flight());
+        if self.rounds.in_progress() && !in_flight {
             self.end_round(now);
         }
     }
@@ -671,10 +837,18 @@ impl Sidecar {
     /// The round's deadline passed: what has not answered contributes
     /// nothing and is down (timeout) in this response.
     fn on_round_deadline(&mut self, now: Instant) {
-        for index in 0..self.containers.len() {
-            let container = &mut self.containers[index];
-            if let Some(outcome) = container.upstream.on_timeout(self.poll.registry()) {
-                self.finish_scrape(index, outcome, now);
+        self.round_timer = None;
+        for index in 0..self.scrapers.len() {
+            let scraper = &mut self.scrapers[index];
+            if let Some(finished) = scraper.upstream.on_timeout(self.poll.registry(), now) {
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
+                );
+                self.scrape_ended(index, now);
             }
         }
         self.end_round(now);
@@ -682,205 +856,33 @@ impl Sidecar {
 
     /// Answers every request that waited for the round.
     fn end_round(&mut self, now: Instant) {
-        let Some(round) = self.round.take() else {
-            return;
-        };
-        self.timers.cancel(round.timer);
-        self.last_round_end = Some(now);
-        for waiter in round.waiters {
-            let Some(Some(entry)) = self.clients.get_mut(waiter.slot) else {
-                continue;
-            };
-            if entry.id != waiter.client_id {
-                continue;
-            }
-            entry.waiting_for_round = false;
-            let body = self.merged_body();
-            if let Some(Some(entry)) = self.clients.get_mut(waiter.slot) {
-                entry.client.respond(
-                    waiter.request.length,
-                    Status::Ok,
-                    downstream::METRICS_CONTENT_TYPE,
-                    downstream::Coding::Fixed,
-                    crate::encoded::Body::Shared(body),
-                    !waiter.request.head_only,
-                    waiter.request.keep_alive,
-                );
-            }
-            self.set_client_deadline(waiter.slot, now + WRITE_TIMEOUT);
-            self.serve_client(waiter.slot, now);
-        }
-    }
-
-    fn set_client_deadline(&mut self, slot: usize, deadline: Instant) {
-        let Some(Some(entry)) = self.clients.get_mut(slot) else {
-            return;
-        };
-        if let Some(timer) = entry.timer.take() {
+        if let Some(timer) = self.round_timer.take() {
             self.timers.cancel(timer);
         }
-        entry.deadline = deadline;
-        entry.timer = Some(self.timers.insert(deadline, TimerKey::ClientDeadline(slot)));
-    }
-
-    fn on_client_deadline(&mut self, slot: usize, now: Instant) {
-        let Some(Some(entry)) = self.clients.get_mut(slot) else {
-            return;
-        };
-        entry.timer = None;
-        if entry.deadline <= now {
-            self.close_client(slot);
-        }
-    }
-
-    fn close_client(&mut self, slot: usize) {
-        let Some(entry) = self.clients.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        let ClientSlot {
-            client: Client { mut stream, .. },
-            timer,
-            ..
-        } = entry;
-        if let Some(timer) = timer {
-            self.timers.cancel(timer);
-        }
-        let _ = self.poll.registry().deregister(&mut stream);
-        self.open_clients -= 1;
-        self.closed_slots.push(slot);
-    }
-
-    // ---- the merged body ---------------------------------------------------
-
-    /// The body served for the endpoint: built when some data changed since
-    /// the last build, otherwise the same shared bytes.
-    fn merged_body(&mut self) -> Rc<Vec<u8>> {
-        if self.merged_is_current {
-            return self.merged.clone();
-        }
-        let max_lines = self.config.max_body_bytes / BODY_BYTES_PER_LINE;
-        for container in &mut self.containers {
-            if container.health == Health::Up {
-                index_snapshot(container, max_lines);
-            }
-        }
-        self.render_own_metrics();
-
-        // Reuse the buffer when no client still holds the previous body.
-        let mut out = match Rc::get_mut(&mut self.merged) {
-            Some(buffer) => std::mem::take(buffer),
-            None => Vec::new(),
-        };
-        // One allocation of the right size rather than doublings.
-        out.reserve(self.merged_size_hint);
-        // Every container is a source, so a source's position is its
-        // container's: a down one has an empty or unindexed snapshot and
-        // contributes nothing.
-        let mut sources: Vec<Source<'_>> = self
-            .containers
-            .iter()
-            .map(|container| Source {
-                container: Some(&container.name),
-                snapshot: &container.snapshot,
-            })
-            .collect();
-        sources.push(Source {
-            container: None,
-            snapshot: &self.own_metrics,
-        });
-        self.merger.merge(&sources, &mut out);
-        drop(sources);
-        // Give back what an outsized merge (a container's huge body, since
-        // gone) left behind.
-        if out.capacity() > out.len() * 2 + 64 * 1024 {
-            out.shrink_to(out.len() + out.len() / 4);
-        }
-        self.merged_size_hint = out.len() + out.len() / 8;
-        for (index, family) in self.merger.conflicts() {
-            // The last source, the sidecar's own metrics, has no container.
-            let Some(container) = self.containers.get_mut(index) else {
+        for waiter in self.rounds.end(now) {
+            let Some(connection) = self.clients.get_mut(waiter.client) else {
                 continue;
             };
-            container.stats.family_conflicts_total += 1;
-            if self.logged_conflicts.len() < MAX_LOGGED_CONFLICTS
-                && self.logged_conflicts.insert((index, family.to_vec()))
-            {
-                warn!(
-                    "container {}: metric family {} has a different type than in another container; \
-                     its samples were resolved by the conflict rule (see README)",
-                    container.name,
-                    String::from_utf8_lossy(family)
-                );
+            connection.waiting_for_round = false;
+            let request = waiter.request;
+            let (body, coding) = self.metrics_body(now, request.accepts_gzip);
+            if body.own_bytes() > 0 {
+                self.make_room_for_an_inflate_window(waiter.client);
             }
-        }
-        match Rc::get_mut(&mut self.merged) {
-            Some(buffer) => *buffer = out,
-            None => {
-                let previous = std::mem::replace(&mut self.merged, Rc::new(out));
-                self.retired.push(previous);
-                self.limit_retired_bodies();
-            }
-        }
-        self.merged_is_current = true;
-        self.merged.clone()
-    }
-
-    /// The merged body no longer matches the data. When no client is still
-    /// being sent it, its memory (as much as every body together) is given
-    /// back now rather than held until the next request, which may be a
-    /// minute away; the next build allocates it once, at the size of this one.
-    fn invalidate_merged(&mut self) {
-        if !self.merged_is_current {
-            return;
-        }
-        self.merged_is_current = false;
-        if let Some(buffer) = Rc::get_mut(&mut self.merged) {
-            *buffer = Vec::new();
+            self.respond(
+                waiter.client,
+                request,
+                Status::Ok,
+                downstream::METRICS_CONTENT_TYPE,
+                coding,
+                body,
+            );
+            self.set_client_deadline(waiter.client, now + WRITE_TIMEOUT);
+            self.serve_client(waiter.client, now);
         }
     }
 
-    /// A slow client holds only a reference to a body already built, but
-    /// clients that stall one after the other could each hold a different
-    /// one. Past a budget, the clients holding the oldest bodies are closed
-    /// (the newest retired body is always kept: its readers are recent).
-    fn limit_retired_bodies(&mut self) {
-        self.retired.retain(|body| Rc::strong_count(body) > 1);
-        let mut held: usize = self.retired.iter().map(|body| body.len()).sum();
-        while held > MAX_RETIRED_BODY_BYTES && self.retired.len() > 1 {
-            let oldest = self.retired.remove(0);
-            held -= oldest.len();
-            for slot in 0..self.clients.len() {
-                let holds =
-                    matches!(&self.clients[slot], Some(entry) if entry.client.holds(&oldest));
-                if holds {
-                    debug!("closing a client too slow to take its response");
-                    self.close_client(slot);
-                }
-            }
-        }
-    }
-
-    fn render_own_metrics(&mut self) {
-        let stats: Vec<(&str, &ContainerStats)> = self
-            .containers
-            .iter()
-            .map(|container| (container.name.as_str(), &container.stats))
-            .collect();
-        self.own_metrics_text.clear();
-        self_metrics::render(
-            &self.config.container_label,
-            &stats,
-            &ProcessStats::read(),
-            &mut self.own_metrics_text,
-        );
-        self.own_metrics.replace(&mut self.own_metrics_text);
-        if let Err(parse_error) = self.own_metrics.index() {
-            // A bug of ours, not input: serve the containers without it.
-            error!("own metrics do not parse: {parse_error}");
-        }
-    }
-
-    // ---- timers and housekeeping ------------------------------------------
+    // ---- timers and housekeeping -------------------------------------------
 
     fn expire_timers(&mut self, now: Instant) {
         let mut fired = std::mem::take(&mut self.fired);
@@ -892,7 +894,7 @@ impl Sidecar {
                     self.on_scrape_deadline(index, now);
                     self.end_round_if_done(now);
                 }
-                TimerKey::ClientDeadline(slot) => self.on_client_deadline(slot, now),
+                TimerKey::ClientDeadline(id) => self.on_client_deadline(id, now),
                 TimerKey::RoundDeadline => self.on_round_deadline(now),
             }
         }
@@ -900,73 +902,64 @@ impl Sidecar {
     }
 
     fn end_of_batch(&mut self, now: Instant) {
-        self.free_slots.append(&mut self.closed_slots);
-        if self.accept_blocked && self.open_clients < MAX_CLIENTS {
+        self.clients.end_of_batch();
+        if self.accept_blocked && !self.clients.is_full() {
             self.accept_clients(now);
         }
     }
 
     fn close_all(&mut self) {
-        for slot in 0..self.clients.len() {
-            self.close_client(slot);
+        for id in self.clients.ids_where(|_| true) {
+            self.close_client(id);
         }
-        for container in &mut self.containers {
-            container.upstream.close(self.poll.registry());
+        for scraper in &mut self.scrapers {
+            scraper.upstream.close(self.poll.registry());
         }
     }
 }
 
-/// Indexes a container's latest body; a body that does not parse makes the
-/// container down with reason `parse_error`, and nothing of it is served.
-/// A body of more lines than `max_lines` is not even parsed: see
-/// [`BODY_BYTES_PER_LINE`].
-fn index_snapshot(container: &mut Container, max_lines: usize) {
-    if !container.snapshot.is_indexed() && container.snapshot.line_count() > max_lines {
-        container.stats.failures_total[FailureReason::TooManyLines.index()] += 1;
-        container.stats.last_samples = 0;
-        container.snapshot.clear();
+/// The budget's answer to one scrape's growing buffer.
+struct Grant<'a> {
+    budget: &'a mut Budget,
+    index: usize,
+}
+
+impl Allowance for Grant<'_> {
+    fn grow(&mut self, capacity: usize) -> bool {
+        self.budget.grow(self.index, capacity) == budget::Grant::Grow
+    }
+}
+
+/// Hands a finished scrape to its container, unless its body would take
+/// the bodies held past the budget: then the scrape counts as failed
+/// (`over_budget`) and the body is dropped. Its own previous body does not
+/// count against it (it would be replaced).
+fn take_scrape(
+    budget: &mut Budget,
+    container: &mut ContainerState,
+    index: usize,
+    now: Instant,
+    finished: Finished<'_>,
+) {
+    let fits = finished.outcome != Outcome::Success || budget.fits_held(index, finished.body.len());
+    if fits {
+        container.record(now, finished);
+    } else {
         let detail = format!(
-            "more than {max_lines} lines (--max_body_bytes / {BODY_BYTES_PER_LINE}) in the body"
+            "its body ({} KiB) would take the bodies held past {} MiB",
+            finished.body.len() >> 10,
+            budget.held_limit() >> 20
         );
-        set_health(
-            container,
-            Health::Down(FailureReason::TooManyLines),
-            &detail,
+        finished.body.clear();
+        container.record(
+            now,
+            Finished {
+                outcome: Outcome::Failure(FailureReason::OverBudget),
+                duration: finished.duration,
+                detail: &detail,
+                body: finished.body,
+            },
         );
-        return;
     }
-    match container.snapshot.index() {
-        Ok(()) => {
-            container.stats.last_samples = container.snapshot.sample_count() as u64;
-            set_health(container, Health::Up, "");
-        }
-        Err(parse_error) => {
-            container.snapshot.shrink();
-            container.stats.failures_total[FailureReason::ParseError.index()] += 1;
-            container.stats.last_samples = 0;
-            let detail = format!("{parse_error} in the body");
-            set_health(container, Health::Down(FailureReason::ParseError), &detail);
-        }
-    }
-}
-
-/// The one place health changes; up/down transitions are logged here and
-/// nowhere else, so a container down for an hour logs once.
-fn set_health(container: &mut Container, health: Health, detail: &str) {
-    let was_up = container.health == Health::Up;
-    container.stats.up = health == Health::Up;
-    match health {
-        Health::Up if !was_up => info!("container {} is up", container.name),
-        Health::Down(reason) if was_up || container.health == Health::Unknown => {
-            warn!("container {} is down ({reason}): {detail}", container.name)
-        }
-        Health::Down(reason) if container.health != health => {
-            debug!(
-                "container {} still down, now {reason}: {detail}",
-                container.name
-            )
-        }
-        _ => {}
-    }
-    container.health = health;
+    budget.set_held(index, container.snapshot().body_len());
 }

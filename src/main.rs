@@ -5,6 +5,9 @@
 //! SIGINT); 2 for a command line that cannot run (one line on stderr, before
 //! anything binds); 1 when the loop cannot start (port taken) or fails.
 
+// One call into the C library is allowed, below; nothing else.
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use multiplexer::config::{self, Command};
@@ -29,6 +32,8 @@ fn main() -> ExitCode {
         }
     };
 
+    keep_large_buffers_in_their_own_mappings();
+
     // UTC timestamps, no colours: kubectl logs is not a terminal.
     if let Err(error) = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
@@ -47,3 +52,28 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc raises its mmap threshold to the size of the largest buffer freed
+/// (up to 32 MiB); after that, body-sized buffers come from the heap, whose
+/// freed middle is never given back. Measured on a pod at its memory budget:
+/// 3 to 8 MiB of resident memory that the memory model does not count. A
+/// fixed threshold keeps every buffer of 128 KiB or more in a mapping of its
+/// own, returned to the system when freed. musl (the static binary of the
+/// image) does this by itself.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_large_buffers_in_their_own_mappings() {
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    /// `M_MMAP_THRESHOLD` in glibc's `malloc.h`.
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists (there are none) and with a valid value.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_large_buffers_in_their_own_mappings() {}

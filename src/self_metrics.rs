@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::exposition::escape_label_value;
-use crate::upstream::FailureReason;
+use crate::scrape::FailureReason;
 
-/// What the event loop keeps per container for its own metrics.
+/// What is kept per container for its own metrics (by `container`).
 #[derive(Debug, Default, Clone)]
 pub struct ContainerStats {
     /// The latest completed scrape succeeded.

@@ -57,7 +57,11 @@ fn gzip_only_when_the_request_accepts_it() {
         let response = get_with(sidecar.port, "/metrics", headers);
         assert_eq!(response.status, 200, "{headers:?}");
         assert_eq!(is_gzip(&response), *gzip, "{headers:?}");
-        assert_eq!(response.header("vary"), Some("Accept-Encoding"), "{headers:?}");
+        assert_eq!(
+            response.header("vary"),
+            Some("Accept-Encoding"),
+            "{headers:?}"
+        );
         let text = if *gzip {
             assert!(response.body.len() * 4 < identity.body.len(), "{headers:?}");
             gunzip(&response.body)
@@ -82,7 +86,8 @@ fn head_gives_the_length_of_the_coding_asked_for() {
         ("Accept-Encoding: gzip\r\n", gzip.body.len()),
         ("", gunzip(&gzip.body).len()),
     ] {
-        let request = format!("HEAD /metrics HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n");
+        let request =
+            format!("HEAD /metrics HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n");
         let bytes = raw_exchange(sidecar.port, request.as_bytes()).unwrap();
         let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
         assert!(
@@ -108,7 +113,10 @@ fn a_large_output_is_the_same_in_both_codings() {
     let identity = get_with(sidecar.port, "/metrics", "");
     assert!(!is_gzip(&identity));
     assert_eq!(identity.body.len(), text.len());
-    assert!(identity.body == text, "identity text differs from the gzip's");
+    assert!(
+        identity.body == text,
+        "identity text differs from the gzip's"
+    );
     let text = String::from_utf8(text).unwrap();
     assert_eq!(
         lines_of(&text, "container", "node").len(),
@@ -136,7 +144,9 @@ fn gzip_and_identity_carry_the_same_samples_while_data_changes() {
     args.push("--scrape_interval=20".to_string());
     let sidecar = Sidecar::start(&args);
     assert!(wait_until(Duration::from_secs(10), || {
-        sidecar.metrics().contains("multiplexer_up{container=\"huge\"} 1")
+        sidecar
+            .metrics()
+            .contains("multiplexer_up{container=\"huge\"} 1")
     }));
     for _ in 0..10 {
         let gzip = get_with(sidecar.port, "/metrics", "Accept-Encoding: gzip\r\n");

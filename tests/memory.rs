@@ -195,7 +195,11 @@ fn a_pod_of_hostile_containers_and_clients_stays_under_32_mib() {
         let identity = get_with(sidecar.port, "/metrics", "");
         assert!(identity.body.len() > 100);
         if stalled.len() < 8 {
-            let headers = if stalled.len() % 2 == 0 { "Accept-Encoding: gzip\r\n" } else { "" };
+            let headers = if stalled.len() % 2 == 0 {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            };
             stalled.push(stalled_client_with(sidecar.port, headers));
         }
         stubs[..7].iter().all(|stub| stub.request_count() >= 4) && up(&text, "small") == Some(1.0)
@@ -206,11 +210,21 @@ fn a_pod_of_hostile_containers_and_clients_stays_under_32_mib() {
     assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
     // What fitted is served; what did not was refused with a reason.
     let metrics = sidecar.metrics();
-    let big_up = names.iter().filter(|name| up(&metrics, name) == Some(1.0)).count();
-    let refused: f64 = names.iter().map(|name| failures(&metrics, name, "over_budget")).sum();
+    let big_up = names
+        .iter()
+        .filter(|name| up(&metrics, name) == Some(1.0))
+        .count();
+    let refused: f64 = names
+        .iter()
+        .map(|name| failures(&metrics, name, "over_budget"))
+        .sum();
     assert!(big_up >= 2, "{big_up} big containers up:\n{metrics}");
     assert!(refused >= 1.0, "nothing refused:\n{metrics}");
     assert_eq!(up(&metrics, "small"), Some(1.0));
-    assert!(sidecar.stderr().contains("over_budget"), "{}", sidecar.stderr());
+    assert!(
+        sidecar.stderr().contains("over_budget"),
+        "{}",
+        sidecar.stderr()
+    );
     drop(stalled);
 }

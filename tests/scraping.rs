@@ -117,7 +117,7 @@ fn a_reused_connection_closed_by_the_server_is_retried_uncounted() {
     assert_serves(&sidecar, "app", "retried", 1);
     let metrics = sidecar.metrics();
     assert_eq!(up(&metrics, "app"), Some(1.0));
-    for reason in multiplexer::upstream::FailureReason::ALL {
+    for reason in multiplexer::scrape::FailureReason::ALL {
         assert_eq!(
             failures(&metrics, "app", reason.as_str()),
             0.0,

@@ -2,13 +2,12 @@
 //! kept alive across scrapes, that sends `GET <path>` and reads the response
 //! into a buffer of its own until the body is complete or the scrape failed.
 //!
-//! Every scrape ends in exactly one [`Outcome`]. On success the body is at
-//! `body_mut()`, whole and decoded, for the caller to take by swapping
-//! buffers; a partial body is never handed out. Head parsing and body framing
-//! live in [`response`]; this module only moves bytes and keeps the phase.
-//! It never reads the clock: the loop passes `now` and arms the deadline.
+//! Every scrape ends in exactly one [`Finished`] record (outcome, duration,
+//! detail, body); a partial body is never handed out. Head parsing and body
+//! framing live in [`response`]; this module only does the socket calls of
+//! one connection and keeps the phase. It never reads the clock: the loop
+//! passes `now` and arms the deadline.
 
-pub mod failure;
 pub mod response;
 
 use std::io::{self, Read, Write};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-pub use failure::FailureReason;
+use crate::scrape::{FailureReason, Finished, Outcome};
 use response::{Limits, Progress, ResponseDecoder};
 
 /// Bytes asked of the socket per read when nothing better is known.
@@ -41,14 +40,6 @@ impl Allowance for Unlimited {
     fn grow(&mut self, _capacity: usize) -> bool {
         true
     }
-}
-
-/// How a finished scrape ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A complete body is in the receive buffer.
-    Success,
-    Failure(FailureReason),
 }
 
 /// Where the current scrape is. `Idle` may hold an open keep-alive
@@ -138,30 +129,31 @@ impl Upstream {
         self.phase != Phase::Idle
     }
 
-    /// How long the scrape that just ended took.
-    pub fn elapsed(&self, now: Instant) -> Duration {
-        self.started_at
-            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start))
-    }
-
-    /// Details of the last failure ("connection refused while connecting").
-    pub fn last_error(&self) -> &str {
-        &self.last_error
-    }
-
-    /// The complete body of the scrape that just succeeded. The caller
-    /// swaps it out; whatever buffer is left here is reused.
-    pub fn body_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.received
-    }
-
     /// Starts a scrape, reusing the kept-alive connection when there is one.
-    /// Returns an outcome only if the scrape failed at once.
-    pub fn start(&mut self, registry: &Registry, now: Instant) -> Option<Outcome> {
+    /// Returns a record only if the scrape failed at once.
+    pub fn start(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
         debug_assert!(!self.in_flight());
         self.started_at = Some(now);
         self.retried = false;
-        self.begin(registry)
+        let outcome = self.begin(registry)?;
+        Some(self.finished(outcome, now))
+    }
+
+    /// The record of the scrape that just ended with `outcome`.
+    fn finished(&mut self, outcome: Outcome, now: Instant) -> Finished<'_> {
+        let duration = self
+            .started_at
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+        let detail = match outcome {
+            Outcome::Success => "",
+            Outcome::Failure(_) => self.last_error.as_str(),
+        };
+        Finished {
+            outcome,
+            duration,
+            detail,
+            body: &mut self.received,
+        }
     }
 
     fn begin(&mut self, registry: &Registry) -> Option<Outcome> {
@@ -198,20 +190,23 @@ impl Upstream {
     }
 
     /// Handles readiness of the socket. Events may be spurious: every step
-    /// checks what the socket really says.
+    /// checks what the socket really says. Returns a record when the scrape
+    /// ended.
     pub fn on_ready(
         &mut self,
         registry: &Registry,
+        now: Instant,
         allowance: &mut dyn Allowance,
-    ) -> Option<Outcome> {
+    ) -> Option<Finished<'_>> {
         self.stream.as_ref()?;
-        match self.phase {
+        let outcome = match self.phase {
             Phase::Idle => self.check_idle_connection(registry),
             Phase::Connecting => self.finish_connect(registry),
             Phase::SendingRequest => self.send_request(registry),
             Phase::ReadingResponse if self.paused => None,
             Phase::ReadingResponse => self.read_response(registry, allowance),
-        }
+        }?;
+        Some(self.finished(outcome, now))
     }
 
     /// Whether the scrape waits for room in the budget.
@@ -224,13 +219,21 @@ impl Upstream {
     pub fn resume(
         &mut self,
         registry: &Registry,
+        now: Instant,
         allowance: &mut dyn Allowance,
-    ) -> Option<Outcome> {
+    ) -> Option<Finished<'_>> {
         if !self.is_paused() {
             return None;
         }
         self.paused = false;
-        self.read_response(registry, allowance)
+        let outcome = self.read_response(registry, allowance)?;
+        Some(self.finished(outcome, now))
+    }
+
+    /// The most a receive buffer holds with this body limit: the body and
+    /// room for the response head.
+    pub fn buffer_limit(max_body_bytes: usize) -> usize {
+        max_body_bytes + 64 * 1024
     }
 
     /// Bytes of the receive buffer (counted by the budget).
@@ -246,13 +249,14 @@ impl Upstream {
         }
     }
 
-    /// The scrape deadline passed.
-    pub fn on_timeout(&mut self, registry: &Registry) -> Option<Outcome> {
+    /// The scrape deadline passed: the scrape in flight, if any, fails.
+    pub fn on_timeout(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
         if !self.in_flight() {
             return None;
         }
         let error = io::Error::new(io::ErrorKind::TimedOut, "scrape timeout");
-        Some(self.fail(registry, FailureReason::Timeout, &error))
+        let outcome = self.fail(registry, FailureReason::Timeout, &error);
+        Some(self.finished(outcome, now))
     }
 
     /// Drops the connection, e.g. at shutdown.
@@ -322,7 +326,7 @@ impl Upstream {
             let filled = self.received.len();
             // Never hold more than the limit plus a head: a container that
             // sends 50 MB costs us at most that.
-            let limit = self.max_body_bytes + 64 * 1024;
+            let limit = Upstream::buffer_limit(self.max_body_bytes);
             if filled >= limit {
                 let error = io::Error::other("response larger than --max_body_bytes");
                 return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));

@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use super::FailureReason;
+use crate::scrape::FailureReason;
 
 /// Header fields accepted in one head (httparse needs a fixed array).
 /// Exporters send fewer than ten.

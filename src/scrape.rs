@@ -1,7 +1,37 @@
-//! Why a scrape failed: a fixed set of reasons, each the `reason` label value
-//! of `multiplexer_scrape_failures_total`.
+//! What a finished scrape hands over, from the connection that ran it
+//! (`upstream`) to the policy that keeps the container's latest result
+//! (`container`): one [`Finished`] record. And why a scrape failed: a fixed
+//! set of [`FailureReason`]s, each the `reason` label value of
+//! `multiplexer_scrape_failures_total` (`self_metrics`).
+//!
+//! This module knows no socket and no format, so each of those three rooms
+//! can use it without importing another.
 
 use std::fmt;
+use std::time::Duration;
+
+/// How a finished scrape ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `Finished::body` holds the complete, decoded body.
+    Success,
+    Failure(FailureReason),
+}
+
+/// One scrape, finished: everything its receiver needs, handed over at once.
+#[derive(Debug)]
+pub struct Finished<'a> {
+    pub outcome: Outcome,
+    /// From the start of the scrape (connect or request) to its end.
+    pub duration: Duration,
+    /// What went wrong and in which phase ("connection refused while
+    /// connecting"); empty on success.
+    pub detail: &'a str,
+    /// On success the whole body, for the receiver to take by swapping
+    /// buffers (whatever buffer it leaves is reused for the next scrape);
+    /// empty on failure. A partial body is never handed out.
+    pub body: &'a mut Vec<u8>,
+}
 
 /// The outcome of a scrape that did not produce a servable body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

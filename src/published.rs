@@ -1,0 +1,240 @@
+//! The published output: the edition of the merged exposition every
+//! `/metrics` response shares until some data changes (its text when small,
+//! its gzip member: [`Encoded`]), and the earlier buffers that slow clients
+//! are still being sent.
+//!
+//! Life of an edition: built once when a client asks and the data changed
+//! ([`Published::start_build`], [`Published::publish`]); shared by reference
+//! with every response ([`Rc`], never copied; the gzip member is added the
+//! first time a gzip client asks, [`Published::current_mut`]). Its buffers
+//! still held by clients are *retired* when a newer edition is published;
+//! freed when the last of them is done; *evicted* when the retired buffers
+//! together pass a budget, in which case the loop closes the clients holding
+//! them. Who holds a buffer is read from its reference count, so this room
+//! needs no list of clients and no socket.
+//!
+//! Memory: a build reuses the current edition's buffers when no client
+//! holds them. An edition the data no longer matches is freed at once when
+//! nobody holds it ([`Published::invalidate`]): the next request may be a
+//! minute away.
+
+use std::rc::Rc;
+
+use crate::encoded::Encoded;
+
+pub struct Published {
+    edition: Encoded,
+    /// The edition matches the data: serve it as it is.
+    current: bool,
+    /// Earlier buffers still held by clients, oldest first.
+    retired: Vec<Rc<Vec<u8>>>,
+    /// Bytes the retired buffers may hold together.
+    retired_budget: usize,
+}
+
+impl Published {
+    pub fn new(retired_budget: usize) -> Published {
+        Published {
+            edition: Encoded::default(),
+            current: false,
+            retired: Vec::new(),
+            retired_budget,
+        }
+    }
+
+    /// The edition to serve, if it still matches the data.
+    pub fn current_mut(&mut self) -> Option<&mut Encoded> {
+        self.current.then_some(&mut self.edition)
+    }
+
+    /// The data changed: the next request builds a new edition.
+    pub fn invalidate(&mut self) {
+        if !self.current {
+            return;
+        }
+        self.current = false;
+        for buffer in [&mut self.edition.text, &mut self.edition.gzip]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(buffer) = Rc::get_mut(buffer) {
+                *buffer = Vec::new();
+            }
+        }
+    }
+
+    /// Empty buffers to build the next edition's text and member in: the
+    /// current edition's own allocations when no client holds them.
+    pub fn start_build(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let take = |slot: &mut Option<Rc<Vec<u8>>>| {
+            let mut buffer = slot
+                .as_mut()
+                .and_then(Rc::get_mut)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            buffer.clear();
+            buffer
+        };
+        (take(&mut self.edition.text), take(&mut self.edition.gzip))
+    }
+
+    /// Makes `edition` the one served until the data changes. The previous
+    /// edition's buffers are retired if a client still holds them. Returns
+    /// the retired buffers evicted past the budget: close their holders.
+    pub fn publish(&mut self, edition: Encoded) -> Vec<Rc<Vec<u8>>> {
+        let previous = std::mem::replace(&mut self.edition, edition);
+        self.current = true;
+        let mut retired_any = false;
+        for buffer in [previous.text, previous.gzip].into_iter().flatten() {
+            if Rc::strong_count(&buffer) > 1 {
+                self.retired.push(buffer);
+                retired_any = true;
+            }
+        }
+        if retired_any {
+            self.evict_past_budget()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A slow client holds only a reference to an output already built, but
+    /// clients that stall one after the other could each hold a different
+    /// one. Past the budget the oldest buffers go (the newest retired one is
+    /// always kept: its readers are recent).
+    fn evict_past_budget(&mut self) -> Vec<Rc<Vec<u8>>> {
+        self.retired.retain(|body| Rc::strong_count(body) > 1);
+        let mut held: usize = self.retired.iter().map(|body| body.capacity()).sum();
+        let mut evicted = Vec::new();
+        while held > self.retired_budget && self.retired.len() > 1 {
+            let oldest = self.retired.remove(0);
+            held -= oldest.capacity();
+            evicted.push(oldest);
+        }
+        evicted
+    }
+
+    /// Bytes of retired buffers still held by clients.
+    #[cfg(test)]
+    fn retired_bytes(&self) -> usize {
+        self.retired
+            .iter()
+            .filter(|body| Rc::strong_count(body) > 1)
+            .map(|body| body.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoded::{Body, EncodedBuilder};
+
+    /// Builds and publishes `text` (kept as text: it is small); returns
+    /// the text buffer shared with a client and what was evicted.
+    fn build(published: &mut Published, text: &str) -> (Rc<Vec<u8>>, Vec<Rc<Vec<u8>>>) {
+        let (text_buffer, gzip_buffer) = published.start_build();
+        assert!(text_buffer.is_empty() && gzip_buffer.is_empty());
+        let mut builder = EncodedBuilder::new(text_buffer, gzip_buffer, false);
+        builder.write(text.as_bytes());
+        let evicted = published.publish(builder.finish());
+        let body = match published.current_mut().unwrap().body(false).0 {
+            Body::Shared(bytes) => bytes,
+            Body::Gunzip { .. } => unreachable!("small texts are kept"),
+        };
+        (body, evicted)
+    }
+
+    #[test]
+    fn shared_until_the_data_changes() {
+        let mut published = Published::new(100);
+        assert!(published.current_mut().is_none(), "nothing built yet");
+        let (first, evicted) = build(&mut published, "a 1\n");
+        assert!(evicted.is_empty());
+        let again = published.current_mut().unwrap().text.clone().unwrap();
+        assert!(Rc::ptr_eq(&first, &again), "shared, not rebuilt");
+        drop(again);
+        published.invalidate();
+        assert!(published.current_mut().is_none());
+        let (second, _) = build(&mut published, "a 2\n");
+        assert_eq!(second.as_slice(), b"a 2\n");
+        assert_eq!(first.as_slice(), b"a 1\n", "a holder keeps its bytes");
+    }
+
+    #[test]
+    fn an_unheld_edition_is_freed_on_invalidation() {
+        let mut published = Published::new(100);
+        drop(build(&mut published, &"x".repeat(1000)).0);
+        published.invalidate();
+        assert_eq!(published.edition.text.as_ref().unwrap().capacity(), 0);
+    }
+
+    #[test]
+    fn a_build_reuses_the_buffer_a_client_released() {
+        let mut published = Published::new(100);
+        let held = build(&mut published, "abc").0;
+        published.invalidate(); // held: not freed
+        let address = held.as_ptr();
+        drop(held);
+        let (text, _) = published.start_build();
+        assert_eq!(text.as_ptr(), address);
+        assert!(text.is_empty());
+    }
+
+    #[test]
+    fn the_gzip_member_is_added_once_and_retired_like_the_text() {
+        let mut published = Published::new(1 << 20);
+        let (text, _) = build(&mut published, &"m 1\n".repeat(100));
+        let edition = published.current_mut().unwrap();
+        edition.ensure_gzip(Vec::new());
+        let member = edition.gzip.clone().unwrap();
+        edition.ensure_gzip(Vec::new());
+        assert!(
+            Rc::ptr_eq(&member, edition.gzip.as_ref().unwrap()),
+            "built once"
+        );
+        published.invalidate();
+        build(&mut published, "m 2\n");
+        assert_eq!(published.retired.len(), 2, "text and member both held");
+        drop((text, member));
+        assert_eq!(published.retired_bytes(), 0);
+    }
+
+    /// Bodies of 40 bytes against a budget of 100, every one still held by
+    /// a client: each row is a build and the bodies it evicted.
+    #[test]
+    fn the_oldest_are_evicted_past_the_budget() {
+        let cases: &[(&str, &[&str])] = &[
+            ("a", &[]),
+            ("b", &[]),    // retired: a (40)
+            ("c", &[]),    // retired: a b (80)
+            ("d", &["a"]), // a b c is 120: a goes
+            ("e", &["b"]), // b c d is 120: b goes
+        ];
+        let mut published = Published::new(100);
+        let mut holders: Vec<Rc<Vec<u8>>> = Vec::new();
+        for (name, expected) in cases {
+            published.invalidate();
+            let (body, evicted) = build(&mut published, &name.repeat(40));
+            holders.push(body);
+            let evicted: Vec<String> = evicted
+                .iter()
+                .map(|body| (body[0] as char).to_string())
+                .collect();
+            assert_eq!(evicted, *expected, "building {name}");
+        }
+        assert_eq!(published.retired_bytes(), 80);
+    }
+
+    #[test]
+    fn the_newest_retired_body_is_kept_whatever_its_size() {
+        let mut published = Published::new(10);
+        let big = build(&mut published, &"z".repeat(50)).0;
+        published.invalidate();
+        let (_, evicted) = build(&mut published, "q");
+        assert!(evicted.is_empty());
+        assert_eq!(published.retired_bytes(), 50);
+        drop(big);
+        assert_eq!(published.retired_bytes(), 0);
+    }
+}
