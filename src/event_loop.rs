@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::budget::{self, Budget};
+use crate::budget::{Budget, Growth};
 use crate::client_table::{ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
@@ -61,14 +61,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a closing response, the client has this long to close its side
 /// (nginx's lingering_timeout); then the socket is closed anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The latest bodies of all containers may hold this many times
-/// `--max_body_bytes` together (16 MiB by default): see the README's memory
-/// model. A body past it is refused (`over_budget`).
-const HELD_BODIES_PER_MAX_BODY: usize = 4;
-/// Held bodies and receive buffers (in flight, or idle for the next scrape)
-/// together: receive buffers get what the held bodies leave of this many
-/// times `--max_body_bytes` (20 MiB), and at least one body at the limit.
-const BODIES_AND_BUFFERS_PER_MAX_BODY: usize = 5;
+/// The latest bodies of all containers may hold this many eighths of
+/// `--max_body_bytes` together (15.5 MiB by default: four bodies of 4 MB,
+/// three at the 4 MiB limit, which leaves room for the index of a build and
+/// the output): see the README's memory model. A body past it is refused
+/// (`over_budget`). Receive buffers get about the largest body held and an
+/// eighth (`budget`).
+const HELD_BODIES_EIGHTHS_OF_MAX_BODY: usize = 31;
 /// The bodies held and the indexes of one build (with the merge's own
 /// records, about [`MERGE_BYTES_PER_FAMILY`] a family) may hold this many
 /// times `--max_body_bytes` together (22 MiB): indexes get what the bodies
@@ -273,9 +272,7 @@ impl Sidecar {
             responses_started: 0,
             budget: Budget::new(
                 config.containers.len(),
-                HELD_BODIES_PER_MAX_BODY * max_body,
-                BODIES_AND_BUFFERS_PER_MAX_BODY * max_body,
-                Upstream::buffer_limit(max_body),
+                HELD_BODIES_EIGHTHS_OF_MAX_BODY * (max_body / 8),
             ),
             rounds: Rounds::new(config.scrape_timeout),
             config,
@@ -338,7 +335,8 @@ impl Sidecar {
 
     fn start_scrape(&mut self, index: usize, now: Instant) {
         let scraper = &mut self.scrapers[index];
-        self.budget.start(index, scraper.upstream.buffer_capacity());
+        let buffer = self.budget.start(index, scraper.upstream.expected_buffer());
+        scraper.upstream.set_buffer(buffer);
         match scraper.upstream.start(self.poll.registry(), now) {
             Some(finished) => {
                 take_scrape(
@@ -385,14 +383,6 @@ impl Sidecar {
             self.scrape_ended(index, now);
             self.end_round_if_done(now);
         }
-        self.release_idle_buffers();
-    }
-
-    /// Frees the idle receive buffers the budget gave up for a growing one.
-    fn release_idle_buffers(&mut self) {
-        for index in self.budget.take_releases() {
-            self.scrapers[index].upstream.release_buffer();
-        }
     }
 
     /// A scrape ended, so room may have been freed: scrapes paused for lack
@@ -420,7 +410,6 @@ impl Sidecar {
                 // end free room for the next call.
                 self.end_scrape_bookkeeping(index);
             }
-            self.release_idle_buffers();
         }
     }
 
@@ -446,18 +435,16 @@ impl Sidecar {
         self.resume_paused_scrapes(now);
     }
 
-    /// Its deadline goes, its buffer shrinks after an outsized body and is
-    /// kept for the next scrape if the receive budget has room (else freed),
-    /// and the output served is out of date.
+    /// Its deadline goes, its buffer (shrunk after an outsized body) goes
+    /// to the pool of idle buffers if the receive budget has room (else it
+    /// is freed), and the output served is out of date.
     fn end_scrape_bookkeeping(&mut self, index: usize) {
         let scraper = &mut self.scrapers[index];
         if let Some(timer) = scraper.deadline.take() {
             self.timers.cancel(timer);
         }
         scraper.upstream.shrink();
-        if !self.budget.end(index, scraper.upstream.buffer_capacity()) {
-            scraper.upstream.release_buffer();
-        }
+        self.budget.end(index, scraper.upstream.take_buffer());
         self.output.invalidate();
     }
 
@@ -749,12 +736,14 @@ impl Sidecar {
         if let Some(answer) = self.output.current(gzip) {
             return answer;
         }
+        self.budget.release_pool();
         self.hold_indexes_within_budget(now);
-        let evicted = self
-            .output
-            .build(now, &mut self.containers, &ProcessStats::read(), gzip);
+        let process = ProcessStats::read();
+        let evicted = self.output.build(now, &mut self.containers, &process, gzip);
         debug!(
-            "built the output: bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            "built the output (resident before: {} KiB, receive peak {} KiB): bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            process.resident_bytes >> 10,
+            self.budget.peak_receiving() >> 10,
             self.budget.held_total() >> 10,
             self.budget.receiving_total() >> 10,
             self.containers
@@ -925,8 +914,8 @@ struct Grant<'a> {
 }
 
 impl Allowance for Grant<'_> {
-    fn grow(&mut self, capacity: usize) -> bool {
-        self.budget.grow(self.index, capacity) == budget::Grant::Grow
+    fn grow(&mut self, capacity: usize) -> Growth {
+        self.budget.grow(self.index, capacity)
     }
 }
 
@@ -946,9 +935,9 @@ fn take_scrape(
         container.record(now, finished);
     } else {
         let detail = format!(
-            "its body ({} KiB) would take the bodies held past {} MiB",
+            "its body ({} KiB) would take the bodies held past {} KiB",
             finished.body.len() >> 10,
-            budget.held_limit() >> 20
+            budget.held_limit() >> 10
         );
         finished.body.clear();
         container.record(

@@ -31,8 +31,9 @@ use crate::published::Published;
 use crate::self_metrics::{self, ContainerStats, ProcessStats};
 
 /// Bytes of earlier outputs that slow clients may keep alive (texts of at
-/// most 512 KiB, or gzip members, a seventh to a fourteenth of their text).
-pub const MAX_RETIRED_BODY_BYTES: usize = 2 << 20;
+/// most 512 KiB, or gzip members, a seventh to a fourteenth of their text);
+/// the newest is kept whatever its size.
+pub const MAX_RETIRED_BODY_BYTES: usize = 1 << 20;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
@@ -117,7 +118,7 @@ impl Output {
         for (container, &guess) in containers.iter_mut().zip(&self.last_conflicts) {
             container.count_conflicts(0, guess);
         }
-        let (mut text_buffer, mut gzip_buffer) = self.published.start_build();
+        let (mut text_buffer, mut gzip_buffer, evicted) = self.published.start_build();
         let mut edition = Encoded::default();
         for attempt in 0..2 {
             self.render_own_metrics(containers, process);
@@ -168,7 +169,8 @@ impl Output {
         self.log_conflicts(containers);
         // The piece is a fixed 64 KiB; nothing else of the merge's output
         // outlives the build but the edition.
-        self.published.publish(edition)
+        self.published.publish(edition);
+        evicted
     }
 
     fn render_own_metrics(&mut self, containers: &[ContainerState], process: &ProcessStats) {

@@ -64,38 +64,33 @@ impl Published {
     }
 
     /// Empty buffers to build the next edition's text and member in: the
-    /// current edition's own allocations when no client holds them.
-    pub fn start_build(&mut self) -> (Vec<u8>, Vec<u8>) {
-        let take = |slot: &mut Option<Rc<Vec<u8>>>| {
-            let mut buffer = slot
-                .as_mut()
-                .and_then(Rc::get_mut)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            buffer.clear();
-            buffer
-        };
-        (take(&mut self.edition.text), take(&mut self.edition.gzip))
-    }
-
-    /// Makes `edition` the one served until the data changes. The previous
-    /// edition's buffers are retired if a client still holds them. Returns
-    /// the retired buffers evicted past the budget: close their holders.
-    pub fn publish(&mut self, edition: Encoded) -> Vec<Rc<Vec<u8>>> {
-        let previous = std::mem::replace(&mut self.edition, edition);
-        self.current = true;
-        let mut retired_any = false;
-        for buffer in [previous.text, previous.gzip].into_iter().flatten() {
-            if Rc::strong_count(&buffer) > 1 {
-                self.retired.push(buffer);
-                retired_any = true;
+    /// current edition's own allocations when no client holds them. The
+    /// ones clients hold are retired now, before the new edition takes
+    /// memory, and the retired buffers past the budget are returned:
+    /// close their holders.
+    pub fn start_build(&mut self) -> (Vec<u8>, Vec<u8>, Vec<Rc<Vec<u8>>>) {
+        let previous = std::mem::take(&mut self.edition);
+        self.current = false;
+        let mut buffers = [Vec::new(), Vec::new()];
+        for (buffer, slot) in buffers.iter_mut().zip([previous.text, previous.gzip]) {
+            let Some(mut shared) = slot else { continue };
+            match Rc::get_mut(&mut shared) {
+                Some(own) => {
+                    *buffer = std::mem::take(own);
+                    buffer.clear();
+                }
+                None => self.retired.push(shared),
             }
         }
-        if retired_any {
-            self.evict_past_budget()
-        } else {
-            Vec::new()
-        }
+        let evicted = self.evict_past_budget();
+        let [text, gzip] = buffers;
+        (text, gzip, evicted)
+    }
+
+    /// Makes `edition` the one served until the data changes.
+    pub fn publish(&mut self, edition: Encoded) {
+        self.edition = edition;
+        self.current = true;
     }
 
     /// A slow client holds only a reference to an output already built, but
@@ -133,11 +128,11 @@ mod tests {
     /// Builds and publishes `text` (kept as text: it is small); returns
     /// the text buffer shared with a client and what was evicted.
     fn build(published: &mut Published, text: &str) -> (Rc<Vec<u8>>, Vec<Rc<Vec<u8>>>) {
-        let (text_buffer, gzip_buffer) = published.start_build();
+        let (text_buffer, gzip_buffer, evicted) = published.start_build();
         assert!(text_buffer.is_empty() && gzip_buffer.is_empty());
         let mut builder = EncodedBuilder::new(text_buffer, gzip_buffer, false);
         builder.write(text.as_bytes());
-        let evicted = published.publish(builder.finish());
+        published.publish(builder.finish());
         let body = match published.current_mut().unwrap().body(false).0 {
             Body::Shared(bytes) => bytes,
             Body::Gunzip { .. } => unreachable!("small texts are kept"),
@@ -167,6 +162,9 @@ mod tests {
         drop(build(&mut published, &"x".repeat(1000)).0);
         published.invalidate();
         assert_eq!(published.edition.text.as_ref().unwrap().capacity(), 0);
+        // And is not retired by the next build.
+        build(&mut published, "y");
+        assert!(published.retired.is_empty());
     }
 
     #[test]
@@ -176,7 +174,7 @@ mod tests {
         published.invalidate(); // held: not freed
         let address = held.as_ptr();
         drop(held);
-        let (text, _) = published.start_build();
+        let (text, _, _) = published.start_build();
         assert_eq!(text.as_ptr(), address);
         assert!(text.is_empty());
     }
@@ -201,7 +199,8 @@ mod tests {
     }
 
     /// Bodies of 40 bytes against a budget of 100, every one still held by
-    /// a client: each row is a build and the bodies it evicted.
+    /// a client: each row is a build and the bodies it evicted (before it
+    /// takes memory of its own).
     #[test]
     fn the_oldest_are_evicted_past_the_budget() {
         let cases: &[(&str, &[&str])] = &[

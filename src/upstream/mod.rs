@@ -26,21 +26,15 @@ const READ_CHUNK: usize = 64 * 1024;
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
 
 /// Asked before the receive buffer grows: the pod's budget across
-/// containers decides (see [`crate::budget`]). Refused, the scrape pauses:
-/// it reads nothing more until [`Upstream::resume`].
+/// containers decides (see [`crate::budget`]), and may hand a larger idle
+/// buffer instead. Refused, the scrape pauses: it reads nothing more until
+/// [`Upstream::resume`].
 pub trait Allowance {
-    /// Whether the receive buffer may grow to `capacity` bytes.
-    fn grow(&mut self, capacity: usize) -> bool;
+    /// How the receive buffer may grow to `capacity` bytes.
+    fn grow(&mut self, capacity: usize) -> Growth;
 }
 
-/// No budget: every growth is allowed (tests and tools).
-pub struct Unlimited;
-
-impl Allowance for Unlimited {
-    fn grow(&mut self, _capacity: usize) -> bool {
-        true
-    }
-}
+pub use crate::budget::Growth;
 
 /// Where the current scrape is. `Idle` may hold an open keep-alive
 /// connection for the next scrape.
@@ -236,17 +230,32 @@ impl Upstream {
         max_body_bytes + 64 * 1024
     }
 
-    /// Bytes of the receive buffer (counted by the budget).
-    pub fn buffer_capacity(&self) -> usize {
-        self.received.capacity()
+    /// What the next scrape's body is expected to need: the last body and
+    /// room for the head, or one read's worth when nothing is known yet.
+    /// (Not the most a body may take: the budget keeps room for the first
+    /// scrape in flight, and one that hangs would then hold every other.)
+    pub fn expected_buffer(&self) -> usize {
+        if self.last_body_len > 0 {
+            self.last_body_len + RESPONSE_HEAD_ALLOWANCE
+        } else {
+            READ_CHUNK
+        }
     }
 
-    /// Frees the receive buffer of an idle upstream; the next scrape
-    /// allocates one.
-    pub fn release_buffer(&mut self) {
+    /// The buffer the next scrape reads into (before [`Upstream::start`]).
+    pub fn set_buffer(&mut self, buffer: Vec<u8>) {
         if !self.in_flight() {
-            self.received = Vec::new();
+            self.received = buffer;
         }
+    }
+
+    /// Takes the receive buffer of an idle upstream (after a finished
+    /// scrape: usually the previous body's allocation), for the pool.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        if self.in_flight() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.received)
     }
 
     /// The scrape deadline passed: the scrape in flight, if any, fails.
@@ -346,11 +355,18 @@ impl Upstream {
                 // and only as far as the budget allows.
                 let capacity = self.received.capacity();
                 let target = (filled + want).max(capacity + capacity / 2).min(limit);
-                if !allowance.grow(target) {
-                    self.paused = true;
-                    return None;
+                match allowance.grow(target) {
+                    Growth::Grow => self.received.reserve_exact(target - filled),
+                    Growth::Adopt(mut buffer) => {
+                        buffer.clear();
+                        buffer.extend_from_slice(&self.received);
+                        self.received = buffer;
+                    }
+                    Growth::Pause => {
+                        self.paused = true;
+                        return None;
+                    }
                 }
-                self.received.reserve_exact(target - filled);
             }
             self.received.resize(filled + want, 0);
             let stream = self.stream.as_mut()?;
