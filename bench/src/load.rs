@@ -123,7 +123,8 @@ impl Client {
             let size_text = std::str::from_utf8(&self.buffer[at..line_end])
                 .map_err(|_| invalid("chunk size is not UTF-8"))?;
             let size_text = size_text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
             at = line_end + 2;
             // The data and its CRLF (after the last chunk: the final CRLF).
             let mut skip = size + 2;
@@ -306,7 +307,8 @@ mod tests {
         assert_eq!(parsed.status, 200);
         assert!(matches!(parsed.length, Length::Exactly(12)));
         assert!(!parsed.gzip);
-        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n";
+        let head =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n";
         let parsed = parse_head(head).unwrap();
         assert!(matches!(parsed.length, Length::Chunked));
         assert!(parsed.gzip);

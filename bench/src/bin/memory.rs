@@ -196,7 +196,12 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/node_exporter.prom");
         let node = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
         let node_versions = [Arc::new(varied(&node)), Arc::new(node)];
-        for (count, size) in [(3, 1_000_000), (2, 4_000_000), (4, 4_000_000), (16, 1_000_000)] {
+        for (count, size) in [
+            (3, 1_000_000),
+            (2, 4_000_000),
+            (4, 4_000_000),
+            (16, 1_000_000),
+        ] {
             list.push(Scenario {
                 name: format!("{count} x {} MB", size / 1_000_000),
                 group: "rows",
@@ -410,7 +415,10 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
         if client.is_some() {
             wake = wake.min(next_scrape);
         }
-        thread::sleep(wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)));
+        thread::sleep(
+            wake.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(5)),
+        );
     }
     let before = match before {
         Some(reading) => reading,
@@ -520,6 +528,14 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The memory model's promise, checked on every row (README, Memory):
+/// peak RSS at most 3.5 MiB (static: the binary and libc, the loop's
+/// buffers, the compressor) plus twice the bytes of bodies held, and never
+/// past the 32 MiB limit whatever the pod.
+fn bound_mib(held_bytes: usize) -> f64 {
+    (3.5 + 2.0 * held_bytes as f64 / (1 << 20) as f64).min(32.0)
+}
+
 fn row(outcome: &Outcome) -> String {
     let reply = match outcome.reply {
         Some((bytes, gzip)) => format!(
@@ -529,8 +545,14 @@ fn row(outcome: &Outcome) -> String {
         ),
         None => "-".to_string(),
     };
+    let bound = bound_mib(outcome.held_bytes());
+    let verdict = if mib(outcome.peak_kib) <= bound {
+        "met"
+    } else {
+        "MISSED"
+    };
     format!(
-        "| {} | {:.1} MB | {:.1} | {:.1} | {}/{} | {:.1} | {} |",
+        "| {} | {:.1} MB | {:.1} | {bound:.1} {verdict} | {:.1} | {}/{} | {:.1} | {} |",
         outcome.name,
         outcome.held_bytes() as f64 / 1e6,
         mib(outcome.peak_kib),
@@ -550,13 +572,17 @@ fn markdown(outcomes: &[Outcome], settings: &Settings) -> String {
          Default flags (200 ms interval, 4 MiB body limit); every stub's data \
          changes at every scrape; {} s warm-up, {} s window. Peak and end RSS in MiB \
          (2^20 bytes); bytes held in MB (10^6). `up` counts the containers up in the \
-         output read after the window; `reply` is the client's last response.\n",
+         output read after the window; `reply` is the client's last response. `bound` is \
+         the memory model's promise: 3.5 MiB plus twice the bodies held, at most 32 MiB.\n",
         settings.warmup.as_secs_f64(),
         settings.window.as_secs_f64()
     );
     for (group, title) in [
         ("rows", "Issue 12's pods, a gzip client every second"),
-        ("hostile", "Issue 11's hostile shapes, a gzip client every second"),
+        (
+            "hostile",
+            "Issue 11's hostile shapes, a gzip client every second",
+        ),
         ("sweep", "Growth sweep"),
     ] {
         let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.group == group).collect();
@@ -566,7 +592,7 @@ fn markdown(outcomes: &[Outcome], settings: &Settings) -> String {
         let _ = writeln!(s, "## {title}\n");
         let _ = writeln!(
             s,
-            "| scenario | held | peak MiB | end MiB | up | CPU mc | reply |\n| --- | --- | --- | --- | --- | --- | --- |"
+            "| scenario | held | peak MiB | bound MiB | end MiB | up | CPU mc | reply |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for outcome in rows {
             let _ = writeln!(s, "{}", row(outcome));
@@ -634,7 +660,11 @@ fn svg(outcomes: &[Outcome]) -> String {
     let _ = writeln!(s, "<text transform=\"translate(18,{:.1}) rotate(-90)\" text-anchor=\"middle\">peak RSS, MiB</text>", top + plot_h / 2.0);
     for (index, (client, colour, label)) in [
         (ClientKind::None, "#1f77b4", "no client"),
-        (ClientKind::GzipEverySecond, "#ff7f0e", "gzip client every 1 s"),
+        (
+            ClientKind::GzipEverySecond,
+            "#ff7f0e",
+            "gzip client every 1 s",
+        ),
     ]
     .into_iter()
     .enumerate()
