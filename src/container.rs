@@ -228,6 +228,22 @@ impl ContainerState {
         }
     }
 
+    /// The latest body cannot be held (the pod's memory budget): it is
+    /// dropped, the failure counted, and the container is down for `reason`
+    /// until a body fits.
+    pub fn refuse(&mut self, now: Instant, reason: FailureReason, detail: &str) -> Option<Logged> {
+        self.stats.failures_total[reason.index()] += 1;
+        self.stats.last_samples = 0;
+        self.snapshot.clear();
+        self.snapshot.shrink();
+        self.set_health(now, Health::Down(reason), detail)
+    }
+
+    /// Frees the index of the latest body (rebuilt by the next merge).
+    pub fn release_index(&mut self) {
+        self.snapshot.release_index();
+    }
+
     /// The container lost `lost` type conflicts in the merge being built,
     /// of which `counted` were counted already (a guess: see `output`).
     pub fn count_conflicts(&mut self, counted: u64, lost: u64) {

@@ -2,8 +2,9 @@
 //!
 //! A [`Client`] owns one accepted socket, the bytes of the request head it
 //! is reading, and the response it is writing: a small head of its own plus a
-//! shared reference ([`Rc`]) to a body that was already built, so a slow
-//! client never costs a copy of the merged exposition. Requests are answered
+//! [`Body`] that shares ([`Rc`]) bytes already built, so a slow client never
+//! costs a copy of the merged exposition (at most a 32 KiB window when it
+//! reads a large output's text inflated from the shared gzip member). Requests are answered
 //! one at a time in the order they arrive (pipelining), each fully written
 //! before the next is parsed.
 //!
@@ -25,6 +26,9 @@ use std::time::Duration;
 
 use crate::exposition::negotiate::{client_format, OutputFormat};
 use mio::net::TcpStream;
+
+use crate::encoded::Body;
+use crate::encoding;
 
 /// Largest request head accepted; Prometheus sends about 300 bytes. Above
 /// this the client gets 431 and is closed.
@@ -66,6 +70,9 @@ pub struct Request {
     pub scrape_timeout: Option<Duration>,
     /// The output format the `Accept` header picks (text without one).
     pub format: OutputFormat,
+    /// `Accept-Encoding` allows gzip (RFC 9110 §12.5.3; Prometheus always
+    /// sends `gzip`).
+    pub accepts_gzip: bool,
     /// Bytes of the buffer this request used.
     pub length: usize,
 }
@@ -117,6 +124,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
     let mut keep_alive = minor_version == 1;
     let mut scrape_timeout = None;
     let mut accept = None;
+    let mut accepts_gzip = false;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("connection") {
             for option in header.value.split(|&byte| byte == b',') {
@@ -137,6 +145,9 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
             return Err(RequestError::Malformed);
         } else if header.name.eq_ignore_ascii_case("accept") {
             accept = Some(header.value);
+        } else if header.name.eq_ignore_ascii_case("accept-encoding") {
+            // Several fields combine as one list (RFC 9110 §5.3).
+            accepts_gzip |= encoding::accepts_gzip(header.value);
         } else if header
             .name
             .eq_ignore_ascii_case("x-prometheus-scrape-timeout-seconds")
@@ -186,6 +197,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         keep_alive,
         scrape_timeout,
         format: client_format(accept),
+        accepts_gzip,
         length,
     }))
 }
@@ -292,17 +304,39 @@ fn html_escape(text: &str) -> String {
     escaped
 }
 
+/// How a response body is coded, and whether that depended on the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    /// Identity whatever the request asked (health, errors, the landing
+    /// page): no `Vary`.
+    Fixed,
+    /// Identity because the request did not accept gzip (the endpoint,
+    /// whose format also follows `Accept`).
+    Identity,
+    /// `Content-Encoding: gzip`.
+    Gzip,
+}
+
 /// Appends a response head to `out`.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: Status,
     content_type: &str,
+    coding: Coding,
     content_length: usize,
     keep_alive: bool,
 ) {
     out.extend_from_slice(status.line().as_bytes());
     out.extend_from_slice(b"Content-Type: ");
     out.extend_from_slice(content_type.as_bytes());
+    if coding == Coding::Gzip {
+        out.extend_from_slice(b"\r\nContent-Encoding: gzip");
+    }
+    if coding != Coding::Fixed {
+        // Caches must not give one client's format or coding to another
+        // (RFC 9110 §12.5.5): the endpoint's answer depends on both.
+        out.extend_from_slice(b"\r\nVary: Accept, Accept-Encoding");
+    }
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(content_length).as_bytes());
     if status == Status::MethodNotAllowed {
@@ -338,7 +372,7 @@ pub struct Client {
     input: Vec<u8>,
     /// The head of the response being written, then the body (if any).
     response_head: Vec<u8>,
-    response_body: Option<Rc<Vec<u8>>>,
+    response_body: Option<Body>,
     /// Bytes of head + body already written.
     written: usize,
     /// Close once the current response is written.
@@ -458,7 +492,13 @@ impl Client {
     pub fn holds(&self, body: &Rc<Vec<u8>>) -> bool {
         self.response_body
             .as_ref()
-            .is_some_and(|held| Rc::ptr_eq(held, body))
+            .is_some_and(|held| Rc::ptr_eq(held.shared(), body))
+    }
+
+    /// Bytes the response being written holds of its own (an inflate
+    /// window), beyond what it shares.
+    pub fn own_bytes(&self) -> usize {
+        self.response_body.as_ref().map_or(0, Body::own_bytes)
     }
 
     pub fn is_writing(&self) -> bool {
@@ -468,12 +508,14 @@ impl Client {
     /// Starts the answer to the request that used the first `request_length`
     /// bytes of the input. `body` is shared, never copied; `send_body` is
     /// false for HEAD.
+    #[allow(clippy::too_many_arguments)]
     pub fn respond(
         &mut self,
         request_length: usize,
         status: Status,
         content_type: &str,
-        body: Rc<Vec<u8>>,
+        coding: Coding,
+        body: Body,
         send_body: bool,
         keep_alive: bool,
     ) {
@@ -483,6 +525,7 @@ impl Client {
             &mut self.response_head,
             status,
             content_type,
+            coding,
             body.len(),
             keep_alive,
         );
@@ -492,9 +535,17 @@ impl Client {
     }
 
     /// Answers a request that could not be parsed, then closes.
-    pub fn reject(&mut self, error: RequestError, body: Rc<Vec<u8>>) {
+    pub fn reject(&mut self, error: RequestError) {
         let length = self.input.len();
-        self.respond(length, error.status(), TEXT_CONTENT_TYPE, body, true, false);
+        self.respond(
+            length,
+            error.status(),
+            TEXT_CONTENT_TYPE,
+            Coding::Fixed,
+            Body::empty(),
+            true,
+            false,
+        );
     }
 
     /// Writes as much of the response as the socket takes, at most
@@ -509,35 +560,54 @@ impl Client {
                 return SocketState::Yield;
             }
             let head = &self.response_head;
-            let body: &[u8] = self.response_body.as_deref().map_or(&[], Vec::as_slice);
-            let result = if self.written < head.len() {
+            let head_len = head.len();
+            let body_sent = self.written.saturating_sub(head_len);
+            let body: &[u8] = match &mut self.response_body {
+                Some(body) => body.next(body_sent),
+                None => &[],
+            };
+            let result = if self.written < head_len {
                 let head = &head[self.written..];
                 let head = &head[..head.len().min(*budget)];
                 let body = &body[..body.len().min(*budget - head.len())];
                 self.stream
                     .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            } else if body.is_empty() {
+                // The whole body is sent (or a member turned out corrupt,
+                // which cuts the response short: the client sees it).
+                Ok(0)
             } else {
-                let body = &body[self.written - head.len()..];
                 self.stream.write(&body[..body.len().min(*budget)])
             };
             match result {
+                Ok(0) if self.written >= head_len => {
+                    let length = self.response_body.as_ref().map_or(0, Body::len);
+                    if body_sent < length {
+                        // Cut short: never leave the connection in a state
+                        // where the next response would be misread.
+                        return SocketState::Closed;
+                    }
+                    self.response_head.clear();
+                    self.response_body = None;
+                    self.written = 0;
+                    if self.close_after_response {
+                        // FIN after the last byte; then drain.
+                        if self.stream.shutdown(Shutdown::Write).is_err() {
+                            return SocketState::Closed;
+                        }
+                        self.lingering = true;
+                        self.input.clear();
+                    }
+                }
                 Ok(0) => return SocketState::Closed,
                 Ok(written) => {
                     *budget = budget.saturating_sub(written);
-                    self.written += written;
-                    if self.written >= head.len() + body.len() {
-                        self.response_head.clear();
-                        self.response_body = None;
-                        self.written = 0;
-                        if self.close_after_response {
-                            // FIN after the last byte; then drain.
-                            if self.stream.shutdown(Shutdown::Write).is_err() {
-                                return SocketState::Closed;
-                            }
-                            self.lingering = true;
-                            self.input.clear();
-                        }
+                    let body_written =
+                        (self.written + written).saturating_sub(head_len.max(self.written));
+                    if let Some(body) = &mut self.response_body {
+                        body.consume(body_written);
                     }
+                    self.written += written;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     return SocketState::WouldBlock
@@ -747,24 +817,73 @@ mod tests {
     #[test]
     fn response_heads() {
         let mut out = Vec::new();
-        write_head(&mut out, Status::Ok, METRICS_CONTENT_TYPE, 12, true);
+        write_head(
+            &mut out,
+            Status::Ok,
+            METRICS_CONTENT_TYPE,
+            Coding::Identity,
+            12,
+            true,
+        );
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-             Content-Length: 12\r\nConnection: keep-alive\r\n\r\n"
+             Vary: Accept, Accept-Encoding\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
         );
         out.clear();
         write_head(
             &mut out,
             Status::MethodNotAllowed,
             TEXT_CONTENT_TYPE,
+            Coding::Fixed,
             0,
             false,
         );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.clone()).unwrap(),
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
              Content-Length: 0\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
         );
+        out.clear();
+        write_head(
+            &mut out,
+            Status::Ok,
+            METRICS_CONTENT_TYPE,
+            Coding::Gzip,
+            7,
+            true,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n\
+             Content-Length: 7\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn accept_encoding_is_read_from_every_field() {
+        let cases: &[(&str, bool)] = &[
+            ("GET /metrics HTTP/1.1\r\n\r\n", false),
+            (
+                "GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
+                true,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\naccept-encoding: gzip;q=0\r\n\r\n",
+                false,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nAccept-Encoding: br\r\nAccept-Encoding: gzip\r\n\r\n",
+                true,
+            ),
+        ];
+        for (text, gzip) in cases {
+            assert_eq!(
+                parse(text).unwrap().unwrap().accepts_gzip,
+                *gzip,
+                "{text:?}"
+            );
+        }
     }
 }

@@ -28,17 +28,20 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::budget::{Budget, Growth};
 use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
-use crate::downstream::{self, Client, Request, Route, SocketState, Status};
+use crate::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
+use crate::encoded::Body;
 use crate::exposition::negotiate::{self, OutputFormat, ProtobufDemand};
 use crate::listen::{self, Listening};
 use crate::output::Output;
 use crate::rounds::{Ask, Rounds};
+use crate::scrape::{FailureReason, Finished, Outcome};
 use crate::self_metrics::ProcessStats;
 use crate::timer::{self, TimerId, TimerWheel};
-use crate::upstream::Upstream;
+use crate::upstream::{Allowance, Upstream};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -68,6 +71,28 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A pipelining client that never pauses cannot hold the loop.
 const MAX_REQUESTS_PER_TURN: usize = 16;
 const MAX_BYTES_PER_TURN: usize = 1 << 20;
+/// The latest bodies of all containers may hold this many eighths of
+/// `--max_body_bytes` together (15.5 MiB by default: four bodies of 4 MB,
+/// three at the 4 MiB limit, which leaves room for the index of a build and
+/// the output): see the README's memory model. A body past it is refused
+/// (`over_budget`). Receive buffers get about the largest body held and an
+/// eighth (`budget`).
+const HELD_BODIES_EIGHTHS_OF_MAX_BODY: usize = 31;
+/// The bodies held and the indexes of one build (with the merge's own
+/// records, about [`MERGE_BYTES_PER_FAMILY`] a family) may hold this many
+/// times `--max_body_bytes` together (22 MiB): indexes get what the bodies
+/// leave. A body whose index would not fit is refused for that build
+/// (`over_budget`). Indexes are freed after the build.
+const BODIES_AND_INDEXES_PER_MAX_BODY: f64 = 5.5;
+/// What the merge keeps per family of each source: its table entry, merged
+/// record and two contribution records (measured: about 72 bytes).
+const MERGE_BYTES_PER_FAMILY: usize = 72;
+/// Identity responses of an output too large to keep as text are inflated
+/// from the gzip member through a 43 KiB window each; at most this many at
+/// once (1.4 MiB): past it, the client that started its response first is
+/// closed, as the slowest holders of old outputs are. Prometheus always
+/// asks for gzip.
+const MAX_INFLATING_RESPONSES: usize = 32;
 
 /// Why the loop could not start or went on no longer.
 #[derive(Debug)]
@@ -120,6 +145,9 @@ struct Connection {
     waiting_for_round: bool,
     /// In `Sidecar::turns`: its budget ran out with work left.
     queued: bool,
+    /// When its current response started, in responses: the oldest is
+    /// closed first when inflate windows are over budget.
+    response_number: u64,
 }
 
 /// A request parked on an on-demand round.
@@ -146,6 +174,10 @@ struct Sidecar {
     timers: TimerWheel<TimerKey>,
     fired: Vec<TimerKey>,
     output: Output,
+    /// Responses started so far: numbers them for `Connection::response_number`.
+    responses_started: u64,
+    /// Bytes of bodies held and being received, across containers.
+    budget: Budget,
     rounds: Rounds<Waiter>,
     round_timer: Option<TimerId>,
     /// When a client last wanted protobuf: containers are asked for it only
@@ -290,8 +322,14 @@ impl Sidecar {
         let landing_page = downstream::landing_page(&config.endpoint, &scraped);
         let client_cap =
             client_table::client_cap(MAX_CLIENTS, open_files_limit(), config.containers.len());
+        let max_body = config.max_body_bytes;
         Sidecar {
             output: Output::new(&config.container_label),
+            responses_started: 0,
+            budget: Budget::new(
+                config.containers.len(),
+                HELD_BODIES_EIGHTHS_OF_MAX_BODY * (max_body / 8),
+            ),
             rounds: Rounds::new(config.scrape_timeout),
             config,
             poll,
@@ -367,10 +405,18 @@ impl Sidecar {
         scraper
             .upstream
             .set_accept(self.protobuf_demand.upstream_accept(now));
+        let buffer = self.budget.start(index, scraper.upstream.expected_buffer());
+        scraper.upstream.set_buffer(buffer);
         match scraper.upstream.start(self.poll.registry(), now) {
             Some(finished) => {
-                self.containers[index].record(now, finished);
-                self.scrape_ended(index);
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
+                );
+                self.scrape_ended(index, now);
             }
             None => {
                 // On demand, the round's deadline bounds every scrape of it.
@@ -389,10 +435,51 @@ impl Sidecar {
         let Some(scraper) = self.scrapers.get_mut(index) else {
             return;
         };
-        if let Some(finished) = scraper.upstream.on_ready(self.poll.registry(), now) {
-            self.containers[index].record(now, finished);
-            self.scrape_ended(index);
+        let mut grant = Grant {
+            budget: &mut self.budget,
+            index,
+        };
+        let finished = scraper
+            .upstream
+            .on_ready(self.poll.registry(), now, &mut grant);
+        if let Some(finished) = finished {
+            take_scrape(
+                &mut self.budget,
+                &mut self.containers[index],
+                index,
+                now,
+                finished,
+            );
+            self.scrape_ended(index, now);
             self.end_round_if_done(now);
+        }
+    }
+
+    /// A scrape ended, so room may have been freed: scrapes paused for lack
+    /// of it read again (each at most once per call; one that pauses again
+    /// waits for the next end).
+    fn resume_paused_scrapes(&mut self, now: Instant) {
+        for index in self.budget.take_resumable() {
+            let scraper = &mut self.scrapers[index];
+            let mut grant = Grant {
+                budget: &mut self.budget,
+                index,
+            };
+            let finished = scraper
+                .upstream
+                .resume(self.poll.registry(), now, &mut grant);
+            if let Some(finished) = finished {
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
+                );
+                // Not `scrape_ended`: no recursion; resumed scrapes that
+                // end free room for the next call.
+                self.end_scrape_bookkeeping(index);
+            }
         }
     }
 
@@ -400,19 +487,34 @@ impl Sidecar {
         let scraper = &mut self.scrapers[index];
         scraper.deadline = None;
         if let Some(finished) = scraper.upstream.on_timeout(self.poll.registry(), now) {
-            self.containers[index].record(now, finished);
-            self.scrape_ended(index);
+            take_scrape(
+                &mut self.budget,
+                &mut self.containers[index],
+                index,
+                now,
+                finished,
+            );
+            self.scrape_ended(index, now);
         }
     }
 
-    /// After a scrape's record was taken: its deadline goes, its buffer
-    /// shrinks after an outsized body, and the body served is out of date.
-    fn scrape_ended(&mut self, index: usize) {
+    /// After a scrape's record was taken: see `end_scrape_bookkeeping`;
+    /// then scrapes paused for room try again.
+    fn scrape_ended(&mut self, index: usize, now: Instant) {
+        self.end_scrape_bookkeeping(index);
+        self.resume_paused_scrapes(now);
+    }
+
+    /// Its deadline goes, its buffer (shrunk after an outsized body) goes
+    /// to the pool of idle buffers if the receive budget has room (else it
+    /// is freed), and the output served is out of date.
+    fn end_scrape_bookkeeping(&mut self, index: usize) {
         let scraper = &mut self.scrapers[index];
         if let Some(timer) = scraper.deadline.take() {
             self.timers.cancel(timer);
         }
         scraper.upstream.shrink();
+        self.budget.end(index, scraper.upstream.take_buffer());
         self.output.invalidate();
     }
 
@@ -446,6 +548,7 @@ impl Sidecar {
                 timer: None,
                 waiting_for_round: false,
                 queued: false,
+                response_number: 0,
             };
             let Some(id) = self.clients.insert(connection) else {
                 return; // checked above
@@ -551,7 +654,7 @@ impl Sidecar {
                 }
                 Err(error) => {
                     debug!("bad request from a client: {error:?}");
-                    connection.client.reject(error, self.empty_body.clone());
+                    connection.client.reject(error);
                     self.set_client_deadline(id, now + WRITE_TIMEOUT);
                 }
             }
@@ -589,38 +692,56 @@ impl Sidecar {
                 }
             }
         }
-        let (status, content_type, body) = match request.route {
-            Route::Metrics => (
-                Status::Ok,
-                request.format.content_type(),
-                self.metrics_body(now, request.format),
-            ),
+        let fixed = |body: &Rc<Vec<u8>>| (Body::Shared(body.clone()), Coding::Fixed);
+        let (status, content_type, (body, coding)) = match request.route {
+            Route::Metrics => {
+                let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
+                if body.own_bytes() > 0 {
+                    self.make_room_for_an_inflate_window(id);
+                }
+                (Status::Ok, request.format.content_type(), (body, coding))
+            }
             Route::Health => (
                 Status::Ok,
                 downstream::TEXT_CONTENT_TYPE,
-                self.health_body.clone(),
+                fixed(&self.health_body),
             ),
             Route::Landing => (
                 Status::Ok,
                 downstream::HTML_CONTENT_TYPE,
-                self.landing_body.clone(),
+                fixed(&self.landing_body),
             ),
             Route::NotFound => (
                 Status::NotFound,
                 downstream::TEXT_CONTENT_TYPE,
-                self.empty_body.clone(),
+                fixed(&self.empty_body),
             ),
             Route::MethodNotAllowed => (
                 Status::MethodNotAllowed,
                 downstream::TEXT_CONTENT_TYPE,
-                self.empty_body.clone(),
+                fixed(&self.empty_body),
             ),
         };
+        self.respond(id, request, status, content_type, coding, body);
+    }
+
+    fn respond(
+        &mut self,
+        id: ClientId,
+        request: Request,
+        status: Status,
+        content_type: &str,
+        coding: Coding,
+        body: Body,
+    ) {
+        self.responses_started += 1;
         if let Some(connection) = self.clients.get_mut(id) {
+            connection.response_number = self.responses_started;
             connection.client.respond(
                 request.length,
                 status,
                 content_type,
+                coding,
                 body,
                 !request.head_only,
                 request.keep_alive,
@@ -648,6 +769,34 @@ impl Sidecar {
             }
         }
         self.turns_now = turns;
+    }
+
+    /// Closes the clients whose inflated responses started first until
+    /// `id` may have a window within [`MAX_INFLATING_RESPONSES`].
+    fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
+        loop {
+            let mut inflating: Vec<(u64, ClientId)> = Vec::new();
+            for other in self
+                .clients
+                .ids_where(|connection| connection.client.own_bytes() > 0)
+            {
+                if let Some(connection) = self.clients.get_mut(other) {
+                    inflating.push((connection.response_number, other));
+                }
+            }
+            if inflating.len() < MAX_INFLATING_RESPONSES {
+                return;
+            }
+            let Some(&(_, oldest)) = inflating
+                .iter()
+                .filter(|(_, other)| *other != id)
+                .min_by_key(|(number, _)| *number)
+            else {
+                return;
+            };
+            debug!("closing a client too slow to take its inflated response");
+            self.close_client(oldest);
+        }
     }
 
     fn park(&mut self, id: ClientId) {
@@ -694,16 +843,38 @@ impl Sidecar {
 
     // ---- the body served ---------------------------------------------------
 
-    /// The body served for the endpoint: built when some data changed since
-    /// the last build, otherwise the same shared bytes.
-    fn metrics_body(&mut self, now: Instant, format: OutputFormat) -> Rc<Vec<u8>> {
-        if let Some(body) = self.output.current(format) {
-            return body;
+    /// The body served for the endpoint in `format`, gzip if `gzip`: built
+    /// when some data changed since that format's last build, otherwise the
+    /// same shared bytes.
+    fn metrics_body(&mut self, now: Instant, format: OutputFormat, gzip: bool) -> (Body, Coding) {
+        if let Some(answer) = self.output.current(format, gzip) {
+            return answer;
         }
-        let publication =
-            self.output
-                .build(now, format, &mut self.containers, &ProcessStats::read());
-        for evicted in &publication.evicted {
+        self.budget.release_pool();
+        self.hold_indexes_within_budget(now);
+        let process = ProcessStats::read();
+        let evicted = self
+            .output
+            .build(now, format, &mut self.containers, &process, gzip);
+        debug!(
+            "built the {format:?} output (resident before: {} KiB, receive peak {} KiB): bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            process.resident_bytes >> 10,
+            self.budget.peak_receiving() >> 10,
+            self.budget.held_total() >> 10,
+            self.budget.receiving_total() >> 10,
+            self.containers
+                .iter()
+                .map(|container| container.snapshot().index_bytes())
+                .sum::<usize>()
+                >> 10,
+            self.output.held_bytes() >> 10
+        );
+        // Nothing needs the indexes until the next build, which will follow
+        // new data: receive buffers can use their memory meanwhile.
+        for container in &mut self.containers {
+            container.release_index();
+        }
+        for evicted in &evicted {
             for id in self
                 .clients
                 .ids_where(|connection| connection.client.holds(evicted))
@@ -712,7 +883,45 @@ impl Sidecar {
                 self.close_client(id);
             }
         }
-        publication.body
+        self.output
+            .current(format, gzip)
+            .unwrap_or((Body::empty(), Coding::Identity))
+    }
+
+    /// Indexes every up container's body before a build, counting each
+    /// index and its merge records against the index budget; a container
+    /// whose index would not fit is refused for this build (`over_budget`),
+    /// in command-line order, so the first containers are the ones served.
+    /// The edition of the other output format, when clients of both are
+    /// served, is counted with the bodies: a second format costs indexes,
+    /// never memory past the model.
+    fn hold_indexes_within_budget(&mut self, now: Instant) {
+        let limit = ((self.config.max_body_bytes as f64 * BODIES_AND_INDEXES_PER_MAX_BODY)
+            as usize)
+            .saturating_sub(self.budget.held_total())
+            .saturating_sub(self.output.held_bytes());
+        let mut total = 0;
+        for (index, container) in self.containers.iter_mut().enumerate() {
+            container.prepare_for_merge(now);
+            let snapshot = container.snapshot();
+            if !snapshot.is_indexed() || snapshot.body_len() == 0 {
+                continue;
+            }
+            let cost = snapshot.index_bytes() + snapshot.family_count() * MERGE_BYTES_PER_FAMILY;
+            if total + cost > limit {
+                let detail = format!(
+                    "its index ({} KiB) would take the indexes of one build past the {} KiB \
+                     that the bodies held leave of {BODIES_AND_INDEXES_PER_MAX_BODY} x \
+                     --max_body_bytes",
+                    cost >> 10,
+                    limit >> 10
+                );
+                container.refuse(now, FailureReason::OverBudget, &detail);
+                self.budget.set_held(index, 0);
+            } else {
+                total += cost;
+            }
+        }
     }
 
     // ---- on-demand rounds --------------------------------------------------
@@ -741,8 +950,14 @@ impl Sidecar {
         for index in 0..self.scrapers.len() {
             let scraper = &mut self.scrapers[index];
             if let Some(finished) = scraper.upstream.on_timeout(self.poll.registry(), now) {
-                self.containers[index].record(now, finished);
-                self.scrape_ended(index);
+                take_scrape(
+                    &mut self.budget,
+                    &mut self.containers[index],
+                    index,
+                    now,
+                    finished,
+                );
+                self.scrape_ended(index, now);
             }
         }
         self.end_round(now);
@@ -759,17 +974,19 @@ impl Sidecar {
             };
             connection.waiting_for_round = false;
             let request = waiter.request;
-            let body = self.metrics_body(now, request.format);
-            if let Some(connection) = self.clients.get_mut(waiter.client) {
-                connection.client.respond(
-                    request.length,
-                    Status::Ok,
-                    request.format.content_type(),
-                    body,
-                    !request.head_only,
-                    request.keep_alive,
-                );
+            let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
+            if body.own_bytes() > 0 {
+                self.make_room_for_an_inflate_window(waiter.client);
             }
+            let content_type = request.format.content_type();
+            self.respond(
+                waiter.client,
+                request,
+                Status::Ok,
+                content_type,
+                coding,
+                body,
+            );
             self.set_client_deadline(waiter.client, now + WRITE_TIMEOUT);
             self.serve_client(waiter.client, now);
         }
@@ -809,4 +1026,51 @@ impl Sidecar {
             scraper.upstream.close(self.poll.registry());
         }
     }
+}
+
+/// The budget's answer to one scrape's growing buffer.
+struct Grant<'a> {
+    budget: &'a mut Budget,
+    index: usize,
+}
+
+impl Allowance for Grant<'_> {
+    fn grow(&mut self, capacity: usize) -> Growth {
+        self.budget.grow(self.index, capacity)
+    }
+}
+
+/// Hands a finished scrape to its container, unless its body would take
+/// the bodies held past the budget: then the scrape counts as failed
+/// (`over_budget`) and the body is dropped. Its own previous body does not
+/// count against it (it would be replaced).
+fn take_scrape(
+    budget: &mut Budget,
+    container: &mut ContainerState,
+    index: usize,
+    now: Instant,
+    finished: Finished<'_>,
+) {
+    let fits = finished.outcome != Outcome::Success || budget.fits_held(index, finished.body.len());
+    if fits {
+        container.record(now, finished);
+    } else {
+        let detail = format!(
+            "its body ({} KiB) would take the bodies held past {} KiB",
+            finished.body.len() >> 10,
+            budget.held_limit() >> 10
+        );
+        finished.body.clear();
+        container.record(
+            now,
+            Finished {
+                outcome: Outcome::Failure(FailureReason::OverBudget),
+                duration: finished.duration,
+                detail: &detail,
+                body: finished.body,
+                content_type: None,
+            },
+        );
+    }
+    budget.set_held(index, container.snapshot().body_len());
 }

@@ -17,10 +17,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod client_table;
 pub mod config;
 pub mod container;
 pub mod downstream;
+pub mod encoded;
+pub mod encoding;
 pub mod event_loop;
 pub mod exposition;
 pub mod listen;

@@ -1,6 +1,8 @@
-//! Builds the body served for the endpoint: each up container's latest body
-//! indexed, the sidecar's own metrics rendered, everything merged once and
-//! published ([`Published`]) until some data changes.
+//! Builds the output served for the endpoint: each up container's latest
+//! body indexed, the sidecar's own metrics rendered, everything merged once,
+//! in pieces, into an [`Encoded`] edition (the text kept when small, gzip
+//! compressed as it is merged when a gzip client asked or the text is
+//! large), published ([`Published`]) until some data changes.
 //!
 //! Own metrics include `multiplexer_family_conflicts_total`, which counts the
 //! conflicts of this very build, and only the merge finds them. They are a
@@ -22,32 +24,31 @@ use std::time::Instant;
 use log::{error, warn};
 
 use crate::container::ContainerState;
+use crate::downstream::Coding;
+use crate::encoded::{Body, Encoded, EncodedBuilder, PIECE_BYTES};
 use crate::exposition::negotiate::OutputFormat;
 use crate::exposition::{Merger, Snapshot, Source};
-use crate::published::{Publication, Published};
+use crate::published::Published;
 use crate::self_metrics::{self, ContainerStats, ProcessStats};
 
-/// Bytes of earlier merged bodies that slow clients may keep alive.
-pub const MAX_RETIRED_BODY_BYTES: usize = 8 << 20;
+/// Bytes of earlier outputs that slow clients may keep alive, of both
+/// formats together (texts of at most 512 KiB, or gzip members, a seventh
+/// to a fourteenth of their text); the newest is kept whatever its size.
+pub const MAX_RETIRED_BODY_BYTES: usize = 1 << 20;
 /// Type conflicts are logged once per container and family; past this many
 /// remembered, new ones are counted but not logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
 
-fn slot(format: OutputFormat) -> usize {
-    match format {
-        OutputFormat::Text => 0,
-        OutputFormat::Protobuf => 1,
-    }
-}
-
 pub struct Output {
     label: String,
     merger: Merger,
+    /// The piece the merge writes into before the builder takes it.
+    piece: Vec<u8>,
     own_metrics: Snapshot,
     own_metrics_text: Vec<u8>,
-    /// One body per output format (text 0.0.4, protobuf), each built only
-    /// when a client asks for that format.
-    published: [Published; 2],
+    /// An edition per output format (text 0.0.4, protobuf), each built
+    /// only when a client asks for that format.
+    published: Published,
     /// Conflicts each container lost in the last build: what the next build
     /// counts before it merges.
     last_conflicts: Vec<u64>,
@@ -61,39 +62,57 @@ impl Output {
         Output {
             label: label.to_string(),
             merger: Merger::new(label),
+            piece: Vec::new(),
             own_metrics: Snapshot::new(),
             own_metrics_text: Vec::new(),
-            published: [
-                Published::new(MAX_RETIRED_BODY_BYTES),
-                Published::new(MAX_RETIRED_BODY_BYTES),
-            ],
+            published: Published::new(MAX_RETIRED_BODY_BYTES),
             last_conflicts: Vec::new(),
             conflicts: Vec::new(),
             logged_conflicts: HashSet::new(),
         }
     }
 
-    /// The body to serve in `format`, if no data changed since it was built.
-    pub fn current(&self, format: OutputFormat) -> Option<Rc<Vec<u8>>> {
-        self.published[slot(format)].current()
+    /// The body to serve in `format`, gzip if `gzip` (its member built now
+    /// if this is the first gzip request of the edition), if no data
+    /// changed since that format's edition was built.
+    pub fn current(&mut self, format: OutputFormat, gzip: bool) -> Option<(Body, Coding)> {
+        let edition = self.published.current_mut(format)?;
+        if gzip {
+            edition.ensure_gzip(Vec::new());
+        }
+        let (body, is_gzip) = edition.body(gzip);
+        Some((
+            body,
+            if is_gzip {
+                Coding::Gzip
+            } else {
+                Coding::Identity
+            },
+        ))
+    }
+
+    /// Bytes of the current editions (text and member, every format).
+    pub fn held_bytes(&self) -> usize {
+        self.published.held_bytes()
     }
 
     /// Some data changed: the next request builds a new body.
     pub fn invalidate(&mut self) {
-        for published in &mut self.published {
-            published.invalidate();
-        }
+        self.published.invalidate();
     }
 
-    /// Builds and publishes a new body from `containers` (in output order)
-    /// and the sidecar's own metrics.
+    /// Builds and publishes a new edition in `format` from `containers` (in
+    /// output order) and the sidecar's own metrics, written in pieces and
+    /// compressed as it is merged if `gzip`. Returns the retired buffers evicted past the budget: the
+    /// loop closes the clients that hold them.
     pub fn build(
         &mut self,
         now: Instant,
         format: OutputFormat,
         containers: &mut [ContainerState],
         process: &ProcessStats,
-    ) -> Publication {
+        gzip: bool,
+    ) -> Vec<Rc<Vec<u8>>> {
         for container in containers.iter_mut() {
             container.prepare_for_merge(now);
         }
@@ -101,7 +120,8 @@ impl Output {
         for (container, &guess) in containers.iter_mut().zip(&self.last_conflicts) {
             container.count_conflicts(0, guess);
         }
-        let mut out = self.published[slot(format)].start_build();
+        let (mut text_buffer, mut gzip_buffer, evicted) = self.published.start_build(format);
+        let mut edition = Encoded::default();
         for attempt in 0..2 {
             self.render_own_metrics(containers, process);
             let mut sources: Vec<Source<'_>> = containers
@@ -117,7 +137,19 @@ impl Output {
                 container: None,
                 snapshot: &self.own_metrics,
             });
-            self.merger.merge_as(&sources, format, &mut out);
+            let mut builder = EncodedBuilder::new(
+                std::mem::take(&mut text_buffer),
+                std::mem::take(&mut gzip_buffer),
+                gzip,
+            );
+            self.merger.merge_in_pieces(
+                &sources,
+                format,
+                &mut self.piece,
+                PIECE_BYTES,
+                &mut |piece| builder.write(piece),
+            );
+            edition = builder.finish();
             drop(sources);
 
             self.conflicts.clear();
@@ -140,7 +172,10 @@ impl Output {
         }
         std::mem::swap(&mut self.last_conflicts, &mut self.conflicts);
         self.log_conflicts(containers);
-        self.published[slot(format)].publish(out)
+        // The piece is a fixed 64 KiB; nothing else of the merge's output
+        // outlives the build but the edition.
+        self.published.publish(format, edition);
+        evicted
     }
 
     fn render_own_metrics(&mut self, containers: &[ContainerState], process: &ProcessStats) {
@@ -233,14 +268,14 @@ mod tests {
             scraped(&mut containers[0], now, a);
             scraped(&mut containers[1], now, b);
             output.invalidate();
-            let body = output
-                .build(
-                    now,
-                    OutputFormat::Text,
-                    &mut containers,
-                    &ProcessStats::default(),
-                )
-                .body;
+            output.build(
+                now,
+                OutputFormat::Text,
+                &mut containers,
+                &ProcessStats::default(),
+                false,
+            );
+            let body = text_of(&mut output, OutputFormat::Text);
             assert_eq!(conflicts_total(&body, "a"), "0", "build {n}");
             assert_eq!(conflicts_total(&body, "b"), *b_total, "build {n}");
             assert_eq!(
@@ -250,27 +285,75 @@ mod tests {
         }
     }
 
+    /// The identity text of the current edition.
+    fn text_of(output: &mut Output, format: OutputFormat) -> Vec<u8> {
+        match output.current(format, false) {
+            Some((Body::Shared(bytes), Coding::Identity)) => bytes.to_vec(),
+            _ => panic!("no current text"),
+        }
+    }
+
     #[test]
     fn the_body_is_shared_until_invalidated() {
         let t0 = Instant::now();
         let mut containers = vec![ContainerState::new("a", 4 << 20)];
         scraped(&mut containers[0], t0, "x 1\n");
         let mut output = Output::new("container");
-        assert!(output.current(OutputFormat::Text).is_none());
-        let body = output
-            .build(
-                t0,
-                OutputFormat::Text,
-                &mut containers,
-                &ProcessStats::default(),
-            )
-            .body;
+        assert!(output.current(OutputFormat::Text, false).is_none());
+        output.build(
+            t0,
+            OutputFormat::Text,
+            &mut containers,
+            &ProcessStats::default(),
+            false,
+        );
+        let body = text_of(&mut output, OutputFormat::Text);
         assert!(String::from_utf8_lossy(&body).contains("x{container=\"a\"} 1\n"));
-        assert!(Rc::ptr_eq(
-            &body,
-            &output.current(OutputFormat::Text).unwrap()
-        ));
+        let shared = |output: &mut Output| match output.current(OutputFormat::Text, false) {
+            Some((Body::Shared(bytes), _)) => bytes,
+            _ => panic!("not shared"),
+        };
+        assert!(Rc::ptr_eq(&shared(&mut output), &shared(&mut output)));
+        let Some((Body::Shared(member), Coding::Gzip)) = output.current(OutputFormat::Text, true)
+        else {
+            panic!("no gzip");
+        };
+        let Some((Body::Shared(again), Coding::Gzip)) = output.current(OutputFormat::Text, true)
+        else {
+            panic!("no gzip");
+        };
+        assert!(Rc::ptr_eq(&member, &again), "compressed once");
+        // The other format has no edition until a client of it asks.
+        assert!(output.current(OutputFormat::Protobuf, false).is_none());
+        output.build(
+            t0,
+            OutputFormat::Protobuf,
+            &mut containers,
+            &ProcessStats::default(),
+            true,
+        );
+        let Some((Body::Shared(protobuf), Coding::Gzip)) =
+            output.current(OutputFormat::Protobuf, true)
+        else {
+            panic!("no protobuf gzip");
+        };
+        assert!(!Rc::ptr_eq(&protobuf, &member));
+        assert_ne!(
+            text_of(&mut output, OutputFormat::Protobuf),
+            text_of(&mut output, OutputFormat::Text)
+        );
+        assert!(Rc::ptr_eq(&member, &shared_gzip(&mut output)), "text kept");
         output.invalidate();
-        assert!(output.current(OutputFormat::Text).is_none());
+        for format in [OutputFormat::Text, OutputFormat::Protobuf] {
+            assert!(output.current(format, false).is_none());
+            assert!(output.current(format, true).is_none());
+        }
+    }
+
+    fn shared_gzip(output: &mut Output) -> Rc<Vec<u8>> {
+        match output.current(OutputFormat::Text, true) {
+            Some((Body::Shared(bytes), Coding::Gzip)) => bytes,
+            _ => panic!("no gzip"),
+        }
     }
 }

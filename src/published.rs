@@ -1,125 +1,141 @@
-//! The published body: the one merged exposition every `/metrics` response
-//! shares until some data changes, and the earlier ones that slow clients
-//! are still being sent.
+//! The published output: the edition of the merged exposition in each
+//! output format (text 0.0.4, delimited protobuf) that every `/metrics`
+//! response of that format shares until some data changes (its text when
+//! small, its gzip member: [`Encoded`]), and the earlier buffers that slow
+//! clients are still being sent, under one budget for both formats.
 //!
-//! Life of a body: built once when a client asks and the data changed
+//! Life of an edition: built once when a client of its format asks and the
+//! data changed
 //! ([`Published::start_build`], [`Published::publish`]); shared by reference
-//! with every response ([`Rc`], never copied); *retired* when a newer one is
-//! published while clients still hold it; freed when the last of them is
-//! done; *evicted* when the retired bodies together pass a budget, in which
-//! case the loop closes the clients holding them. Who holds a body is read
-//! from its reference count, so this room needs no list of clients and no
-//! socket.
+//! with every response ([`Rc`], never copied; the gzip member is added the
+//! first time a gzip client asks, [`Published::current_mut`]). Its buffers
+//! still held by clients are *retired* when a newer edition is published;
+//! freed when the last of them is done; *evicted* when the retired buffers
+//! together pass a budget, in which case the loop closes the clients holding
+//! them. Who holds a buffer is read from its reference count, so this room
+//! needs no list of clients and no socket.
 //!
-//! Memory: a build reuses the current body's buffer when no client holds
-//! it, reserves the size of the previous build at once (no doublings), and
-//! gives back what an outsized build left behind. A body the data no longer
-//! matches is freed at once when nobody holds it ([`Published::invalidate`]):
-//! the next request may be a minute away.
+//! Memory: a build reuses the current edition's buffers when no client
+//! holds them. An edition the data no longer matches is freed at once when
+//! nobody holds it ([`Published::invalidate`]): the next request may be a
+//! minute away.
 
 use std::rc::Rc;
 
-/// What [`Published::publish`] decided.
-pub struct Publication {
-    /// The new body, to share with the clients asking now.
-    pub body: Rc<Vec<u8>>,
-    /// Retired bodies past the budget: close the clients that hold them.
-    pub evicted: Vec<Rc<Vec<u8>>>,
+use crate::encoded::Encoded;
+use crate::exposition::negotiate::OutputFormat;
+
+/// Where a format's edition is kept.
+fn slot(format: OutputFormat) -> usize {
+    match format {
+        OutputFormat::Text => 0,
+        OutputFormat::Protobuf => 1,
+    }
 }
 
 pub struct Published {
-    body: Rc<Vec<u8>>,
-    /// The body matches the data: serve it as it is.
-    current: bool,
-    /// Earlier bodies still held by clients, oldest first.
+    /// One edition per output format, each built only when a client asks
+    /// for that format.
+    editions: [Encoded; 2],
+    /// Which editions match the data: serve them as they are.
+    current: [bool; 2],
+    /// Earlier buffers still held by clients, oldest first.
     retired: Vec<Rc<Vec<u8>>>,
-    /// Bytes the retired bodies may hold together.
+    /// Bytes the retired buffers may hold together.
     retired_budget: usize,
-    /// What the next build reserves: the last body's size and a margin.
-    size_hint: usize,
 }
 
 impl Published {
     pub fn new(retired_budget: usize) -> Published {
         Published {
-            body: Rc::new(Vec::new()),
-            current: false,
+            editions: Default::default(),
+            current: [false; 2],
             retired: Vec::new(),
             retired_budget,
-            size_hint: 0,
         }
     }
 
-    /// The body to serve, if it still matches the data.
-    pub fn current(&self) -> Option<Rc<Vec<u8>>> {
-        self.current.then(|| self.body.clone())
+    /// The edition to serve in `format`, if it still matches the data.
+    pub fn current_mut(&mut self, format: OutputFormat) -> Option<&mut Encoded> {
+        let slot = slot(format);
+        self.current[slot].then_some(&mut self.editions[slot])
     }
 
-    /// The data changed: the next request builds a new body.
+    /// Bytes of the editions that match the data (text and member).
+    pub fn held_bytes(&self) -> usize {
+        self.editions
+            .iter()
+            .zip(self.current)
+            .filter(|(_, current)| *current)
+            .map(|(edition, _)| edition.held_bytes())
+            .sum()
+    }
+
+    /// The data changed: the next request of each format builds a new
+    /// edition.
     pub fn invalidate(&mut self) {
-        if !self.current {
-            return;
-        }
-        self.current = false;
-        if let Some(buffer) = Rc::get_mut(&mut self.body) {
-            *buffer = Vec::new();
-        }
-    }
-
-    /// An empty buffer to build the next body in: the current body's own
-    /// allocation when no client holds it, reserved to the last size.
-    pub fn start_build(&mut self) -> Vec<u8> {
-        let mut out = match Rc::get_mut(&mut self.body) {
-            Some(buffer) => std::mem::take(buffer),
-            None => Vec::new(),
-        };
-        out.clear();
-        out.reserve(self.size_hint);
-        out
-    }
-
-    /// Makes `out` the body served until the data changes. The previous body
-    /// is retired if a client still holds it.
-    pub fn publish(&mut self, mut out: Vec<u8>) -> Publication {
-        // Give back what an outsized build (a container's huge body, since
-        // gone) left behind.
-        if out.capacity() > out.len() * 2 + 64 * 1024 {
-            out.shrink_to(out.len() + out.len() / 4);
-        }
-        self.size_hint = out.len() + out.len() / 8;
-        let mut evicted = Vec::new();
-        match Rc::get_mut(&mut self.body) {
-            Some(buffer) => *buffer = out,
-            None => {
-                let previous = std::mem::replace(&mut self.body, Rc::new(out));
-                self.retired.push(previous);
-                evicted = self.evict_past_budget();
+        for (edition, current) in self.editions.iter_mut().zip(&mut self.current) {
+            if !*current {
+                continue;
+            }
+            *current = false;
+            for buffer in [&mut edition.text, &mut edition.gzip].into_iter().flatten() {
+                if let Some(buffer) = Rc::get_mut(buffer) {
+                    *buffer = Vec::new();
+                }
             }
         }
-        self.current = true;
-        Publication {
-            body: self.body.clone(),
-            evicted,
-        }
     }
 
-    /// A slow client holds only a reference to a body already built, but
+    /// Empty buffers to build the next edition of `format`'s text and
+    /// member in: the current edition's own allocations when no client
+    /// holds them. The ones clients hold are retired now, before the new
+    /// edition takes memory, and the retired buffers (of either format)
+    /// past the budget are returned: close their holders.
+    pub fn start_build(&mut self, format: OutputFormat) -> (Vec<u8>, Vec<u8>, Vec<Rc<Vec<u8>>>) {
+        let slot = slot(format);
+        let previous = std::mem::take(&mut self.editions[slot]);
+        self.current[slot] = false;
+        let mut buffers = [Vec::new(), Vec::new()];
+        for (buffer, slot) in buffers.iter_mut().zip([previous.text, previous.gzip]) {
+            let Some(mut shared) = slot else { continue };
+            match Rc::get_mut(&mut shared) {
+                Some(own) => {
+                    *buffer = std::mem::take(own);
+                    buffer.clear();
+                }
+                None => self.retired.push(shared),
+            }
+        }
+        let evicted = self.evict_past_budget();
+        let [text, gzip] = buffers;
+        (text, gzip, evicted)
+    }
+
+    /// Makes `edition` the one served in `format` until the data changes.
+    pub fn publish(&mut self, format: OutputFormat, edition: Encoded) {
+        let slot = slot(format);
+        self.editions[slot] = edition;
+        self.current[slot] = true;
+    }
+
+    /// A slow client holds only a reference to an output already built, but
     /// clients that stall one after the other could each hold a different
-    /// one. Past the budget the oldest bodies go (the newest retired one is
+    /// one. Past the budget the oldest buffers go (the newest retired one is
     /// always kept: its readers are recent).
     fn evict_past_budget(&mut self) -> Vec<Rc<Vec<u8>>> {
         self.retired.retain(|body| Rc::strong_count(body) > 1);
-        let mut held: usize = self.retired.iter().map(|body| body.len()).sum();
+        let mut held: usize = self.retired.iter().map(|body| body.capacity()).sum();
         let mut evicted = Vec::new();
         while held > self.retired_budget && self.retired.len() > 1 {
             let oldest = self.retired.remove(0);
-            held -= oldest.len();
+            held -= oldest.capacity();
             evicted.push(oldest);
         }
         evicted
     }
 
-    /// Bytes of retired bodies still held by clients.
+    /// Bytes of retired buffers still held by clients.
     #[cfg(test)]
     fn retired_bytes(&self) -> usize {
         self.retired
@@ -133,63 +149,97 @@ impl Published {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoded::{Body, EncodedBuilder};
 
-    fn build(published: &mut Published, text: &str) -> Publication {
-        let mut out = published.start_build();
-        assert!(out.is_empty());
-        out.extend_from_slice(text.as_bytes());
-        published.publish(out)
+    /// Builds and publishes `text` (kept as text: it is small); returns
+    /// the text buffer shared with a client and what was evicted.
+    fn build(published: &mut Published, text: &str) -> (Rc<Vec<u8>>, Vec<Rc<Vec<u8>>>) {
+        let (text_buffer, gzip_buffer, evicted) = published.start_build(OutputFormat::Text);
+        assert!(text_buffer.is_empty() && gzip_buffer.is_empty());
+        let mut builder = EncodedBuilder::new(text_buffer, gzip_buffer, false);
+        builder.write(text.as_bytes());
+        published.publish(OutputFormat::Text, builder.finish());
+        let body = match published
+            .current_mut(OutputFormat::Text)
+            .unwrap()
+            .body(false)
+            .0
+        {
+            Body::Shared(bytes) => bytes,
+            Body::Gunzip { .. } => unreachable!("small texts are kept"),
+        };
+        (body, evicted)
     }
 
     #[test]
     fn shared_until_the_data_changes() {
         let mut published = Published::new(100);
-        assert!(published.current().is_none(), "nothing built yet");
-        let first = build(&mut published, "a 1\n");
-        assert!(first.evicted.is_empty());
-        let again = published.current().unwrap();
-        assert!(Rc::ptr_eq(&first.body, &again), "shared, not rebuilt");
+        assert!(
+            published.current_mut(OutputFormat::Text).is_none(),
+            "nothing built yet"
+        );
+        let (first, evicted) = build(&mut published, "a 1\n");
+        assert!(evicted.is_empty());
+        let again = published
+            .current_mut(OutputFormat::Text)
+            .unwrap()
+            .text
+            .clone()
+            .unwrap();
+        assert!(Rc::ptr_eq(&first, &again), "shared, not rebuilt");
+        drop(again);
         published.invalidate();
-        assert!(published.current().is_none());
-        let second = build(&mut published, "a 2\n");
-        assert_eq!(second.body.as_slice(), b"a 2\n");
-        assert_eq!(first.body.as_slice(), b"a 1\n", "a holder keeps its bytes");
+        assert!(published.current_mut(OutputFormat::Text).is_none());
+        let (second, _) = build(&mut published, "a 2\n");
+        assert_eq!(second.as_slice(), b"a 2\n");
+        assert_eq!(first.as_slice(), b"a 1\n", "a holder keeps its bytes");
     }
 
     #[test]
-    fn an_unheld_body_is_freed_on_invalidation() {
+    fn an_unheld_edition_is_freed_on_invalidation() {
         let mut published = Published::new(100);
-        drop(build(&mut published, &"x".repeat(1000)).body);
+        drop(build(&mut published, &"x".repeat(1000)).0);
         published.invalidate();
-        assert_eq!(published.body.capacity(), 0);
+        assert_eq!(published.editions[0].text.as_ref().unwrap().capacity(), 0);
+        // And is not retired by the next build.
+        build(&mut published, "y");
+        assert!(published.retired.is_empty());
     }
 
     #[test]
     fn a_build_reuses_the_buffer_a_client_released() {
         let mut published = Published::new(100);
-        let held = build(&mut published, "abc").body;
+        let held = build(&mut published, "abc").0;
         published.invalidate(); // held: not freed
         let address = held.as_ptr();
         drop(held);
-        let out = published.start_build();
-        assert_eq!(out.as_ptr(), address);
-        assert!(out.is_empty());
+        let (text, _, _) = published.start_build(OutputFormat::Text);
+        assert_eq!(text.as_ptr(), address);
+        assert!(text.is_empty());
     }
 
     #[test]
-    fn retired_while_held_and_freed_when_released() {
-        let mut published = Published::new(100);
-        let held = build(&mut published, "old\n").body;
+    fn the_gzip_member_is_added_once_and_retired_like_the_text() {
+        let mut published = Published::new(1 << 20);
+        let (text, _) = build(&mut published, &"m 1\n".repeat(100));
+        let edition = published.current_mut(OutputFormat::Text).unwrap();
+        edition.ensure_gzip(Vec::new());
+        let member = edition.gzip.clone().unwrap();
+        edition.ensure_gzip(Vec::new());
+        assert!(
+            Rc::ptr_eq(&member, edition.gzip.as_ref().unwrap()),
+            "built once"
+        );
         published.invalidate();
-        let new = build(&mut published, "new\n");
-        assert!(new.evicted.is_empty());
-        assert_eq!(published.retired_bytes(), 4);
-        drop(held);
+        build(&mut published, "m 2\n");
+        assert_eq!(published.retired.len(), 2, "text and member both held");
+        drop((text, member));
         assert_eq!(published.retired_bytes(), 0);
     }
 
     /// Bodies of 40 bytes against a budget of 100, every one still held by
-    /// a client: each row is a build and the bodies it evicted.
+    /// a client: each row is a build and the bodies it evicted (before it
+    /// takes memory of its own).
     #[test]
     fn the_oldest_are_evicted_past_the_budget() {
         let cases: &[(&str, &[&str])] = &[
@@ -203,10 +253,9 @@ mod tests {
         let mut holders: Vec<Rc<Vec<u8>>> = Vec::new();
         for (name, expected) in cases {
             published.invalidate();
-            let publication = build(&mut published, &name.repeat(40));
-            holders.push(publication.body);
-            let evicted: Vec<String> = publication
-                .evicted
+            let (body, evicted) = build(&mut published, &name.repeat(40));
+            holders.push(body);
+            let evicted: Vec<String> = evicted
                 .iter()
                 .map(|body| (body[0] as char).to_string())
                 .collect();
@@ -218,10 +267,10 @@ mod tests {
     #[test]
     fn the_newest_retired_body_is_kept_whatever_its_size() {
         let mut published = Published::new(10);
-        let big = build(&mut published, &"z".repeat(50)).body;
+        let big = build(&mut published, &"z".repeat(50)).0;
         published.invalidate();
-        let next = build(&mut published, "q");
-        assert!(next.evicted.is_empty());
+        let (_, evicted) = build(&mut published, "q");
+        assert!(evicted.is_empty());
         assert_eq!(published.retired_bytes(), 50);
         drop(big);
         assert_eq!(published.retired_bytes(), 0);

@@ -62,11 +62,14 @@ pub enum FailureReason {
     TooManyLines,
     /// Any other socket error.
     IoError,
+    /// Holding the body would take the bodies held across all containers
+    /// past the pod's memory budget (see the README's memory model).
+    OverBudget,
 }
 
 impl FailureReason {
     /// Every reason, in the order they are exported.
-    pub const ALL: [FailureReason; 11] = [
+    pub const ALL: [FailureReason; 12] = [
         FailureReason::Refused,
         FailureReason::Timeout,
         FailureReason::Reset,
@@ -78,6 +81,7 @@ impl FailureReason {
         FailureReason::ParseError,
         FailureReason::TooManyLines,
         FailureReason::IoError,
+        FailureReason::OverBudget,
     ];
 
     /// The `reason` label value.
@@ -94,6 +98,7 @@ impl FailureReason {
             FailureReason::ParseError => "parse_error",
             FailureReason::TooManyLines => "too_many_lines",
             FailureReason::IoError => "io_error",
+            FailureReason::OverBudget => "over_budget",
         }
     }
 

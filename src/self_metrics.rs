@@ -401,6 +401,7 @@ multiplexer_scrape_failures_total{pod_container="app",reason="encoding"} 0
 multiplexer_scrape_failures_total{pod_container="app",reason="parse_error"} 0
 multiplexer_scrape_failures_total{pod_container="app",reason="too_many_lines"} 0
 multiplexer_scrape_failures_total{pod_container="app",reason="io_error"} 0
+multiplexer_scrape_failures_total{pod_container="app",reason="over_budget"} 0
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="refused"} 3
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="timeout"} 0
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="reset"} 0
@@ -412,6 +413,7 @@ multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="encoding"} 0
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="parse_error"} 0
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="too_many_lines"} 0
 multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="io_error"} 0
+multiplexer_scrape_failures_total{pod_container="o\"d\\d\n",reason="over_budget"} 0
 # HELP multiplexer_family_conflicts_total Families of the container that lost a type conflict with another container (dropped, or written as untyped).
 # TYPE multiplexer_family_conflicts_total counter
 multiplexer_family_conflicts_total{pod_container="app"} 0
@@ -547,7 +549,7 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
 assert families["multiplexer_scrape_failures"].type == "counter", families
-assert len(families["multiplexer_scrape_failures"].samples) == 22
+assert len(families["multiplexer_scrape_failures"].samples) == 24
 assert families["multiplexer_up"].samples[1].labels == {"pod_container": 'o"d\\d\n'}
 assert families["process_start_time_seconds"].samples[0].value == 1700000000.5
 assert families["multiplexer_build_info"].samples[0].value == 1

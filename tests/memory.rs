@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::util::{
-    container_args, peak_resident_bytes, resident_bytes, stalled_client, wait_until, Behaviour,
-    Sidecar, Stub,
+    container_args, failures, get_with, gunzip, peak_resident_bytes, resident_bytes,
+    stalled_client, stalled_client_with, up, wait_until, Behaviour, Sidecar, Stub,
 };
 
 const LIMIT_BYTES: u64 = 32 << 20;
@@ -138,4 +138,93 @@ fn four_mib_of_tiny_samples_stays_inside_32_mib() {
     }
     let peak = peak_resident_bytes(sidecar.pid());
     assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+}
+
+/// About `bytes` of exposition in lines of about 80 bytes (real exporters
+/// write 60 to 120), each line its own series.
+fn body_of(bytes: usize) -> String {
+    let mut body = String::with_capacity(bytes + 100);
+    let mut line = 0;
+    while body.len() + 100 < bytes {
+        body.push_str(&format!(
+            "pod_metric{{path=\"/var/lib/kubelet/pods/{line:010}\",code=\"200\"}} {line}\n"
+        ));
+        line += 1;
+    }
+    body
+}
+
+/// Issue 12's promise with default flags: many containers at the body
+/// limit, framed every way (length, chunked, close-delimited) plus a drip
+/// and a healthy small one, scraped while gzip and identity clients ask
+/// (some of them stalled) never take the process past 32 MiB. What does
+/// not fit is refused (`over_budget`), the rest is served.
+#[test]
+fn a_pod_of_hostile_containers_and_clients_stays_under_32_mib() {
+    let at_limit = body_of((4 << 20) - (16 << 10));
+    let mut stubs = Vec::new();
+    for _ in 0..3 {
+        stubs.push(Stub::start(Behaviour::ContentLength(at_limit.clone())));
+    }
+    for _ in 0..2 {
+        stubs.push(Stub::start(Behaviour::Chunked(at_limit.clone(), 64 << 10)));
+    }
+    for _ in 0..2 {
+        stubs.push(Stub::start(Behaviour::Http10(at_limit.clone())));
+    }
+    stubs.push(Stub::start(Behaviour::Drip(
+        at_limit.clone(),
+        Duration::from_millis(1),
+    )));
+    let small = Stub::start(Behaviour::ContentLength("small_metric 1\n".to_string()));
+    let names: Vec<String> = (0..stubs.len()).map(|i| format!("big{i}")).collect();
+    let mut containers: Vec<(&str, u16)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(stubs.iter().map(|stub| stub.port))
+        .collect();
+    containers.push(("small", small.port));
+    let sidecar = Sidecar::start(&container_args(&containers));
+    // Every big container scraped a few times while clients of both
+    // codings ask, some stalling on what they were given.
+    let mut stalled = Vec::new();
+    let served = wait_until(Duration::from_secs(60), || {
+        let gzip = get_with(sidecar.port, "/metrics", "Accept-Encoding: gzip\r\n");
+        assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+        let text = String::from_utf8(gunzip(&gzip.body)).unwrap();
+        let identity = get_with(sidecar.port, "/metrics", "");
+        assert!(identity.body.len() > 100);
+        if stalled.len() < 8 {
+            let headers = if stalled.len() % 2 == 0 {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            };
+            stalled.push(stalled_client_with(sidecar.port, headers));
+        }
+        stubs[..7].iter().all(|stub| stub.request_count() >= 4) && up(&text, "small") == Some(1.0)
+    });
+    let peak = peak_resident_bytes(sidecar.pid());
+    eprintln!("peak RSS {} KiB", peak >> 10);
+    assert!(served, "stderr:\n{}", sidecar.stderr());
+    assert!(peak < LIMIT_BYTES, "peak RSS {} MiB", peak >> 20);
+    // What fitted is served; what did not was refused with a reason.
+    let metrics = sidecar.metrics();
+    let big_up = names
+        .iter()
+        .filter(|name| up(&metrics, name) == Some(1.0))
+        .count();
+    let refused: f64 = names
+        .iter()
+        .map(|name| failures(&metrics, name, "over_budget"))
+        .sum();
+    assert!(big_up >= 2, "{big_up} big containers up:\n{metrics}");
+    assert!(refused >= 1.0, "nothing refused:\n{metrics}");
+    assert_eq!(up(&metrics, "small"), Some(1.0));
+    assert!(
+        sidecar.stderr().contains("over_budget"),
+        "{}",
+        sidecar.stderr()
+    );
+    drop(stalled);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use multiplexer::exposition::negotiate::{ACCEPT_PROTOBUF, ACCEPT_TEXT, PROTOBUF_CONTENT_TYPE};
 use multiplexer::exposition::protobuf::Converter;
 
-use crate::util::{container_args, parse_response, raw_exchange, wait_until, Sidecar};
+use crate::util::{container_args, gunzip, parse_response, raw_exchange, wait_until, Sidecar};
 
 const PROTOBUF_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.pb");
 const TEXT_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.txt");
@@ -156,4 +156,104 @@ fn on_demand_the_first_protobuf_answer_has_native_histograms() {
     converter.read(&body).expect("the answer reads as protobuf");
     assert_eq!(converter.native_histograms(), 3);
     assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_PROTOBUF.to_string()]);
+}
+
+/// Sends `requests` on one connection in one write (the last one closing
+/// it) and returns the responses in order.
+fn pipelined(sidecar: &Sidecar, requests: &[String]) -> Vec<crate::util::Response> {
+    let bytes = raw_exchange(sidecar.port, requests.concat().as_bytes()).expect("ask the sidecar");
+    let mut responses = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (response, used) = parse_response(&bytes[at..]).expect("a whole response");
+        responses.push(response);
+        at += used;
+    }
+    assert_eq!(responses.len(), requests.len());
+    responses
+}
+
+/// Format (from `Accept`) and coding (from `Accept-Encoding`) are
+/// independent: a protobuf client asking for gzip gets the protobuf
+/// edition's gzip member, which inflates (flate2) to the very bytes an
+/// identity protobuf client gets; the same holds for text, here converted
+/// down from protobuf bodies. Each pair is asked on one connection in one
+/// write so that both are answered from the same data; a scrape landing
+/// between them changes the sidecar's own metrics, so a pair is asked again
+/// until one is answered from one edition (a coding that lost or changed
+/// bytes never matches).
+#[test]
+fn gzip_carries_the_same_bytes_as_identity_in_either_format() {
+    let (port, _) = container();
+    let sidecar = Sidecar::start(&container_args(&[("app", port)]));
+    // Until the containers are asked for protobuf and their native
+    // histograms arrive.
+    let arrived = wait_until(Duration::from_secs(10), || {
+        let (_, body) = get(&sidecar, ACCEPT_PROTOBUF);
+        let mut converter = Converter::new();
+        converter.read(&body).expect("the answer reads as protobuf");
+        converter.native_histograms() == 3
+    });
+    assert!(arrived, "native histograms never arrived");
+
+    let request = |accept: &str, encoding: &str, last: bool| {
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: {accept}\r\nAccept-Encoding: {encoding}\r\n{}\r\n",
+            if last { "Connection: close\r\n" } else { "" }
+        )
+    };
+    for (accept, content_type) in [
+        (ACCEPT_PROTOBUF, PROTOBUF_CONTENT_TYPE),
+        (
+            "text/plain;version=0.0.4",
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+    ] {
+        let mut last = None;
+        let same = wait_until(Duration::from_secs(10), || {
+            let responses = pipelined(
+                &sidecar,
+                &[
+                    request(accept, "gzip", false),
+                    request(accept, "identity", true),
+                ],
+            );
+            let [gzip, identity] = &responses[..] else {
+                unreachable!("two responses")
+            };
+            for response in [gzip, identity] {
+                assert_eq!(response.status, 200);
+                assert_eq!(response.header("content-type"), Some(content_type));
+                assert_eq!(response.header("vary"), Some("Accept, Accept-Encoding"));
+            }
+            assert_eq!(gzip.header("content-encoding"), Some("gzip"), "{accept}");
+            assert_eq!(identity.header("content-encoding"), None, "{accept}");
+            let inflated = gunzip(&gzip.body);
+            let same = inflated == identity.body;
+            last = Some((inflated, identity.body.clone()));
+            same
+        });
+        let (inflated, identity) = last.expect("asked at least once");
+        assert!(
+            same,
+            "{accept}: gzip inflates to {} bytes, identity is {}",
+            inflated.len(),
+            identity.len()
+        );
+        if content_type == PROTOBUF_CONTENT_TYPE {
+            let mut converter = Converter::new();
+            converter
+                .read(&identity)
+                .expect("identity reads as protobuf");
+            assert_eq!(converter.native_histograms(), 3);
+        } else {
+            let text = String::from_utf8(identity).unwrap();
+            assert!(
+                text.contains(
+                    "app_response_size_bytes_bucket{le=\"+Inf\",container=\"app\"} 208\n"
+                ),
+                "{text}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! e.g. `real_world:: -- --nocapture`.
 
 mod cli;
+mod encoding;
 mod exposition;
 mod listen;
 mod memory;

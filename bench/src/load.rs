@@ -1,6 +1,7 @@
-//! A keep-alive HTTP/1.1 client for Content-Length responses, and a load
-//! generator of K such clients requesting one path back to back for a
-//! fixed duration (one request in flight per client, no pipelining).
+//! A keep-alive HTTP/1.1 client (Content-Length or chunked responses,
+//! optionally asking for gzip as Prometheus does), and a load generator of K
+//! such clients requesting one path back to back for a fixed duration (one
+//! request in flight per client, no pipelining).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -20,17 +21,33 @@ pub struct Client {
 #[derive(Clone, Copy, Debug)]
 pub struct Reply {
     pub status: u16,
+    /// Bytes of the body as sent (compressed when `gzip`), without chunk
+    /// framing.
     pub body_bytes: usize,
+    /// The response carried `Content-Encoding: gzip`.
+    pub gzip: bool,
 }
 
 impl Client {
     pub fn connect(port: u16, path: &str) -> io::Result<Client> {
+        Client::connect_with(port, path, false)
+    }
+
+    /// With `gzip`, every request says `Accept-Encoding: gzip`, as
+    /// Prometheus' scraper always does.
+    pub fn connect_with(port: u16, path: &str, gzip: bool) -> io::Result<Client> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let encoding = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
         Ok(Client {
             stream,
-            request: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").into_bytes(),
+            request: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{encoding}\r\n")
+                .into_bytes(),
             buffer: vec![0; 256 * 1024],
         })
     }
@@ -52,22 +69,93 @@ impl Client {
                 return Err(invalid("response head too large"));
             }
         };
-        let (status, content_length) = parse_head(&self.buffer[..head_end])?;
+        let head = parse_head(&self.buffer[..head_end])?;
+        let body_bytes = match head.length {
+            Length::Exactly(length) => self.read_exactly(head_end, filled, length)?,
+            Length::Chunked => self.read_chunked(head_end, filled)?,
+        };
+        Ok(Reply {
+            status: head.status,
+            body_bytes,
+            gzip: head.gzip,
+        })
+    }
+
+    /// Reads a Content-Length body of which `filled - head_end` bytes are
+    /// already in the buffer.
+    fn read_exactly(&mut self, head_end: usize, filled: usize, length: usize) -> io::Result<usize> {
         let mut have = filled - head_end;
-        while have < content_length {
+        while have < length {
             let read = self.stream.read(&mut self.buffer)?;
             if read == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             have += read;
         }
-        if have != content_length {
+        if have != length {
             return Err(invalid("bytes after the body"));
         }
-        Ok(Reply {
-            status,
-            body_bytes: content_length,
-        })
+        Ok(length)
+    }
+
+    /// Reads a chunked body (RFC 9112 §7.1, no trailers expected) and
+    /// returns its decoded size. The buffer holds at most one read at a
+    /// time; chunk data is counted and dropped.
+    fn read_chunked(&mut self, head_end: usize, filled: usize) -> io::Result<usize> {
+        self.buffer.copy_within(head_end..filled, 0);
+        let mut filled = filled - head_end;
+        let mut at = 0;
+        let mut body = 0;
+        loop {
+            // A chunk-size line.
+            let line_end = loop {
+                if let Some(end) = self.buffer[at..filled]
+                    .windows(2)
+                    .position(|pair| pair == b"\r\n")
+                {
+                    break at + end;
+                }
+                self.buffer.copy_within(at..filled, 0);
+                filled -= at;
+                at = 0;
+                filled += self.fill(filled)?;
+            };
+            let size_text = std::str::from_utf8(&self.buffer[at..line_end])
+                .map_err(|_| invalid("chunk size is not UTF-8"))?;
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let size =
+                usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+            at = line_end + 2;
+            // The data and its CRLF (after the last chunk: the final CRLF).
+            let mut skip = size + 2;
+            body += size;
+            while skip > 0 {
+                if at == filled {
+                    at = 0;
+                    filled = self.fill(0)?;
+                }
+                let step = skip.min(filled - at);
+                at += step;
+                skip -= step;
+            }
+            if size == 0 {
+                if at != filled {
+                    return Err(invalid("bytes after the body"));
+                }
+                return Ok(body);
+            }
+        }
+    }
+
+    /// One read into the buffer from `from`; EOF is an error.
+    fn fill(&mut self, from: usize) -> io::Result<usize> {
+        if from == self.buffer.len() {
+            return Err(invalid("chunk line too long"));
+        }
+        match self.stream.read(&mut self.buffer[from..])? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            read => Ok(read),
+        }
     }
 }
 
@@ -75,8 +163,20 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// Status code and Content-Length (required: the sidecar always sends it).
-fn parse_head(head: &[u8]) -> io::Result<(u16, usize)> {
+enum Length {
+    Exactly(usize),
+    Chunked,
+}
+
+struct Head {
+    status: u16,
+    length: Length,
+    gzip: bool,
+}
+
+/// Status code, framing (Content-Length or chunked is required: the
+/// sidecar always sends one) and whether the body is gzip.
+fn parse_head(head: &[u8]) -> io::Result<Head> {
     let text = std::str::from_utf8(head).map_err(|_| invalid("head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let status = lines
@@ -84,12 +184,25 @@ fn parse_head(head: &[u8]) -> io::Result<(u16, usize)> {
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| invalid("bad status line"))?;
-    let content_length = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .ok_or_else(|| invalid("no Content-Length"))?;
-    Ok((status, content_length))
+    let (mut length, mut gzip) = (None, false);
+    for (name, value) in lines.filter_map(|line| line.split_once(':')) {
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().ok().map(Length::Exactly);
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.eq_ignore_ascii_case("chunked")
+        {
+            length = Some(Length::Chunked);
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            gzip = value.eq_ignore_ascii_case("gzip");
+        }
+    }
+    let length = length.ok_or_else(|| invalid("no Content-Length nor chunked"))?;
+    Ok(Head {
+        status,
+        length,
+        gzip,
+    })
 }
 
 /// What K clients achieved together.
@@ -190,7 +303,15 @@ mod tests {
     #[test]
     fn head_parsing() {
         let head = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\nConnection: keep-alive\r\n\r\n";
-        assert_eq!(parse_head(head).unwrap(), (200, 12));
+        let parsed = parse_head(head).unwrap();
+        assert_eq!(parsed.status, 200);
+        assert!(matches!(parsed.length, Length::Exactly(12)));
+        assert!(!parsed.gzip);
+        let head =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n";
+        let parsed = parse_head(head).unwrap();
+        assert!(matches!(parsed.length, Length::Chunked));
+        assert!(parsed.gzip);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
     }
 }

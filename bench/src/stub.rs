@@ -1,5 +1,6 @@
-//! A stub exporter: serves one fixed body on one loopback port, keep-alive,
-//! with Content-Length or chunked framing and an optional per-request delay,
+//! A stub exporter: serves one fixed body (or two in turn, so that the data
+//! changes every scrape) on one loopback port, keep-alive, with
+//! Content-Length or chunked framing and an optional per-request delay,
 //! and records the arrival time of every request so the runner can compute
 //! the scrape cadence the stub saw.
 //!
@@ -29,6 +30,9 @@ const CHUNK_BYTES: usize = 16 * 1024;
 #[derive(Clone, Debug)]
 pub struct StubOptions {
     pub body: Arc<Vec<u8>>,
+    /// Served instead of `body` on every other request: the exporter's
+    /// values change between scrapes.
+    pub alternate: Option<Arc<Vec<u8>>>,
     pub framing: Framing,
     /// Slept after a request arrives, before the response is written.
     pub delay: Duration,
@@ -58,7 +62,11 @@ impl Stub {
     pub fn start(options: StubOptions) -> io::Result<Stub> {
         let listener = TcpListener::bind(("127.0.0.1", options.port))?;
         let port = listener.local_addr()?.port();
-        let response = Arc::new(response_bytes(&options.body, options.framing));
+        let mut responses = vec![response_bytes(&options.body, options.framing)];
+        if let Some(alternate) = &options.alternate {
+            responses.push(response_bytes(alternate, options.framing));
+        }
+        let response = Arc::new(responses);
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (accept_hits, accept_stop, delay) = (hits.clone(), stop.clone(), options.delay);
@@ -158,7 +166,13 @@ pub fn response_bytes(body: &[u8], framing: Framing) -> Vec<u8> {
 
 /// Answers every complete request head on `stream` until the peer closes.
 /// Requests carry no body (the sidecar only sends GET).
-fn serve(mut stream: TcpStream, response: &[u8], delay: Duration, hits: &Mutex<Vec<Instant>>) {
+/// Responses are served in turn.
+fn serve(
+    mut stream: TcpStream,
+    responses: &[Vec<u8>],
+    delay: Duration,
+    hits: &Mutex<Vec<Instant>>,
+) {
     let _ = stream.set_nodelay(true);
     let mut buffer = vec![0u8; 8192];
     let mut filled = 0;
@@ -169,9 +183,11 @@ fn serve(mut stream: TcpStream, response: &[u8], delay: Duration, hits: &Mutex<V
         };
         filled += read;
         while let Some(end) = find_head_end(&buffer[..filled]) {
-            hits.lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .push(Instant::now());
+            let response = {
+                let mut hits = hits.lock().unwrap_or_else(|poison| poison.into_inner());
+                hits.push(Instant::now());
+                &responses[hits.len() % responses.len()]
+            };
             if !delay.is_zero() {
                 thread::sleep(delay);
             }

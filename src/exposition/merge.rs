@@ -2,7 +2,9 @@
 //! protobuf), one body out, text 0.0.4 ([`Merger::merge`]) or delimited
 //! protobuf ([`Merger::merge_as`]): the same families, conflicts and order
 //! either way; each source converted to the output's format as it is
-//! written (`protobuf::down`, `protobuf::up`).
+//! written (`protobuf::down`, `protobuf::up`). The served output is written
+//! in bounded pieces handed to a sink ([`Merger::merge_in_pieces`]), in
+//! either format, so that it is never held whole.
 //!
 //! Type conflicts (one 0.0.4 family name, different types in different
 //! sources) are resolved so the output always stays valid:
@@ -101,6 +103,10 @@ struct TargetSpans {
     braced: Span,
 }
 
+/// Where a merge in pieces hands them: the size that ends a piece, and the
+/// sink.
+type Pieces<'e> = (usize, &'e mut dyn FnMut(&[u8]));
+
 /// Reusable merge scratch: no allocation per merge after warm-up.
 pub struct Merger {
     label: Vec<u8>,
@@ -176,6 +182,40 @@ impl Merger {
     /// protobuf (text sources converted up). The same families, conflicts
     /// and order either way.
     pub fn merge_as(&mut self, sources: &[Source<'_>], format: OutputFormat, out: &mut Vec<u8>) {
+        self.merge_to(sources, format, out, None);
+    }
+
+    /// Writes the merged exposition of `sources` in `format` in pieces:
+    /// `piece` (cleared first) is handed to `emit` and cleared whenever it
+    /// holds `piece_bytes` or more, and at the end. A text piece ends at a
+    /// sample or family boundary, so it may exceed `piece_bytes` by one
+    /// line; a protobuf piece ends after a metric (a `MetricFamily`'s
+    /// length is written before its metrics, so a message may span pieces),
+    /// or after a run of metrics copied whole from one container's family.
+    /// The whole output is never held: what a large pod's output costs is
+    /// one piece and what `emit` keeps.
+    pub fn merge_in_pieces(
+        &mut self,
+        sources: &[Source<'_>],
+        format: OutputFormat,
+        piece: &mut Vec<u8>,
+        piece_bytes: usize,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        self.merge_to(sources, format, piece, Some((piece_bytes, emit)));
+        if !piece.is_empty() {
+            emit(piece);
+            piece.clear();
+        }
+    }
+
+    fn merge_to(
+        &mut self,
+        sources: &[Source<'_>],
+        format: OutputFormat,
+        out: &mut Vec<u8>,
+        mut pieces: Option<Pieces<'_>>,
+    ) {
         out.clear();
         self.table.clear();
         self.merged.clear();
@@ -257,11 +297,16 @@ impl Merger {
         self.group_contributions();
         self.resolve_types(sources);
         self.resolve_suffix_clashes(sources);
-        out.reserve(estimate + self.merged.len() * 64);
+        match &pieces {
+            Some((piece_bytes, _)) => out.reserve((*piece_bytes).min(estimate) + 4096),
+            None => out.reserve(estimate + self.merged.len() * 64),
+        }
         for merged in 0..self.merged.len() {
             match format {
-                OutputFormat::Text => self.write_family(sources, merged, out),
-                OutputFormat::Protobuf => self.write_family_protobuf(sources, merged, out),
+                OutputFormat::Text => self.write_family(sources, merged, out, &mut pieces),
+                OutputFormat::Protobuf => {
+                    self.write_family_protobuf(sources, merged, out, &mut pieces)
+                }
             }
         }
     }
@@ -402,7 +447,13 @@ impl Merger {
         ));
     }
 
-    fn write_family(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
+    fn write_family(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
@@ -454,15 +505,18 @@ impl Merger {
                             pair,
                         });
                     let family = view.family(c.family);
-                    down::write_metrics(
-                        view.body,
-                        name,
-                        family.metric_type,
-                        view.metrics(c.family),
-                        target.as_ref(),
-                        &mut self.scratch,
-                        out,
-                    );
+                    for metric in view.metrics(c.family) {
+                        down::write_metrics(
+                            view.body,
+                            name,
+                            family.metric_type,
+                            std::slice::from_ref(metric),
+                            target.as_ref(),
+                            &mut self.scratch,
+                            out,
+                        );
+                        emit_if_full(out, pieces);
+                    }
                     continue;
                 }
             };
@@ -484,6 +538,13 @@ impl Merger {
                     &mut self.scratch,
                     &mut self.candidate,
                 );
+                if let Some((piece_bytes, emit)) = pieces {
+                    if out.len() + (pending.end - pending.start) as usize >= *piece_bytes {
+                        writer.flush(&mut pending, out);
+                        emit(out);
+                        out.clear();
+                    }
+                }
             }
             writer.flush(&mut pending, out);
         }
@@ -520,7 +581,13 @@ impl Merger {
     /// metrics with native histograms and metrics without (a client_golang
     /// container and a text one, say) is written as two messages of the
     /// same name: the native metrics, then the others. Each is read right.
-    fn write_family_protobuf(&mut self, sources: &[Source<'_>], m: usize, out: &mut Vec<u8>) {
+    fn write_family_protobuf(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
@@ -548,10 +615,10 @@ impl Merger {
             }
         }
         if native && classic {
-            self.write_family_part(sources, m, Part::Native, out);
-            self.write_family_part(sources, m, Part::Classic, out);
+            self.write_family_part(sources, m, Part::Native, out, pieces);
+            self.write_family_part(sources, m, Part::Classic, out, pieces);
         } else {
-            self.write_family_part(sources, m, Part::All, out);
+            self.write_family_part(sources, m, Part::All, out, pieces);
         }
     }
 
@@ -565,6 +632,7 @@ impl Merger {
         m: usize,
         part: Part,
         out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
@@ -653,7 +721,10 @@ impl Merger {
                     let metrics = view.metrics(c.family);
                     let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
                     if retype.is_none() && relabeler.copies_all(metrics) {
-                        relabeler.write_copies(metrics, take, out);
+                        for run in metrics.chunks(METRICS_PER_RUN) {
+                            relabeler.write_copies(run, take, out);
+                            emit_if_full(out, pieces);
+                        }
                         continue;
                     }
                     for metric in metrics.iter().filter(|m| take(m)) {
@@ -662,15 +733,36 @@ impl Merger {
                             out,
                         );
                         relabeler.write_as(metric, retype, out, &mut self.scratch);
+                        emit_if_full(out, pieces);
                     }
                 }
                 SourceView::Text(_) if part.takes(false) => {
                     if let Some(span) = converted.next() {
-                        out.extend_from_slice(span.of(&self.converted));
+                        // Converted whole (its length comes first), handed
+                        // on in pieces.
+                        let room = pieces.as_ref().map_or(usize::MAX, |(bytes, _)| *bytes);
+                        for run in span.of(&self.converted).chunks(room.max(1)) {
+                            out.extend_from_slice(run);
+                            emit_if_full(out, pieces);
+                        }
                     }
                 }
                 SourceView::Text(_) => {}
             }
+        }
+    }
+}
+
+/// Metrics of one protobuf contribution copied between checks of the
+/// piece's size: a run of native histograms is some tens of KiB at most.
+const METRICS_PER_RUN: usize = 64;
+
+/// Hands `out` on and clears it if the merge is in pieces and it is full.
+fn emit_if_full(out: &mut Vec<u8>, pieces: &mut Option<Pieces<'_>>) {
+    if let Some((piece_bytes, emit)) = pieces {
+        if out.len() >= *piece_bytes {
+            emit(out);
+            out.clear();
         }
     }
 }
@@ -1104,6 +1196,89 @@ mod tests {
                 .map(|&(source, name)| (source, name.to_string()))
                 .collect();
             assert_eq!(conflicts, expected, "{}", case.what);
+        }
+    }
+
+    fn indexed(body: &[u8], format: super::super::Format) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.to_vec(), format);
+        snapshot.index().expect("fixture parses");
+        snapshot
+    }
+
+    /// Pieces of any size concatenate to what one whole merge writes, in
+    /// either output format and from sources of both, and none is much
+    /// larger than asked.
+    #[test]
+    fn merging_in_pieces_writes_the_same_output() {
+        use super::super::Format;
+        let snapshots = [
+            indexed(
+                include_bytes!("../../tests/fixtures/node_exporter.prom"),
+                Format::Text,
+            ),
+            indexed(
+                include_bytes!("../../tests/fixtures/python_client_openmetrics.txt"),
+                Format::Text,
+            ),
+            indexed(
+                include_bytes!("../../tests/fixtures/edge_labels.prom"),
+                Format::Text,
+            ),
+            indexed(
+                include_bytes!("../../tests/fixtures/edge_container_label.prom"),
+                Format::Text,
+            ),
+            indexed(
+                include_bytes!("../../tests/fixtures/node_exporter.pb"),
+                Format::Protobuf,
+            ),
+            indexed(
+                include_bytes!("../../tests/fixtures/client_golang_native.pb"),
+                Format::Protobuf,
+            ),
+        ];
+        let names = ["node", "python", "edge", "container", "node_pb", "native"];
+        let mut sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(names)
+            .map(|(snapshot, name)| Source {
+                container: Some(name),
+                snapshot,
+            })
+            .collect();
+        sources.push(Source {
+            container: None,
+            snapshot: &snapshots[2],
+        });
+        let mut merger = Merger::new("container");
+        for format in [OutputFormat::Text, OutputFormat::Protobuf] {
+            let mut whole = Vec::new();
+            merger.merge_as(&sources, format, &mut whole);
+            assert!(whole.len() > 50_000, "{}", whole.len());
+            for piece_bytes in [1, 100, 4096, 65_536, usize::MAX] {
+                let mut joined = Vec::new();
+                let mut largest = 0;
+                let mut piece = Vec::new();
+                merger.merge_in_pieces(&sources, format, &mut piece, piece_bytes, &mut |bytes| {
+                    largest = largest.max(bytes.len());
+                    joined.extend_from_slice(bytes);
+                });
+                assert!(piece.is_empty());
+                assert!(joined == whole, "{format:?} in pieces of {piece_bytes}");
+                if piece_bytes < whole.len() {
+                    // Text: one family head and one line past the size
+                    // asked. Protobuf: one metric, or a run of copied ones.
+                    let slack = match format {
+                        OutputFormat::Text => 2048,
+                        OutputFormat::Protobuf => piece_bytes.max(16 * 1024),
+                    };
+                    assert!(
+                        largest < piece_bytes + slack,
+                        "{format:?}: {largest} for {piece_bytes}"
+                    );
+                }
+            }
         }
     }
 }

@@ -193,6 +193,25 @@ impl Snapshot {
         self.proto_index.shrink();
     }
 
+    /// Families in the indexed body (0 when not indexed).
+    pub fn family_count(&self) -> usize {
+        if self.is_indexed() {
+            self.view().family_count()
+        } else {
+            0
+        }
+    }
+
+    /// Frees the index; the next `index()` parses the body again. For
+    /// bodies that outlive the merge that needed their index: the memory
+    /// serves the scrapes in between.
+    pub fn release_index(&mut self) {
+        self.index = Default::default();
+        if self.state == State::Indexed && !self.body.is_empty() {
+            self.state = State::Stale;
+        }
+    }
+
     /// Whether the index matches the body (`index()` has nothing to do).
     pub fn is_indexed(&self) -> bool {
         self.state == State::Indexed

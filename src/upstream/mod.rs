@@ -25,6 +25,17 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Room for the response head on top of the expected body.
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
 
+/// Asked before the receive buffer grows: the pod's budget across
+/// containers decides (see [`crate::budget`]), and may hand a larger idle
+/// buffer instead. Refused, the scrape pauses: it reads nothing more until
+/// [`Upstream::resume`].
+pub trait Allowance {
+    /// How the receive buffer may grow to `capacity` bytes.
+    fn grow(&mut self, capacity: usize) -> Growth;
+}
+
+pub use crate::budget::Growth;
+
 /// Where the current scrape is. `Idle` may hold an open keep-alive
 /// connection for the next scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +97,8 @@ pub struct Upstream {
     started_at: Option<Instant>,
     /// The error text of the last failure, for the one log line on change.
     last_error: String,
+    /// Reading stopped because the budget refused a larger buffer.
+    paused: bool,
 }
 
 impl Upstream {
@@ -119,6 +132,7 @@ impl Upstream {
             max_body_bytes,
             started_at: None,
             last_error: String::new(),
+            paused: false,
         }
     }
 
@@ -173,6 +187,7 @@ impl Upstream {
     }
 
     fn begin(&mut self, registry: &Registry) -> Option<Outcome> {
+        self.paused = false;
         self.decoder.reset();
         self.received.clear();
         self.sent = 0;
@@ -207,15 +222,76 @@ impl Upstream {
     /// Handles readiness of the socket. Events may be spurious: every step
     /// checks what the socket really says. Returns a record when the scrape
     /// ended.
-    pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> Option<Finished<'_>> {
+    pub fn on_ready(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Finished<'_>> {
         self.stream.as_ref()?;
         let outcome = match self.phase {
             Phase::Idle => self.check_idle_connection(registry),
             Phase::Connecting => self.finish_connect(registry),
             Phase::SendingRequest => self.send_request(registry),
-            Phase::ReadingResponse => self.read_response(registry),
+            Phase::ReadingResponse if self.paused => None,
+            Phase::ReadingResponse => self.read_response(registry, allowance),
         }?;
         Some(self.finished(outcome, now))
+    }
+
+    /// Whether the scrape waits for room in the budget.
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.phase == Phase::ReadingResponse
+    }
+
+    /// Reads again after a pause: bytes may have waited in the socket with
+    /// no new readiness event to tell.
+    pub fn resume(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Finished<'_>> {
+        if !self.is_paused() {
+            return None;
+        }
+        self.paused = false;
+        let outcome = self.read_response(registry, allowance)?;
+        Some(self.finished(outcome, now))
+    }
+
+    /// The most a receive buffer holds with this body limit: the body and
+    /// room for the response head.
+    pub fn buffer_limit(max_body_bytes: usize) -> usize {
+        max_body_bytes + 64 * 1024
+    }
+
+    /// What the next scrape's body is expected to need: the last body and
+    /// room for the head, or one read's worth when nothing is known yet.
+    /// (Not the most a body may take: the budget keeps room for the first
+    /// scrape in flight, and one that hangs would then hold every other.)
+    pub fn expected_buffer(&self) -> usize {
+        if self.last_body_len > 0 {
+            self.last_body_len + RESPONSE_HEAD_ALLOWANCE
+        } else {
+            READ_CHUNK
+        }
+    }
+
+    /// The buffer the next scrape reads into (before [`Upstream::start`]).
+    pub fn set_buffer(&mut self, buffer: Vec<u8>) {
+        if !self.in_flight() {
+            self.received = buffer;
+        }
+    }
+
+    /// Takes the receive buffer of an idle upstream (after a finished
+    /// scrape: usually the previous body's allocation), for the pool.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        if self.in_flight() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.received)
     }
 
     /// The scrape deadline passed: the scrape in flight, if any, fails.
@@ -286,12 +362,16 @@ impl Upstream {
         None
     }
 
-    fn read_response(&mut self, registry: &Registry) -> Option<Outcome> {
+    fn read_response(
+        &mut self,
+        registry: &Registry,
+        allowance: &mut dyn Allowance,
+    ) -> Option<Outcome> {
         loop {
             let filled = self.received.len();
             // Never hold more than the limit plus a head: a container that
             // sends 50 MB costs us at most that.
-            let limit = self.max_body_bytes + 64 * 1024;
+            let limit = Upstream::buffer_limit(self.max_body_bytes);
             if filled >= limit {
                 let error = io::Error::other(format!(
                     "response of at least {filled} bytes over the body limit of {} bytes plus 64 KiB for the head (--max_body_bytes)",
@@ -309,8 +389,23 @@ impl Upstream {
                 READ_CHUNK
             }
             .min(limit - filled);
-            if filled == 0 {
-                self.received.reserve_exact(want);
+            if filled + want > self.received.capacity() {
+                // Grow by half at least (amortised), never past the limit,
+                // and only as far as the budget allows.
+                let capacity = self.received.capacity();
+                let target = (filled + want).max(capacity + capacity / 2).min(limit);
+                match allowance.grow(target) {
+                    Growth::Grow => self.received.reserve_exact(target - filled),
+                    Growth::Adopt(mut buffer) => {
+                        buffer.clear();
+                        buffer.extend_from_slice(&self.received);
+                        self.received = buffer;
+                    }
+                    Growth::Pause => {
+                        self.paused = true;
+                        return None;
+                    }
+                }
             }
             self.received.resize(filled + want, 0);
             let stream = self.stream.as_mut()?;
@@ -458,6 +553,7 @@ impl Upstream {
     }
 
     fn fail(&mut self, registry: &Registry, reason: FailureReason, error: &io::Error) -> Outcome {
+        self.paused = false;
         use std::fmt::Write as _;
         let phase = self.phase.describe();
         self.last_error.clear();

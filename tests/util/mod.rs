@@ -155,6 +155,25 @@ pub fn try_get(port: u16, path: &str) -> std::io::Result<Response> {
         .and_then(|bytes| parse_response(&bytes).map(|(response, _)| response))
 }
 
+/// GET `path` with extra header lines (each ending in CRLF), reading the
+/// whole response of a closing connection.
+pub fn get_with(port: u16, path: &str, headers: &str) -> Response {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n");
+    let bytes = raw_exchange(port, request.as_bytes()).expect("exchange");
+    parse_response(&bytes).expect("one response").0
+}
+
+/// The text of a gzip body, decoded by flate2 (an implementation the
+/// sidecar does not use), which checks the CRC and the length.
+pub fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut text)
+        .expect("a valid gzip member");
+    text
+}
+
 /// Sends `request` and reads until the server closes.
 pub fn raw_exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -593,12 +612,17 @@ fn status_kilobytes(pid: u32, field: &str) -> u64 {
 /// and never reads: the kernel cannot absorb the response on its behalf,
 /// so the sidecar keeps holding the body it is sending.
 pub fn stalled_client(port: u16) -> TcpStream {
+    stalled_client_with(port, "")
+}
+
+/// [`stalled_client`] with extra header lines (`Accept-Encoding: gzip\r\n`).
+pub fn stalled_client_with(port: u16, headers: &str) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&local(port).into()).unwrap();
     let mut stream: TcpStream = socket.into();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
         .unwrap();
     stream
 }

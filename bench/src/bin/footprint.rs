@@ -74,6 +74,8 @@ enum Clients {
     Load(usize),
     /// One keep-alive client requesting at this interval (Prometheus-like).
     Every(Duration),
+    /// The same, asking for gzip as Prometheus does.
+    EveryGzip(Duration),
 }
 
 /// Which process the window measures.
@@ -332,6 +334,16 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             every,
             settings.client_window,
         ));
+        let name = format!("S, interval mode, 1 gzip client every {every_s} s");
+        list.push(scenario(
+            &name,
+            "main",
+            3,
+            &node_exporter,
+            200,
+            Clients::EveryGzip(settings.client_every),
+            settings.client_window,
+        ));
         let name = format!("S on demand (-i 0), 1 client every {every_s} s");
         list.push(scenario(
             &name,
@@ -379,6 +391,7 @@ fn measure(
     for _ in 0..scenario.containers {
         let options = StubOptions {
             body: scenario.body.clone(),
+            alternate: None,
             framing: Framing::ContentLength,
             delay: Duration::ZERO,
             port: 0,
@@ -425,8 +438,10 @@ fn measure(
     }
 
     let mut periodic_client = match scenario.clients {
-        Clients::Every(_) => {
-            let mut client = Client::connect(export_port, "/metrics").map_err(|e| e.to_string())?;
+        Clients::Every(_) | Clients::EveryGzip(_) => {
+            let gzip = matches!(scenario.clients, Clients::EveryGzip(_));
+            let mut client =
+                Client::connect_with(export_port, "/metrics", gzip).map_err(|e| e.to_string())?;
             // Steady state: connections already open, as with Prometheus.
             client.get().map_err(|e| format!("first scrape: {e}"))?;
             Some(client)
@@ -445,7 +460,7 @@ fn measure(
                 .map_err(|e| format!("load: {e}"))?;
             load_report = Some(report);
         }
-        Clients::Every(every) => {
+        Clients::Every(every) | Clients::EveryGzip(every) => {
             let client = periodic_client.as_mut().ok_or("no client")?;
             periodic = Some(scrape_periodically(
                 client,

@@ -48,6 +48,7 @@ fn run() -> Result<(), String> {
         let port = if base_port == 0 { 0 } else { base_port + index };
         let stub = Stub::start(StubOptions {
             body: body.clone(),
+            alternate: None,
             framing,
             delay,
             port,
