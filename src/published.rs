@@ -264,6 +264,42 @@ mod tests {
         assert_eq!(published.retired_bytes(), 80);
     }
 
+    /// Both formats' editions are kept side by side, invalidated together,
+    /// and their retired buffers share one budget.
+    #[test]
+    fn formats_have_their_own_editions_and_one_retired_budget() {
+        let mut published = Published::new(100);
+        let edition = |published: &mut Published, format, text: &str| {
+            let (text_buffer, gzip_buffer, evicted) = published.start_build(format);
+            let mut builder = EncodedBuilder::new(text_buffer, gzip_buffer, false);
+            builder.write(text.as_bytes());
+            published.publish(format, builder.finish());
+            let held = published.current_mut(format).unwrap().text.clone().unwrap();
+            (held, evicted)
+        };
+        let (text, _) = edition(&mut published, OutputFormat::Text, &"t".repeat(60));
+        assert!(published.current_mut(OutputFormat::Protobuf).is_none());
+        let (protobuf, _) = edition(&mut published, OutputFormat::Protobuf, &"p".repeat(60));
+        assert_eq!(
+            published.current_mut(OutputFormat::Text).unwrap().text_len,
+            60
+        );
+        assert!(published.held_bytes() >= 120);
+        published.invalidate();
+        assert!(published.current_mut(OutputFormat::Text).is_none());
+        assert!(published.current_mut(OutputFormat::Protobuf).is_none());
+        assert_eq!(published.held_bytes(), 0);
+        // Text retired (60): within budget.
+        let (_, evicted) = edition(&mut published, OutputFormat::Text, "u");
+        assert!(evicted.is_empty());
+        // Protobuf retired too: 120 past 100, the older (text) goes.
+        let (_, evicted) = edition(&mut published, OutputFormat::Protobuf, "q");
+        assert_eq!(evicted.len(), 1);
+        assert!(Rc::ptr_eq(&evicted[0], &text));
+        drop((text, protobuf, evicted));
+        assert_eq!(published.retired_bytes(), 0);
+    }
+
     #[test]
     fn the_newest_retired_body_is_kept_whatever_its_size() {
         let mut published = Published::new(10);
