@@ -24,11 +24,11 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::exposition::negotiate::{client_format, OutputFormat};
 use mio::net::TcpStream;
 
 use crate::encoded::Body;
 use crate::encoding;
+use crate::exposition::negotiate::{client_format, OutputFormat};
 
 /// Largest request head accepted; Prometheus sends about 300 bytes. Above
 /// this the client gets 431 and is closed.
