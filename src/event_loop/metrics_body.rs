@@ -1,0 +1,115 @@
+//! The metrics body, the loop's side of it: answered from the published
+//! edition when nothing changed, otherwise built within the memory budget
+//! (each container's index counted against what the bodies held leave, one
+//! that would not fit refused for that build), indexes freed after the
+//! build, and the clients still holding an evicted edition closed.
+
+use std::time::Instant;
+
+use log::debug;
+
+use crate::downstream::Coding;
+use crate::encoded::Body;
+use crate::exposition::negotiate::OutputFormat;
+use crate::scrape::FailureReason;
+use crate::self_metrics::ProcessStats;
+
+use super::Sidecar;
+
+/// The bodies held and the indexes of one build (with the merge's own
+/// records, about [`MERGE_BYTES_PER_FAMILY`] a family) may hold this many
+/// times `--max_body_bytes` together (22 MiB): indexes get what the bodies
+/// leave. A body whose index would not fit is refused for that build
+/// (`over_budget`). Indexes are freed after the build.
+const BODIES_AND_INDEXES_PER_MAX_BODY: f64 = 5.5;
+/// What the merge keeps per family of each source: its table entry, merged
+/// record and two contribution records (measured: about 72 bytes).
+const MERGE_BYTES_PER_FAMILY: usize = 72;
+
+impl Sidecar {
+    /// The body served for the endpoint in `format`, gzip if `gzip`: built
+    /// when some data changed since that format's last build, otherwise the
+    /// same shared bytes.
+    pub(super) fn metrics_body(
+        &mut self,
+        now: Instant,
+        format: OutputFormat,
+        gzip: bool,
+    ) -> (Body, Coding) {
+        if let Some(answer) = self.output.current(format, gzip) {
+            return answer;
+        }
+        self.budget.release_pool();
+        self.hold_indexes_within_budget(now);
+        let process = ProcessStats::read();
+        let evicted = self
+            .output
+            .build(now, format, &mut self.containers, &process, gzip);
+        debug!(
+            "built the {format:?} output (resident before: {} KiB, receive peak {} KiB): bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            process.resident_bytes >> 10,
+            self.budget.peak_receiving() >> 10,
+            self.budget.held_total() >> 10,
+            self.budget.receiving_total() >> 10,
+            self.containers
+                .iter()
+                .map(|container| container.snapshot().index_bytes())
+                .sum::<usize>()
+                >> 10,
+            self.output.held_bytes() >> 10
+        );
+        // Nothing needs the indexes until the next build, which will follow
+        // new data: receive buffers can use their memory meanwhile.
+        for container in &mut self.containers {
+            container.release_index();
+        }
+        for evicted in &evicted {
+            for id in self
+                .clients
+                .ids_where(|connection| connection.client.holds(evicted))
+            {
+                debug!("closing a client too slow to take its response");
+                self.close_client(id);
+            }
+        }
+        self.output
+            .current(format, gzip)
+            .unwrap_or((Body::empty(), Coding::Identity))
+    }
+
+    /// Indexes every up container's body before a build, counting each
+    /// index and its merge records against the index budget; a container
+    /// whose index would not fit is refused for this build (`over_budget`),
+    /// in command-line order, so the first containers are the ones served.
+    /// The edition of the other output format, when clients of both are
+    /// served, is counted with the bodies: a second format costs indexes,
+    /// never memory past the model.
+    fn hold_indexes_within_budget(&mut self, now: Instant) {
+        let limit = ((self.config.max_body_bytes as f64 * BODIES_AND_INDEXES_PER_MAX_BODY)
+            as usize)
+            .saturating_sub(self.budget.held_total())
+            .saturating_sub(self.output.held_bytes());
+        let mut total = 0;
+        for (index, container) in self.containers.iter_mut().enumerate() {
+            container.prepare_for_merge(now);
+            let snapshot = container.snapshot();
+            if !snapshot.is_indexed() || snapshot.body_len() == 0 {
+                continue;
+            }
+            let cost = snapshot.index_bytes() + snapshot.family_count() * MERGE_BYTES_PER_FAMILY;
+            if total + cost > limit {
+                let detail = format!(
+                    "its index ({} KiB) would take the indexes of one build past the {} KiB \
+                     that the bodies held leave of {BODIES_AND_INDEXES_PER_MAX_BODY} x \
+                     --max_body_bytes",
+                    cost >> 10,
+                    limit >> 10
+                );
+                container.refuse(now, FailureReason::OverBudget, &detail);
+                self.budget.set_held(index, 0);
+            } else {
+                total += cost;
+            }
+        }
+    }
+}
