@@ -2,7 +2,7 @@
 //! *completed* scrape (a successful body in a [`Snapshot`], or nothing after
 //! a failure), its health, and the numbers of its own metrics.
 //!
-//! Every change of health passes through [`ContainerState::set_health`],
+//! Every change of health passes through `ContainerState::set_health`,
 //! which logs each transition once (up, down, a down container's new
 //! reason), never a line per failed scrape. A container that flaps (up and
 //! down at every scrape, 20 times a second at `-i 50`) is rate-limited: a

@@ -22,6 +22,12 @@
 //! on a fixed cadence and requests are answered at once from the latest
 //! data. `OnDemand`: nothing runs between requests; a request for the
 //! endpoint starts or joins a round, answered when it ends.
+//!
+//! Fairness: a client's turn ends after `MAX_REQUESTS_PER_TURN` requests
+//! or `MAX_BYTES_PER_TURN` bytes written; a client with work left is
+//! queued, and the queue is served after the next poll, which then does not
+//! sleep. Every iteration runs its events, its timers and one turn of each
+//! queued client, so no client holds back the others or the scrapes.
 
 use std::fmt;
 use std::io;
