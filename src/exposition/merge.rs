@@ -27,6 +27,7 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
+use super::labels::LabelIter;
 use super::negotiate::OutputFormat;
 use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -995,89 +996,6 @@ fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
         scratch.clear();
         label.name(scratch) == name
     })
-}
-
-struct Label<'a> {
-    raw_name: &'a [u8],
-    quoted: bool,
-    /// Still escaped, as 0.0.4 wants it.
-    value: &'a [u8],
-}
-
-impl<'a> Label<'a> {
-    fn name<'s>(&self, scratch: &'s mut Vec<u8>) -> &'s [u8]
-    where
-        'a: 's,
-    {
-        if self.quoted {
-            escape_quoted_name(self.raw_name, NameRule::Label, scratch);
-            scratch
-        } else {
-            self.raw_name
-        }
-    }
-}
-
-/// Iterates the labels of a label set the parser validated. Never panics,
-/// even on input it did not validate (it then stops early).
-struct LabelIter<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> LabelIter<'a> {
-    fn new(bytes: &'a [u8]) -> LabelIter<'a> {
-        LabelIter { bytes, at: 0 }
-    }
-
-    fn skip(&mut self, accept: impl Fn(u8) -> bool) {
-        while self.bytes.get(self.at).is_some_and(|&c| accept(c)) {
-            self.at += 1;
-        }
-    }
-
-    /// Content of the quoted string starting at `at`; moves past it.
-    fn quoted(&mut self) -> Option<&'a [u8]> {
-        if self.bytes.get(self.at) != Some(&b'"') {
-            return None;
-        }
-        let start = self.at + 1;
-        let mut i = start;
-        loop {
-            match self.bytes.get(i)? {
-                b'"' => break,
-                b'\\' => i += 2,
-                _ => i += 1,
-            }
-        }
-        self.at = i + 1;
-        self.bytes.get(start..i)
-    }
-}
-
-impl<'a> Iterator for LabelIter<'a> {
-    type Item = Label<'a>;
-
-    fn next(&mut self) -> Option<Label<'a>> {
-        self.skip(|c| c == b' ' || c == b'\t' || c == b',');
-        let (raw_name, quoted) = if self.bytes.get(self.at) == Some(&b'"') {
-            (self.quoted()?, true)
-        } else {
-            let start = self.at;
-            self.skip(|c| c.is_ascii_alphanumeric() || c == b'_');
-            (self.bytes.get(start..self.at)?, false)
-        };
-        if raw_name.is_empty() && !quoted {
-            return None;
-        }
-        self.skip(|c| c == b' ' || c == b'\t' || c == b'=');
-        let value = self.quoted()?;
-        Some(Label {
-            raw_name,
-            quoted,
-            value,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 use super::read::{histogram_field as h, metric_field, MetricType};
 use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, WireType};
 use super::write::{put_label_pair_field, Target};
+use crate::exposition::labels::LabelIter;
 use crate::exposition::parse::{IndexView, Kind, Sample, SampleFlags, Span};
 use crate::exposition::text::{
     escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into,
@@ -265,14 +266,14 @@ impl UpConverter {
         self.pairs.clear();
         self.names.clear();
         let labels = sample.labels.of(source.view.body());
-        for label in TextLabels::new(labels) {
+        for label in LabelIter::new(labels) {
             let start = self.names.len();
             if label.quoted {
-                escape_quoted_name(label.name, NameRule::Label, &mut self.names);
+                escape_quoted_name(label.raw_name, NameRule::Label, &mut self.names);
             } else {
-                self.names.extend_from_slice(label.name);
+                self.names.extend_from_slice(label.raw_name);
             }
-            let value_start = sample.labels.start as usize + label.value_offset;
+            let value_start = sample.labels.start as usize + label.value_start;
             self.pairs.push((
                 Span {
                     start: start as u32,
@@ -280,7 +281,7 @@ impl UpConverter {
                 },
                 Span {
                     start: value_start as u32,
-                    end: (value_start + label.value_len) as u32,
+                    end: (value_start + label.value.len()) as u32,
                 },
             ));
         }
@@ -468,85 +469,12 @@ impl UpConverter {
     /// The value of the sample's bound label as a number (+Inf if absent).
     fn bound(&self, source: TextSource<'_>, sample: &Sample, bound_label: &[u8]) -> f64 {
         let body = source.view.body();
-        for label in TextLabels::new(sample.labels.of(body)) {
-            if !label.quoted && label.name == bound_label {
-                let start = sample.labels.start as usize + label.value_offset;
-                return parse_number(&body[start..start + label.value_len]);
+        for label in LabelIter::new(sample.labels.of(body)) {
+            if !label.quoted && label.raw_name == bound_label {
+                let start = sample.labels.start as usize + label.value_start;
+                return parse_number(&body[start..start + label.value.len()]);
             }
         }
         f64::INFINITY
-    }
-}
-
-struct TextLabel<'a> {
-    name: &'a [u8],
-    quoted: bool,
-    /// Position of the raw (escaped) value in the label set, and its length.
-    value_offset: usize,
-    value_len: usize,
-}
-
-/// The labels of a label set the text parser validated: `name="v"` or
-/// `"quoted name"="v"`, separated by commas, blanks allowed. Stops early on
-/// anything else (never panics).
-struct TextLabels<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> TextLabels<'a> {
-    fn new(bytes: &'a [u8]) -> TextLabels<'a> {
-        TextLabels { bytes, at: 0 }
-    }
-
-    fn skip(&mut self, accept: impl Fn(u8) -> bool) {
-        while self.bytes.get(self.at).is_some_and(|&c| accept(c)) {
-            self.at += 1;
-        }
-    }
-
-    /// A quoted string at `at`: its content's range; moves past it.
-    fn quoted(&mut self) -> Option<(usize, usize)> {
-        if self.bytes.get(self.at) != Some(&b'"') {
-            return None;
-        }
-        let start = self.at + 1;
-        let mut i = start;
-        loop {
-            match self.bytes.get(i)? {
-                b'"' => break,
-                b'\\' => i += 2,
-                _ => i += 1,
-            }
-        }
-        self.at = i + 1;
-        Some((start, i))
-    }
-}
-
-impl<'a> Iterator for TextLabels<'a> {
-    type Item = TextLabel<'a>;
-
-    fn next(&mut self) -> Option<TextLabel<'a>> {
-        self.skip(|c| c == b' ' || c == b'\t' || c == b',');
-        let (name, quoted) = if self.bytes.get(self.at) == Some(&b'"') {
-            let (start, end) = self.quoted()?;
-            (self.bytes.get(start..end)?, true)
-        } else {
-            let start = self.at;
-            self.skip(|c| c.is_ascii_alphanumeric() || c == b'_');
-            (self.bytes.get(start..self.at)?, false)
-        };
-        if name.is_empty() && !quoted {
-            return None;
-        }
-        self.skip(|c| c == b' ' || c == b'\t' || c == b'=');
-        let (start, end) = self.quoted()?;
-        Some(TextLabel {
-            name,
-            quoted,
-            value_offset: start,
-            value_len: end - start,
-        })
     }
 }
