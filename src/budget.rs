@@ -43,7 +43,8 @@ pub struct Budget {
     /// What each scrape in flight expects to need (its last body).
     expected: Vec<usize>,
     next_start: u64,
-    /// Idle receive buffers, empty (cleared), for any container.
+    /// Idle receive buffers for any container; their stale bytes are kept
+    /// as initialised room (`upstream/receive_buffer.rs`).
     pool: Vec<Vec<u8>>,
     /// Containers paused for lack of room, to resume when some is freed.
     paused: Vec<usize>,
@@ -139,11 +140,10 @@ impl Budget {
 
     /// The scrape of `index` ended and gives back `buffer` (idle now): it
     /// goes to the pool if that fits, else it is dropped.
-    pub fn end(&mut self, index: usize, mut buffer: Vec<u8>) {
+    pub fn end(&mut self, index: usize, buffer: Vec<u8>) {
         self.in_flight[index] = false;
         self.receiving[index] = 0;
         self.paused.retain(|&paused| paused != index);
-        buffer.clear();
         if buffer.capacity() > 0
             && self.receiving_total() + buffer.capacity() <= self.receive_limit()
         {

@@ -172,7 +172,7 @@ impl ContainerState {
     }
 
     /// A scrape finished. On success its body is taken by swapping buffers
-    /// (the scrape gets the previous body's allocation back, cleared).
+    /// (the scrape gets the previous body back, its bytes stale room).
     /// Returns the line it logged, if any.
     pub fn record(&mut self, now: Instant, finished: Finished<'_>) -> Option<Logged> {
         self.stats.scrapes_total += 1;

@@ -28,8 +28,9 @@ pub struct Finished<'a> {
     /// connecting"); empty on success.
     pub detail: &'a str,
     /// On success the whole body, for the receiver to take by swapping
-    /// buffers (whatever buffer it leaves is reused for the next scrape);
-    /// empty on failure. A partial body is never handed out.
+    /// buffers (whatever buffer it leaves, stale bytes and all, is reused
+    /// for the next scrape); not to be read on failure. A partial body is
+    /// never handed out.
     pub body: &'a mut Vec<u8>,
     /// The response's `Content-Type` (None when it had none): how the body
     /// is to be read.

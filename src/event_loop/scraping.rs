@@ -187,7 +187,7 @@ pub(super) fn take_scrape(
             finished.body.len() >> 10,
             budget.held_limit() >> 10
         );
-        finished.body.clear();
+        // The refused body's bytes stay as the next scrape's room.
         container.record(
             now,
             Finished {

@@ -85,8 +85,10 @@ impl Snapshot {
     }
 
     /// Takes `body` as the new content by swapping buffers: afterwards `body`
-    /// holds the previous body's allocation, cleared, for the next scrape to
-    /// fill. The index is rebuilt lazily by `index()`.
+    /// holds the previous body, stale, for the next scrape to read over (its
+    /// bytes are kept: a receive buffer reuses them as initialised room, see
+    /// `upstream/receive_buffer.rs`; clear it to write into it). The index is
+    /// rebuilt lazily by `index()`.
     pub fn replace(&mut self, body: &mut Vec<u8>) {
         self.replace_as(body, Format::Text);
     }
@@ -94,7 +96,6 @@ impl Snapshot {
     /// `replace` for a body in `format`.
     pub fn replace_as(&mut self, body: &mut Vec<u8>, format: Format) {
         std::mem::swap(&mut self.body, body);
-        body.clear();
         self.index.clear();
         self.proto_index.clear();
         self.format = format;

@@ -8,6 +8,7 @@
 //! one connection and keeps the phase. It never reads the clock: the loop
 //! passes `now` and arms the deadline.
 
+mod receive_buffer;
 pub mod response;
 
 use std::io::{self, Read, Write};
@@ -18,12 +19,18 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::scrape::{FailureReason, Finished, Outcome};
+use receive_buffer::ReceiveBuffer;
 use response::{Limits, Progress, ResponseDecoder};
 
 /// Bytes asked of the socket per read when nothing better is known.
 const READ_CHUNK: usize = 64 * 1024;
 /// Room for the response head on top of the expected body.
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
+/// Most bytes read while the head is incomplete. The decoder moves the
+/// body bytes that arrive with the head down over it; read alone, the head
+/// brings few of them, and the rest of the body lands where it stays (one
+/// more read, against moving a whole body received with its head).
+const HEAD_READ: usize = 2048;
 
 /// Asked before the receive buffer grows: the pod's budget across
 /// containers decides (see [`crate::budget`]), and may hand a larger idle
@@ -90,7 +97,7 @@ pub struct Upstream {
     reused: bool,
     retried: bool,
     decoder: ResponseDecoder,
-    received: Vec<u8>,
+    received: ReceiveBuffer,
     /// Size of the last complete body: how much to reserve next time.
     last_body_len: usize,
     max_body_bytes: usize,
@@ -127,7 +134,7 @@ impl Upstream {
                 max_head_bytes: 16 * 1024,
                 max_body_bytes,
             }),
-            received: Vec::new(),
+            received: ReceiveBuffer::default(),
             last_body_len: 0,
             max_body_bytes,
             started_at: None,
@@ -181,7 +188,7 @@ impl Upstream {
             outcome,
             duration,
             detail,
-            body: &mut self.received,
+            body: self.received.hand_over(),
             content_type: self.decoder.content_type(),
         }
     }
@@ -278,10 +285,11 @@ impl Upstream {
         }
     }
 
-    /// The buffer the next scrape reads into (before [`Upstream::start`]).
+    /// The buffer the next scrape reads into (before [`Upstream::start`]);
+    /// its stale bytes are room.
     pub fn set_buffer(&mut self, buffer: Vec<u8>) {
         if !self.in_flight() {
-            self.received = buffer;
+            self.received = ReceiveBuffer::from_stale(buffer);
         }
     }
 
@@ -291,7 +299,7 @@ impl Upstream {
         if self.in_flight() {
             return Vec::new();
         }
-        std::mem::take(&mut self.received)
+        self.received.take()
     }
 
     /// The scrape deadline passed: the scrape in flight, if any, fails.
@@ -379,40 +387,54 @@ impl Upstream {
                 ));
                 return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));
             }
-            // Zero-filling is the price of safe reads; bound it per call.
-            // The first read of a steady exporter asks for what it sent last
-            // time (head included), so it neither reallocates nor zeroes, or
-            // keeps resident, more than that.
-            let want = if filled == 0 && self.last_body_len > 0 {
-                self.last_body_len + RESPONSE_HEAD_ALLOWANCE
+            // A steady exporter's response is expected to end where the
+            // last one did (head included): reads go up to there, in a
+            // buffer made exactly that large, so it is not reallocated, nor
+            // touched (made resident) past it. A buffer grown by half would
+            // no longer fit the pool of idle buffers (budget.rs), and each
+            // scrape would map and fault in a fresh one. Past that end, reads
+            // fill the room the buffer has, and it grows only when full.
+            let expected_end = match self.last_body_len {
+                0 => 0,
+                last => last + RESPONSE_HEAD_ALLOWANCE,
+            };
+            let room = self.received.capacity() - filled;
+            let (want, exact) = if filled < expected_end {
+                (expected_end - filled, true)
+            } else if room > 0 {
+                (room, false)
             } else {
-                READ_CHUNK
-            }
-            .min(limit - filled);
+                (READ_CHUNK, false)
+            };
+            let want = want.min(limit - filled);
+            let head_incomplete = self.decoder.status().is_none();
             if filled + want > self.received.capacity() {
                 // Grow by half at least (amortised), never past the limit,
                 // and only as far as the budget allows.
                 let capacity = self.received.capacity();
-                let target = (filled + want).max(capacity + capacity / 2).min(limit);
+                let target = if exact {
+                    filled + want
+                } else {
+                    (filled + want).max(capacity + capacity / 2).min(limit)
+                };
                 match allowance.grow(target) {
                     Growth::Grow => self.received.reserve_exact(target - filled),
-                    Growth::Adopt(mut buffer) => {
-                        buffer.clear();
-                        buffer.extend_from_slice(&self.received);
-                        self.received = buffer;
-                    }
+                    Growth::Adopt(buffer) => self.received.adopt(buffer),
                     Growth::Pause => {
                         self.paused = true;
                         return None;
                     }
                 }
             }
-            self.received.resize(filled + want, 0);
+            let want = if head_incomplete {
+                want.min(HEAD_READ)
+            } else {
+                want
+            };
             let stream = self.stream.as_mut()?;
-            let result = stream.read(&mut self.received[filled..]);
+            let result = stream.read(self.received.room(want));
             match result {
                 Ok(0) => {
-                    self.received.truncate(filled);
                     if !self.decoder.started() && self.received.is_empty() {
                         return self.connection_lost(registry, None);
                     }
@@ -420,7 +442,7 @@ impl Upstream {
                     return Some(self.decoded(registry, result, false));
                 }
                 Ok(read) => {
-                    self.received.truncate(filled + read);
+                    self.received.commit(read);
                     let result = self.decoder.advance(&mut self.received);
                     match result {
                         Ok(Progress::NeedMore) => {}
@@ -434,15 +456,9 @@ impl Upstream {
                         _ => return Some(self.decoded(registry, result, true)),
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.received.truncate(filled);
-                    return None;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
-                    self.received.truncate(filled);
-                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    self.received.truncate(filled);
                     if !self.decoder.started() && self.received.is_empty() {
                         return self.connection_lost(registry, Some(error));
                     }
@@ -490,7 +506,7 @@ impl Upstream {
                 body_len,
                 keep_alive,
             }) => {
-                self.received.truncate(body_len);
+                response::Received::truncate(&mut self.received, body_len);
                 self.last_body_len = body_len;
                 self.phase = Phase::Idle;
                 if !(keep_alive && connection_open) {

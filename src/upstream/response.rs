@@ -1,6 +1,7 @@
 //! Response head and body framing for one scrape: bytes in, decisions out.
 //!
-//! The upstream appends socket bytes to one reused `Vec<u8>` and calls
+//! The upstream appends socket bytes to one reused buffer (any
+//! [`Received`]: its `ReceiveBuffer`, or a `Vec<u8>`) and calls
 //! [`ResponseDecoder::advance`] after every read. The decoder works in place:
 //! the head (and any 1xx heads before it) is drained from the front, which
 //! moves down only the first body bytes that arrived with it; chunked data is
@@ -65,8 +66,29 @@
 //! [`ResponseDecoder::reset`], unless more bytes are appended (rule 8).
 
 use std::fmt;
+use std::ops::{DerefMut, Range};
 
 use crate::scrape::FailureReason;
+
+/// The bytes of one response as the decoder sees them: received and not yet
+/// consumed, compacted in place. A `Vec<u8>` is one; the upstream's
+/// `ReceiveBuffer` is another, which keeps its spare room initialised.
+pub trait Received: DerefMut<Target = [u8]> {
+    /// Removes `range`; the bytes after it move down.
+    fn remove(&mut self, range: Range<usize>);
+    /// Keeps the first `len` bytes.
+    fn truncate(&mut self, len: usize);
+}
+
+impl Received for Vec<u8> {
+    fn remove(&mut self, range: Range<usize>) {
+        self.drain(range);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
 
 /// Header fields accepted in one head (httparse needs a fixed array).
 /// Exporters send fewer than ten.
@@ -305,7 +327,7 @@ impl ResponseDecoder {
     /// `buf` holds all bytes received for this response that were not yet
     /// consumed; the decoder consumes and compacts them in place. Call after
     /// each read that appended bytes.
-    pub fn advance(&mut self, buf: &mut Vec<u8>) -> Result<Progress, ResponseError> {
+    pub fn advance(&mut self, buf: &mut impl Received) -> Result<Progress, ResponseError> {
         let result = self.step(buf);
         if let Err(error) = result {
             self.state = State::Failed(error);
@@ -316,7 +338,7 @@ impl ResponseDecoder {
     /// The peer closed the connection (a read returned 0): `Complete` for a
     /// body delimited by close, otherwise a `Closed...` error (or the error
     /// the bytes already received amount to).
-    pub fn finish_at_eof(&mut self, buf: &mut Vec<u8>) -> Result<Progress, ResponseError> {
+    pub fn finish_at_eof(&mut self, buf: &mut impl Received) -> Result<Progress, ResponseError> {
         let result = match self.step(buf) {
             Ok(Progress::NeedMore) => self.complete_at_eof(buf),
             other => other,
@@ -366,7 +388,7 @@ impl ResponseDecoder {
         }
     }
 
-    fn step(&mut self, buf: &mut Vec<u8>) -> Result<Progress, ResponseError> {
+    fn step(&mut self, buf: &mut impl Received) -> Result<Progress, ResponseError> {
         if !buf.is_empty() {
             self.started = true;
         }
@@ -432,21 +454,24 @@ impl ResponseDecoder {
     }
 
     /// Rules 1 to 7 for one head. `Ok(None)`: the head is not complete yet.
-    fn parse_head(&mut self, buf: &mut Vec<u8>) -> Result<Option<(Framing, bool)>, ResponseError> {
+    fn parse_head(
+        &mut self,
+        buf: &mut impl Received,
+    ) -> Result<Option<(Framing, bool)>, ResponseError> {
         loop {
             // Rule 1: cheap early rejection of a peer that does not speak HTTP.
             let prefix_len = buf.len().min(5);
             if buf[..prefix_len] != b"HTTP/"[..prefix_len] {
                 return Err(ResponseError::NotHttp);
             }
-            let head_end = find_head_end(buf, self.head_scanned);
+            let head_end = find_head_end(&buf[..], self.head_scanned);
             if head_end.is_none() && buf.len() < self.limits.max_head_bytes {
                 self.head_scanned = buf.len();
                 return Ok(None);
             }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
-            let head_len = match response.parse(buf).map_err(ResponseError::BadHead)? {
+            let head_len = match response.parse(&buf[..]).map_err(ResponseError::BadHead)? {
                 httparse::Status::Complete(head_len) => head_len,
                 httparse::Status::Partial if buf.len() >= self.limits.max_head_bytes => {
                     return Err(ResponseError::HeadTooLarge)
@@ -469,7 +494,7 @@ impl ResponseDecoder {
                     if self.informational > MAX_INFORMATIONAL_RESPONSES {
                         return Err(ResponseError::TooManyInformational);
                     }
-                    buf.drain(..head_len);
+                    buf.remove(0..head_len);
                     self.head_scanned = 0;
                     continue;
                 }
@@ -523,7 +548,7 @@ impl ResponseDecoder {
                     !fields.connection_close
                 };
             // The first body bytes move to the front of the buffer.
-            buf.drain(..head_len);
+            buf.remove(0..head_len);
             return Ok(Some((framing, keep_alive)));
         }
     }
@@ -712,7 +737,7 @@ impl ChunkedDecoder {
     /// Bytes after the end stay after `body_len` (rule 8 refuses them).
     fn decode(
         &mut self,
-        buf: &mut Vec<u8>,
+        buf: &mut impl Received,
         max_body: usize,
         max_trailers: usize,
     ) -> Result<bool, ResponseError> {
@@ -738,7 +763,7 @@ impl ChunkedDecoder {
         }
         if self.state == ChunkState::Done {
             // Whatever follows is not ours; Done's check reports it.
-            buf.drain(self.body_len..read);
+            buf.remove(self.body_len..read);
             return Ok(true);
         }
         buf.truncate(self.body_len);
