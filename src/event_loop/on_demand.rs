@@ -29,7 +29,6 @@ use crate::exposition::negotiate::OutputFormat;
 use crate::exposition::Format;
 use crate::rounds::Ask;
 
-use super::scraping::take_scrape;
 use super::serving::WRITE_TIMEOUT;
 use super::{Sidecar, TimerKey};
 
@@ -162,18 +161,9 @@ impl Sidecar {
     pub(super) fn on_round_deadline(&mut self, now: Instant) {
         self.round_timer = None;
         if self.config.scrape_mode == ScrapeMode::OnDemand {
+            // The round's deadline is each of its scrapes' deadline.
             for index in 0..self.scrapers.len() {
-                let scraper = &mut self.scrapers[index];
-                if let Some(finished) = scraper.upstream.on_timeout(self.poll.registry(), now) {
-                    take_scrape(
-                        &mut self.budget,
-                        &mut self.containers[index],
-                        index,
-                        now,
-                        finished,
-                    );
-                    self.scrape_ended(index, now);
-                }
+                self.on_scrape_deadline(index, now);
             }
         }
         self.end_round(now);
