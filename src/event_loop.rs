@@ -14,13 +14,16 @@
 //! The loop's own side of each responsibility is a room of its own under
 //! `event_loop/`: scrapes (`scraping`), serving a client within a turn's
 //! budget (`serving`), the metrics body within the memory budget
-//! (`metrics_body`) and on-demand rounds (`on_demand`). This file keeps
+//! (`metrics_body`) and rounds (`on_demand`: a round of scrapes on demand,
+//! and in either mode a protobuf request held while containers it would get
+//! text from are scraped for protobuf, see `catch_up`). This file keeps
 //! what they share: the `Sidecar` they act on, the tokens and their
 //! dispatch, the timers' dispatch, and registering and closing connections.
 //!
 //! Two modes ([`ScrapeMode`]). `Every(interval)`: each container is scraped
 //! on a fixed cadence and requests are answered at once from the latest
-//! data. `OnDemand`: nothing runs between requests; a request for the
+//! data, except the first protobuf request after a text-only spell, held for
+//! a catch-up. `OnDemand`: nothing runs between requests; a request for the
 //! endpoint starts or joins a round, answered when it ends.
 //!
 //! Fairness: a client's turn ends after `MAX_REQUESTS_PER_TURN` requests
@@ -42,6 +45,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::budget::Budget;
+use crate::catch_up::CatchUp;
 use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
@@ -119,6 +123,8 @@ struct Scraper {
     /// The tick the current cadence is counted from.
     last_tick: Instant,
     deadline: Option<TimerId>,
+    /// Whether a protobuf client must wait for a protobuf scrape of it.
+    catch_up: CatchUp,
 }
 
 struct Sidecar {
@@ -270,6 +276,7 @@ impl Sidecar {
                     ),
                     last_tick: first_tick,
                     deadline: None,
+                    catch_up: CatchUp::default(),
                 }
             })
             .collect();
@@ -413,10 +420,13 @@ impl Sidecar {
         self.timers.expire(now, &mut fired);
         for key in fired.drain(..) {
             match key {
-                TimerKey::ScrapeTick(index) => self.on_scrape_tick(index, now),
+                TimerKey::ScrapeTick(index) => {
+                    self.on_scrape_tick(index, now);
+                    self.advance_round(now);
+                }
                 TimerKey::ScrapeDeadline(index) => {
                     self.on_scrape_deadline(index, now);
-                    self.end_round_if_done(now);
+                    self.advance_round(now);
                 }
                 TimerKey::ClientDeadline(id) => self.on_client_deadline(id, now),
                 TimerKey::RoundDeadline => self.on_round_deadline(now),

@@ -11,13 +11,15 @@
 //! Who does I/O: `event_loop` owns `Poll`, the clock, the listener and the
 //! timers, and tells each connection when to do its own socket calls
 //! (`upstream`, `downstream`); `self_metrics` reads `/proc` when the loop
-//! asks for a build. The policies (`container`, `rounds`, `client_table`,
-//! `output`, `published`), `exposition`, `timer` and `config` know no socket
+//! asks for a build. The policies (`container`, `rounds`, `catch_up`,
+//! `client_table`, `output`, `published`), `exposition`, `timer` and
+//! `config` know no socket
 //! and no clock: they are handed `now` and events and return decisions.
 
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod catch_up;
 pub mod client_table;
 pub mod config;
 pub mod container;

@@ -1,12 +1,17 @@
-//! On-demand rounds (`--scrape_interval=0`): one scrape of every container,
-//! and the requests it answers.
+//! Rounds: requests held while containers are scraped, and answered
+//! together. On demand (`--scrape_interval=0`) a round is one scrape of
+//! every container; in either mode a protobuf request may also be held while
+//! the containers it would otherwise get text from are scraped for protobuf
+//! (a catch-up, see `catch_up`). Which scrapes a round waits for is the
+//! loop's business; this type keeps the requests and the deadline.
 //!
 //! A request for the endpoint either starts a round or joins the one in
-//! flight; all are answered when the round ends: every scrape finished (the
-//! loop sees it and calls [`Rounds::end`]) or the round's deadline passed. A
-//! request arriving within [`ROUND_REUSE_WINDOW`] after a round ended gets
-//! that round's result at once: two Prometheus replicas scraping together
-//! cost the containers one scrape.
+//! flight; all are answered when the round ends: every scrape it waits for
+//! finished (the loop sees it and calls [`Rounds::end`]) or the round's
+//! deadline passed. A request arriving within [`ROUND_REUSE_WINDOW`] after a
+//! round ended gets that round's result at once: two Prometheus replicas
+//! scraping together cost the containers one scrape ([`Rounds::hold`] skips
+//! this for a request that result does not do for).
 //!
 //! Each request brings a deadline: `--scrape_timeout`, shortened to
 //! Prometheus' `X-Prometheus-Scrape-Timeout-Seconds` less a margin, so that
@@ -81,6 +86,20 @@ impl<W> Rounds<W> {
 
     /// A request for the endpoint, with Prometheus' timeout if it sent one.
     pub fn ask(&mut self, now: Instant, waiter: W, prometheus_timeout: Option<Duration>) -> Ask {
+        let fresh = self
+            .last_end
+            .is_some_and(|end| now.saturating_duration_since(end) < ROUND_REUSE_WINDOW);
+        if self.round.is_none() && fresh {
+            return Ask::AnswerNow;
+        }
+        self.hold(now, waiter, prometheus_timeout)
+    }
+
+    /// `ask` without the reuse window: the request starts a round or joins
+    /// the one in flight, never [`Ask::AnswerNow`]. For a request the last
+    /// round's result does not do for (a protobuf client after a round that
+    /// fetched text: see `catch_up`).
+    pub fn hold(&mut self, now: Instant, waiter: W, prometheus_timeout: Option<Duration>) -> Ask {
         let deadline = self.deadline_for(now, prometheus_timeout);
         match &mut self.round {
             Some(round) => {
@@ -97,12 +116,6 @@ impl<W> Rounds<W> {
                 Ask::Joined { new_deadline: None }
             }
             None => {
-                let fresh = self
-                    .last_end
-                    .is_some_and(|end| now.saturating_duration_since(end) < ROUND_REUSE_WINDOW);
-                if fresh {
-                    return Ask::AnswerNow;
-                }
                 self.round = Some(Round {
                     latest: now + self.scrape_timeout,
                     deadline,
@@ -111,6 +124,11 @@ impl<W> Rounds<W> {
                 Ask::Start { deadline }
             }
         }
+    }
+
+    /// The requests waiting for the round in flight (none without one).
+    pub fn waiters(&self) -> &[W] {
+        self.round.as_ref().map_or(&[], |round| &round.waiters)
     }
 
     /// When a round asked for at `now` must end.
@@ -155,9 +173,11 @@ mod tests {
     /// gets, or the end of the round and who is answered.
     enum Step {
         Request(u64, u32, Option<u64>, Want),
+        /// A request the last round's result does not do for.
+        Hold(u64, u32, Option<u64>, Want),
         End(u64, &'static [u32]),
     }
-    use Step::{End, Request};
+    use Step::{End, Hold, Request};
 
     fn play(steps: &[Step]) {
         let t0 = Instant::now();
@@ -165,12 +185,13 @@ mod tests {
         let mut rounds = Rounds::new(Duration::from_millis(TIMEOUT_MS));
         for (number, step) in steps.iter().enumerate() {
             match step {
-                Request(at, id, timeout, want) => {
-                    let got = rounds.ask(
-                        t0 + Duration::from_millis(*at),
-                        *id,
-                        timeout.map(Duration::from_millis),
-                    );
+                Request(at, id, timeout, want) | Hold(at, id, timeout, want) => {
+                    let at = t0 + Duration::from_millis(*at);
+                    let timeout = timeout.map(Duration::from_millis);
+                    let got = match step {
+                        Hold(..) => rounds.hold(at, *id, timeout),
+                        _ => rounds.ask(at, *id, timeout),
+                    };
                     let got = match got {
                         Ask::AnswerNow => Want::Now,
                         Ask::Start { deadline } => Want::Start(offset(deadline)),
@@ -178,11 +199,17 @@ mod tests {
                     };
                     assert_eq!(got, *want, "step {number}");
                     assert!(rounds.in_progress() || got == Want::Now, "step {number}");
+                    assert_eq!(
+                        rounds.waiters().last() == Some(id),
+                        got != Want::Now,
+                        "step {number}"
+                    );
                 }
                 End(at, answered) => {
                     let got = rounds.end(t0 + Duration::from_millis(*at));
                     assert_eq!(got, *answered, "step {number}");
                     assert!(!rounds.in_progress(), "step {number}");
+                    assert!(rounds.waiters().is_empty(), "step {number}");
                 }
             }
         }
@@ -272,6 +299,24 @@ mod tests {
             Request(4500, 4, None, Want::Joined(Some(TIMEOUT_MS))),
             Request(4900, 5, None, Want::Joined(None)),
             End(TIMEOUT_MS, &[1, 2, 3, 4, 5]),
+        ]);
+    }
+
+    /// A protobuf request right after a round that fetched text: held,
+    /// never answered from that round, and the window still applies to the
+    /// round it starts.
+    #[test]
+    fn a_hold_starts_or_joins_a_round_even_within_the_window() {
+        play(&[
+            Request(0, 1, None, Want::Start(TIMEOUT_MS)),
+            End(100, &[1]),
+            Hold(150, 2, Some(1000), Want::Start(150 + 900)),
+            Request(160, 3, None, Want::Joined(Some(TIMEOUT_MS + 150))),
+            Hold(170, 4, None, Want::Joined(None)),
+            End(300, &[2, 3, 4]),
+            Request(400, 5, None, Want::Now),
+            Hold(400, 6, None, Want::Start(400 + TIMEOUT_MS)),
+            End(450, &[6]),
         ]);
     }
 }

@@ -3,7 +3,9 @@
 //! `Accept` it got: no protobuf is asked of containers while the only
 //! client is text-only; once a client asks for protobuf, containers are
 //! asked for it and the client gets delimited protobuf with the container
-//! label on every metric (native histograms included).
+//! label on every metric (native histograms included), from its very first
+//! answer, in either scrape mode; a container that answers text when asked
+//! for protobuf is not scraped again for each protobuf client.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +16,9 @@ use std::time::Duration;
 use multiplexer::exposition::negotiate::{ACCEPT_PROTOBUF, ACCEPT_TEXT, PROTOBUF_CONTENT_TYPE};
 use multiplexer::exposition::protobuf::Converter;
 
-use crate::util::{container_args, gunzip, parse_response, raw_exchange, wait_until, Sidecar};
+use crate::util::{
+    container_args, gunzip, parse_response, raw_exchange, wait_until, Behaviour, Sidecar, Stub,
+};
 
 const PROTOBUF_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.pb");
 const TEXT_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.txt");
@@ -110,23 +114,11 @@ fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
         "{asked_before:?}"
     );
 
-    // A protobuf client: the container is asked for protobuf from the next
-    // scrape on, and the answer, once the bodies are protobuf, carries the
-    // native histograms.
+    // A protobuf client: its first answer waits for a scrape that asks
+    // the container for protobuf, and carries the native histograms.
     let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
     assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
-    Converter::new()
-        .read(&body)
-        .expect("the answer reads as protobuf");
-    let mut native = 0;
-    let arrived = wait_until(Duration::from_secs(10), || {
-        let (_, body) = get(&sidecar, ACCEPT_PROTOBUF);
-        let mut converter = Converter::new();
-        converter.read(&body).expect("the answer reads as protobuf");
-        native = converter.native_histograms();
-        native == 3
-    });
-    assert!(arrived, "native histograms never arrived ({native})");
+    assert_eq!(native_histograms(&body), 3);
     let asked_after: Vec<String> = accepts.lock().unwrap()[asked_before.len()..].to_vec();
     assert!(
         asked_after.iter().any(|accept| accept == ACCEPT_PROTOBUF),
@@ -140,6 +132,54 @@ fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
         text.contains("app_response_size_bytes_bucket{le=\"+Inf\",container=\"app\"} 208\n"),
         "{text}"
     );
+}
+
+fn native_histograms(body: &[u8]) -> usize {
+    let mut converter = Converter::new();
+    converter.read(body).expect("the answer reads as protobuf");
+    converter.native_histograms()
+}
+
+/// Interval mode, each container scraped once at the start (`-i 60000`),
+/// for text: nobody wants protobuf yet. The first protobuf request waits
+/// for one scrape of each container that asks for protobuf, and its answer
+/// has the native histograms. The text-only container answered that scrape
+/// with text, so it is not scraped again for the next protobuf requests
+/// (its body stays text); the other is not either, its body is protobuf.
+#[test]
+fn the_first_protobuf_answer_waits_once_for_protobuf_scrapes() {
+    let (port, accepts) = container();
+    let text_only = Stub::start(Behaviour::ContentLength(
+        "# TYPE python_requests_total counter\npython_requests_total 7\n".to_string(),
+    ));
+    let mut args = container_args(&[("app", port), ("python", text_only.port)]);
+    args.push("--scrape_interval=60000".to_string());
+    let sidecar = Sidecar::start(&args);
+    // The first tick's scrapes have started (they may still be in flight:
+    // a protobuf request then waits for them, and scrapes again).
+    let ticked = wait_until(Duration::from_secs(10), || {
+        !accepts.lock().unwrap().is_empty() && text_only.request_count() > 0
+    });
+    assert!(ticked, "the first scrapes never started");
+
+    let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
+    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(native_histograms(&body), 3);
+    assert_eq!(
+        *accepts.lock().unwrap(),
+        vec![ACCEPT_TEXT.to_string(), ACCEPT_PROTOBUF.to_string()]
+    );
+    assert_eq!(text_only.request_count(), 2);
+
+    for _ in 0..3 {
+        let (_, body) = get(&sidecar, ACCEPT_PROTOBUF);
+        assert_eq!(native_histograms(&body), 3);
+        let (_, body) = get(&sidecar, "text/plain");
+        assert!(String::from_utf8_lossy(&body)
+            .contains("python_requests_total{container=\"python\"} 7\n"));
+    }
+    assert_eq!(accepts.lock().unwrap().len(), 2);
+    assert_eq!(text_only.request_count(), 2);
 }
 
 /// On demand, the round a protobuf request starts already asks the
@@ -156,6 +196,28 @@ fn on_demand_the_first_protobuf_answer_has_native_histograms() {
     converter.read(&body).expect("the answer reads as protobuf");
     assert_eq!(converter.native_histograms(), 3);
     assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_PROTOBUF.to_string()]);
+}
+
+/// On demand, a protobuf request right after a round a text request
+/// started (within the window in which that round's result is reused) is
+/// not answered from its text bodies: the container is scraped again, for
+/// protobuf, and the answer has the native histograms.
+#[test]
+fn on_demand_a_protobuf_request_after_a_text_round_has_native_histograms() {
+    let (port, accepts) = container();
+    let mut args = container_args(&[("app", port)]);
+    args.push("--scrape_interval=0".to_string());
+    let sidecar = Sidecar::start(&args);
+    let (_, body) = get(&sidecar, "text/plain;version=0.0.4");
+    assert!(String::from_utf8_lossy(&body).contains("container=\"app\""));
+    assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_TEXT.to_string()]);
+    let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
+    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(native_histograms(&body), 3);
+    assert_eq!(
+        *accepts.lock().unwrap(),
+        vec![ACCEPT_TEXT.to_string(), ACCEPT_PROTOBUF.to_string()]
+    );
 }
 
 /// Sends `requests` on one connection in one write (the last one closing

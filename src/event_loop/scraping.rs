@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use crate::budget::{Budget, Growth};
+use crate::catch_up::Asked;
 use crate::config::ScrapeMode;
 use crate::container::ContainerState;
 use crate::scrape::{FailureReason, Finished, Outcome};
@@ -41,6 +42,13 @@ impl Sidecar {
         scraper
             .upstream
             .set_accept(self.protobuf_demand.upstream_accept(now));
+        scraper
+            .catch_up
+            .started(if self.protobuf_demand.wants_protobuf(now) {
+                Asked::Protobuf
+            } else {
+                Asked::Text
+            });
         let buffer = self.budget.start(index, scraper.upstream.expected_buffer());
         scraper.upstream.set_buffer(buffer);
         match scraper.upstream.start(self.poll.registry(), now) {
@@ -87,7 +95,7 @@ impl Sidecar {
                 finished,
             );
             self.scrape_ended(index, now);
-            self.end_round_if_done(now);
+            self.advance_round(now);
         }
     }
 
@@ -143,9 +151,12 @@ impl Sidecar {
 
     /// Its deadline goes, its buffer (shrunk after an outsized body) goes
     /// to the pool of idle buffers if the receive budget has room (else it
-    /// is freed), and the output served is out of date.
+    /// is freed), the format of what it left is noted for catch-ups, and the
+    /// output served is out of date.
     fn end_scrape_bookkeeping(&mut self, index: usize) {
+        let held = self.held_format(index);
         let scraper = &mut self.scrapers[index];
+        scraper.catch_up.ended(held);
         if let Some(timer) = scraper.deadline.take() {
             self.timers.cancel(timer);
         }

@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use crate::client_table::ClientId;
-use crate::config::ScrapeMode;
 use crate::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
 use crate::encoded::Body;
-use crate::rounds::Ask;
 use crate::timer::TimerId;
 
-use super::on_demand::Waiter;
 use super::{Sidecar, TimerKey};
 
 /// A request head must arrive whole within this time of its first byte
@@ -167,32 +164,8 @@ impl Sidecar {
     fn answer(&mut self, id: ClientId, request: Request, now: Instant) {
         if request.route == Route::Metrics {
             self.protobuf_demand.note(now, request.format);
-        }
-        if request.route == Route::Metrics && self.config.scrape_mode == ScrapeMode::OnDemand {
-            let waiter = Waiter {
-                client: id,
-                request,
-            };
-            match self.rounds.ask(now, waiter, request.scrape_timeout) {
-                Ask::AnswerNow => {}
-                Ask::Start { deadline } => {
-                    self.park(id);
-                    self.arm_round_timer(deadline);
-                    for index in 0..self.scrapers.len() {
-                        if !self.scrapers[index].upstream.in_flight() {
-                            self.start_scrape(index, now);
-                        }
-                    }
-                    self.end_round_if_done(now);
-                    return;
-                }
-                Ask::Joined { new_deadline } => {
-                    self.park(id);
-                    if let Some(deadline) = new_deadline {
-                        self.arm_round_timer(deadline);
-                    }
-                    return;
-                }
+            if self.wait_for_round(id, request, now) {
+                return;
             }
         }
         let fixed = |body: &Rc<Vec<u8>>| (Body::Shared(body.clone()), Coding::Fixed);
@@ -302,7 +275,7 @@ impl Sidecar {
         }
     }
 
-    fn park(&mut self, id: ClientId) {
+    pub(super) fn park(&mut self, id: ClientId) {
         if let Some(connection) = self.clients.get_mut(id) {
             connection.waiting_for_round = true;
         }

@@ -66,10 +66,38 @@ fn native_histograms_through_the_sidecar() {
         .unwrap_or_else(|error| rig.fail(&error));
     }
 
-    // Through the sidecar = direct, container by container. The first
-    // scrapes of the sidecar may predate its switch to protobuf (it asks
-    // containers for protobuf once a client wants it): their series go stale
-    // at the next scrape, hence `eventually`.
+    // The native Prometheus' very first scrape of the sidecar, the first
+    // protobuf request the sidecar ever got (it had asked the containers
+    // for text until then), already has the Go app's native histograms,
+    // with the container label.
+    let first_scrape = eventually(SCRAPES, || first_sample(&native, "up{job=\"sidecar\"}"))
+        .unwrap_or_else(|error| rig.fail(&error));
+    if first_scrape.value != Some(1.0) {
+        rig.fail(&format!(
+            "the first scrape of the sidecar failed: {first_scrape:?}"
+        ));
+    }
+    for name in ["app_response_size_bytes", "app_request_duration_seconds"] {
+        let selector = format!("{name}{{job=\"sidecar\",container=\"{GOAPP}\"}}");
+        let first_histogram = first_sample(&native, &selector)
+            .ok()
+            .filter(|sample| sample.histogram.is_some());
+        if first_histogram.as_ref().map(|sample| sample.at) != Some(first_scrape.at) {
+            rig.fail(&format!(
+                "the first scrape of the sidecar (at {}) stored no native histogram {selector}; \
+                 the first stored is {first_histogram:?}",
+                first_scrape.at
+            ));
+        }
+    }
+    println!(
+        "real_world::protobuf: the first scrape of the sidecar (at {}) stored the native \
+         histograms with container=\"goapp\"",
+        first_scrape.at
+    );
+
+    // Through the sidecar = direct, container by container, once
+    // Prometheus has scraped each container directly (`eventually`).
     for container in CONTAINERS {
         let mut attempts = 0;
         let matched = eventually(SCRAPES, || {
@@ -412,6 +440,50 @@ fn query(api: &PrometheusApi, promql: &str) -> Result<Vec<Sample>, String> {
             })
         })
         .collect()
+}
+
+/// The earliest sample stored under `selector` (one series, or the first of
+/// several at the same time): its time in seconds and what it is.
+#[derive(Debug)]
+struct FirstSample {
+    at: f64,
+    value: Option<f64>,
+    histogram: Option<Value>,
+}
+
+fn first_sample(api: &PrometheusApi, selector: &str) -> Result<FirstSample, String> {
+    let promql = format!("{selector}[1h]");
+    let data = api.get(&format!("/api/v1/query?query={}", percent_encode(&promql)))?;
+    let series = data["result"]
+        .as_array()
+        .ok_or_else(|| format!("{promql}: no result matrix in {data}"))?;
+    let mut first: Option<FirstSample> = None;
+    for series in series {
+        // 2.42 gives float samples in `values`, native histograms in
+        // `histograms`, each a list of [time, sample].
+        for (field, histogram) in [("values", false), ("histograms", true)] {
+            let Some(samples) = series.get(field).and_then(Value::as_array) else {
+                continue;
+            };
+            let Some(sample) = samples.first() else {
+                continue;
+            };
+            let at = sample[0]
+                .as_f64()
+                .ok_or_else(|| format!("{promql}: no time in {sample}"))?;
+            if first.as_ref().is_some_and(|first| first.at <= at) {
+                continue;
+            }
+            first = Some(FirstSample {
+                at,
+                value: (!histogram)
+                    .then(|| sample[1].as_str().and_then(|value| value.parse().ok()))
+                    .flatten(),
+                histogram: histogram.then(|| sample[1].clone()),
+            });
+        }
+    }
+    first.ok_or_else(|| format!("{promql}: nothing stored yet"))
 }
 
 /// What a series stores, compared: a float's bits or a histogram's JSON.
