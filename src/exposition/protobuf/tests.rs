@@ -1375,3 +1375,79 @@ fn an_index_larger_than_its_body_is_refused() {
     index.build(NODE_PB).unwrap();
     assert!(index.capacity_bytes() < NODE_PB.len() + super::read::INDEX_SLACK_BYTES);
 }
+
+/// Families too large to hold converted (past 256 samples a contribution)
+/// are measured, then converted again as they are written: prost reads
+/// every metric back, and the output in small pieces is the same bytes.
+#[test]
+fn large_text_families_are_converted_up_as_they_are_written() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    use std::fmt::Write as _;
+    let body = |seed: usize| {
+        let mut text = String::from("# TYPE big gauge\n");
+        for i in 0..1000 {
+            let _ = writeln!(text, "big{{i=\"{i}\"}} {}", i + seed);
+        }
+        text.push_str("# TYPE lat histogram\n");
+        for i in 0..300 {
+            let _ = writeln!(text, "lat_bucket{{i=\"{i}\",le=\"0.5\"}} {seed}");
+            let _ = writeln!(text, "lat_bucket{{i=\"{i}\",le=\"+Inf\"}} {}", seed + i);
+            let _ = writeln!(text, "lat_sum{{i=\"{i}\"}} {i}.5");
+            let _ = writeln!(text, "lat_count{{i=\"{i}\"}} {}", seed + i);
+        }
+        text.push_str("# TYPE small counter\nsmall_total 3\n");
+        text.into_bytes()
+    };
+    let (a, b) = (
+        snapshot(&body(1), Format::Text),
+        snapshot(&body(2), Format::Text),
+    );
+    let sources = [
+        Source {
+            container: Some("a"),
+            snapshot: &a,
+        },
+        Source {
+            container: Some("b"),
+            snapshot: &b,
+        },
+    ];
+    let whole = merge(&sources, OutputFormat::Protobuf);
+    let families = decode_all(&whole);
+    let names: Vec<_> = families.iter().map(|f| f.name.clone().unwrap()).collect();
+    assert_eq!(names, ["big", "lat", "small_total"]);
+    for (container, seed, first) in [("a", 1.0, 0), ("b", 2.0, 1000)] {
+        for i in 0..1000 {
+            let metric = &families[0].metric[first + i];
+            assert_eq!(
+                metric.label,
+                [
+                    pair("i", i.to_string()),
+                    pair("container", container.into())
+                ]
+            );
+            assert_eq!(metric.gauge.as_ref().unwrap().value, Some(i as f64 + seed));
+        }
+    }
+    assert_eq!(families[1].metric.len(), 600);
+    let last = families[1].metric[599].histogram.as_ref().unwrap();
+    assert_eq!(last.sample_count, Some(2 + 299));
+    assert_eq!(last.sample_sum, Some(299.5));
+    assert_eq!(last.bucket.len(), 2);
+    assert_eq!(last.bucket[0].upper_bound, Some(0.5));
+    assert_eq!(last.bucket[0].cumulative_count, Some(2));
+    assert_eq!(last.bucket[1].upper_bound, Some(f64::INFINITY));
+    assert_eq!(last.bucket[1].cumulative_count, Some(2 + 299));
+
+    let mut pieces = Vec::new();
+    let mut piece = Vec::new();
+    Merger::new("container").merge_in_pieces(
+        &sources,
+        OutputFormat::Protobuf,
+        &mut piece,
+        500,
+        &mut |bytes| pieces.extend_from_slice(bytes),
+    );
+    assert!(pieces == whole, "the same bytes in pieces of 500");
+}

@@ -172,6 +172,30 @@ fn as_count(value: f64) -> Option<u64> {
         .then_some(value as u64)
 }
 
+/// Where converted metrics go, one `Metric` message at a time.
+pub(in crate::exposition) trait MetricSink {
+    fn metric(&mut self, message: &[u8]);
+}
+
+/// Appends each as a `metric` field (`4: Metric`) of its family.
+impl MetricSink for Vec<u8> {
+    fn metric(&mut self, message: &[u8]) {
+        put_bytes(4, message, self);
+    }
+}
+
+/// Counts the bytes the `metric` fields would take, keeping none: a family
+/// too large to hold converted is measured, then converted again as it is
+/// written.
+#[derive(Default)]
+pub(in crate::exposition) struct Measure(pub usize);
+
+impl MetricSink for Measure {
+    fn metric(&mut self, message: &[u8]) {
+        self.0 += 1 + varint_len(message.len() as u64) + message.len();
+    }
+}
+
 impl UpConverter {
     /// Appends the `metric` fields (`4: Metric`) of `family` to `out`.
     pub(in crate::exposition) fn metrics(
@@ -179,7 +203,7 @@ impl UpConverter {
         source: TextSource<'_>,
         family: u32,
         target: Option<Target<'_>>,
-        out: &mut Vec<u8>,
+        out: &mut impl MetricSink,
     ) {
         let kind = source.view.family_kind(family);
         self.metrics_as(source, family, kind, target, out);
@@ -193,7 +217,7 @@ impl UpConverter {
         family: u32,
         kind: Kind,
         target: Option<Target<'_>>,
-        out: &mut Vec<u8>,
+        out: &mut impl MetricSink,
     ) {
         match kind {
             Kind::Counter | Kind::Gauge | Kind::Untyped => {
@@ -212,7 +236,7 @@ impl UpConverter {
                     if let Some(ms) = source.timestamp(&sample) {
                         put_uint(metric_field::TIMESTAMP_MS, ms as u64, &mut self.metric);
                     }
-                    put_bytes(4, &self.metric, out);
+                    out.metric(&self.metric);
                 }
             }
             Kind::Histogram | Kind::Summary => self.grouped(source, family, kind, target, out),
@@ -293,7 +317,7 @@ impl UpConverter {
         family: u32,
         kind: Kind,
         target: Option<Target<'_>>,
-        out: &mut Vec<u8>,
+        out: &mut impl MetricSink,
     ) {
         let histogram = kind == Kind::Histogram;
         let bound_label: &[u8] = if histogram { b"le" } else { b"quantile" };
@@ -381,7 +405,7 @@ impl UpConverter {
         bound_label: &[u8],
         members: std::ops::Range<usize>,
         target: Option<Target<'_>>,
-        out: &mut Vec<u8>,
+        out: &mut impl MetricSink,
     ) {
         // The group's first sample keeps its labels (minus the bound).
         let first = self.members[members.start].sample;
@@ -463,7 +487,7 @@ impl UpConverter {
         if let Some(ms) = timestamp {
             put_uint(metric_field::TIMESTAMP_MS, ms as u64, &mut self.metric);
         }
-        put_bytes(4, &self.metric, out);
+        out.metric(&self.metric);
     }
 
     /// The value of the sample's bound label as a number (+Inf if absent).
