@@ -36,17 +36,22 @@ impl Client {
     /// With `gzip`, every request says `Accept-Encoding: gzip`, as
     /// Prometheus' scraper always does.
     pub fn connect_with(port: u16, path: &str, gzip: bool) -> io::Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let encoding = if gzip {
             "Accept-Encoding: gzip\r\n"
         } else {
             ""
         };
+        Client::connect_with_headers(port, path, encoding)
+    }
+
+    /// Every request carries `headers` (each line ending in CRLF).
+    pub fn connect_with_headers(port: u16, path: &str, headers: &str) -> io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Client {
             stream,
-            request: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{encoding}\r\n")
+            request: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n")
                 .into_bytes(),
             buffer: vec![0; 256 * 1024],
         })
