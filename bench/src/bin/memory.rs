@@ -50,7 +50,8 @@ OPTIONS (seconds unless stated):
                        $CARGO_TARGET_DIR/release or ../target/release]
     --window S         measuring window of each scenario [10]
     --warmup S         time before the window [2]
-    --only LIST        comma list of: rows,hostile,sweep
+    --only LIST        comma list of groups (rows,hostile,sweep) or of
+                       the starts of scenario names (\"S:\", \"3 x 1 MB\")
     --out DIR          where results go [bench/results]
 ";
 
@@ -223,12 +224,6 @@ fn run() -> Result<(), String> {
 }
 
 fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
-    let wanted = |group: &str| {
-        settings
-            .only
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|name| name == group))
-    };
     let names = |count: usize| (0..count).map(|i| format!("c{i}")).collect::<Vec<_>>();
     let synthetic = |size: usize| -> [Arc<Vec<u8>>; 2] {
         let body = synth::body(size);
@@ -237,7 +232,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
         [Arc::new(body), Arc::new(other)]
     };
     let mut list = Vec::new();
-    if wanted("rows") {
+    {
         let fixture =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/node_exporter.prom");
         let node = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
@@ -279,7 +274,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             });
         }
     }
-    if wanted("hostile") {
+    {
         let wide = || {
             [
                 Arc::new(synth::many_lines(65_536, 4 << 20, 1)),
@@ -323,7 +318,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             });
         }
     }
-    if wanted("sweep") {
+    {
         let grid: [(usize, &[usize]); 3] = [
             (100_000, &[1, 4, 16]),
             (1_000_000, &[1, 2, 4, 8, 16]),
@@ -348,6 +343,14 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                 }
             }
         }
+    }
+    // Kept: the groups named, and the scenarios whose names start with a
+    // name given.
+    if let Some(only) = &settings.only {
+        list.retain(|scenario| {
+            only.iter()
+                .any(|name| name == scenario.group || scenario.name.starts_with(name.as_str()))
+        });
     }
     Ok(list)
 }
