@@ -32,13 +32,13 @@ use super::negotiate::OutputFormat;
 use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
-use super::protobuf::up::{metric_type, unescape_help, TextSource, UpConverter};
+use super::protobuf::up::{metric_kind, metric_type, unescape_help, TextSource, UpConverter};
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
     family_header_len, metric_field_len, put_family_header, put_label_pair_field,
     put_metric_field_head, MetricRelabeler, Target,
 };
-use super::snapshot::{Snapshot, SourceView};
+use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
     write_help, NameRule, NameTable, ValueForm,
@@ -74,12 +74,14 @@ enum Resolution {
 }
 
 /// One source's family, as a part of a merged family.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Contribution {
     merged: u32,
     source: u32,
     /// The family's number in its source's index.
     family: u32,
+    /// Its type in its source.
+    kind: Kind,
     resolution: Resolution,
 }
 
@@ -104,6 +106,16 @@ struct TargetSpans {
     braced: Span,
 }
 
+/// Protobuf output: the label a source's metrics get.
+#[derive(Clone, Copy)]
+struct ProtoTarget {
+    /// The encoded `LabelPair` field, in `Merger::proto_labels`.
+    field: Span,
+    /// A protobuf source's body may have a label named like it (its name
+    /// filter says so, once per merge): its metrics are looked at.
+    check_labels: bool,
+}
+
 /// Where a merge in pieces hands them: the size that ends a piece, and the
 /// sink.
 type Pieces<'e> = (usize, &'e mut dyn FnMut(&[u8]));
@@ -126,7 +138,7 @@ pub struct Merger {
     candidate: Vec<u8>,
     /// Protobuf output: each source's encoded container `LabelPair` field.
     proto_labels: Vec<u8>,
-    proto_label_spans: Vec<Option<Span>>,
+    proto_targets: Vec<Option<ProtoTarget>>,
     /// Protobuf output: text contributions converted up, and the help of a
     /// text family unescaped.
     up: UpConverter,
@@ -153,7 +165,7 @@ impl Merger {
             scratch: Vec::new(),
             candidate: Vec::new(),
             proto_labels: Vec::new(),
-            proto_label_spans: Vec::new(),
+            proto_targets: Vec::new(),
             up: UpConverter::default(),
             converted: Vec::new(),
             converted_spans: Vec::new(),
@@ -226,7 +238,7 @@ impl Merger {
         self.source_labels.clear();
         self.source_label_spans.clear();
         self.proto_labels.clear();
-        self.proto_label_spans.clear();
+        self.proto_targets.clear();
 
         let mut estimate = 0;
         for (source_index, source) in sources.iter().enumerate() {
@@ -254,10 +266,18 @@ impl Merger {
             let proto_label = source
                 .container
                 .filter(|_| format == OutputFormat::Protobuf);
-            self.proto_label_spans.push(proto_label.map(|container| {
+            self.proto_targets.push(proto_label.map(|container| {
                 let start = self.proto_labels.len();
                 put_label_pair_field(&self.label, container.as_bytes(), &mut self.proto_labels);
-                Span::new(start, self.proto_labels.len())
+                ProtoTarget {
+                    field: Span::new(start, self.proto_labels.len()),
+                    check_labels: match source.snapshot.view() {
+                        SourceView::Protobuf(view) => {
+                            view.index.label_names.may_contain(&self.label)
+                        }
+                        SourceView::Text(_) => false,
+                    },
+                }
             }));
             if !source.snapshot.is_indexed() {
                 continue;
@@ -269,7 +289,7 @@ impl Merger {
                 let family = view.family(family_index as u32);
                 let merged = self.table.find(family.hash, |m| {
                     let m = &self.merged[m as usize];
-                    family_of(sources, m.source, m.family).name == family.name
+                    sources[m.source as usize].snapshot.view().name(m.family) == family.name
                 });
                 let merged = merged.unwrap_or_else(|| {
                     let id = self.merged.len() as u32;
@@ -291,6 +311,7 @@ impl Merger {
                     merged,
                     source: source_index as u32,
                     family: family_index as u32,
+                    kind: family.kind,
                     resolution: Resolution::Kept,
                 });
             }
@@ -328,9 +349,9 @@ impl Merger {
                 end: self.starts[m + 1],
             };
         }
+        // Every entry is overwritten below.
         self.sorted.clear();
-        self.sorted
-            .resize(self.contributions.len(), Contribution::default());
+        self.sorted.extend_from_slice(&self.contributions);
         for c in &self.contributions {
             let at = &mut self.starts[c.merged as usize];
             self.sorted[*at as usize] = *c;
@@ -339,12 +360,7 @@ impl Merger {
     }
 
     fn resolve_types(&mut self, sources: &[Source<'_>]) {
-        let kind_of = |c: &Contribution| {
-            sources[c.source as usize]
-                .snapshot
-                .view()
-                .family_kind(c.family)
-        };
+        let kind_of = |c: &Contribution| c.kind;
         let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
         for m in 0..self.merged.len() {
             let range = self.merged[m].contributions;
@@ -606,11 +622,9 @@ impl Merger {
         {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
-                    for metric in view.metrics(c.family) {
-                        let is_native = metric.flags & NATIVE_HISTOGRAM != 0;
-                        native |= is_native;
-                        classic |= !is_native;
-                    }
+                    let family = view.family(c.family);
+                    native |= family.native_histograms > 0;
+                    classic |= family.native_histograms < family.metrics.end - family.metrics.start;
                 }
                 SourceView::Text(_) => classic = true,
             }
@@ -645,47 +659,34 @@ impl Merger {
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
-        // A gauge histogram stays one when every protobuf source says so.
-        let all_gauge_histograms = kept().all(|c| {
-            sources[c.source as usize]
-                .snapshot
-                .view()
-                .metric_type(c.family)
-                == Some(MetricType::GaugeHistogram)
-        });
-        let family_type = if kind == Kind::Histogram && all_gauge_histograms {
-            MetricType::GaugeHistogram
-        } else {
-            metric_type(kind)
-        };
-        self.help.clear();
-        let help = kept().find_map(|c| {
-            let view = sources[c.source as usize].snapshot.view();
-            Some((view.family(c.family).help?, view))
-        });
-        let help = help.map(|(help, view)| match view {
-            SourceView::Text(view) => {
-                unescape_help(help, view.is_openmetrics(), &mut self.help);
-                self.help.as_slice()
-            }
-            SourceView::Protobuf(_) => help,
-        });
+        let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
 
-        // Sizes: protobuf metrics are measured, text ones converted.
+        // Sizes (protobuf metrics are measured, text ones converted), the
+        // help (the first kept source's that has one), and whether every
+        // source is a protobuf one that says gauge histogram.
         self.converted.clear();
         self.converted_spans.clear();
-        let mut len = family_header_len(name, help, family_type);
+        let mut len = 0;
+        let mut help = None;
+        let mut all_gauge_histograms = true;
         for c in kept() {
-            let target = self.proto_label_spans[c.source as usize]
-                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
-            match sources[c.source as usize].snapshot.view() {
+            let target = self.proto_targets[c.source as usize];
+            let view = sources[c.source as usize].snapshot.view();
+            if help.is_none() {
+                help = view.help(c.family).map(|help| (help, view));
+            }
+            all_gauge_histograms &= view.metric_type(c.family) == Some(MetricType::GaugeHistogram);
+            match view {
                 SourceView::Protobuf(view) => {
-                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    let relabeler = relabeler(view, target, &self.label, &self.proto_labels);
+                    let family = view.family(c.family);
                     let metrics = view.metrics(c.family);
-                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
-                    if retype.is_none() && relabeler.copies_all(metrics) {
-                        len += relabeler.copies_len(metrics, take);
+                    let retype = retype(family.metric_type, kind);
+                    if retype.is_none() && relabeler.copies_family(family) {
+                        len += match part {
+                            Part::All => relabeler.family_copies_len(family, metrics),
+                            _ => relabeler.copies_len(metrics, take),
+                        };
                         continue;
                     }
                     for metric in metrics.iter().filter(|m| take(m)) {
@@ -694,6 +695,9 @@ impl Merger {
                     }
                 }
                 SourceView::Text(view) if part.takes(false) => {
+                    let target = target.map(|target| {
+                        Target::new(&self.label, target.field.of(&self.proto_labels))
+                    });
                     let start = self.converted.len();
                     self.up.metrics_as(
                         TextSource { view },
@@ -709,19 +713,32 @@ impl Merger {
                 SourceView::Text(_) => {}
             }
         }
+        let family_type = if kind == Kind::Histogram && all_gauge_histograms {
+            MetricType::GaugeHistogram
+        } else {
+            metric_type(kind)
+        };
+        self.help.clear();
+        let help = help.map(|(help, view)| match view {
+            SourceView::Text(view) => {
+                unescape_help(help, view.is_openmetrics(), &mut self.help);
+                self.help.as_slice()
+            }
+            SourceView::Protobuf(_) => help,
+        });
+        len += family_header_len(name, help, family_type);
         put_varint(len as u64, out);
         put_family_header(name, help, family_type, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
-            let target = self.proto_label_spans[c.source as usize]
-                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
+            let target = self.proto_targets[c.source as usize];
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
-                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    let relabeler = relabeler(view, target, &self.label, &self.proto_labels);
+                    let family = view.family(c.family);
                     let metrics = view.metrics(c.family);
-                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
-                    if retype.is_none() && relabeler.copies_all(metrics) {
+                    let retype = retype(family.metric_type, kind);
+                    if retype.is_none() && relabeler.copies_family(family) {
                         for run in metrics.chunks(METRICS_PER_RUN) {
                             relabeler.write_copies(run, take, out);
                             emit_if_full(out, pieces);
@@ -754,6 +771,20 @@ impl Merger {
     }
 }
 
+/// The relabeler of a protobuf source's metrics.
+fn relabeler<'a>(
+    view: ProtoView<'a>,
+    target: Option<ProtoTarget>,
+    label: &'a [u8],
+    proto_labels: &'a [u8],
+) -> MetricRelabeler<'a> {
+    MetricRelabeler {
+        body: view.body,
+        target: target.map(|target| Target::new(label, target.field.of(proto_labels))),
+        check_labels: target.is_some_and(|target| target.check_labels),
+    }
+}
+
 /// Metrics of one protobuf contribution copied between checks of the
 /// piece's size: a run of native histograms is some tens of KiB at most.
 const METRICS_PER_RUN: usize = 64;
@@ -769,9 +800,10 @@ fn emit_if_full(out: &mut Vec<u8>, pieces: &mut Option<Pieces<'_>>) {
 }
 
 /// Under an untyped family (a downgrade), every simple metric's value moves
-/// to the untyped field: the type a protobuf contribution is rewritten as.
-fn retype(view: SourceView<'_>, family: u32, kind: Kind) -> Option<MetricType> {
-    (view.family_kind(family) != kind).then_some(metric_type(kind))
+/// to the untyped field: the type a protobuf contribution of `source_type`
+/// is rewritten as.
+fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
+    (metric_kind(source_type) != kind).then_some(metric_type(kind))
 }
 
 /// The family numbered `family` in source `source`'s index.

@@ -60,6 +60,14 @@ pub(crate) fn is_label_continue(c: u8) -> bool {
     CLASS[c as usize] & LABEL_CONTINUE != 0
 }
 
+/// Whether every byte of `bytes` is in `class` (one bit): the lookups are
+/// and-ed together without a branch per byte, as the names checked whole
+/// (the protobuf reader's) are short and nearly always valid.
+#[inline]
+pub(crate) fn all_in_class(bytes: &[u8], class: u8) -> bool {
+    bytes.iter().fold(class, |all, &c| all & CLASS[c as usize]) != 0
+}
+
 /// First position from `p` whose byte is not in `class` (or the end).
 #[inline]
 pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
@@ -480,10 +488,22 @@ pub(crate) fn hash_name(name: &[u8]) -> u32 {
         word.copy_from_slice(chunk);
         h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-    let mut tail = [0u8; 8];
+    // The last 1 to 7 bytes as a little-endian word padded with zeros: the
+    // name's last 8 bytes shifted when it has 8 (no copy of a few bytes).
     let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    let tail = match name.len() {
+        _ if rest.is_empty() => 0,
+        len if len >= 8 => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&name[len - 8..]);
+            u64::from_le_bytes(word) >> (64 - 8 * rest.len())
+        }
+        _ => rest
+            .iter()
+            .rev()
+            .fold(0, |word, &c| word << 8 | u64::from(c)),
+    };
+    h = (h.rotate_left(5) ^ tail).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     (h >> 32) as u32
 }
 
@@ -564,6 +584,52 @@ impl NameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `hash_name` as first written: the tail copied into a zeroed word.
+    fn hash_name_naive(name: &[u8]) -> u32 {
+        let mix = |h: u64, word: [u8; 8]| {
+            (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+        };
+        let whole = name.len() / 8 * 8;
+        let mut h = name.len() as u64;
+        for chunk in name[..whole].chunks(8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = mix(h, word);
+        }
+        let mut tail = [0u8; 8];
+        tail[..name.len() - whole].copy_from_slice(&name[whole..]);
+        (mix(h, tail) >> 32) as u32
+    }
+
+    #[test]
+    fn hash_name_matches_the_naive_version_at_every_length() {
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+        for len in 0..bytes.len() {
+            for start in 0..3 {
+                let name = &bytes[start..start + len.min(bytes.len() - start)];
+                assert_eq!(hash_name(name), hash_name_naive(name), "{name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn all_in_class_is_every_byte_in_its_class() {
+        for c in 0..=255u8 {
+            for len in [1, 17] {
+                let mut name = vec![b'a'; len];
+                name[len / 2] = c;
+                for class in [METRIC_CONTINUE, LABEL_CONTINUE] {
+                    assert_eq!(
+                        all_in_class(&name, class),
+                        CLASS[c as usize] & class != 0,
+                        "{c:#x} in {len}"
+                    );
+                }
+            }
+        }
+        assert!(all_in_class(b"", METRIC_CONTINUE));
+    }
 
     #[test]
     fn same_bytes_matches_slice_equality() {

@@ -12,7 +12,7 @@
 //! passes over its metrics: sizes, then bytes; nothing is encoded twice on the
 //! common path.
 
-use super::read::{label_bit, metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
+use super::read::{label_bit, metric_field, Family, Index, Metric, MetricType, LABELS_INTERLEAVED};
 use super::wire::{
     len_field_size, put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, Fields,
     WireType,
@@ -112,19 +112,34 @@ impl<'a> MetricRelabeler<'a> {
         }
     }
 
-    /// Whether every metric of `metrics` is a plain copy (no label that may
+    /// Whether every metric of `family` is a plain copy (no label that may
     /// be named like the target, labels first in each): then
     /// [`Self::copies_len`] and [`Self::write_copies`] do the work without
     /// deciding metric by metric.
-    pub(in crate::exposition) fn copies_all(&self, metrics: &[Metric]) -> bool {
+    pub(in crate::exposition) fn copies_family(&self, family: &Family) -> bool {
         let bit = self.target.map_or(0, |t| label_bit(t.name()));
-        metrics.iter().all(|m| {
-            m.flags & LABELS_INTERLEAVED == 0 && !(self.check_labels && m.label_bits & bit != 0)
-        })
+        family.flags & LABELS_INTERLEAVED == 0
+            && !(self.check_labels && family.label_bits & bit != 0)
+    }
+
+    /// [`Self::copies_len`] of all the metrics of `family`: from its sizes
+    /// alone when every relabelled metric is shorter than 128 bytes (each
+    /// length then takes one byte).
+    pub(in crate::exposition) fn family_copies_len(
+        &self,
+        family: &Family,
+        metrics: &[Metric],
+    ) -> usize {
+        let target = self.target.map_or(0, |t| t.field().len());
+        if family.largest_metric as usize + target < 128 {
+            metrics.len() * (2 + target) + family.metric_bytes as usize
+        } else {
+            self.copies_len(metrics, |_| true)
+        }
     }
 
     /// Bytes of the `metric` fields of the metrics `take` selects, copied
-    /// (only when [`Self::copies_all`]).
+    /// (only when [`Self::copies_family`]).
     pub(in crate::exposition) fn copies_len(
         &self,
         metrics: &[Metric],
@@ -139,7 +154,7 @@ impl<'a> MetricRelabeler<'a> {
     }
 
     /// Appends the `metric` fields of the metrics `take` selects, each its
-    /// labels, the target, the rest (only when [`Self::copies_all`]).
+    /// labels, the target, the rest (only when [`Self::copies_family`]).
     pub(in crate::exposition) fn write_copies(
         &self,
         metrics: &[Metric],
