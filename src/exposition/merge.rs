@@ -35,7 +35,7 @@ use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{metric_kind, metric_type, unescape_help, TextSource, UpConverter};
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
-    family_header_len, metric_field_len, put_family_header, put_label_pair_field,
+    family_header_len, label_mask, metric_field_len, put_family_header, put_label_pair_field,
     put_metric_field_head, MetricRelabeler, Target,
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
@@ -111,9 +111,9 @@ struct TargetSpans {
 struct ProtoTarget {
     /// The encoded `LabelPair` field, in `Merger::proto_labels`.
     field: Span,
-    /// A protobuf source's body may have a label named like it (its name
-    /// filter says so, once per merge): its metrics are looked at.
-    check_labels: bool,
+    /// `write::label_mask` of the label in a protobuf source (its name
+    /// filter asked once per merge): its metrics with that bit are looked at.
+    label_mask: u16,
 }
 
 /// Where a merge in pieces hands them: the size that ends a piece, and the
@@ -271,11 +271,9 @@ impl Merger {
                 put_label_pair_field(&self.label, container.as_bytes(), &mut self.proto_labels);
                 ProtoTarget {
                     field: Span::new(start, self.proto_labels.len()),
-                    check_labels: match source.snapshot.view() {
-                        SourceView::Protobuf(view) => {
-                            view.index.label_names.may_contain(&self.label)
-                        }
-                        SourceView::Text(_) => false,
+                    label_mask: match source.snapshot.view() {
+                        SourceView::Protobuf(view) => label_mask(view.index, &self.label),
+                        SourceView::Text(_) => 0,
                     },
                 }
             }));
@@ -781,7 +779,7 @@ fn relabeler<'a>(
     MetricRelabeler {
         body: view.body,
         target: target.map(|target| Target::new(label, target.field.of(proto_labels))),
-        check_labels: target.is_some_and(|target| target.check_labels),
+        label_mask: target.map_or(0, |target| target.label_mask),
     }
 }
 

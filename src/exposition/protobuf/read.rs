@@ -345,6 +345,14 @@ impl Index {
             + self.runs.len() * std::mem::size_of::<(u32, u32)>()
     }
 
+    /// The most metrics the index may hold while families and runs stay
+    /// as they are: past it, `used_bytes` would exceed the budget.
+    fn metric_limit(&self) -> usize {
+        let others = self.families.len() * std::mem::size_of::<Family>()
+            + self.runs.len() * std::mem::size_of::<(u32, u32)>();
+        self.budget.saturating_sub(others) / std::mem::size_of::<Metric>()
+    }
+
     /// Validates `body` and indexes it. On error the index is left empty.
     pub(in crate::exposition) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
         self.clear();
@@ -378,14 +386,20 @@ impl Index {
         self.regroup(joined);
         for family in &mut self.families {
             let metrics = &self.metrics[family.metrics.start as usize..family.metrics.end as usize];
+            let (mut bytes, mut largest, mut label_bits, mut flags, mut natives) = (0, 0, 0, 0, 0);
             for metric in metrics {
                 let size = metric.end - metric.start;
-                family.metric_bytes += size;
-                family.largest_metric = family.largest_metric.max(size);
-                family.label_bits |= metric.label_bits;
-                family.flags |= metric.flags & (LABELS_INTERLEAVED | NATIVE_HISTOGRAM);
-                family.native_histograms += u32::from(metric.flags & NATIVE_HISTOGRAM != 0);
+                bytes += size;
+                largest = largest.max(size);
+                label_bits |= metric.label_bits;
+                flags |= metric.flags;
+                natives += u32::from(metric.flags & NATIVE_HISTOGRAM != 0);
             }
+            family.metric_bytes = bytes;
+            family.largest_metric = largest;
+            family.label_bits = label_bits;
+            family.flags = flags & (LABELS_INTERLEAVED | NATIVE_HISTOGRAM);
+            family.native_histograms = natives;
         }
     }
 
@@ -426,6 +440,7 @@ impl Index {
         let mut help = None;
         let mut metric_type = MetricType::Counter;
         let first_metric = self.metrics.len();
+        let metric_limit = self.metric_limit();
         let mut flags = 0u8;
         const NAME: u64 = key(1, WireType::Len);
         const HELP: u64 = key(2, WireType::Len);
@@ -454,7 +469,7 @@ impl Index {
                     let metric = self.metric(b, s, e)?;
                     flags |= metric.flags;
                     self.metrics.push(metric);
-                    if self.used_bytes() > self.budget {
+                    if self.metrics.len() > metric_limit {
                         return fail(ProtoErrorKind::TooManyMetrics, s);
                     }
                 }
@@ -650,13 +665,18 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
+#[inline]
 fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let bytes = &b[start..end];
     // Nearly every label value and help text is ASCII: a cheaper test.
-    if bytes.is_ascii() {
+    if b[start..end].is_ascii() {
         return Ok(());
     }
-    match std::str::from_utf8(bytes) {
+    utf8_slow(b, start, end)
+}
+
+#[cold]
+fn utf8_slow(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    match std::str::from_utf8(&b[start..end]) {
         Ok(_) => Ok(()),
         Err(e) => fail(ProtoErrorKind::InvalidUtf8, start + e.valid_up_to()),
     }
@@ -682,7 +702,7 @@ const LABEL_VALUE: u64 = key(2, WireType::Len);
 /// `LabelPair`: checks the value is UTF-8 and returns the name's span (the
 /// caller checks the name). The encoding every producer writes (name, then
 /// value, each shorter than 128 bytes) is read without the field loop.
-#[inline]
+#[inline(always)]
 fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     if let (Some(&0x0a), Some(&name_len)) = (b.get(start), b.get(start + 1)) {
         let name_end = start + 2 + name_len as usize;

@@ -95,8 +95,19 @@ pub(in crate::exposition) struct MetricRelabeler<'a> {
     pub(in crate::exposition) body: &'a [u8],
     /// None: the metric is copied as it is (the sidecar's own metrics).
     pub(in crate::exposition) target: Option<Target<'a>>,
-    /// The body may have a label named like the target: look for it.
-    pub(in crate::exposition) check_labels: bool,
+    /// [`label_mask`] of the target's name.
+    pub(in crate::exposition) label_mask: u16,
+}
+
+/// The bit of `Metric::label_bits` that a label named `name` sets, or 0
+/// when the body indexed by `index` has no label of that name (its name
+/// filter says so): metrics with that bit may have the label.
+pub(in crate::exposition) fn label_mask(index: &Index, name: &[u8]) -> u16 {
+    if index.label_names.may_contain(name) {
+        label_bit(name)
+    } else {
+        0
+    }
 }
 
 impl<'a> MetricRelabeler<'a> {
@@ -108,7 +119,7 @@ impl<'a> MetricRelabeler<'a> {
         MetricRelabeler {
             body,
             target,
-            check_labels: target.is_some_and(|t| index.label_names.may_contain(t.name())),
+            label_mask: target.map_or(0, |t| label_mask(index, t.name())),
         }
     }
 
@@ -117,9 +128,7 @@ impl<'a> MetricRelabeler<'a> {
     /// [`Self::copies_len`] and [`Self::write_copies`] do the work without
     /// deciding metric by metric.
     pub(in crate::exposition) fn copies_family(&self, family: &Family) -> bool {
-        let bit = self.target.map_or(0, |t| label_bit(t.name()));
-        family.flags & LABELS_INTERLEAVED == 0
-            && !(self.check_labels && family.label_bits & bit != 0)
+        family.flags & LABELS_INTERLEAVED == 0 && family.label_bits & self.label_mask == 0
     }
 
     /// [`Self::copies_len`] of all the metrics of `family`: from its sizes
@@ -163,6 +172,10 @@ impl<'a> MetricRelabeler<'a> {
     ) {
         let body = self.body;
         let target = self.target.map_or(&[][..], |t| t.field());
+        let mut target_block = [0u8; SHORT];
+        if let Some(block) = target_block.get_mut(..target.len()) {
+            block.copy_from_slice(target);
+        }
         for metric in metrics.iter().filter(|m| take(m)) {
             let (start, labels_end, end) = (
                 metric.start as usize,
@@ -170,9 +183,13 @@ impl<'a> MetricRelabeler<'a> {
                 metric.end as usize,
             );
             put_metric_field_head(end - start + target.len(), out);
-            out.extend_from_slice(&body[start..labels_end]);
-            out.extend_from_slice(target);
-            out.extend_from_slice(&body[labels_end..end]);
+            append(body, start, labels_end, out);
+            if target.len() <= SHORT {
+                append_block(&target_block, target.len(), out);
+            } else {
+                out.extend_from_slice(target);
+            }
+            append(body, labels_end, end, out);
         }
     }
 
@@ -181,9 +198,7 @@ impl<'a> MetricRelabeler<'a> {
             return false;
         };
         metric.flags & LABELS_INTERLEAVED != 0
-            || (self.check_labels
-                && metric.label_bits & label_bit(target.name()) != 0
-                && self.has_label(metric, target.name()))
+            || (metric.label_bits & self.label_mask != 0 && self.has_label(metric, target.name()))
     }
 
     /// Whether the metric has a label `exported_` × `prefixes` + `name`.
@@ -356,6 +371,35 @@ impl<'a> MetricRelabeler<'a> {
             }
         }
     }
+}
+
+/// Pieces of at most this many bytes are copied as a block of this size.
+const SHORT: usize = 32;
+
+/// Appends `bytes[start..end]`. A piece of at most [`SHORT`] bytes (most
+/// pieces of a metric are) is copied as the [`SHORT`] bytes from `start`
+/// when `bytes` has them, then cut to its length: a copy of a known size is
+/// a few moves, where a call to `memcpy` costs more than the bytes.
+#[inline(always)]
+fn append(bytes: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
+    if end - start <= SHORT {
+        if let Some(block) = bytes
+            .get(start..)
+            .and_then(|rest| rest.first_chunk::<SHORT>())
+        {
+            append_block(block, end - start, out);
+            return;
+        }
+    }
+    out.extend_from_slice(&bytes[start..end]);
+}
+
+/// Appends the first `len` bytes of `block`.
+#[inline(always)]
+fn append_block(block: &[u8; SHORT], len: usize, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(block);
+    out.truncate(at + len);
 }
 
 /// Field 1 (a double) of a validated message at `start..end` (0 if absent).
