@@ -285,12 +285,12 @@ impl Merger {
             estimate += view.body().len() + view.sample_count() * label_len;
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
-                let merged = self.table.find(family.hash, |m| {
+                let id = self.merged.len() as u32;
+                let merged = self.table.find_or_insert(family.hash, id, |m| {
                     let m = &self.merged[m as usize];
                     sources[m.source as usize].snapshot.view().name(m.family) == family.name
                 });
                 let merged = merged.unwrap_or_else(|| {
-                    let id = self.merged.len() as u32;
                     self.merged.push(Merged {
                         source: source_index as u32,
                         family: family_index as u32,
@@ -298,7 +298,6 @@ impl Merger {
                         reserved: false,
                         contributions: Span::default(),
                     });
-                    self.table.insert(family.hash, id);
                     id
                 });
                 if source.container.is_none() && family.name.starts_with(RESERVED_PREFIX.as_bytes())

@@ -273,7 +273,7 @@ impl<'a> SourceView<'a> {
 
     /// The family's name, hash and type; `help` is the text's raw (escaped)
     /// HELP for a text source, the help string itself for protobuf.
-    #[inline]
+    #[inline(always)]
     pub(super) fn family(self, family: u32) -> FamilyView<'a> {
         match self {
             SourceView::Text(view) => view.family(family),

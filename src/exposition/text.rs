@@ -488,20 +488,22 @@ pub(crate) fn hash_name(name: &[u8]) -> u32 {
         word.copy_from_slice(chunk);
         h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-    // The last 1 to 7 bytes as a little-endian word padded with zeros: the
-    // name's last 8 bytes shifted when it has 8 (no copy of a few bytes).
+    // The last 0 to 7 bytes as a little-endian word padded with zeros, read
+    // as overlapping words rather than copied byte by byte (a call to
+    // memcpy): the name's last 8 bytes shifted when it has 8, else its
+    // first and last 4 (or its first, middle and last byte) or-ed in place.
     let rest = chunks.remainder();
-    let tail = match name.len() {
-        _ if rest.is_empty() => 0,
-        len if len >= 8 => {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&name[len - 8..]);
-            u64::from_le_bytes(word) >> (64 - 8 * rest.len())
+    let tail = match (name.len(), rest.len()) {
+        (_, 0) => 0,
+        (len, rest) if len >= 8 => word_at(name, len - 8) >> (64 - 8 * rest),
+        (len, _) if len >= 4 => {
+            u64::from(half_at(name, 0)) | u64::from(half_at(name, len - 4)) << (8 * (len - 4))
         }
-        _ => rest
-            .iter()
-            .rev()
-            .fold(0, |word, &c| word << 8 | u64::from(c)),
+        (len, _) => {
+            u64::from(name[0])
+                | u64::from(name[len / 2]) << (8 * (len / 2))
+                | u64::from(name[len - 1]) << (8 * (len - 1))
+        }
     };
     h = (h.rotate_left(5) ^ tail).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     (h >> 32) as u32
@@ -540,6 +542,37 @@ impl NameTable {
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// The entry of `hash` that `matches`, else None once `index` is
+    /// inserted for `hash` (one probe where `find` then `insert` take two).
+    pub(crate) fn find_or_insert(
+        &mut self,
+        hash: u32,
+        index: u32,
+        mut matches: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        if !self.slots.is_empty() {
+            let mask = self.slots.len() - 1;
+            let mut at = hash as usize & mask;
+            loop {
+                let (slot_hash, slot) = self.slots[at];
+                if slot == 0 {
+                    break;
+                }
+                if slot_hash == hash && matches(slot - 1) {
+                    return Some(slot - 1);
+                }
+                at = (at + 1) & mask;
+            }
+            if (self.len + 1) * 2 <= self.slots.len() {
+                self.slots[at] = (hash, index + 1);
+                self.len += 1;
+                return None;
+            }
+        }
+        self.insert(hash, index);
+        None
     }
 
     /// Inserts an index the caller has just checked is absent.
@@ -611,6 +644,27 @@ mod tests {
                 assert_eq!(hash_name(name), hash_name_naive(name), "{name:?}");
             }
         }
+    }
+
+    /// Keys that repeat, with hashes that collide often and a table that
+    /// grows: find_or_insert finds the first index of a key, as find does,
+    /// and inserts each new key once.
+    #[test]
+    fn find_or_insert_finds_what_find_finds() {
+        let keys: Vec<u32> = (0..2000u32).map(|i| i.wrapping_mul(7919) % 600).collect();
+        let mut table = NameTable::default();
+        let mut first: std::collections::HashMap<u32, u32> = Default::default();
+        for (index, &key) in keys.iter().enumerate() {
+            let index = index as u32;
+            let hash = key % 37;
+            let same = |other: u32| keys[other as usize] == key;
+            let found = table.find(hash, same);
+            assert_eq!(table.find_or_insert(hash, index, same), found);
+            assert_eq!(found, first.get(&key).copied());
+            first.entry(key).or_insert(index);
+            assert_eq!(table.find(hash, same), Some(first[&key]));
+        }
+        assert_eq!(table.len, first.len());
     }
 
     #[test]

@@ -271,11 +271,12 @@ pub(in crate::exposition) struct Index {
     pub(in crate::exposition) label_names: NameFilter,
     /// Metrics that carry a native histogram.
     pub(in crate::exposition) native_histograms: usize,
-    /// Scratch: the label names of the metric being read, and of the one
-    /// before (consecutive metrics of a family repeat their names in order:
-    /// a repeated name is compared, not validated again).
-    seen_labels: Vec<Span>,
+    /// Scratch: names equal to the label names of the metric read last
+    /// (consecutive metrics of a family repeat their names in order: a
+    /// repeated name is compared, not validated again), and the names of
+    /// the metric being read once one of them does not repeat.
     previous_labels: Vec<Span>,
+    seen_labels: Vec<Span>,
     sorted_labels: Vec<Span>,
     /// Bytes the index may take for the current body.
     budget: usize,
@@ -503,7 +504,8 @@ impl Index {
         let name_bytes = name.of(b);
         let hash = hash_name(name_bytes);
         let families = &self.families;
-        let earlier = self.table.find(hash, |f| {
+        let id = families.len() as u32;
+        let earlier = self.table.find_or_insert(hash, id, |f| {
             let family = &families[f as usize];
             family.hash == hash && family.name.of(b) == name_bytes
         });
@@ -519,8 +521,6 @@ impl Index {
             self.runs.push((earlier, count));
             return Ok(true);
         }
-        let id = self.families.len() as u32;
-        self.table.insert(hash, id);
         self.runs.push((id, count));
         // `metrics.end` counts the family's metrics until `group`.
         self.families.push(Family {
@@ -547,10 +547,10 @@ impl Index {
         let mut other_fields = false;
         let mut flags = 0u8;
         let mut label_bits = 0u16;
-        std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
-        self.seen_labels.clear();
-        // Whether every label so far repeats the previous metric's, in order.
+        // Whether every label so far repeats the previous metric's, in order
+        // (then none is recorded), and how many there were.
         let mut repeating = true;
+        let mut labels = 0;
         use metric_field as m;
         const LABEL: u64 = key(m::LABEL, WireType::Len);
         const GAUGE: u64 = key(m::GAUGE, WireType::Len);
@@ -567,12 +567,18 @@ impl Index {
                     let (s, e) = fields.len_delimited()?;
                     let name = label_pair(b, s, e)?;
                     let bytes = name.of(b);
-                    repeating = repeating
+                    let repeats = repeating
                         && self
                             .previous_labels
-                            .get(self.seen_labels.len())
+                            .get(labels)
                             .is_some_and(|previous| previous.of(b) == bytes);
-                    if !repeating {
+                    if !repeats {
+                        if repeating {
+                            repeating = false;
+                            self.seen_labels.clear();
+                            self.seen_labels
+                                .extend_from_slice(&self.previous_labels[..labels]);
+                        }
                         if !is_label_name(bytes) {
                             return fail(ProtoErrorKind::LabelName, name.start as usize);
                         }
@@ -588,14 +594,15 @@ impl Index {
                         {
                             return fail(ProtoErrorKind::DuplicateLabel, s);
                         }
+                        self.seen_labels.push(name);
                     }
+                    labels += 1;
                     label_bits |= label_bit(bytes);
                     if bytes == b"le" {
                         flags |= HAS_LE;
                     } else if bytes == b"quantile" {
                         flags |= HAS_QUANTILE;
                     }
-                    self.seen_labels.push(name);
                     if other_fields {
                         flags |= LABELS_INTERLEAVED;
                     } else {
@@ -635,18 +642,24 @@ impl Index {
                 other_fields = true;
             }
         }
-        if self.seen_labels.len() > PAIRWISE_LABEL_CHECK && !repeating {
-            self.sorted_labels.clear();
-            self.sorted_labels.extend_from_slice(&self.seen_labels);
-            self.sorted_labels
-                .sort_unstable_by(|x, y| x.of(b).cmp(y.of(b)));
-            if let Some(pair) = self
-                .sorted_labels
-                .windows(2)
-                .find(|pair| pair[0].of(b) == pair[1].of(b))
-            {
-                return fail(ProtoErrorKind::DuplicateLabel, pair[1].start as usize);
+        if repeating {
+            // Its names are the first `labels` of the previous metric's.
+            self.previous_labels.truncate(labels);
+        } else {
+            if self.seen_labels.len() > PAIRWISE_LABEL_CHECK {
+                self.sorted_labels.clear();
+                self.sorted_labels.extend_from_slice(&self.seen_labels);
+                self.sorted_labels
+                    .sort_unstable_by(|x, y| x.of(b).cmp(y.of(b)));
+                if let Some(pair) = self
+                    .sorted_labels
+                    .windows(2)
+                    .find(|pair| pair[0].of(b) == pair[1].of(b))
+                {
+                    return fail(ProtoErrorKind::DuplicateLabel, pair[1].start as usize);
+                }
             }
+            std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
         }
         Ok(Metric {
             start: start as u32,
@@ -665,7 +678,7 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     // Nearly every label value and help text is ASCII: a cheaper test.
     if b[start..end].is_ascii() {
