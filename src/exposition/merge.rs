@@ -29,7 +29,7 @@
 
 use super::labels::LabelIter;
 use super::negotiate::OutputFormat;
-use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
+use super::parse::{FamilyView, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{metric_kind, metric_type, unescape_help, TextSource, UpConverter};
@@ -686,18 +686,16 @@ impl Merger {
                         };
                         continue;
                     }
-                    for metric in metrics.iter().filter(|m| take(m)) {
-                        len +=
-                            metric_field_len(relabeler.len_as(metric, retype, &mut self.scratch));
-                    }
+                    len += metrics_len(&relabeler, metrics, part, retype, &mut self.scratch);
                 }
                 SourceView::Text(view) if part.takes(false) => {
                     let target = target.map(|target| {
                         Target::new(&self.label, target.field.of(&self.proto_labels))
                     });
                     let start = self.converted.len();
-                    self.up.metrics_as(
-                        TextSource { view },
+                    convert_up(
+                        &mut self.up,
+                        view,
                         c.family,
                         kind,
                         target,
@@ -742,14 +740,15 @@ impl Merger {
                         }
                         continue;
                     }
-                    for metric in metrics.iter().filter(|m| take(m)) {
-                        put_metric_field_head(
-                            relabeler.len_as(metric, retype, &mut self.scratch),
-                            out,
-                        );
-                        relabeler.write_as(metric, retype, out, &mut self.scratch);
-                        emit_if_full(out, pieces);
-                    }
+                    write_metrics(
+                        &relabeler,
+                        metrics,
+                        part,
+                        retype,
+                        &mut self.scratch,
+                        out,
+                        pieces,
+                    );
                 }
                 SourceView::Text(_) if part.takes(false) => {
                     if let Some(span) = converted.next() {
@@ -765,6 +764,57 @@ impl Merger {
                 SourceView::Text(_) => {}
             }
         }
+    }
+}
+
+/// Appends a text contribution's metrics converted up.
+#[inline(never)]
+fn convert_up(
+    up: &mut UpConverter,
+    view: IndexView<'_>,
+    family: u32,
+    kind: Kind,
+    target: Option<Target<'_>>,
+    out: &mut Vec<u8>,
+) {
+    up.metrics_as(TextSource { view }, family, kind, target, out);
+}
+
+/// Bytes of the `metric` fields of the metrics `part` takes, each decided
+/// on (copied, re-encoded, retyped) one by one.
+#[inline(never)]
+fn metrics_len(
+    relabeler: &MetricRelabeler<'_>,
+    metrics: &[Metric],
+    part: Part,
+    retype: Option<MetricType>,
+    scratch: &mut Vec<u8>,
+) -> usize {
+    metrics
+        .iter()
+        .filter(|m| part.takes(m.flags & NATIVE_HISTOGRAM != 0))
+        .map(|metric| metric_field_len(relabeler.len_as(metric, retype, scratch)))
+        .sum()
+}
+
+/// Writes the `metric` fields that [`metrics_len`] measured.
+#[inline(never)]
+fn write_metrics(
+    relabeler: &MetricRelabeler<'_>,
+    metrics: &[Metric],
+    part: Part,
+    retype: Option<MetricType>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    pieces: &mut Option<Pieces<'_>>,
+) {
+    for metric in metrics
+        .iter()
+        .filter(|m| part.takes(m.flags & NATIVE_HISTOGRAM != 0))
+    {
+        put_metric_field_head(relabeler.len_as(metric, retype, scratch), out);
+        relabeler.write_as(metric, retype, out, scratch);
+        emit_if_full(out, pieces);
     }
 }
 

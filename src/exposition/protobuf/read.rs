@@ -731,6 +731,7 @@ fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     label_pair_slow(b, start, end)
 }
 
+#[inline(never)]
 fn label_pair_slow(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     let mut fields = Fields::new(b, start, end);
     let mut name = span(start, start);
@@ -834,6 +835,7 @@ fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     counter_fields(b, start, end)
 }
 
+#[inline(never)]
 fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
     const VALUE: u64 = key(1, WireType::Fixed64);
@@ -861,6 +863,7 @@ fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> 
 
 /// `Summary`: sample_count = 1, sample_sum = 2, quantile = 3 (quantile = 1,
 /// value = 2), created_timestamp = 4.
+#[inline(never)]
 fn summary(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
     const COUNT: u64 = key(1, WireType::Varint);
@@ -955,6 +958,7 @@ fn packed_varints(b: &[u8], start: usize, end: usize) -> Result<u64, ProtoError>
 /// `Histogram` (classic buckets and native-histogram fields). Returns
 /// whether it is a native histogram (the rule of Prometheus'
 /// `isNativeHistogram`: any span, or a zero bucket).
+#[inline(never)]
 fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
     use histogram_field as h;
     use WireType::{Fixed64, Len, Varint};
