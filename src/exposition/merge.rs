@@ -41,7 +41,7 @@ use super::protobuf::write::{
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
-    write_help, NameRule, NameTable, ValueForm,
+    same_bytes, write_help, NameRule, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -288,7 +288,10 @@ impl Merger {
                 let id = self.merged.len() as u32;
                 let merged = self.table.find_or_insert(family.hash, id, |m| {
                     let m = &self.merged[m as usize];
-                    sources[m.source as usize].snapshot.view().name(m.family) == family.name
+                    same_bytes(
+                        sources[m.source as usize].snapshot.view().name(m.family),
+                        family.name,
+                    )
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {

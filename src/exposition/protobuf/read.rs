@@ -30,8 +30,8 @@ use std::fmt;
 use super::wire::{fail, key, zigzag, Fields, WireType};
 use crate::exposition::parse::Span;
 use crate::exposition::text::{
-    all_in_class, hash_name, is_label_start, is_metric_start, NameTable, LABEL_CONTINUE,
-    METRIC_CONTINUE,
+    all_in_class, hash_name, is_label_start, is_metric_start, same_bytes, NameTable,
+    LABEL_CONTINUE, METRIC_CONTINUE,
 };
 
 /// Why a protobuf body was rejected, and at which byte of it.
@@ -355,6 +355,9 @@ impl Index {
     }
 
     /// Validates `body` and indexes it. On error the index is left empty.
+    /// Out of line: a snapshot's `index` stays small where a text body's
+    /// parser is inlined.
+    #[inline(never)]
     pub(in crate::exposition) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
         self.clear();
         let result = self.parse(body);
@@ -507,7 +510,7 @@ impl Index {
         let id = families.len() as u32;
         let earlier = self.table.find_or_insert(hash, id, |f| {
             let family = &families[f as usize];
-            family.hash == hash && family.name.of(b) == name_bytes
+            family.hash == hash && same_bytes(family.name.of(b), name_bytes)
         });
         if let Some(earlier) = earlier {
             let family = &mut self.families[earlier as usize];
@@ -571,7 +574,7 @@ impl Index {
                         && self
                             .previous_labels
                             .get(labels)
-                            .is_some_and(|previous| previous.of(b) == bytes);
+                            .is_some_and(|previous| same_bytes(previous.of(b), bytes));
                     if !repeats {
                         if repeating {
                             repeating = false;
@@ -681,10 +684,40 @@ fn span(start: usize, end: usize) -> Span {
 #[inline(always)]
 fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     // Nearly every label value and help text is ASCII: a cheaper test.
-    if b[start..end].is_ascii() {
+    if is_ascii(&b[start..end]) {
         return Ok(());
     }
     utf8_slow(b, start, end)
+}
+
+/// `<[u8]>::is_ascii`, inline for the short strings of a body: the high
+/// bits of its 8-byte words or-ed together, and of its last 8 bytes for the
+/// rest (shorter than 8 bytes: two overlapping halves, or each byte).
+#[inline(always)]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |at: usize| {
+        bytes
+            .get(at..)
+            .and_then(|rest| rest.first_chunk::<8>())
+            .map_or(HIGH, |word| u64::from_le_bytes(*word))
+    };
+    let half = |at: usize| {
+        bytes
+            .get(at..)
+            .and_then(|rest| rest.first_chunk::<4>())
+            .map_or(HIGH, |half| u64::from(u32::from_le_bytes(*half)))
+    };
+    let high = match bytes.len() {
+        len @ 8.. => bytes.chunks_exact(8).fold(word(len - 8), |high, chunk| {
+            high | chunk
+                .first_chunk::<8>()
+                .map_or(HIGH, |word| u64::from_le_bytes(*word))
+        }),
+        len @ 4..=7 => half(0) | half(len - 4),
+        _ => u64::from(bytes.iter().fold(0, |all, &c| all | c)),
+    };
+    high & HIGH == 0
 }
 
 #[cold]
@@ -1071,4 +1104,22 @@ fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
         return fail(ProtoErrorKind::Schema, schema_at);
     }
     Ok(native)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_ascii_matches_the_standard_library() {
+        for len in 0..40 {
+            let ascii = vec![b'a'; len];
+            assert!(is_ascii(&ascii), "{len}");
+            for at in 0..len {
+                let mut bytes = ascii.clone();
+                bytes[at] = 0x80 | (at as u8);
+                assert_eq!(is_ascii(&bytes), bytes.is_ascii(), "{len} {at}");
+            }
+        }
+    }
 }
