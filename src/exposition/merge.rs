@@ -29,7 +29,7 @@
 
 use super::labels::LabelIter;
 use super::negotiate::OutputFormat;
-use super::parse::{FamilyView, IndexView, Kind, Sample, SampleFlags, Span};
+use super::parse::{IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{metric_kind, metric_type, unescape_help, TextSource, UpConverter};
@@ -411,7 +411,7 @@ impl Merger {
     fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let name = family_of(sources, merged.source, merged.family).name;
+            let name = name_of(sources, merged.source, merged.family);
             let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
                 (base, false)
             } else if let Some(base) = name
@@ -424,7 +424,7 @@ impl Merger {
             };
             let Some(base) = self.table.find(hash_name(base), |x| {
                 let x = &self.merged[x as usize];
-                family_of(sources, x.source, x.family).name == base
+                same_bytes(name_of(sources, x.source, x.family), base)
             }) else {
                 continue;
             };
@@ -452,7 +452,7 @@ impl Merger {
 
     fn report(&mut self, sources: &[Source<'_>], contribution: usize) {
         let c = self.sorted[contribution];
-        let name = family_of(sources, c.source, c.family).name;
+        let name = name_of(sources, c.source, c.family);
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -480,7 +480,7 @@ impl Merger {
         {
             return;
         }
-        let name = family_of(sources, merged.source, merged.family).name;
+        let name = name_of(sources, merged.source, merged.family);
         let help = contributions
             .iter()
             .filter(|c| c.resolution != Resolution::Dropped)
@@ -652,7 +652,7 @@ impl Merger {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
-        let name = family_of(sources, merged.source, merged.family).name;
+        let name = name_of(sources, merged.source, merged.family);
         let kind = merged.kind;
         let kept = || {
             contributions
@@ -856,9 +856,10 @@ fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
     (metric_kind(source_type) != kind).then_some(metric_type(kind))
 }
 
-/// The family numbered `family` in source `source`'s index.
-fn family_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> FamilyView<'a> {
-    sources[source as usize].snapshot.view().family(family)
+/// The name of the family numbered `family` in source `source`'s index.
+#[inline]
+fn name_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> &'a [u8] {
+    sources[source as usize].snapshot.view().name(family)
 }
 
 /// Writes the samples of one source.
