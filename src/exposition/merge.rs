@@ -770,7 +770,9 @@ impl Merger {
     }
 }
 
-/// Appends a text contribution's metrics converted up.
+/// Appends a text contribution's metrics converted up. Out of line, as are
+/// the two below: inlined, they cost the loop over a family's protobuf
+/// contributions its registers.
 #[inline(never)]
 fn convert_up(
     up: &mut UpConverter,

@@ -91,7 +91,7 @@ impl<'a> Fields<'a> {
         self.at >= self.message.len()
     }
 
-    /// The next varint, which must end before `end`. One and two bytes
+    /// The next varint, which must end inside the message. One and two bytes
     /// (tags, lengths, small counts: nearly every varint of a body) are
     /// decoded inline; longer ones by `varint_slow`.
     #[inline(always)]
