@@ -29,21 +29,21 @@
 
 use super::labels::LabelIter;
 use super::negotiate::OutputFormat;
-use super::parse::{FamilyView, Kind, Sample, SampleFlags, Span};
+use super::parse::{IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{
-    metric_type, unescape_help, Measure, MetricSink, TextSource, UpConverter,
+    metric_kind, metric_type, unescape_help, Measure, MetricSink, TextSource, UpConverter,
 };
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
-    family_header_len, metric_field_len, put_family_header, put_label_pair_field,
+    family_header_len, label_mask, metric_field_len, put_family_header, put_label_pair_field,
     put_metric_field_head, MetricRelabeler, Target,
 };
-use super::snapshot::{Snapshot, SourceView};
+use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
     escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
-    write_help, NameRule, NameTable, ValueForm,
+    same_bytes, write_help, NameRule, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -76,12 +76,14 @@ enum Resolution {
 }
 
 /// One source's family, as a part of a merged family.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Contribution {
     merged: u32,
     source: u32,
     /// The family's number in its source's index.
     family: u32,
+    /// Its type in its source.
+    kind: Kind,
     resolution: Resolution,
 }
 
@@ -106,6 +108,16 @@ struct TargetSpans {
     braced: Span,
 }
 
+/// Protobuf output: the label a source's metrics get.
+#[derive(Clone, Copy)]
+struct ProtoTarget {
+    /// The encoded `LabelPair` field, in `Merger::proto_labels`.
+    field: Span,
+    /// `write::label_mask` of the label in a protobuf source (its name
+    /// filter asked once per merge): its metrics with that bit are looked at.
+    label_mask: u16,
+}
+
 /// Where a merge in pieces hands them: the size that ends a piece, and the
 /// sink.
 type Pieces<'e> = (usize, &'e mut dyn FnMut(&[u8]));
@@ -128,7 +140,7 @@ pub struct Merger {
     candidate: Vec<u8>,
     /// Protobuf output: each source's encoded container `LabelPair` field.
     proto_labels: Vec<u8>,
-    proto_label_spans: Vec<Option<Span>>,
+    proto_targets: Vec<Option<ProtoTarget>>,
     /// Protobuf output: text contributions converted up, and the help of a
     /// text family unescaped.
     up: UpConverter,
@@ -157,7 +169,7 @@ impl Merger {
             scratch: Vec::new(),
             candidate: Vec::new(),
             proto_labels: Vec::new(),
-            proto_label_spans: Vec::new(),
+            proto_targets: Vec::new(),
             up: UpConverter::default(),
             converted: Vec::new(),
             converted_spans: Vec::new(),
@@ -230,7 +242,7 @@ impl Merger {
         self.source_labels.clear();
         self.source_label_spans.clear();
         self.proto_labels.clear();
-        self.proto_label_spans.clear();
+        self.proto_targets.clear();
 
         let mut estimate = 0;
         for (source_index, source) in sources.iter().enumerate() {
@@ -258,10 +270,16 @@ impl Merger {
             let proto_label = source
                 .container
                 .filter(|_| format == OutputFormat::Protobuf);
-            self.proto_label_spans.push(proto_label.map(|container| {
+            self.proto_targets.push(proto_label.map(|container| {
                 let start = self.proto_labels.len();
                 put_label_pair_field(&self.label, container.as_bytes(), &mut self.proto_labels);
-                Span::new(start, self.proto_labels.len())
+                ProtoTarget {
+                    field: Span::new(start, self.proto_labels.len()),
+                    label_mask: match source.snapshot.view() {
+                        SourceView::Protobuf(view) => label_mask(view.index, &self.label),
+                        SourceView::Text(_) => 0,
+                    },
+                }
             }));
             if !source.snapshot.is_indexed() {
                 continue;
@@ -271,12 +289,15 @@ impl Merger {
             estimate += view.body().len() + view.sample_count() * label_len;
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
-                let merged = self.table.find(family.hash, |m| {
+                let id = self.merged.len() as u32;
+                let merged = self.table.find_or_insert(family.hash, id, |m| {
                     let m = &self.merged[m as usize];
-                    family_of(sources, m.source, m.family).name == family.name
+                    same_bytes(
+                        sources[m.source as usize].snapshot.view().name(m.family),
+                        family.name,
+                    )
                 });
                 let merged = merged.unwrap_or_else(|| {
-                    let id = self.merged.len() as u32;
                     self.merged.push(Merged {
                         source: source_index as u32,
                         family: family_index as u32,
@@ -284,7 +305,6 @@ impl Merger {
                         reserved: false,
                         contributions: Span::default(),
                     });
-                    self.table.insert(family.hash, id);
                     id
                 });
                 if source.container.is_none() && family.name.starts_with(RESERVED_PREFIX.as_bytes())
@@ -295,6 +315,7 @@ impl Merger {
                     merged,
                     source: source_index as u32,
                     family: family_index as u32,
+                    kind: family.kind,
                     resolution: Resolution::Kept,
                 });
             }
@@ -332,9 +353,9 @@ impl Merger {
                 end: self.starts[m + 1],
             };
         }
+        // Every entry is overwritten below.
         self.sorted.clear();
-        self.sorted
-            .resize(self.contributions.len(), Contribution::default());
+        self.sorted.extend_from_slice(&self.contributions);
         for c in &self.contributions {
             let at = &mut self.starts[c.merged as usize];
             self.sorted[*at as usize] = *c;
@@ -343,12 +364,7 @@ impl Merger {
     }
 
     fn resolve_types(&mut self, sources: &[Source<'_>]) {
-        let kind_of = |c: &Contribution| {
-            sources[c.source as usize]
-                .snapshot
-                .view()
-                .family_kind(c.family)
-        };
+        let kind_of = |c: &Contribution| c.kind;
         let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
         for m in 0..self.merged.len() {
             let range = self.merged[m].contributions;
@@ -399,7 +415,7 @@ impl Merger {
     fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let name = family_of(sources, merged.source, merged.family).name;
+            let name = name_of(sources, merged.source, merged.family);
             let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
                 (base, false)
             } else if let Some(base) = name
@@ -412,7 +428,7 @@ impl Merger {
             };
             let Some(base) = self.table.find(hash_name(base), |x| {
                 let x = &self.merged[x as usize];
-                family_of(sources, x.source, x.family).name == base
+                same_bytes(name_of(sources, x.source, x.family), base)
             }) else {
                 continue;
             };
@@ -440,7 +456,7 @@ impl Merger {
 
     fn report(&mut self, sources: &[Source<'_>], contribution: usize) {
         let c = self.sorted[contribution];
-        let name = family_of(sources, c.source, c.family).name;
+        let name = name_of(sources, c.source, c.family);
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -468,7 +484,7 @@ impl Merger {
         {
             return;
         }
-        let name = family_of(sources, merged.source, merged.family).name;
+        let name = name_of(sources, merged.source, merged.family);
         let help = contributions
             .iter()
             .filter(|c| c.resolution != Resolution::Dropped)
@@ -610,11 +626,9 @@ impl Merger {
         {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
-                    for metric in view.metrics(c.family) {
-                        let is_native = metric.flags & NATIVE_HISTOGRAM != 0;
-                        native |= is_native;
-                        classic |= !is_native;
-                    }
+                    let family = view.family(c.family);
+                    native |= family.native_histograms > 0;
+                    classic |= family.native_histograms < family.metrics.end - family.metrics.start;
                 }
                 SourceView::Text(_) => classic = true,
             }
@@ -644,74 +658,65 @@ impl Merger {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
-        let name = family_of(sources, merged.source, merged.family).name;
+        let name = name_of(sources, merged.source, merged.family);
         let kind = merged.kind;
         let kept = || {
             contributions
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
-        // A gauge histogram stays one when every protobuf source says so.
-        let all_gauge_histograms = kept().all(|c| {
-            sources[c.source as usize]
-                .snapshot
-                .view()
-                .metric_type(c.family)
-                == Some(MetricType::GaugeHistogram)
-        });
-        let family_type = if kind == Kind::Histogram && all_gauge_histograms {
-            MetricType::GaugeHistogram
-        } else {
-            metric_type(kind)
-        };
-        self.help.clear();
-        let help = kept().find_map(|c| {
-            let view = sources[c.source as usize].snapshot.view();
-            Some((view.family(c.family).help?, view))
-        });
-        let help = help.map(|(help, view)| match view {
-            SourceView::Text(view) => {
-                unescape_help(help, view.is_openmetrics(), &mut self.help);
-                self.help.as_slice()
-            }
-            SourceView::Protobuf(_) => help,
-        });
+        let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
 
-        // Sizes: protobuf metrics are measured, text ones converted.
+        // Sizes (protobuf metrics are measured, text ones converted), the
+        // help (the first kept source's that has one), and whether every
+        // source is a protobuf one that says gauge histogram.
         self.converted.clear();
         self.converted_spans.clear();
-        let mut len = family_header_len(name, help, family_type);
+        let mut len = 0;
+        let mut help = None;
+        let mut all_gauge_histograms = true;
         for c in kept() {
-            let target = self.proto_label_spans[c.source as usize]
-                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
-            match sources[c.source as usize].snapshot.view() {
+            let target = self.proto_targets[c.source as usize];
+            let view = sources[c.source as usize].snapshot.view();
+            if help.is_none() {
+                help = view.help(c.family).map(|help| (help, view));
+            }
+            all_gauge_histograms &= view.metric_type(c.family) == Some(MetricType::GaugeHistogram);
+            match view {
                 SourceView::Protobuf(view) => {
-                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    let relabeler = relabeler(view, target, &self.label, &self.proto_labels);
+                    let family = view.family(c.family);
                     let metrics = view.metrics(c.family);
-                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
-                    if retype.is_none() && relabeler.copies_all(metrics) {
-                        len += relabeler.copies_len(metrics, take);
+                    let retype = retype(family.metric_type, kind);
+                    if retype.is_none() && relabeler.copies_family(family) {
+                        len += match part {
+                            Part::All => relabeler.family_copies_len(family, metrics),
+                            _ => relabeler.copies_len(metrics, take),
+                        };
                         continue;
                     }
-                    for metric in metrics.iter().filter(|m| take(m)) {
-                        len +=
-                            metric_field_len(relabeler.len_as(metric, retype, &mut self.scratch));
-                    }
+                    len += metrics_len(&relabeler, metrics, part, retype, &mut self.scratch);
                 }
                 SourceView::Text(view) if part.takes(false) => {
+                    let target = target.map(|target| {
+                        Target::new(&self.label, target.field.of(&self.proto_labels))
+                    });
                     let start = self.converted.len();
-                    let source = TextSource { view };
                     if start >= CONVERTED_HELD || view.family_samples(c.family) > SAMPLES_HELD {
                         let mut measure = Measure::default();
-                        self.up
-                            .metrics_as(source, c.family, kind, target, &mut measure);
+                        convert_up(&mut self.up, view, c.family, kind, target, &mut measure);
                         self.converted_spans.push(None);
                         len += measure.0;
                         continue;
                     }
-                    self.up
-                        .metrics_as(source, c.family, kind, target, &mut self.converted);
+                    convert_up(
+                        &mut self.up,
+                        view,
+                        c.family,
+                        kind,
+                        target,
+                        &mut self.converted,
+                    );
                     self.converted_spans
                         .push(Some(Span::new(start, self.converted.len())));
                     len += self.converted.len() - start;
@@ -719,33 +724,47 @@ impl Merger {
                 SourceView::Text(_) => {}
             }
         }
+        let family_type = if kind == Kind::Histogram && all_gauge_histograms {
+            MetricType::GaugeHistogram
+        } else {
+            metric_type(kind)
+        };
+        self.help.clear();
+        let help = help.map(|(help, view)| match view {
+            SourceView::Text(view) => {
+                unescape_help(help, view.is_openmetrics(), &mut self.help);
+                self.help.as_slice()
+            }
+            SourceView::Protobuf(_) => help,
+        });
+        len += family_header_len(name, help, family_type);
         put_varint(len as u64, out);
         put_family_header(name, help, family_type, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
-            let target = self.proto_label_spans[c.source as usize]
-                .map(|span| Target::new(&self.label, span.of(&self.proto_labels)));
+            let target = self.proto_targets[c.source as usize];
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Protobuf(view) => {
-                    let relabeler = MetricRelabeler::new(view.body, view.index, target);
-                    let retype = retype(SourceView::Protobuf(view), c.family, kind);
+                    let relabeler = relabeler(view, target, &self.label, &self.proto_labels);
+                    let family = view.family(c.family);
                     let metrics = view.metrics(c.family);
-                    let take = |m: &Metric| part.takes(m.flags & NATIVE_HISTOGRAM != 0);
-                    if retype.is_none() && relabeler.copies_all(metrics) {
+                    let retype = retype(family.metric_type, kind);
+                    if retype.is_none() && relabeler.copies_family(family) {
                         for run in metrics.chunks(METRICS_PER_RUN) {
                             relabeler.write_copies(run, take, out);
                             emit_if_full(out, pieces);
                         }
                         continue;
                     }
-                    for metric in metrics.iter().filter(|m| take(m)) {
-                        put_metric_field_head(
-                            relabeler.len_as(metric, retype, &mut self.scratch),
-                            out,
-                        );
-                        relabeler.write_as(metric, retype, out, &mut self.scratch);
-                        emit_if_full(out, pieces);
-                    }
+                    write_metrics(
+                        &relabeler,
+                        metrics,
+                        part,
+                        retype,
+                        &mut self.scratch,
+                        out,
+                        pieces,
+                    );
                 }
                 SourceView::Text(view) if part.takes(false) => match converted.next() {
                     // Converted whole, handed on in pieces.
@@ -757,15 +776,84 @@ impl Merger {
                         }
                     }
                     Some(None) => {
+                        let target = target.map(|target| {
+                            Target::new(&self.label, target.field.of(&self.proto_labels))
+                        });
                         let mut sink = Pieced { out, pieces };
-                        self.up
-                            .metrics_as(TextSource { view }, c.family, kind, target, &mut sink);
+                        convert_up(&mut self.up, view, c.family, kind, target, &mut sink);
                     }
                     None => {}
                 },
                 SourceView::Text(_) => {}
             }
         }
+    }
+}
+
+/// Appends a text contribution's metrics converted up. Out of line, as are
+/// the two below: inlined, they cost the loop over a family's protobuf
+/// contributions its registers.
+#[inline(never)]
+fn convert_up(
+    up: &mut UpConverter,
+    view: IndexView<'_>,
+    family: u32,
+    kind: Kind,
+    target: Option<Target<'_>>,
+    out: &mut impl MetricSink,
+) {
+    up.metrics_as(TextSource { view }, family, kind, target, out);
+}
+
+/// Bytes of the `metric` fields of the metrics `part` takes, each decided
+/// on (copied, re-encoded, retyped) one by one.
+#[inline(never)]
+fn metrics_len(
+    relabeler: &MetricRelabeler<'_>,
+    metrics: &[Metric],
+    part: Part,
+    retype: Option<MetricType>,
+    scratch: &mut Vec<u8>,
+) -> usize {
+    metrics
+        .iter()
+        .filter(|m| part.takes(m.flags & NATIVE_HISTOGRAM != 0))
+        .map(|metric| metric_field_len(relabeler.len_as(metric, retype, scratch)))
+        .sum()
+}
+
+/// Writes the `metric` fields that [`metrics_len`] measured.
+#[inline(never)]
+fn write_metrics(
+    relabeler: &MetricRelabeler<'_>,
+    metrics: &[Metric],
+    part: Part,
+    retype: Option<MetricType>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    pieces: &mut Option<Pieces<'_>>,
+) {
+    for metric in metrics
+        .iter()
+        .filter(|m| part.takes(m.flags & NATIVE_HISTOGRAM != 0))
+    {
+        put_metric_field_head(relabeler.len_as(metric, retype, scratch), out);
+        relabeler.write_as(metric, retype, out, scratch);
+        emit_if_full(out, pieces);
+    }
+}
+
+/// The relabeler of a protobuf source's metrics.
+fn relabeler<'a>(
+    view: ProtoView<'a>,
+    target: Option<ProtoTarget>,
+    label: &'a [u8],
+    proto_labels: &'a [u8],
+) -> MetricRelabeler<'a> {
+    MetricRelabeler {
+        body: view.body,
+        target: target.map(|target| Target::new(label, target.field.of(proto_labels))),
+        label_mask: target.map_or(0, |target| target.label_mask),
     }
 }
 
@@ -803,14 +891,16 @@ fn emit_if_full(out: &mut Vec<u8>, pieces: &mut Option<Pieces<'_>>) {
 }
 
 /// Under an untyped family (a downgrade), every simple metric's value moves
-/// to the untyped field: the type a protobuf contribution is rewritten as.
-fn retype(view: SourceView<'_>, family: u32, kind: Kind) -> Option<MetricType> {
-    (view.family_kind(family) != kind).then_some(metric_type(kind))
+/// to the untyped field: the type a protobuf contribution of `source_type`
+/// is rewritten as.
+fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
+    (metric_kind(source_type) != kind).then_some(metric_type(kind))
 }
 
-/// The family numbered `family` in source `source`'s index.
-fn family_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> FamilyView<'a> {
-    sources[source as usize].snapshot.view().family(family)
+/// The name of the family numbered `family` in source `source`'s index.
+#[inline]
+fn name_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> &'a [u8] {
+    sources[source as usize].snapshot.view().name(family)
 }
 
 /// Writes the samples of one source.

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::parse::{FamilyView, Index, IndexView, Kind, ParseError};
+use super::parse::{FamilyView, Index, IndexView, ParseError};
 use super::protobuf::read::{self as proto, MetricType, ProtoError};
 use super::protobuf::up::metric_kind;
 
@@ -274,7 +274,7 @@ impl<'a> SourceView<'a> {
 
     /// The family's name, hash and type; `help` is the text's raw (escaped)
     /// HELP for a text source, the help string itself for protobuf.
-    #[inline]
+    #[inline(always)]
     pub(super) fn family(self, family: u32) -> FamilyView<'a> {
         match self {
             SourceView::Text(view) => view.family(family),
@@ -290,11 +290,21 @@ impl<'a> SourceView<'a> {
         }
     }
 
+    /// The family's name as [`Self::family`] gives it.
     #[inline]
-    pub(super) fn family_kind(self, family: u32) -> Kind {
+    pub(super) fn name(self, family: u32) -> &'a [u8] {
         match self {
-            SourceView::Text(view) => view.family_kind(family),
-            SourceView::Protobuf(view) => metric_kind(view.family(family).metric_type),
+            SourceView::Text(view) => view.family(family).name,
+            SourceView::Protobuf(view) => view.family(family).name.of(view.body),
+        }
+    }
+
+    /// The family's help as [`Self::family`] gives it.
+    #[inline]
+    pub(super) fn help(self, family: u32) -> Option<&'a [u8]> {
+        match self {
+            SourceView::Text(view) => view.family(family).help,
+            SourceView::Protobuf(view) => view.family(family).help.map(|help| help.of(view.body)),
         }
     }
 

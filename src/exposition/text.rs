@@ -60,6 +60,14 @@ pub(crate) fn is_label_continue(c: u8) -> bool {
     CLASS[c as usize] & LABEL_CONTINUE != 0
 }
 
+/// Whether every byte of `bytes` is in `class` (one bit): the lookups are
+/// and-ed together without a branch per byte, as the names checked whole
+/// (the protobuf reader's) are short and nearly always valid.
+#[inline]
+pub(crate) fn all_in_class(bytes: &[u8], class: u8) -> bool {
+    bytes.iter().fold(class, |all, &c| all & CLASS[c as usize]) != 0
+}
+
 /// First position from `p` whose byte is not in `class` (or the end).
 #[inline]
 pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
@@ -480,10 +488,24 @@ pub(crate) fn hash_name(name: &[u8]) -> u32 {
         word.copy_from_slice(chunk);
         h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-    let mut tail = [0u8; 8];
+    // The last 0 to 7 bytes as a little-endian word padded with zeros, read
+    // as overlapping words rather than copied byte by byte (a call to
+    // memcpy): the name's last 8 bytes shifted when it has 8, else its
+    // first and last 4 (or its first, middle and last byte) or-ed in place.
     let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    let tail = match (name.len(), rest.len()) {
+        (_, 0) => 0,
+        (len, rest) if len >= 8 => word_at(name, len - 8) >> (64 - 8 * rest),
+        (len, _) if len >= 4 => {
+            u64::from(half_at(name, 0)) | u64::from(half_at(name, len - 4)) << (8 * (len - 4))
+        }
+        (len, _) => {
+            u64::from(name[0])
+                | u64::from(name[len / 2]) << (8 * (len / 2))
+                | u64::from(name[len - 1]) << (8 * (len - 1))
+        }
+    };
+    h = (h.rotate_left(5) ^ tail).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     (h >> 32) as u32
 }
 
@@ -520,6 +542,37 @@ impl NameTable {
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// The entry of `hash` that `matches`, else None once `index` is
+    /// inserted for `hash` (one probe where `find` then `insert` take two).
+    pub(crate) fn find_or_insert(
+        &mut self,
+        hash: u32,
+        index: u32,
+        mut matches: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        if !self.slots.is_empty() {
+            let mask = self.slots.len() - 1;
+            let mut at = hash as usize & mask;
+            loop {
+                let (slot_hash, slot) = self.slots[at];
+                if slot == 0 {
+                    break;
+                }
+                if slot_hash == hash && matches(slot - 1) {
+                    return Some(slot - 1);
+                }
+                at = (at + 1) & mask;
+            }
+            if (self.len + 1) * 2 <= self.slots.len() {
+                self.slots[at] = (hash, index + 1);
+                self.len += 1;
+                return None;
+            }
+        }
+        self.insert(hash, index);
+        None
     }
 
     /// Inserts an index the caller has just checked is absent.
@@ -564,6 +617,73 @@ impl NameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `hash_name` as first written: the tail copied into a zeroed word.
+    fn hash_name_naive(name: &[u8]) -> u32 {
+        let mix = |h: u64, word: [u8; 8]| {
+            (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+        };
+        let whole = name.len() / 8 * 8;
+        let mut h = name.len() as u64;
+        for chunk in name[..whole].chunks(8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = mix(h, word);
+        }
+        let mut tail = [0u8; 8];
+        tail[..name.len() - whole].copy_from_slice(&name[whole..]);
+        (mix(h, tail) >> 32) as u32
+    }
+
+    #[test]
+    fn hash_name_matches_the_naive_version_at_every_length() {
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+        for len in 0..bytes.len() {
+            for start in 0..3 {
+                let name = &bytes[start..start + len.min(bytes.len() - start)];
+                assert_eq!(hash_name(name), hash_name_naive(name), "{name:?}");
+            }
+        }
+    }
+
+    /// Keys that repeat, with hashes that collide often and a table that
+    /// grows: find_or_insert finds the first index of a key, as find does,
+    /// and inserts each new key once.
+    #[test]
+    fn find_or_insert_finds_what_find_finds() {
+        let keys: Vec<u32> = (0..2000u32).map(|i| i.wrapping_mul(7919) % 600).collect();
+        let mut table = NameTable::default();
+        let mut first: std::collections::HashMap<u32, u32> = Default::default();
+        for (index, &key) in keys.iter().enumerate() {
+            let index = index as u32;
+            let hash = key % 37;
+            let same = |other: u32| keys[other as usize] == key;
+            let found = table.find(hash, same);
+            assert_eq!(table.find_or_insert(hash, index, same), found);
+            assert_eq!(found, first.get(&key).copied());
+            first.entry(key).or_insert(index);
+            assert_eq!(table.find(hash, same), Some(first[&key]));
+        }
+        assert_eq!(table.len, first.len());
+    }
+
+    #[test]
+    fn all_in_class_is_every_byte_in_its_class() {
+        for c in 0..=255u8 {
+            for len in [1, 17] {
+                let mut name = vec![b'a'; len];
+                name[len / 2] = c;
+                for class in [METRIC_CONTINUE, LABEL_CONTINUE] {
+                    assert_eq!(
+                        all_in_class(&name, class),
+                        CLASS[c as usize] & class != 0,
+                        "{c:#x} in {len}"
+                    );
+                }
+            }
+        }
+        assert!(all_in_class(b"", METRIC_CONTINUE));
+    }
 
     #[test]
     fn same_bytes_matches_slice_equality() {

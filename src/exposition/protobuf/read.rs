@@ -27,10 +27,11 @@
 
 use std::fmt;
 
-use super::wire::{fail, zigzag, Fields, WireType};
+use super::wire::{fail, key, zigzag, Fields, WireType};
 use crate::exposition::parse::Span;
 use crate::exposition::text::{
-    hash_name, is_label_continue, is_label_start, is_metric_continue, is_metric_start, NameTable,
+    all_in_class, hash_name, is_label_start, is_metric_start, same_bytes, NameTable,
+    LABEL_CONTINUE, METRIC_CONTINUE,
 };
 
 /// Why a protobuf body was rejected, and at which byte of it.
@@ -217,6 +218,15 @@ pub(in crate::exposition) struct Family {
     pub(in crate::exposition) metric_type: MetricType,
     /// Range of `Index::metrics`.
     pub(in crate::exposition) metrics: Span,
+    /// Of its metrics, what lets the writer size and copy them without
+    /// looking at each: the sum and the largest of their message sizes,
+    /// the union of their `label_bits` and of their flags, and how many
+    /// carry a native histogram.
+    pub(in crate::exposition) metric_bytes: u32,
+    pub(in crate::exposition) largest_metric: u32,
+    pub(in crate::exposition) label_bits: u16,
+    pub(in crate::exposition) flags: u8,
+    pub(in crate::exposition) native_histograms: u32,
 }
 
 /// Extra bytes of index allowed beyond the body's size.
@@ -261,11 +271,12 @@ pub(in crate::exposition) struct Index {
     pub(in crate::exposition) label_names: NameFilter,
     /// Metrics that carry a native histogram.
     pub(in crate::exposition) native_histograms: usize,
-    /// Scratch: the label names of the metric being read, and of the one
-    /// before (consecutive metrics of a family repeat their names in order:
-    /// a repeated name is compared, not validated again).
-    seen_labels: Vec<Span>,
+    /// Scratch: names equal to the label names of the metric read last
+    /// (consecutive metrics of a family repeat their names in order: a
+    /// repeated name is compared, not validated again), and the names of
+    /// the metric being read once one of them does not repeat.
     previous_labels: Vec<Span>,
+    seen_labels: Vec<Span>,
     sorted_labels: Vec<Span>,
     /// Bytes the index may take for the current body.
     budget: usize,
@@ -335,7 +346,18 @@ impl Index {
             + self.runs.len() * std::mem::size_of::<(u32, u32)>()
     }
 
+    /// The most metrics the index may hold while families and runs stay
+    /// as they are: past it, `used_bytes` would exceed the budget.
+    fn metric_limit(&self) -> usize {
+        let others = self.families.len() * std::mem::size_of::<Family>()
+            + self.runs.len() * std::mem::size_of::<(u32, u32)>();
+        self.budget.saturating_sub(others) / std::mem::size_of::<Metric>()
+    }
+
     /// Validates `body` and indexes it. On error the index is left empty.
+    /// Out of line: a snapshot's `index` stays small where a text body's
+    /// parser is inlined.
+    #[inline(never)]
     pub(in crate::exposition) fn build(&mut self, body: &[u8]) -> Result<(), ProtoError> {
         self.clear();
         let result = self.parse(body);
@@ -360,10 +382,32 @@ impl Index {
         Ok(())
     }
 
-    /// Turns each family's metric count into its range of `metrics`, and
-    /// makes the metrics of a name that came back contiguous (a stable
-    /// counting sort by family, through `regrouped`).
+    /// Turns each family's metric count into its range of `metrics`, makes
+    /// the metrics of a name that came back contiguous (a stable counting
+    /// sort by family, through `regrouped`), then sums each family's
+    /// metrics up for the writer.
     fn group(&mut self, joined: bool) {
+        self.regroup(joined);
+        for family in &mut self.families {
+            let metrics = &self.metrics[family.metrics.start as usize..family.metrics.end as usize];
+            let (mut bytes, mut largest, mut label_bits, mut flags, mut natives) = (0, 0, 0, 0, 0);
+            for metric in metrics {
+                let size = metric.end - metric.start;
+                bytes += size;
+                largest = largest.max(size);
+                label_bits |= metric.label_bits;
+                flags |= metric.flags;
+                natives += u32::from(metric.flags & NATIVE_HISTOGRAM != 0);
+            }
+            family.metric_bytes = bytes;
+            family.largest_metric = largest;
+            family.label_bits = label_bits;
+            family.flags = flags & (LABELS_INTERLEAVED | NATIVE_HISTOGRAM);
+            family.native_histograms = natives;
+        }
+    }
+
+    fn regroup(&mut self, joined: bool) {
         self.starts.clear();
         let mut next = 0u32;
         for family in &mut self.families {
@@ -400,41 +444,45 @@ impl Index {
         let mut help = None;
         let mut metric_type = MetricType::Counter;
         let first_metric = self.metrics.len();
-        let mut reserved = 0u8;
+        let metric_limit = self.metric_limit();
+        let mut flags = 0u8;
+        const NAME: u64 = key(1, WireType::Len);
+        const HELP: u64 = key(2, WireType::Len);
+        const TYPE: u64 = key(3, WireType::Varint);
+        const METRIC: u64 = key(4, WireType::Len);
+        const UNIT: u64 = key(5, WireType::Len);
         while !fields.is_done() {
             let tag_at = fields.at;
-            let tag = fields.tag()?;
-            match (tag.number, tag.wire) {
-                (1, WireType::Len) => {
+            match fields.varint()? {
+                NAME => {
                     let (s, e) = fields.len_delimited()?;
                     name = span(s, e);
                 }
-                (2, WireType::Len) => {
+                HELP => {
                     let (s, e) = fields.len_delimited()?;
                     utf8(b, s, e)?;
                     help = Some(span(s, e));
                 }
-                (3, WireType::Varint) => {
+                TYPE => {
                     let value = fields.varint()?;
                     metric_type = MetricType::from_wire(value)
                         .map_or_else(|| fail(ProtoErrorKind::MetricType, tag_at), Ok)?;
                 }
-                (4, WireType::Len) => {
+                METRIC => {
                     let (s, e) = fields.len_delimited()?;
                     let metric = self.metric(b, s, e)?;
-                    reserved |= metric.flags;
+                    flags |= metric.flags;
                     self.metrics.push(metric);
-                    if self.used_bytes() > self.budget {
+                    if self.metrics.len() > metric_limit {
                         return fail(ProtoErrorKind::TooManyMetrics, s);
                     }
                 }
-                // unit: Prometheus 2.42 ignores it.
-                (5, WireType::Len) => {
+                // Prometheus 2.42 ignores the unit.
+                UNIT => {
                     let (s, e) = fields.len_delimited()?;
                     utf8(b, s, e)?;
                 }
-                (1..=5, _) => return fail(ProtoErrorKind::WireType, tag_at),
-                _ => fields.skip(tag)?,
+                other => fields.other(other, tag_at, 5)?,
             }
         }
         if !is_metric_name(name.of(b)) {
@@ -445,7 +493,7 @@ impl Index {
             MetricType::Summary => HAS_QUANTILE,
             _ => 0,
         };
-        if reserved & clash != 0 {
+        if flags & clash != 0 {
             let at = self.metrics[first_metric..]
                 .iter()
                 .find(|m| m.flags & clash != 0)
@@ -459,9 +507,10 @@ impl Index {
         let name_bytes = name.of(b);
         let hash = hash_name(name_bytes);
         let families = &self.families;
-        let earlier = self.table.find(hash, |f| {
+        let id = families.len() as u32;
+        let earlier = self.table.find_or_insert(hash, id, |f| {
             let family = &families[f as usize];
-            family.hash == hash && family.name.of(b) == name_bytes
+            family.hash == hash && same_bytes(family.name.of(b), name_bytes)
         });
         if let Some(earlier) = earlier {
             let family = &mut self.families[earlier as usize];
@@ -475,8 +524,6 @@ impl Index {
             self.runs.push((earlier, count));
             return Ok(true);
         }
-        let id = self.families.len() as u32;
-        self.table.insert(hash, id);
         self.runs.push((id, count));
         // `metrics.end` counts the family's metrics until `group`.
         self.families.push(Family {
@@ -485,6 +532,11 @@ impl Index {
             help,
             metric_type,
             metrics: span(0, count as usize),
+            metric_bytes: 0,
+            largest_metric: 0,
+            label_bits: 0,
+            flags: 0,
+            native_histograms: 0,
         });
         if self.used_bytes() > self.budget {
             return fail(ProtoErrorKind::TooManyMetrics, start);
@@ -498,25 +550,38 @@ impl Index {
         let mut other_fields = false;
         let mut flags = 0u8;
         let mut label_bits = 0u16;
-        std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
-        self.seen_labels.clear();
-        // Whether every label so far repeats the previous metric's, in order.
+        // Whether every label so far repeats the previous metric's, in order
+        // (then none is recorded), and how many there were.
         let mut repeating = true;
+        let mut labels = 0;
+        use metric_field as m;
+        const LABEL: u64 = key(m::LABEL, WireType::Len);
+        const GAUGE: u64 = key(m::GAUGE, WireType::Len);
+        const UNTYPED: u64 = key(m::UNTYPED, WireType::Len);
+        const COUNTER: u64 = key(m::COUNTER, WireType::Len);
+        const SUMMARY: u64 = key(m::SUMMARY, WireType::Len);
+        const HISTOGRAM: u64 = key(m::HISTOGRAM, WireType::Len);
+        const TIMESTAMP_MS: u64 = key(m::TIMESTAMP_MS, WireType::Varint);
         while !fields.is_done() {
             let tag_at = fields.at;
-            let tag = fields.tag()?;
-            use metric_field as m;
-            match (tag.number, tag.wire) {
-                (m::LABEL, WireType::Len) => {
+            let tag = fields.varint()?;
+            match tag {
+                LABEL => {
                     let (s, e) = fields.len_delimited()?;
                     let name = label_pair(b, s, e)?;
                     let bytes = name.of(b);
-                    repeating = repeating
+                    let repeats = repeating
                         && self
                             .previous_labels
-                            .get(self.seen_labels.len())
-                            .is_some_and(|previous| previous.of(b) == bytes);
-                    if !repeating {
+                            .get(labels)
+                            .is_some_and(|previous| same_bytes(previous.of(b), bytes));
+                    if !repeats {
+                        if repeating {
+                            repeating = false;
+                            self.seen_labels.clear();
+                            self.seen_labels
+                                .extend_from_slice(&self.previous_labels[..labels]);
+                        }
                         if !is_label_name(bytes) {
                             return fail(ProtoErrorKind::LabelName, name.start as usize);
                         }
@@ -532,40 +597,41 @@ impl Index {
                         {
                             return fail(ProtoErrorKind::DuplicateLabel, s);
                         }
+                        self.seen_labels.push(name);
                     }
+                    labels += 1;
                     label_bits |= label_bit(bytes);
                     if bytes == b"le" {
                         flags |= HAS_LE;
                     } else if bytes == b"quantile" {
                         flags |= HAS_QUANTILE;
                     }
-                    self.seen_labels.push(name);
                     if other_fields {
                         flags |= LABELS_INTERLEAVED;
                     } else {
                         labels_end = fields.at;
                     }
                 }
-                (m::GAUGE | m::UNTYPED, WireType::Len) => {
+                GAUGE | UNTYPED => {
                     let (s, e) = fields.len_delimited()?;
                     simple_value(b, s, e)?;
                 }
-                (m::COUNTER, WireType::Len) => {
+                COUNTER => {
                     let (s, e) = fields.len_delimited()?;
                     counter(b, s, e)?;
                 }
-                (m::SUMMARY, WireType::Len) => {
+                SUMMARY => {
                     let (s, e) = fields.len_delimited()?;
                     summary(b, s, e)?;
                 }
-                (m::HISTOGRAM, WireType::Len) => {
+                HISTOGRAM => {
                     let (s, e) = fields.len_delimited()?;
                     if histogram(b, s, e)? {
                         flags |= NATIVE_HISTOGRAM;
                         self.native_histograms += 1;
                     }
                 }
-                (m::TIMESTAMP_MS, WireType::Varint) => {
+                TIMESTAMP_MS => {
                     // int64: a negative one is a ten-byte varint. Text
                     // readers refuse a negative timestamp (the text parser
                     // too), and it would be one once converted down.
@@ -573,25 +639,30 @@ impl Index {
                         return fail(ProtoErrorKind::NegativeTimestamp, tag_at);
                     }
                 }
-                (1..=7, _) => return fail(ProtoErrorKind::WireType, tag_at),
-                _ => fields.skip(tag)?,
+                other => fields.other(other, tag_at, 7)?,
             }
-            if tag.number != m::LABEL {
+            if tag != LABEL {
                 other_fields = true;
             }
         }
-        if self.seen_labels.len() > PAIRWISE_LABEL_CHECK && !repeating {
-            self.sorted_labels.clear();
-            self.sorted_labels.extend_from_slice(&self.seen_labels);
-            self.sorted_labels
-                .sort_unstable_by(|x, y| x.of(b).cmp(y.of(b)));
-            if let Some(pair) = self
-                .sorted_labels
-                .windows(2)
-                .find(|pair| pair[0].of(b) == pair[1].of(b))
-            {
-                return fail(ProtoErrorKind::DuplicateLabel, pair[1].start as usize);
+        if repeating {
+            // Its names are the first `labels` of the previous metric's.
+            self.previous_labels.truncate(labels);
+        } else {
+            if self.seen_labels.len() > PAIRWISE_LABEL_CHECK {
+                self.sorted_labels.clear();
+                self.sorted_labels.extend_from_slice(&self.seen_labels);
+                self.sorted_labels
+                    .sort_unstable_by(|x, y| x.of(b).cmp(y.of(b)));
+                if let Some(pair) = self
+                    .sorted_labels
+                    .windows(2)
+                    .find(|pair| pair[0].of(b) == pair[1].of(b))
+                {
+                    return fail(ProtoErrorKind::DuplicateLabel, pair[1].start as usize);
+                }
             }
+            std::mem::swap(&mut self.seen_labels, &mut self.previous_labels);
         }
         Ok(Metric {
             start: start as u32,
@@ -610,13 +681,48 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
+#[inline(always)]
 fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let bytes = &b[start..end];
     // Nearly every label value and help text is ASCII: a cheaper test.
-    if bytes.is_ascii() {
+    if is_ascii(&b[start..end]) {
         return Ok(());
     }
-    match std::str::from_utf8(bytes) {
+    utf8_slow(b, start, end)
+}
+
+/// `<[u8]>::is_ascii`, inline for the short strings of a body: the high
+/// bits of its 8-byte words or-ed together, and of its last 8 bytes for the
+/// rest (shorter than 8 bytes: two overlapping halves, or each byte).
+#[inline(always)]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |at: usize| {
+        bytes
+            .get(at..)
+            .and_then(|rest| rest.first_chunk::<8>())
+            .map_or(HIGH, |word| u64::from_le_bytes(*word))
+    };
+    let half = |at: usize| {
+        bytes
+            .get(at..)
+            .and_then(|rest| rest.first_chunk::<4>())
+            .map_or(HIGH, |half| u64::from(u32::from_le_bytes(*half)))
+    };
+    let high = match bytes.len() {
+        len @ 8.. => bytes.chunks_exact(8).fold(word(len - 8), |high, chunk| {
+            high | chunk
+                .first_chunk::<8>()
+                .map_or(HIGH, |word| u64::from_le_bytes(*word))
+        }),
+        len @ 4..=7 => half(0) | half(len - 4),
+        _ => u64::from(bytes.iter().fold(0, |all, &c| all | c)),
+    };
+    high & HIGH == 0
+}
+
+#[cold]
+fn utf8_slow(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    match std::str::from_utf8(&b[start..end]) {
         Ok(_) => Ok(()),
         Err(e) => fail(ProtoErrorKind::InvalidUtf8, start + e.valid_up_to()),
     }
@@ -624,24 +730,25 @@ fn utf8(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 
 pub(in crate::exposition) fn is_metric_name(name: &[u8]) -> bool {
     match name.split_first() {
-        Some((&first, rest)) => {
-            is_metric_start(first) && rest.iter().all(|&c| is_metric_continue(c))
-        }
+        Some((&first, rest)) => is_metric_start(first) && all_in_class(rest, METRIC_CONTINUE),
         None => false,
     }
 }
 
 pub(in crate::exposition) fn is_label_name(name: &[u8]) -> bool {
     match name.split_first() {
-        Some((&first, rest)) => is_label_start(first) && rest.iter().all(|&c| is_label_continue(c)),
+        Some((&first, rest)) => is_label_start(first) && all_in_class(rest, LABEL_CONTINUE),
         None => false,
     }
 }
 
+const LABEL_NAME: u64 = key(1, WireType::Len);
+const LABEL_VALUE: u64 = key(2, WireType::Len);
+
 /// `LabelPair`: checks the value is UTF-8 and returns the name's span (the
 /// caller checks the name). The encoding every producer writes (name, then
 /// value, each shorter than 128 bytes) is read without the field loop.
-#[inline]
+#[inline(always)]
 fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     if let (Some(&0x0a), Some(&name_len)) = (b.get(start), b.get(start + 1)) {
         let name_end = start + 2 + name_len as usize;
@@ -657,23 +764,22 @@ fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     label_pair_slow(b, start, end)
 }
 
+#[inline(never)]
 fn label_pair_slow(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     let mut fields = Fields::new(b, start, end);
     let mut name = span(start, start);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Len) => {
+        match fields.varint()? {
+            LABEL_NAME => {
                 let (s, e) = fields.len_delimited()?;
                 name = span(s, e);
             }
-            (2, WireType::Len) => {
+            LABEL_VALUE => {
                 let (s, e) = fields.len_delimited()?;
                 utf8(b, s, e)?;
             }
-            (1 | 2, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            other => fields.other(other, tag_at, 2)?,
         }
     }
     Ok(name)
@@ -727,26 +833,27 @@ fn timestamp(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 /// `Exemplar`: label = 1, value = 2, timestamp = 3.
 fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
+    const LABEL: u64 = key(1, WireType::Len);
+    const VALUE: u64 = key(2, WireType::Fixed64);
+    const TIMESTAMP: u64 = key(3, WireType::Len);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Len) => {
+        match fields.varint()? {
+            LABEL => {
                 let (s, e) = fields.len_delimited()?;
                 let name = label_pair(b, s, e)?;
                 if !is_label_name(name.of(b)) {
                     return fail(ProtoErrorKind::LabelName, name.start as usize);
                 }
             }
-            (2, WireType::Fixed64) => {
+            VALUE => {
                 fields.fixed64()?;
             }
-            (3, WireType::Len) => {
+            TIMESTAMP => {
                 let (s, e) = fields.len_delimited()?;
                 timestamp(b, s, e)?;
             }
-            (1..=3, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            other => fields.other(other, tag_at, 3)?,
         }
     }
     Ok(())
@@ -761,25 +868,27 @@ fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     counter_fields(b, start, end)
 }
 
+#[inline(never)]
 fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
+    const VALUE: u64 = key(1, WireType::Fixed64);
+    const EXEMPLAR: u64 = key(2, WireType::Len);
+    const CREATED: u64 = key(3, WireType::Len);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Fixed64) => {
+        match fields.varint()? {
+            VALUE => {
                 fields.fixed64()?;
             }
-            (2, WireType::Len) => {
+            EXEMPLAR => {
                 let (s, e) = fields.len_delimited()?;
                 exemplar(b, s, e)?;
             }
-            (3, WireType::Len) => {
+            CREATED => {
                 let (s, e) = fields.len_delimited()?;
                 timestamp(b, s, e)?;
             }
-            (1..=3, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            other => fields.other(other, tag_at, 3)?,
         }
     }
     Ok(())
@@ -787,28 +896,31 @@ fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> 
 
 /// `Summary`: sample_count = 1, sample_sum = 2, quantile = 3 (quantile = 1,
 /// value = 2), created_timestamp = 4.
+#[inline(never)]
 fn summary(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
+    const COUNT: u64 = key(1, WireType::Varint);
+    const SUM: u64 = key(2, WireType::Fixed64);
+    const QUANTILE: u64 = key(3, WireType::Len);
+    const CREATED: u64 = key(4, WireType::Len);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Varint) => {
+        match fields.varint()? {
+            COUNT => {
                 fields.varint()?;
             }
-            (2, WireType::Fixed64) => {
+            SUM => {
                 fields.fixed64()?;
             }
-            (3, WireType::Len) => {
+            QUANTILE => {
                 let (s, e) = fields.len_delimited()?;
                 scalars(b, s, e, &[1, 2], &[])?;
             }
-            (4, WireType::Len) => {
+            CREATED => {
                 let (s, e) = fields.len_delimited()?;
                 timestamp(b, s, e)?;
             }
-            (1..=4, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            other => fields.other(other, tag_at, 4)?,
         }
     }
     Ok(())
@@ -818,22 +930,24 @@ fn summary(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 /// cumulative_count_float = 4.
 fn bucket(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
     let mut fields = Fields::new(b, start, end);
+    const COUNT: u64 = key(1, WireType::Varint);
+    const UPPER_BOUND: u64 = key(2, WireType::Fixed64);
+    const EXEMPLAR: u64 = key(3, WireType::Len);
+    const COUNT_FLOAT: u64 = key(4, WireType::Fixed64);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Varint) => {
+        match fields.varint()? {
+            COUNT => {
                 fields.varint()?;
             }
-            (2 | 4, WireType::Fixed64) => {
+            UPPER_BOUND | COUNT_FLOAT => {
                 fields.fixed64()?;
             }
-            (3, WireType::Len) => {
+            EXEMPLAR => {
                 let (s, e) = fields.len_delimited()?;
                 exemplar(b, s, e)?;
             }
-            (1..=4, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            other => fields.other(other, tag_at, 4)?,
         }
     }
     Ok(())
@@ -843,14 +957,14 @@ fn bucket(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
 fn bucket_span(b: &[u8], start: usize, end: usize) -> Result<(i64, u64), ProtoError> {
     let mut fields = Fields::new(b, start, end);
     let (mut offset, mut length) = (0i64, 0u64);
+    const OFFSET: u64 = key(1, WireType::Varint);
+    const LENGTH: u64 = key(2, WireType::Varint);
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (1, WireType::Varint) => offset = zigzag(fields.varint()?),
-            (2, WireType::Varint) => length = fields.varint()? & u64::from(u32::MAX),
-            (1 | 2, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+        match fields.varint()? {
+            OFFSET => offset = zigzag(fields.varint()?),
+            LENGTH => length = fields.varint()? & u64::from(u32::MAX),
+            other => fields.other(other, tag_at, 2)?,
         }
     }
     Ok((offset, length))
@@ -877,8 +991,32 @@ fn packed_varints(b: &[u8], start: usize, end: usize) -> Result<u64, ProtoError>
 /// `Histogram` (classic buckets and native-histogram fields). Returns
 /// whether it is a native histogram (the rule of Prometheus'
 /// `isNativeHistogram`: any span, or a zero bucket).
+#[inline(never)]
 fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
     use histogram_field as h;
+    use WireType::{Fixed64, Len, Varint};
+    const SAMPLE_COUNT: u64 = key(h::SAMPLE_COUNT, Varint);
+    const SAMPLE_SUM: u64 = key(h::SAMPLE_SUM, Fixed64);
+    const SAMPLE_COUNT_FLOAT: u64 = key(h::SAMPLE_COUNT_FLOAT, Fixed64);
+    const ZERO_COUNT_FLOAT: u64 = key(h::ZERO_COUNT_FLOAT, Fixed64);
+    const ZERO_THRESHOLD: u64 = key(h::ZERO_THRESHOLD, Fixed64);
+    const ZERO_COUNT: u64 = key(h::ZERO_COUNT, Varint);
+    const SCHEMA: u64 = key(h::SCHEMA, Varint);
+    const BUCKET: u64 = key(h::BUCKET, Len);
+    const CREATED_TIMESTAMP: u64 = key(h::CREATED_TIMESTAMP, Len);
+    const EXEMPLARS: u64 = key(h::EXEMPLARS, Len);
+    const NEGATIVE_SPAN: u64 = key(h::NEGATIVE_SPAN, Len);
+    const POSITIVE_SPAN: u64 = key(h::POSITIVE_SPAN, Len);
+    // Deltas are packed (or one varint each), counts packed (or one
+    // double each).
+    const NEGATIVE_DELTAS: u64 = key(h::NEGATIVE_DELTA, Len);
+    const NEGATIVE_DELTA: u64 = key(h::NEGATIVE_DELTA, Varint);
+    const POSITIVE_DELTAS: u64 = key(h::POSITIVE_DELTA, Len);
+    const POSITIVE_DELTA: u64 = key(h::POSITIVE_DELTA, Varint);
+    const NEGATIVE_COUNTS: u64 = key(h::NEGATIVE_COUNT, Len);
+    const NEGATIVE_COUNT: u64 = key(h::NEGATIVE_COUNT, Fixed64);
+    const POSITIVE_COUNTS: u64 = key(h::POSITIVE_COUNT, Len);
+    const POSITIVE_COUNT: u64 = key(h::POSITIVE_COUNT, Fixed64);
     let mut fields = Fields::new(b, start, end);
     let mut schema = 0i64;
     let mut schema_at = start;
@@ -887,93 +1025,71 @@ fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
     let mut positive = Buckets::default();
     while !fields.is_done() {
         let tag_at = fields.at;
-        let tag = fields.tag()?;
-        match (tag.number, tag.wire) {
-            (h::SAMPLE_COUNT, WireType::Varint) => {
+        let tag = fields.varint()?;
+        // Fields 9 to 11 are the negative side's, 12 to 14 the positive's.
+        let side = if tag < POSITIVE_SPAN {
+            &mut negative
+        } else {
+            &mut positive
+        };
+        match tag {
+            SAMPLE_COUNT => {
                 fields.varint()?;
             }
-            (h::SAMPLE_SUM | h::SAMPLE_COUNT_FLOAT | h::ZERO_COUNT_FLOAT, WireType::Fixed64) => {
+            SAMPLE_SUM | SAMPLE_COUNT_FLOAT | ZERO_COUNT_FLOAT => {
                 fields.fixed64()?;
             }
-            (h::ZERO_THRESHOLD, WireType::Fixed64) => {
+            ZERO_THRESHOLD => {
                 zero_bucket |= fields.double()? > 0.0;
             }
-            (h::ZERO_COUNT, WireType::Varint) => {
+            ZERO_COUNT => {
                 zero_bucket |= fields.varint()? > 0;
             }
-            (h::SCHEMA, WireType::Varint) => {
+            SCHEMA => {
                 schema_at = tag_at;
                 schema = zigzag(fields.varint()?);
             }
-            (h::BUCKET, WireType::Len) => {
+            BUCKET => {
                 let (s, e) = fields.len_delimited()?;
                 bucket(b, s, e)?;
             }
-            (h::CREATED_TIMESTAMP, WireType::Len) => {
+            CREATED_TIMESTAMP => {
                 let (s, e) = fields.len_delimited()?;
                 timestamp(b, s, e)?;
             }
-            (h::EXEMPLARS, WireType::Len) => {
+            EXEMPLARS => {
                 let (s, e) = fields.len_delimited()?;
                 exemplar(b, s, e)?;
             }
-            (h::NEGATIVE_SPAN | h::POSITIVE_SPAN, WireType::Len) => {
+            NEGATIVE_SPAN | POSITIVE_SPAN => {
                 let (s, e) = fields.len_delimited()?;
                 let (offset, length) = bucket_span(b, s, e)?;
-                let side = if tag.number == h::NEGATIVE_SPAN {
-                    &mut negative
-                } else {
-                    &mut positive
-                };
                 if side.spans > 0 && offset < 0 {
                     return fail(ProtoErrorKind::SpanOffset, s);
                 }
                 side.spans += 1;
                 side.announced += length;
             }
-            (h::NEGATIVE_DELTA | h::POSITIVE_DELTA, wire) => {
-                let count = match wire {
-                    WireType::Len => {
-                        let (s, e) = fields.len_delimited()?;
-                        packed_varints(b, s, e)?
-                    }
-                    WireType::Varint => {
-                        fields.varint()?;
-                        1
-                    }
-                    _ => return fail(ProtoErrorKind::WireType, tag_at),
-                };
-                let side = if tag.number == h::NEGATIVE_DELTA {
-                    &mut negative
-                } else {
-                    &mut positive
-                };
-                side.deltas += count;
+            NEGATIVE_DELTAS | POSITIVE_DELTAS => {
+                let (s, e) = fields.len_delimited()?;
+                side.deltas += packed_varints(b, s, e)?;
             }
-            (h::NEGATIVE_COUNT | h::POSITIVE_COUNT, wire) => {
-                let count = match wire {
-                    WireType::Len => {
-                        let (s, e) = fields.len_delimited()?;
-                        if (e - s) % 8 != 0 {
-                            return fail(ProtoErrorKind::Truncated, s);
-                        }
-                        ((e - s) / 8) as u64
-                    }
-                    WireType::Fixed64 => {
-                        fields.fixed64()?;
-                        1
-                    }
-                    _ => return fail(ProtoErrorKind::WireType, tag_at),
-                };
-                let side = if tag.number == h::NEGATIVE_COUNT {
-                    &mut negative
-                } else {
-                    &mut positive
-                };
-                side.counts += count;
+            NEGATIVE_DELTA | POSITIVE_DELTA => {
+                fields.varint()?;
+                side.deltas += 1;
             }
-            (1..=16, _) => return fail(ProtoErrorKind::WireType, tag_at),
-            _ => fields.skip(tag)?,
+            NEGATIVE_COUNTS | POSITIVE_COUNTS => {
+                let (s, e) = fields.len_delimited()?;
+                if (e - s) % 8 != 0 {
+                    return fail(ProtoErrorKind::Truncated, s);
+                }
+                side.counts += ((e - s) / 8) as u64;
+            }
+            NEGATIVE_COUNT | POSITIVE_COUNT => {
+                fields.fixed64()?;
+                side.counts += 1;
+            }
+            other => fields.other(other, tag_at, 16)?,
         }
     }
     for side in [&negative, &positive] {
@@ -988,4 +1104,22 @@ fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
         return fail(ProtoErrorKind::Schema, schema_at);
     }
     Ok(native)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_ascii_matches_the_standard_library() {
+        for len in 0..40 {
+            let ascii = vec![b'a'; len];
+            assert!(is_ascii(&ascii), "{len}");
+            for at in 0..len {
+                let mut bytes = ascii.clone();
+                bytes[at] = 0x80 | (at as u8);
+                assert_eq!(is_ascii(&bytes), bytes.is_ascii(), "{len} {at}");
+            }
+        }
+    }
 }

@@ -6,15 +6,24 @@
 
 use super::read::{ProtoError, ProtoErrorKind};
 
-/// The wire types of the encoding spec (3 and 4 are the deprecated groups).
+/// The wire types of the encoding spec (3 and 4 are the deprecated groups),
+/// numbered as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::exposition) enum WireType {
-    Varint,
-    Fixed64,
-    Len,
-    GroupStart,
-    GroupEnd,
-    Fixed32,
+    Varint = 0,
+    Fixed64 = 1,
+    Len = 2,
+    GroupStart = 3,
+    GroupEnd = 4,
+    Fixed32 = 5,
+}
+
+/// A field's key as it is on the wire (number << 3 | wire type). Readers
+/// match a decoded key against these constants, so that a known field with
+/// its declared wire type costs one comparison, and hand any other key to
+/// [`Fields::other`].
+pub(in crate::exposition) const fn key(number: u32, wire: WireType) -> u64 {
+    (number as u64) << 3 | wire as u64
 }
 
 /// Groups nested deeper than this in an unknown field are refused: skipping
@@ -31,79 +40,10 @@ pub(in crate::exposition) struct Tag {
     pub(in crate::exposition) wire: WireType,
 }
 
-/// Reads one message's fields: `at..end` of the body, positions absolute.
-pub(in crate::exposition) struct Fields<'a> {
-    pub(in crate::exposition) body: &'a [u8],
-    pub(in crate::exposition) at: usize,
-    pub(in crate::exposition) end: usize,
-}
-
-pub(in crate::exposition) fn fail<T>(kind: ProtoErrorKind, at: usize) -> Result<T, ProtoError> {
-    Err(ProtoError {
-        offset: at as u64,
-        kind,
-    })
-}
-
-impl<'a> Fields<'a> {
-    pub(in crate::exposition) fn new(body: &'a [u8], start: usize, end: usize) -> Fields<'a> {
-        Fields {
-            body,
-            at: start,
-            end: end.min(body.len()),
-        }
-    }
-
-    pub(in crate::exposition) fn is_done(&self) -> bool {
-        self.at >= self.end
-    }
-
-    /// The next varint, which must end before `end`. One and two bytes
-    /// (tags, lengths, small counts: nearly every varint of a body) are
-    /// decoded inline; longer ones by `varint_slow`.
-    #[inline(always)]
-    pub(in crate::exposition) fn varint(&mut self) -> Result<u64, ProtoError> {
-        let at = self.at;
-        if let Some(&[first, second]) = self.body.get(at..at + 2) {
-            if first < 0x80 && at < self.end {
-                self.at = at + 1;
-                return Ok(u64::from(first));
-            }
-            if second < 0x80 && at + 2 <= self.end {
-                self.at = at + 2;
-                return Ok(u64::from(first & 0x7f) | u64::from(second) << 7);
-            }
-        }
-        self.varint_slow()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn varint_slow(&mut self) -> Result<u64, ProtoError> {
-        let start = self.at;
-        let mut value = 0u64;
-        for i in 0..MAX_VARINT_BYTES {
-            if self.at >= self.end {
-                return fail(ProtoErrorKind::Truncated, start);
-            }
-            let byte = self.body[self.at];
-            self.at += 1;
-            // The tenth byte may carry only the 64th bit.
-            if i == MAX_VARINT_BYTES - 1 && byte > 1 {
-                return fail(ProtoErrorKind::Varint, start);
-            }
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                return Ok(value);
-            }
-        }
-        fail(ProtoErrorKind::Varint, start)
-    }
-
+impl Tag {
+    /// Decodes a key read at `at`.
     #[inline]
-    pub(in crate::exposition) fn tag(&mut self) -> Result<Tag, ProtoError> {
-        let at = self.at;
-        let key = self.varint()?;
+    fn from_key(key: u64, at: usize) -> Result<Tag, ProtoError> {
         let wire = match key & 7 {
             0 => WireType::Varint,
             1 => WireType::Fixed64,
@@ -123,6 +63,100 @@ impl<'a> Fields<'a> {
             wire,
         })
     }
+}
+
+/// Reads one message's fields: `at..end` of the body, positions absolute.
+pub(in crate::exposition) struct Fields<'a> {
+    /// The body up to the message's end: what is past it cannot be read.
+    message: &'a [u8],
+    pub(in crate::exposition) at: usize,
+}
+
+pub(in crate::exposition) fn fail<T>(kind: ProtoErrorKind, at: usize) -> Result<T, ProtoError> {
+    Err(ProtoError {
+        offset: at as u64,
+        kind,
+    })
+}
+
+impl<'a> Fields<'a> {
+    pub(in crate::exposition) fn new(body: &'a [u8], start: usize, end: usize) -> Fields<'a> {
+        Fields {
+            message: &body[..end.min(body.len())],
+            at: start,
+        }
+    }
+
+    pub(in crate::exposition) fn is_done(&self) -> bool {
+        self.at >= self.message.len()
+    }
+
+    /// The next varint, which must end inside the message. One and two bytes
+    /// (tags, lengths, small counts: nearly every varint of a body) are
+    /// decoded inline; longer ones by `varint_slow`.
+    #[inline(always)]
+    pub(in crate::exposition) fn varint(&mut self) -> Result<u64, ProtoError> {
+        let at = self.at;
+        if let Some(&first) = self.message.get(at) {
+            if first < 0x80 {
+                self.at = at + 1;
+                return Ok(u64::from(first));
+            }
+            if let Some(&second) = self.message.get(at + 1) {
+                if second < 0x80 {
+                    self.at = at + 2;
+                    return Ok(u64::from(first & 0x7f) | u64::from(second) << 7);
+                }
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, ProtoError> {
+        let start = self.at;
+        let mut value = 0u64;
+        for i in 0..MAX_VARINT_BYTES {
+            let Some(&byte) = self.message.get(self.at) else {
+                return fail(ProtoErrorKind::Truncated, start);
+            };
+            self.at += 1;
+            // The tenth byte may carry only the 64th bit.
+            if i == MAX_VARINT_BYTES - 1 && byte > 1 {
+                return fail(ProtoErrorKind::Varint, start);
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        fail(ProtoErrorKind::Varint, start)
+    }
+
+    #[inline]
+    pub(in crate::exposition) fn tag(&mut self) -> Result<Tag, ProtoError> {
+        let at = self.at;
+        let key = self.varint()?;
+        Tag::from_key(key, at)
+    }
+
+    /// A field whose key (read at `at`) matched none the caller knows with
+    /// its declared wire type: a bad key, or one of fields 1 to `known`
+    /// with another wire type, is refused; any other field is skipped.
+    #[inline(never)]
+    pub(in crate::exposition) fn other(
+        &mut self,
+        key: u64,
+        at: usize,
+        known: u32,
+    ) -> Result<(), ProtoError> {
+        let tag = Tag::from_key(key, at)?;
+        if tag.number <= known {
+            return fail(ProtoErrorKind::WireType, at);
+        }
+        self.skip(tag)
+    }
 
     /// A length-delimited field's content: returns its range and moves past it.
     #[inline]
@@ -130,7 +164,7 @@ impl<'a> Fields<'a> {
         let at = self.at;
         let len = self.varint()?;
         let start = self.at;
-        if len > (self.end - start) as u64 {
+        if len > (self.message.len() - start) as u64 {
             return fail(ProtoErrorKind::Truncated, at);
         }
         self.at = start + len as usize;
@@ -140,8 +174,8 @@ impl<'a> Fields<'a> {
     #[inline]
     pub(in crate::exposition) fn fixed64(&mut self) -> Result<u64, ProtoError> {
         let start = self.at;
-        match self.body.get(start..start + 8) {
-            Some(bytes) if start + 8 <= self.end => {
+        match self.message.get(start..start + 8) {
+            Some(bytes) => {
                 self.at += 8;
                 let mut word = [0u8; 8];
                 word.copy_from_slice(bytes);
@@ -170,7 +204,7 @@ impl<'a> Fields<'a> {
                     self.fixed64()?;
                 }
                 WireType::Fixed32 => {
-                    if self.end - self.at < 4 {
+                    if self.message.len() - self.at < 4 {
                         return fail(ProtoErrorKind::Truncated, at);
                     }
                     self.at += 4;
@@ -231,15 +265,7 @@ pub(in crate::exposition) fn put_varint(mut value: u64, out: &mut Vec<u8>) {
 
 #[inline]
 pub(in crate::exposition) fn put_tag(number: u32, wire: WireType, out: &mut Vec<u8>) {
-    let wire = match wire {
-        WireType::Varint => 0,
-        WireType::Fixed64 => 1,
-        WireType::Len => 2,
-        WireType::GroupStart => 3,
-        WireType::GroupEnd => 4,
-        WireType::Fixed32 => 5,
-    };
-    put_varint(u64::from(number) << 3 | wire, out);
+    put_varint(key(number, wire), out);
 }
 
 /// Tag, length and content of a length-delimited field.

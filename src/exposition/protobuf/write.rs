@@ -12,7 +12,7 @@
 //! passes over its metrics: sizes, then bytes; nothing is encoded twice on the
 //! common path.
 
-use super::read::{label_bit, metric_field, Index, Metric, MetricType, LABELS_INTERLEAVED};
+use super::read::{label_bit, metric_field, Family, Index, Metric, MetricType, LABELS_INTERLEAVED};
 use super::wire::{
     len_field_size, put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, Fields,
     WireType,
@@ -95,8 +95,19 @@ pub(in crate::exposition) struct MetricRelabeler<'a> {
     pub(in crate::exposition) body: &'a [u8],
     /// None: the metric is copied as it is (the sidecar's own metrics).
     pub(in crate::exposition) target: Option<Target<'a>>,
-    /// The body may have a label named like the target: look for it.
-    pub(in crate::exposition) check_labels: bool,
+    /// [`label_mask`] of the target's name.
+    pub(in crate::exposition) label_mask: u16,
+}
+
+/// The bit of `Metric::label_bits` that a label named `name` sets, or 0
+/// when the body indexed by `index` has no label of that name (its name
+/// filter says so): metrics with that bit may have the label.
+pub(in crate::exposition) fn label_mask(index: &Index, name: &[u8]) -> u16 {
+    if index.label_names.may_contain(name) {
+        label_bit(name)
+    } else {
+        0
+    }
 }
 
 impl<'a> MetricRelabeler<'a> {
@@ -108,23 +119,36 @@ impl<'a> MetricRelabeler<'a> {
         MetricRelabeler {
             body,
             target,
-            check_labels: target.is_some_and(|t| index.label_names.may_contain(t.name())),
+            label_mask: target.map_or(0, |t| label_mask(index, t.name())),
         }
     }
 
-    /// Whether every metric of `metrics` is a plain copy (no label that may
+    /// Whether every metric of `family` is a plain copy (no label that may
     /// be named like the target, labels first in each): then
     /// [`Self::copies_len`] and [`Self::write_copies`] do the work without
     /// deciding metric by metric.
-    pub(in crate::exposition) fn copies_all(&self, metrics: &[Metric]) -> bool {
-        let bit = self.target.map_or(0, |t| label_bit(t.name()));
-        metrics.iter().all(|m| {
-            m.flags & LABELS_INTERLEAVED == 0 && !(self.check_labels && m.label_bits & bit != 0)
-        })
+    pub(in crate::exposition) fn copies_family(&self, family: &Family) -> bool {
+        family.flags & LABELS_INTERLEAVED == 0 && family.label_bits & self.label_mask == 0
+    }
+
+    /// [`Self::copies_len`] of all the metrics of `family`: from its sizes
+    /// alone when every relabelled metric is shorter than 128 bytes (each
+    /// length then takes one byte).
+    pub(in crate::exposition) fn family_copies_len(
+        &self,
+        family: &Family,
+        metrics: &[Metric],
+    ) -> usize {
+        let target = self.target.map_or(0, |t| t.field().len());
+        if family.largest_metric as usize + target < 128 {
+            metrics.len() * (2 + target) + family.metric_bytes as usize
+        } else {
+            self.copies_len(metrics, |_| true)
+        }
     }
 
     /// Bytes of the `metric` fields of the metrics `take` selects, copied
-    /// (only when [`Self::copies_all`]).
+    /// (only when [`Self::copies_family`]).
     pub(in crate::exposition) fn copies_len(
         &self,
         metrics: &[Metric],
@@ -139,7 +163,7 @@ impl<'a> MetricRelabeler<'a> {
     }
 
     /// Appends the `metric` fields of the metrics `take` selects, each its
-    /// labels, the target, the rest (only when [`Self::copies_all`]).
+    /// labels, the target, the rest (only when [`Self::copies_family`]).
     pub(in crate::exposition) fn write_copies(
         &self,
         metrics: &[Metric],
@@ -148,6 +172,10 @@ impl<'a> MetricRelabeler<'a> {
     ) {
         let body = self.body;
         let target = self.target.map_or(&[][..], |t| t.field());
+        let mut target_block = [0u8; SHORT];
+        if let Some(block) = target_block.get_mut(..target.len()) {
+            block.copy_from_slice(target);
+        }
         for metric in metrics.iter().filter(|m| take(m)) {
             let (start, labels_end, end) = (
                 metric.start as usize,
@@ -155,9 +183,13 @@ impl<'a> MetricRelabeler<'a> {
                 metric.end as usize,
             );
             put_metric_field_head(end - start + target.len(), out);
-            out.extend_from_slice(&body[start..labels_end]);
-            out.extend_from_slice(target);
-            out.extend_from_slice(&body[labels_end..end]);
+            append(body, start, labels_end, out);
+            if target.len() <= SHORT {
+                append_block(&target_block, target.len(), out);
+            } else {
+                out.extend_from_slice(target);
+            }
+            append(body, labels_end, end, out);
         }
     }
 
@@ -166,9 +198,7 @@ impl<'a> MetricRelabeler<'a> {
             return false;
         };
         metric.flags & LABELS_INTERLEAVED != 0
-            || (self.check_labels
-                && metric.label_bits & label_bit(target.name()) != 0
-                && self.has_label(metric, target.name()))
+            || (metric.label_bits & self.label_mask != 0 && self.has_label(metric, target.name()))
     }
 
     /// Whether the metric has a label `exported_` × `prefixes` + `name`.
@@ -341,6 +371,35 @@ impl<'a> MetricRelabeler<'a> {
             }
         }
     }
+}
+
+/// Pieces of at most this many bytes are copied as a block of this size.
+const SHORT: usize = 32;
+
+/// Appends `bytes[start..end]`. A piece of at most [`SHORT`] bytes (most
+/// pieces of a metric are) is copied as the [`SHORT`] bytes from `start`
+/// when `bytes` has them, then cut to its length: a copy of a known size is
+/// a few moves, where a call to `memcpy` costs more than the bytes.
+#[inline(always)]
+fn append(bytes: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
+    if end - start <= SHORT {
+        if let Some(block) = bytes
+            .get(start..)
+            .and_then(|rest| rest.first_chunk::<SHORT>())
+        {
+            append_block(block, end - start, out);
+            return;
+        }
+    }
+    out.extend_from_slice(&bytes[start..end]);
+}
+
+/// Appends the first `len` bytes of `block`.
+#[inline(always)]
+fn append_block(block: &[u8; SHORT], len: usize, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(block);
+    out.truncate(at + len);
 }
 
 /// Field 1 (a double) of a validated message at `start..end` (0 if absent).
