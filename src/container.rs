@@ -195,7 +195,7 @@ impl ContainerState {
                         );
                     }
                 };
-                self.snapshot.replace_as(finished.body, format);
+                self.snapshot.swap_in_as(finished.body, format);
                 // The index of the previous body is not needed until a
                 // client asks, which may be a minute away: give its memory
                 // back (about as much again as the body) rather than hold it.

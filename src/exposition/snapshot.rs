@@ -85,16 +85,22 @@ impl Snapshot {
     }
 
     /// Takes `body` as the new content by swapping buffers: afterwards `body`
-    /// holds the previous body, stale, for the next scrape to read over (its
-    /// bytes are kept: a receive buffer reuses them as initialised room, see
-    /// `upstream/receive_buffer.rs`; clear it to write into it). The index is
-    /// rebuilt lazily by `index()`.
+    /// holds the previous body's allocation, cleared, for the next scrape to
+    /// fill. The index is rebuilt lazily by `index()`.
     pub fn replace(&mut self, body: &mut Vec<u8>) {
         self.replace_as(body, Format::Text);
     }
 
     /// `replace` for a body in `format`.
     pub fn replace_as(&mut self, body: &mut Vec<u8>, format: Format) {
+        self.swap_in_as(body, format);
+        body.clear();
+    }
+
+    /// `replace_as`, but `body` gets the previous body back as it is: a
+    /// receive buffer reuses its stale bytes as initialised room (see
+    /// `upstream/receive_buffer.rs`), which a cleared vector would lose.
+    pub fn swap_in_as(&mut self, body: &mut Vec<u8>, format: Format) {
         std::mem::swap(&mut self.body, body);
         self.index.clear();
         self.proto_index.clear();
@@ -322,5 +328,28 @@ impl<'a> SourceView<'a> {
             SourceView::Text(view) => view.sample_count(),
             SourceView::Protobuf(view) => view.index.metrics.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `replace` hands back a cleared vector, which callers may fill by
+    /// appending; `swap_in_as` hands the previous body back whole, for a
+    /// receive buffer whose stale bytes are room.
+    #[test]
+    fn replace_clears_what_it_hands_back_and_swap_in_keeps_it() {
+        let mut snapshot = Snapshot::new();
+        let mut body = b"a 1\n".to_vec();
+        snapshot.replace(&mut body);
+        body.extend_from_slice(b"b 2\n");
+        snapshot.replace(&mut body);
+        assert_eq!(body, b"", "the first body's allocation, cleared");
+        let mut next = b"c 3\n".to_vec();
+        snapshot.swap_in_as(&mut next, Format::Text);
+        assert_eq!(next, b"b 2\n", "the previous body, as it was");
+        snapshot.index().unwrap();
+        assert_eq!(snapshot.sample_count(), 1);
     }
 }
