@@ -702,24 +702,23 @@ impl Merger {
                         Target::new(&self.label, target.field.of(&self.proto_labels))
                     });
                     let start = self.converted.len();
-                    if start >= CONVERTED_HELD || view.family_samples(c.family) > SAMPLES_HELD {
-                        let mut measure = Measure::default();
-                        convert_up(&mut self.up, view, c.family, kind, target, &mut measure);
-                        self.converted_spans.push(None);
-                        len += measure.0;
-                        continue;
+                    let mut sink = HeldWhileSmall {
+                        converted: &mut self.converted,
+                        start,
+                        measured: None,
+                    };
+                    convert_up(&mut self.up, view, c.family, kind, target, &mut sink);
+                    match sink.measured {
+                        Some(bytes) => {
+                            self.converted_spans.push(None);
+                            len += bytes;
+                        }
+                        None => {
+                            self.converted_spans
+                                .push(Some(Span::new(start, self.converted.len())));
+                            len += self.converted.len() - start;
+                        }
                     }
-                    convert_up(
-                        &mut self.up,
-                        view,
-                        c.family,
-                        kind,
-                        target,
-                        &mut self.converted,
-                    );
-                    self.converted_spans
-                        .push(Some(Span::new(start, self.converted.len())));
-                    len += self.converted.len() - start;
                 }
                 SourceView::Text(_) => {}
             }
@@ -861,11 +860,32 @@ fn relabeler<'a>(
 /// piece's size: a run of native histograms is some tens of KiB at most.
 const METRICS_PER_RUN: usize = 64;
 
-/// A family's text contributions are held converted while they total less
-/// than this and each has at most `SAMPLES_HELD` samples; past that they
-/// are converted twice (measured, then written) rather than held.
+/// A family's text contributions are held converted up to this many bytes
+/// in all; a contribution that would pass it is converted twice (measured,
+/// then written) rather than held.
 const CONVERTED_HELD: usize = 64 * 1024;
-const SAMPLES_HELD: usize = 256;
+
+/// Appends converted metrics to `converted` while the family's total stays
+/// within [`CONVERTED_HELD`]; at the first metric past it, drops this
+/// contribution's bytes and only counts from then on (`measured`).
+struct HeldWhileSmall<'c> {
+    converted: &'c mut Vec<u8>,
+    start: usize,
+    measured: Option<usize>,
+}
+
+impl MetricSink for HeldWhileSmall<'_> {
+    fn metric(&mut self, message: &[u8]) {
+        if let Some(bytes) = self.measured.as_mut() {
+            *bytes += Measure::field_len(message);
+        } else if self.converted.len() + Measure::field_len(message) <= CONVERTED_HELD {
+            self.converted.metric(message);
+        } else {
+            self.measured = Some(self.converted.len() - self.start + Measure::field_len(message));
+            self.converted.truncate(self.start);
+        }
+    }
+}
 
 /// Converted metrics written straight to the output, in pieces.
 struct Pieced<'o, 'p, 'e> {

@@ -474,12 +474,6 @@ impl<'a> IndexView<'a> {
             .map(move |packed| index.sample(packed, body))
     }
 
-    /// How many samples `family` has.
-    pub(super) fn family_samples(self, family: u32) -> usize {
-        let range = self.index.families[family as usize].samples;
-        (range.end - range.start) as usize
-    }
-
     pub(super) fn sample_count(self) -> usize {
         self.index.samples.len()
     }

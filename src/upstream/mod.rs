@@ -24,12 +24,17 @@ use response::{Limits, Progress, ResponseDecoder};
 
 /// Bytes asked of the socket per read when nothing better is known.
 const READ_CHUNK: usize = 64 * 1024;
-/// Room for the response head on top of the expected body.
+/// Room on top of the expected body. The head is gone from the buffer by
+/// the time the body is read (see `HEAD_READ`), so this is slack: it keeps
+/// the last read of a steady exporter's body short of its room, which is
+/// what tells that nothing else is waiting in the socket (framing rule 8);
+/// a read that fills its room costs one more read to look.
 const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
 /// Most bytes read while the head is incomplete. The decoder moves the
 /// body bytes that arrive with the head down over it; read alone, the head
-/// brings few of them, and the rest of the body lands where it stays (one
-/// more read, against moving a whole body received with its head).
+/// brings few of them, and a body with a `Content-Length` lands where it
+/// stays (one more read, against moving a whole body received with its
+/// head). A chunked body is compacted over its framing either way.
 const HEAD_READ: usize = 2048;
 
 /// Asked before the receive buffer grows: the pod's budget across
@@ -98,6 +103,9 @@ pub struct Upstream {
     retried: bool,
     decoder: ResponseDecoder,
     received: ReceiveBuffer,
+    /// What a failed scrape hands over: always empty, so that the receive
+    /// buffer keeps its initialised bytes.
+    no_body: Vec<u8>,
     /// Size of the last complete body: how much to reserve next time.
     last_body_len: usize,
     max_body_bytes: usize,
@@ -135,6 +143,7 @@ impl Upstream {
                 max_body_bytes,
             }),
             received: ReceiveBuffer::default(),
+            no_body: Vec::new(),
             last_body_len: 0,
             max_body_bytes,
             started_at: None,
@@ -188,7 +197,13 @@ impl Upstream {
             outcome,
             duration,
             detail,
-            body: self.received.hand_over(),
+            body: match outcome {
+                Outcome::Success => self.received.hand_over(),
+                Outcome::Failure(_) => {
+                    self.no_body.clear();
+                    &mut self.no_body
+                }
+            },
             content_type: self.decoder.content_type(),
         }
     }
@@ -387,8 +402,8 @@ impl Upstream {
                 ));
                 return Some(self.fail(registry, FailureReason::BodyTooLarge, &error));
             }
-            // A steady exporter's response is expected to end where the
-            // last one did (head included): reads go up to there, in a
+            // A steady exporter's body is expected to end where the last one
+            // did (and the slack above): reads go up to there, in a
             // buffer made exactly that large, so it is not reallocated, nor
             // touched (made resident) past it. A buffer grown by half would
             // no longer fit the pool of idle buffers (budget.rs), and each
@@ -479,10 +494,9 @@ impl Upstream {
             let stream = self.stream.as_mut()?;
             let (result, connection_open) = match stream.read(&mut probe) {
                 Ok(0) => (self.decoder.finish_at_eof(&mut self.received), false),
-                Ok(_) => {
-                    self.received.push(probe[0]);
-                    (self.decoder.advance(&mut self.received), true)
-                }
+                // Not stored: the buffer may be full, and the byte is
+                // refused whatever it is.
+                Ok(_) => (Err(response::ResponseError::BytesAfterResponse), true),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // The response itself is whole; a broken socket only

@@ -74,12 +74,6 @@ impl ReceiveBuffer {
         self.filled = (self.filled + read).min(self.bytes.len());
     }
 
-    /// Appends one byte read elsewhere.
-    pub fn push(&mut self, byte: u8) {
-        self.room(1)[0] = byte;
-        self.commit(1);
-    }
-
     /// Hands over what was received as a vector of exactly that length (a
     /// body, to be swapped into its snapshot); this buffer is then empty,
     /// and whatever vector comes back in its place is stale room.
@@ -134,7 +128,8 @@ mod tests {
         assert_eq!(&buffer[..], b"HEADa");
         buffer.remove(0..4);
         assert_eq!(&buffer[..], b"a");
-        buffer.push(b'b');
+        buffer.room(1)[0] = b'b';
+        buffer.commit(1);
         buffer.adopt(Vec::with_capacity(64));
         assert!(buffer.capacity() >= 64);
         assert_eq!(&buffer[..], b"ab");

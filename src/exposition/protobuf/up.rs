@@ -184,15 +184,15 @@ impl MetricSink for Vec<u8> {
     }
 }
 
-/// Counts the bytes the `metric` fields would take, keeping none: a family
-/// too large to hold converted is measured, then converted again as it is
-/// written.
-#[derive(Default)]
-pub(in crate::exposition) struct Measure(pub usize);
+/// Counts the bytes the `metric` fields take: a family too large to hold
+/// converted is measured, then converted again as it is written.
+pub(in crate::exposition) struct Measure;
 
-impl MetricSink for Measure {
-    fn metric(&mut self, message: &[u8]) {
-        self.0 += 1 + varint_len(message.len() as u64) + message.len();
+impl Measure {
+    /// The bytes `message` takes as a `metric` field: its tag (one byte),
+    /// its length and itself.
+    pub(in crate::exposition) fn field_len(message: &[u8]) -> usize {
+        1 + varint_len(message.len() as u64) + message.len()
     }
 }
 

@@ -249,7 +249,7 @@ pub(in crate::exposition) fn zigzag_encode(value: i64) -> u64 {
 /// The bytes a varint of `value` takes.
 #[inline]
 pub(in crate::exposition) fn varint_len(value: u64) -> usize {
-    // 1 + floor(bits / 7), with bits at least 1.
+    // Seven bits a byte: ceil(bits / 7), with bits at least 1.
     let bits = 64 - (value | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
