@@ -8,7 +8,7 @@
 //! one connection and keeps the phase. It never reads the clock: the loop
 //! passes `now` and arms the deadline.
 
-mod receive_buffer;
+pub mod receive_buffer;
 pub mod response;
 
 use std::io::{self, Read, Write};
