@@ -33,7 +33,7 @@ use super::parse::{IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{
-    metric_kind, metric_type, unescape_help, Measure, MetricSink, TextSource, UpConverter,
+    metric_kind, metric_type, unescape_help, MetricSink, TextSource, UpConverter,
 };
 use super::protobuf::wire::put_varint;
 use super::protobuf::write::{
@@ -877,11 +877,12 @@ struct HeldWhileSmall<'c> {
 impl MetricSink for HeldWhileSmall<'_> {
     fn metric(&mut self, message: &[u8]) {
         if let Some(bytes) = self.measured.as_mut() {
-            *bytes += Measure::field_len(message);
-        } else if self.converted.len() + Measure::field_len(message) <= CONVERTED_HELD {
+            *bytes += metric_field_len(message.len());
+        } else if self.converted.len() + metric_field_len(message.len()) <= CONVERTED_HELD {
             self.converted.metric(message);
         } else {
-            self.measured = Some(self.converted.len() - self.start + Measure::field_len(message));
+            self.measured =
+                Some(self.converted.len() - self.start + metric_field_len(message.len()));
             self.converted.truncate(self.start);
         }
     }

@@ -29,7 +29,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// the last read of a steady exporter's body short of its room, which is
 /// what tells that nothing else is waiting in the socket (framing rule 8);
 /// a read that fills its room costs one more read to look.
-const RESPONSE_HEAD_ALLOWANCE: usize = 1024;
+const BODY_SLACK: usize = 1024;
 /// Most bytes read while the head is incomplete. The decoder moves the
 /// body bytes that arrive with the head down over it; read alone, the head
 /// brings few of them, and a body with a `Content-Length` lands where it
@@ -289,12 +289,12 @@ impl Upstream {
     }
 
     /// What the next scrape's body is expected to need: the last body and
-    /// room for the head, or one read's worth when nothing is known yet.
+    /// its slack, or one read's worth when nothing is known yet.
     /// (Not the most a body may take: the budget keeps room for the first
     /// scrape in flight, and one that hangs would then hold every other.)
     pub fn expected_buffer(&self) -> usize {
         if self.last_body_len > 0 {
-            self.last_body_len + RESPONSE_HEAD_ALLOWANCE
+            self.last_body_len + BODY_SLACK
         } else {
             READ_CHUNK
         }
@@ -411,7 +411,7 @@ impl Upstream {
             // fill the room the buffer has, and it grows only when full.
             let expected_end = match self.last_body_len {
                 0 => 0,
-                last => last + RESPONSE_HEAD_ALLOWANCE,
+                last => last + BODY_SLACK,
             };
             let room = self.received.capacity() - filled;
             let (want, exact) = if filled < expected_end {

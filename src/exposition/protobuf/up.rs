@@ -184,18 +184,6 @@ impl MetricSink for Vec<u8> {
     }
 }
 
-/// Counts the bytes the `metric` fields take: a family too large to hold
-/// converted is measured, then converted again as it is written.
-pub(in crate::exposition) struct Measure;
-
-impl Measure {
-    /// The bytes `message` takes as a `metric` field: its tag (one byte),
-    /// its length and itself.
-    pub(in crate::exposition) fn field_len(message: &[u8]) -> usize {
-        1 + varint_len(message.len() as u64) + message.len()
-    }
-}
-
 impl UpConverter {
     /// Appends the `metric` fields (`4: Metric`) of `family` to `out`.
     pub(in crate::exposition) fn metrics(
