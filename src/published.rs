@@ -30,15 +30,16 @@ fn slot(format: OutputFormat) -> usize {
     match format {
         OutputFormat::Text => 0,
         OutputFormat::Protobuf => 1,
+        OutputFormat::OpenMetrics => 2,
     }
 }
 
 pub struct Published {
     /// One edition per output format, each built only when a client asks
     /// for that format.
-    editions: [Encoded; 2],
+    editions: [Encoded; 3],
     /// Which editions match the data: serve them as they are.
-    current: [bool; 2],
+    current: [bool; 3],
     /// Earlier buffers still held by clients, oldest first.
     retired: Vec<Rc<Vec<u8>>>,
     /// Bytes the retired buffers may hold together.
@@ -49,7 +50,7 @@ impl Published {
     pub fn new(retired_budget: usize) -> Published {
         Published {
             editions: Default::default(),
-            current: [false; 2],
+            current: [false; 3],
             retired: Vec::new(),
             retired_budget,
         }

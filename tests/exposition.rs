@@ -334,19 +334,19 @@ fn merge_rules() {
                 (Some("a"), "# HELP x X from a.\n# TYPE x gauge\nx 1\ny 2\n"),
                 (Some("b"), "z 3\n# HELP x X from b.\n# TYPE x gauge\nx 4\n"),
             ],
-            output: "# HELP x X from a.\n# TYPE x gauge\nx{container=\"a\"} 1\nx{container=\"b\"} 4\n# TYPE y untyped\ny{container=\"a\"} 2\n# TYPE z untyped\nz{container=\"b\"} 3\n",
+            output: "# HELP x X from a.\n# TYPE x gauge\nx{container=\"a\"} 1\nx{container=\"b\"} 4\ny{container=\"a\"} 2\nz{container=\"b\"} 3\n",
             conflicts: &[],
         },
         Case {
             what: "existing container label becomes exported_, then exported_exported_",
             inputs: &[(Some("c\"1"), "m{container=\"x\"} 1\nm{container=\"y\",exported_container=\"z\"} 2\n")],
-            output: "# TYPE m untyped\nm{exported_container=\"x\",container=\"c\\\"1\"} 1\nm{exported_exported_container=\"y\",exported_container=\"z\",container=\"c\\\"1\"} 2\n",
+            output: "m{exported_container=\"x\",container=\"c\\\"1\"} 1\nm{exported_exported_container=\"y\",exported_container=\"z\",container=\"c\\\"1\"} 2\n",
             conflicts: &[],
         },
         Case {
             what: "no container label for a source without a name",
             inputs: &[(None, "m{container=\"x\"} 1\nn 2\n")],
-            output: "# TYPE m untyped\nm{container=\"x\"} 1\n# TYPE n untyped\nn 2\n",
+            output: "m{container=\"x\"} 1\nn 2\n",
             conflicts: &[],
         },
         Case {
@@ -389,13 +389,13 @@ fn merge_rules() {
         Case {
             what: "quoted names are underscore-escaped; values normalised; blanks removed",
             inputs: &[(Some("a"), "{\"my.m\", \"my.l\"=\"v\",} inf\nn { a = \"1\" } -infinity\nn {} nan\n")],
-            output: "# TYPE my_m untyped\nmy_m{my_l=\"v\",container=\"a\"} +Inf\n# TYPE n untyped\nn{a=\"1\",container=\"a\"} -Inf\nn{container=\"a\"} NaN\n",
+            output: "my_m{my_l=\"v\",container=\"a\"} +Inf\nn{a=\"1\",container=\"a\"} -Inf\nn{container=\"a\"} NaN\n",
             conflicts: &[],
         },
         Case {
             what: "HELP with a lone backslash keeps it literally in 0.0.4 escaping",
             inputs: &[(None, "# HELP m a \\d b\nm 1\n")],
-            output: "# HELP m a \\\\d b\n# TYPE m untyped\nm 1\n",
+            output: "# HELP m a \\\\d b\nm 1\n",
             conflicts: &[],
         },
     ];

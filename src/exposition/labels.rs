@@ -435,6 +435,25 @@ impl<'a> Iterator for LabelIter<'a> {
     }
 }
 
+/// The position of the `}` that closes a validated label set starting at
+/// `p` (after its `{`): quoted strings are skipped whole.
+pub(super) fn label_set_end(b: &[u8], mut p: usize) -> Option<usize> {
+    while p < b.len() {
+        match b[p] {
+            b'}' => return Some(p),
+            b'"' => {
+                p += 1;
+                while p < b.len() && b[p] != b'"' {
+                    p += if b[p] == b'\\' { 2 } else { 1 };
+                }
+                p += 1;
+            }
+            _ => p += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

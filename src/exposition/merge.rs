@@ -28,8 +28,12 @@
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
 use super::labels::LabelIter;
-use super::negotiate::OutputFormat;
-use super::parse::{IndexView, Kind, Sample, SampleFlags, Span};
+use super::negotiate::{Escaping, OutputFormat, OutputKind};
+use super::openmetrics::{
+    takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, OpenMetricsType,
+    EXEMPLAR_LABEL_CHARACTERS,
+};
+use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{
@@ -80,11 +84,16 @@ enum Resolution {
 struct Contribution {
     merged: u32,
     source: u32,
-    /// The family's number in its source's index.
+    /// The family's number in its source's index (OpenMetrics output from
+    /// an OpenMetrics body: its parent family's number when `parent`).
     family: u32,
     /// Its type in its source.
     kind: Kind,
     resolution: Resolution,
+    /// OpenMetrics output: its type there, and whether `family` numbers a
+    /// parent family.
+    om: OpenMetricsType,
+    parent: bool,
 }
 
 struct Merged {
@@ -92,6 +101,9 @@ struct Merged {
     source: u32,
     family: u32,
     kind: Kind,
+    /// OpenMetrics output: its type, and whether `family` numbers a parent.
+    om: OpenMetricsType,
+    parent: bool,
     /// A source without a container has this family and its name has the
     /// reserved prefix (rule 0).
     reserved: bool,
@@ -149,6 +161,15 @@ pub struct Merger {
     /// or None when it is converted again as it is written.
     converted_spans: Vec<Option<Span>>,
     help: Vec<u8>,
+    /// OpenMetrics output: each OpenMetrics body's families by parent, the
+    /// order a contribution's samples are written in `(position, family,
+    /// sample)`, the rules' check, and the names families claimed.
+    children: Vec<Child>,
+    order: Vec<(u32, u32, u32)>,
+    check: Check,
+    claims: NameTable,
+    claim_names: Vec<u8>,
+    claim_spans: Vec<Span>,
 }
 
 impl Merger {
@@ -174,6 +195,12 @@ impl Merger {
             converted: Vec::new(),
             converted_spans: Vec::new(),
             help: Vec::new(),
+            children: Vec::new(),
+            order: Vec::new(),
+            check: Check::new(OpenMetricsType::None),
+            claims: NameTable::default(),
+            claim_names: Vec::new(),
+            claim_spans: Vec::new(),
         }
     }
 
@@ -194,12 +221,18 @@ impl Merger {
         self.merge_as(sources, OutputFormat::Text, out);
     }
 
-    /// Clears `out` and writes the merged exposition of `sources` in
-    /// `format`: text 0.0.4 (protobuf sources converted down) or delimited
-    /// protobuf (text sources converted up). The same families, conflicts
-    /// and order either way.
-    pub fn merge_as(&mut self, sources: &[Source<'_>], format: OutputFormat, out: &mut Vec<u8>) {
-        self.merge_to(sources, format, out, None);
+    /// Clears `out` and writes the merged exposition of `sources` as
+    /// `kind` says: text 0.0.4 (protobuf sources converted down),
+    /// OpenMetrics 1.0 (see `openmetrics.rs`) or delimited protobuf (text
+    /// sources converted up). The same families, conflicts and order in
+    /// text and protobuf; OpenMetrics groups families by its own names.
+    pub fn merge_as(
+        &mut self,
+        sources: &[Source<'_>],
+        kind: impl Into<OutputKind>,
+        out: &mut Vec<u8>,
+    ) {
+        self.merge_to(sources, kind.into(), out, None);
     }
 
     /// Writes the merged exposition of `sources` in `format` in pieces:
@@ -214,12 +247,12 @@ impl Merger {
     pub fn merge_in_pieces(
         &mut self,
         sources: &[Source<'_>],
-        format: OutputFormat,
+        kind: impl Into<OutputKind>,
         piece: &mut Vec<u8>,
         piece_bytes: usize,
         emit: &mut dyn FnMut(&[u8]),
     ) {
-        self.merge_to(sources, format, piece, Some((piece_bytes, emit)));
+        self.merge_to(sources, kind.into(), piece, Some((piece_bytes, emit)));
         if !piece.is_empty() {
             emit(piece);
             piece.clear();
@@ -229,10 +262,11 @@ impl Merger {
     fn merge_to(
         &mut self,
         sources: &[Source<'_>],
-        format: OutputFormat,
+        kind: OutputKind,
         out: &mut Vec<u8>,
         mut pieces: Option<Pieces<'_>>,
     ) {
+        let format = kind.format;
         out.clear();
         self.table.clear();
         self.merged.clear();
@@ -281,7 +315,7 @@ impl Merger {
                     },
                 }
             }));
-            if !source.snapshot.is_indexed() {
+            if !source.snapshot.is_indexed() || format == OutputFormat::OpenMetrics {
                 continue;
             }
             let view = source.snapshot.view();
@@ -302,6 +336,8 @@ impl Merger {
                         source: source_index as u32,
                         family: family_index as u32,
                         kind: family.kind,
+                        om: OpenMetricsType::None,
+                        parent: false,
                         reserved: false,
                         contributions: Span::default(),
                     });
@@ -317,8 +353,14 @@ impl Merger {
                     family: family_index as u32,
                     kind: family.kind,
                     resolution: Resolution::Kept,
+                    om: OpenMetricsType::None,
+                    parent: false,
                 });
             }
+        }
+        if format == OutputFormat::OpenMetrics {
+            self.merge_openmetrics(sources, kind.escaping, out, &mut pieces);
+            return;
         }
         self.group_contributions();
         self.resolve_types(sources);
@@ -333,6 +375,7 @@ impl Merger {
                 OutputFormat::Protobuf => {
                     self.write_family_protobuf(sources, merged, out, &mut pieces)
                 }
+                OutputFormat::OpenMetrics => unreachable!("written above"),
             }
         }
     }
@@ -502,11 +545,24 @@ impl Merger {
             }
             out.push(b'\n');
         }
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(name);
-        out.push(b' ');
-        out.extend_from_slice(merged.kind.as_str().as_bytes());
-        out.push(b'\n');
+        // A family no source gave a TYPE line gets none (as a direct scrape
+        // shows it); a conflict's `untyped` is written.
+        let typed = merged.kind != Kind::Untyped
+            || contributions.iter().any(|c| {
+                c.resolution != Resolution::Dropped
+                    && sources[c.source as usize]
+                        .snapshot
+                        .view()
+                        .family(c.family)
+                        .typed
+            });
+        if typed {
+            out.extend_from_slice(b"# TYPE ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            out.extend_from_slice(merged.kind.as_str().as_bytes());
+            out.push(b'\n');
+        }
 
         for i in range.start as usize..range.end as usize {
             let c = self.sorted[i];
@@ -544,6 +600,7 @@ impl Merger {
             let writer = SampleWriter {
                 body: view.body(),
                 openmetrics: view.is_openmetrics(),
+                output_openmetrics: false,
                 target: comma.and_then(|comma| comma.get(1..)),
                 target_comma: comma.unwrap_or(b""),
                 target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
@@ -927,7 +984,10 @@ fn name_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> &'a [u8] {
 /// Writes the samples of one source.
 struct SampleWriter<'a> {
     body: &'a [u8],
+    /// The source is OpenMetrics (timestamps in seconds).
     openmetrics: bool,
+    /// The output is OpenMetrics: timestamps in seconds, exemplars.
+    output_openmetrics: bool,
     /// `label="container"`, when the label is added.
     target: Option<&'a [u8]>,
     /// `,label="container"` and `{label="container"}` (empty when none).
@@ -946,6 +1006,20 @@ impl SampleWriter<'_> {
     fn write(
         &self,
         sample: &Sample,
+        out: &mut Vec<u8>,
+        pending: &mut Span,
+        scratch: &mut Vec<u8>,
+        candidate: &mut Vec<u8>,
+    ) {
+        self.write_with(sample, None, out, pending, scratch, candidate);
+    }
+
+    /// [`Self::write`], with an exemplar to write after the value
+    /// (OpenMetrics output only; the caller decides where one may go).
+    fn write_with(
+        &self,
+        sample: &Sample,
+        exemplar: Option<ExemplarSpans>,
         out: &mut Vec<u8>,
         pending: &mut Span,
         scratch: &mut Vec<u8>,
@@ -994,17 +1068,52 @@ impl SampleWriter<'_> {
         }
         if !sample.timestamp.is_empty() {
             let timestamp = sample.timestamp.of(self.body);
-            if self.openmetrics {
-                if let Some(millis) = om_millis(timestamp) {
-                    out.push(b' ');
-                    out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+            match (self.openmetrics, self.output_openmetrics) {
+                (true, false) => {
+                    if let Some(millis) = om_millis(timestamp) {
+                        out.push(b' ');
+                        out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+                    }
                 }
-            } else {
-                out.push(b' ');
-                out.extend_from_slice(timestamp);
+                (false, true) => {
+                    if let Some(millis) = parse_int_timestamp(timestamp) {
+                        out.push(b' ');
+                        write_seconds_of_millis(millis, out);
+                    }
+                }
+                _ => {
+                    out.push(b' ');
+                    out.extend_from_slice(timestamp);
+                }
             }
         }
+        if let Some(exemplar) = exemplar {
+            self.write_exemplar(&exemplar, out, scratch);
+        }
         out.push(b'\n');
+    }
+
+    /// ` # {labels} value [timestamp]`, labels re-tokenised (names escaped
+    /// as the sample's are), the value and timestamp as the source wrote
+    /// them (OpenMetrics, the only source of exemplars).
+    fn write_exemplar(&self, exemplar: &ExemplarSpans, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        out.extend_from_slice(b" # {");
+        for (i, label) in LabelIter::new(exemplar.labels.of(self.body)).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            scratch.clear();
+            out.extend_from_slice(label.name(scratch));
+            out.extend_from_slice(b"=\"");
+            out.extend_from_slice(label.value);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"} ");
+        out.extend_from_slice(exemplar.value.of(self.body));
+        if !exemplar.timestamp.is_empty() {
+            out.push(b' ');
+            out.extend_from_slice(exemplar.timestamp.of(self.body));
+        }
     }
 
     /// Adds `start..end` of the body to the pending copy, which is first
@@ -1225,7 +1334,7 @@ mod tests {
             Case {
                 what: "a reserved name the sidecar does not export is the container's",
                 inputs: &[(Some("a"), "multiplexer_other 0\n"), (None, OWN_UP)],
-                output: "# TYPE multiplexer_other untyped\nmultiplexer_other{container=\"a\"} 0\n# HELP multiplexer_up Up.\n# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"a\"} 1\n",
+                output: "multiplexer_other{container=\"a\"} 0\n# HELP multiplexer_up Up.\n# TYPE multiplexer_up gauge\nmultiplexer_up{container=\"a\"} 1\n",
                 conflicts: &[],
             },
             Case {
@@ -1315,7 +1424,11 @@ mod tests {
             snapshot: &snapshots[2],
         });
         let mut merger = Merger::new("container");
-        for format in [OutputFormat::Text, OutputFormat::Protobuf] {
+        for format in [
+            OutputFormat::Text,
+            OutputFormat::OpenMetrics,
+            OutputFormat::Protobuf,
+        ] {
             let mut whole = Vec::new();
             merger.merge_as(&sources, format, &mut whole);
             assert!(whole.len() > 50_000, "{}", whole.len());
@@ -1333,7 +1446,7 @@ mod tests {
                     // Text: one family head and one line past the size
                     // asked. Protobuf: one metric, or a run of copied ones.
                     let slack = match format {
-                        OutputFormat::Text => 2048,
+                        OutputFormat::Text | OutputFormat::OpenMetrics => 2048,
                         OutputFormat::Protobuf => piece_bytes.max(16 * 1024),
                     };
                     assert!(
@@ -1342,6 +1455,776 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+}
+
+/// How a family's raw HELP text is escaped in its source.
+#[derive(Clone, Copy)]
+enum HelpForm {
+    /// Text 0.0.4: `\\` and `\n`.
+    Text,
+    /// OpenMetrics: `\\`, `\n` and `\"`.
+    OpenMetrics,
+    /// Protobuf: not escaped.
+    Plain,
+}
+
+/// One family of one source as OpenMetrics output sees it.
+#[derive(Clone, Copy)]
+struct OpenMetricsItem<'a> {
+    name: &'a [u8],
+    om: OpenMetricsType,
+    help: Option<(&'a [u8], HelpForm)>,
+    unit: Option<&'a [u8]>,
+}
+
+/// The OpenMetrics family that `family` (a parent's number when `parent`)
+/// of `view` is written as.
+fn openmetrics_item(view: SourceView<'_>, family: u32, parent: bool) -> OpenMetricsItem<'_> {
+    match view {
+        SourceView::Text(text) if parent => {
+            let p = text.openmetrics_family(family);
+            OpenMetricsItem {
+                name: p.name,
+                om: OpenMetricsType::of_declared(p.declared),
+                help: p.help.map(|help| (help, HelpForm::OpenMetrics)),
+                unit: p.unit,
+            }
+        }
+        SourceView::Text(text) => {
+            let f = text.family(family);
+            let (om, len) = OpenMetricsType::of_text(f.kind, f.typed, f.name);
+            let form = if text.is_openmetrics() {
+                HelpForm::OpenMetrics
+            } else {
+                HelpForm::Text
+            };
+            OpenMetricsItem {
+                name: &f.name[..len],
+                om,
+                help: f.help.map(|help| (help, form)),
+                unit: None,
+            }
+        }
+        SourceView::Protobuf(proto) => {
+            let f = proto.family(family);
+            let name = f.name.of(proto.body);
+            let (om, len) = OpenMetricsType::of_protobuf(f.metric_type, name);
+            OpenMetricsItem {
+                name: &name[..len],
+                om,
+                help: f.help.map(|help| (help.of(proto.body), HelpForm::Plain)),
+                unit: None,
+            }
+        }
+    }
+}
+
+fn item_of<'a>(
+    sources: &[Source<'a>],
+    source: u32,
+    family: u32,
+    parent: bool,
+) -> OpenMetricsItem<'a> {
+    openmetrics_item(sources[source as usize].snapshot.view(), family, parent)
+}
+
+/// A parent family's children in one source: `(source, parent, family)`
+/// sorted by source and parent, families in order.
+type Child = (u32, u32, u32);
+
+impl Merger {
+    /// The OpenMetrics output (see `openmetrics.rs`): families grouped by
+    /// their OpenMetrics names, an OpenMetrics body's families as it
+    /// declared them, conflicts resolved by the same rules as text plus
+    /// the names each family claims, `# EOF` last.
+    fn merge_openmetrics(
+        &mut self,
+        sources: &[Source<'_>],
+        escaping: Escaping,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
+        let _ = escaping;
+        self.children.clear();
+        for (source_index, source) in sources.iter().enumerate() {
+            if !source.snapshot.is_indexed() {
+                continue;
+            }
+            let view = source.snapshot.view();
+            let mut next_parent = 0u32;
+            for family in 0..view.family_count() as u32 {
+                let (item, parent) = match view {
+                    SourceView::Text(text) => match text.parent(family) {
+                        Some(p) => {
+                            self.children.push((source_index as u32, p, family));
+                            if p != next_parent {
+                                continue;
+                            }
+                            next_parent += 1;
+                            (p, true)
+                        }
+                        None => (family, false),
+                    },
+                    SourceView::Protobuf(_) => (family, false),
+                };
+                let this = openmetrics_item(view, item, parent);
+                let id = self.merged.len() as u32;
+                let merged = self.table.find_or_insert(hash_name(this.name), id, |m| {
+                    let m = &self.merged[m as usize];
+                    same_bytes(
+                        item_of(sources, m.source, m.family, m.parent).name,
+                        this.name,
+                    )
+                });
+                let merged = merged.unwrap_or_else(|| {
+                    self.merged.push(Merged {
+                        source: source_index as u32,
+                        family: item,
+                        kind: Kind::Untyped,
+                        om: this.om,
+                        parent,
+                        reserved: false,
+                        contributions: Span::default(),
+                    });
+                    id
+                });
+                if source.container.is_none() && this.name.starts_with(RESERVED_PREFIX.as_bytes()) {
+                    self.merged[merged as usize].reserved = true;
+                }
+                self.contributions.push(Contribution {
+                    merged,
+                    source: source_index as u32,
+                    family: item,
+                    kind: Kind::Untyped,
+                    resolution: Resolution::Kept,
+                    om: this.om,
+                    parent,
+                });
+            }
+        }
+        // Stable: each parent's families stay in order.
+        self.children
+            .sort_by_key(|&(source, parent, _)| (source, parent));
+        self.group_contributions();
+        self.resolve_openmetrics_types(sources);
+        self.resolve_openmetrics_claims(sources);
+        for m in 0..self.merged.len() {
+            self.write_family_openmetrics(sources, m, out, pieces);
+            emit_if_full(out, pieces);
+        }
+        out.extend_from_slice(b"# EOF\n");
+    }
+
+    fn report_openmetrics(&mut self, sources: &[Source<'_>], contribution: usize) {
+        let c = self.sorted[contribution];
+        let name = item_of(sources, c.source, c.family, c.parent).name;
+        let start = self.conflict_names.len();
+        self.conflict_names.extend_from_slice(name);
+        self.conflicts.push((
+            c.source as usize,
+            Span::new(start, self.conflict_names.len()),
+        ));
+    }
+
+    /// Rules 0 to 2 of the module documentation with OpenMetrics types:
+    /// the reserved names, then `unknown` for simple types (whose samples
+    /// are all named as the family), else the first source's type.
+    fn resolve_openmetrics_types(&mut self, sources: &[Source<'_>]) {
+        let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
+        for m in 0..self.merged.len() {
+            let range = self.merged[m].contributions;
+            let whole = range.start as usize..range.end as usize;
+            let reserved = self.merged[m].reserved;
+            if reserved {
+                for i in whole.clone() {
+                    if !is_own(&self.sorted[i]) {
+                        self.sorted[i].resolution = Resolution::Dropped;
+                        self.report_openmetrics(sources, i);
+                    }
+                }
+            }
+            let contends = |c: &Contribution| !reserved || is_own(c);
+            let Some(first) = self.sorted[whole.clone()]
+                .iter()
+                .find(|c| contends(c))
+                .map(|c| c.om)
+            else {
+                continue;
+            };
+            self.merged[m].om = first;
+            let contending = || self.sorted[whole.clone()].iter().filter(|c| contends(c));
+            if contending().all(|c| c.om == first) {
+                continue;
+            }
+            let all_simple = contending().all(|c| c.om.is_simple());
+            self.merged[m].om = if all_simple {
+                OpenMetricsType::Unknown
+            } else {
+                first
+            };
+            for i in whole {
+                let c = self.sorted[i];
+                if contends(&c) && c.om != first {
+                    self.sorted[i].resolution = if all_simple {
+                        Resolution::Downgraded
+                    } else {
+                        Resolution::Dropped
+                    };
+                    self.report_openmetrics(sources, i);
+                }
+            }
+        }
+    }
+
+    /// Rule 3 for OpenMetrics: a family claims its name with each suffix of
+    /// its type (and alone); a family that claims a name an earlier one
+    /// claimed is dropped (the earlier one is reserved when either is).
+    fn resolve_openmetrics_claims(&mut self, sources: &[Source<'_>]) {
+        self.claims.clear();
+        self.claim_names.clear();
+        self.claim_spans.clear();
+        for m in 0..self.merged.len() {
+            let merged = &self.merged[m];
+            let range = merged.contributions;
+            let kept = self.sorted[range.start as usize..range.end as usize]
+                .iter()
+                .any(|c| c.resolution != Resolution::Dropped);
+            if !kept {
+                continue;
+            }
+            let name = item_of(sources, merged.source, merged.family, merged.parent).name;
+            let suffixes = merged.om.suffixes();
+            let claimed = |suffix: &[u8], this: &Self| {
+                let mut key = name.to_vec();
+                key.extend_from_slice(suffix);
+                this.claims
+                    .find(hash_name(&key), |i| {
+                        this.claim_spans[i as usize].of(&this.claim_names) == key.as_slice()
+                    })
+                    .is_some()
+            };
+            let clash = claimed(b"", self) || suffixes.iter().any(|suffix| claimed(suffix, self));
+            if clash {
+                for i in range.start as usize..range.end as usize {
+                    if self.sorted[i].resolution != Resolution::Dropped {
+                        self.sorted[i].resolution = Resolution::Dropped;
+                        self.report_openmetrics(sources, i);
+                    }
+                }
+                continue;
+            }
+            for suffix in std::iter::once(&b""[..]).chain(suffixes.iter().copied()) {
+                if suffix.is_empty() && suffixes.contains(&&b""[..]) {
+                    continue;
+                }
+                let start = self.claim_names.len();
+                self.claim_names.extend_from_slice(name);
+                self.claim_names.extend_from_slice(suffix);
+                let span = Span::new(start, self.claim_names.len());
+                let index = self.claim_spans.len() as u32;
+                self.claim_spans.push(span);
+                self.claims
+                    .insert(hash_name(span.of(&self.claim_names)), index);
+            }
+        }
+    }
+
+    fn write_family_openmetrics(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        if self.sorted[range.start as usize..range.end as usize]
+            .iter()
+            .all(|c| c.resolution == Resolution::Dropped)
+        {
+            return;
+        }
+        let family_type = merged.om;
+        let item = item_of(sources, merged.source, merged.family, merged.parent);
+        let name = item.name;
+        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        check.reset(family_type);
+        for i in range.start as usize..range.end as usize {
+            let c = self.sorted[i];
+            if c.resolution == Resolution::Dropped {
+                continue;
+            }
+            match sources[c.source as usize].snapshot.view() {
+                SourceView::Text(view) => {
+                    openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    for k in 0..self.order.len() {
+                        let (_, family, index) = self.order[k];
+                        let sample = view.sample_at(family, index);
+                        self.check_text_sample(
+                            view,
+                            &sample,
+                            c.source,
+                            family_type,
+                            name,
+                            &mut check,
+                        );
+                        if !check.ok {
+                            break;
+                        }
+                    }
+                }
+                SourceView::Protobuf(view) => {
+                    let metric_type = view.family(c.family).metric_type;
+                    for metric in view.metrics(c.family) {
+                        down::check_openmetrics(
+                            view.body,
+                            metric_type,
+                            family_type,
+                            metric,
+                            c.source,
+                            &mut check,
+                        );
+                    }
+                }
+            }
+            if !check.ok {
+                break;
+            }
+        }
+        let valid = check.finish();
+        self.check = check;
+        if !valid {
+            self.write_openmetrics_unknowns(sources, m, out, pieces);
+            return;
+        }
+
+        // The header: HELP of the first kept source that has one, TYPE
+        // unless no source had one, UNIT where the name ends with it.
+        let kept: Vec<Contribution> = self.sorted[range.start as usize..range.end as usize]
+            .iter()
+            .filter(|c| c.resolution != Resolution::Dropped)
+            .copied()
+            .collect();
+        let help = kept
+            .iter()
+            .find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
+        if let Some((help, form)) = help {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            self.help.clear();
+            match form {
+                HelpForm::Plain => self.help.extend_from_slice(help),
+                HelpForm::Text => unescape_help(help, false, &mut self.help),
+                HelpForm::OpenMetrics => unescape_help(help, true, &mut self.help),
+            }
+            super::openmetrics::escape_help(&self.help, out);
+            out.push(b'\n');
+        }
+        if family_type != OpenMetricsType::None {
+            out.extend_from_slice(b"# TYPE ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            out.extend_from_slice(family_type.as_str().as_bytes());
+            out.push(b'\n');
+        }
+        let unit = kept
+            .iter()
+            .find_map(|c| item_of(sources, c.source, c.family, c.parent).unit)
+            .filter(|unit| {
+                family_type.takes_unit()
+                    && !unit.is_empty()
+                    && name.len() > unit.len()
+                    && name.ends_with(unit)
+                    && name[name.len() - unit.len() - 1] == b'_'
+            });
+        if let Some(unit) = unit {
+            out.extend_from_slice(b"# UNIT ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            out.extend_from_slice(unit);
+            out.push(b'\n');
+        }
+        for c in &kept {
+            self.write_openmetrics_contribution(sources, c, family_type, name, None, out, pieces);
+        }
+    }
+
+    /// A family that breaks its type's rules: one `unknown` family per
+    /// sample name, in the order of its type's suffixes.
+    fn write_openmetrics_unknowns(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
+        let merged = &self.merged[m];
+        let range = merged.contributions;
+        let family_type = merged.om;
+        let name = item_of(sources, merged.source, merged.family, merged.parent).name;
+        let mut suffixes: Vec<&[u8]> = vec![b""];
+        suffixes.extend(family_type.suffixes().iter().filter(|s| !s.is_empty()));
+        for suffix in suffixes {
+            let header = out.len();
+            out.extend_from_slice(b"# TYPE ");
+            out.extend_from_slice(name);
+            out.extend_from_slice(suffix);
+            out.extend_from_slice(b" unknown\n");
+            let before = out.len();
+            for i in range.start as usize..range.end as usize {
+                let c = self.sorted[i];
+                if c.resolution == Resolution::Dropped {
+                    continue;
+                }
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    OpenMetricsType::Unknown,
+                    name,
+                    Some(suffix),
+                    out,
+                    pieces,
+                );
+            }
+            if out.len() == before && header <= out.len() {
+                out.truncate(header);
+            }
+        }
+    }
+
+    /// Writes the samples of one contribution (only those whose suffix is
+    /// `only`, when given).
+    #[allow(clippy::too_many_arguments)]
+    fn write_openmetrics_contribution(
+        &mut self,
+        sources: &[Source<'_>],
+        c: &Contribution,
+        family_type: OpenMetricsType,
+        name: &[u8],
+        only: Option<&[u8]>,
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) {
+        let spans = self.source_label_spans[c.source as usize];
+        let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
+        match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => {
+                let writer = SampleWriter {
+                    body: view.body(),
+                    openmetrics: view.is_openmetrics(),
+                    output_openmetrics: true,
+                    target: comma.and_then(|comma| comma.get(1..)),
+                    target_comma: comma.unwrap_or(b""),
+                    target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
+                    label: &self.label,
+                    check_labels: comma.is_some() && view.may_have_label(&self.label),
+                };
+                openmetrics_samples(view, c, &self.children, &mut self.order);
+                let mut pending = Span::default();
+                for k in 0..self.order.len() {
+                    let (_, family, index) = self.order[k];
+                    let sample = view.sample_at(family, index);
+                    let suffix = sample_suffix(view.body(), &sample, name, &mut self.scratch);
+                    if let Some(only) = only {
+                        if suffix != Some(only) {
+                            continue;
+                        }
+                    }
+                    let exemplar_allowed = only.is_none()
+                        && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
+                    let exemplar = view
+                        .exemplar(&sample)
+                        .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
+                    writer.write_with(
+                        &sample,
+                        exemplar,
+                        out,
+                        &mut pending,
+                        &mut self.scratch,
+                        &mut self.candidate,
+                    );
+                    if let Some((piece_bytes, emit)) = pieces {
+                        if out.len() + (pending.end - pending.start) as usize >= *piece_bytes {
+                            writer.flush(&mut pending, out);
+                            emit(out);
+                            out.clear();
+                        }
+                    }
+                }
+                writer.flush(&mut pending, out);
+            }
+            SourceView::Protobuf(view) => {
+                let target = comma
+                    .and_then(|comma| comma.get(1..))
+                    .map(|pair| TextTarget {
+                        name: &self.label,
+                        pair,
+                    });
+                let metric_type = view.family(c.family).metric_type;
+                for metric in view.metrics(c.family) {
+                    down::write_openmetrics(
+                        view.body,
+                        name,
+                        metric_type,
+                        family_type,
+                        metric,
+                        target.as_ref(),
+                        only,
+                        &mut self.scratch,
+                        out,
+                    );
+                    emit_if_full(out, pieces);
+                }
+            }
+        }
+    }
+
+    /// Feeds one text sample to the family's check.
+    fn check_text_sample(
+        &mut self,
+        view: IndexView<'_>,
+        sample: &Sample,
+        source: u32,
+        family_type: OpenMetricsType,
+        name: &[u8],
+        check: &mut Check,
+    ) {
+        let body = view.body();
+        let Some(suffix) = sample_suffix(body, sample, name, &mut self.scratch) else {
+            check.ok = false;
+            return;
+        };
+        let bound_label: &[u8] = match (family_type, suffix) {
+            (OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram, b"_bucket") => b"le",
+            (OpenMetricsType::Summary, b"") => b"quantile",
+            (OpenMetricsType::StateSet, _) => name,
+            _ => b"",
+        };
+        let mut group = GroupHash::default();
+        group.add(&source.to_le_bytes());
+        let mut bound = None;
+        let mut has_state_label = false;
+        let label_scratch = &mut self.candidate;
+        for label in LabelIter::new(sample.labels.of(body)) {
+            label_scratch.clear();
+            let label_name = label.name(label_scratch);
+            if !bound_label.is_empty() && label_name == bound_label {
+                has_state_label = true;
+                bound = Some(bound_value(label.value));
+                continue;
+            }
+            group.add(label_name);
+            group.add(label.value);
+        }
+        let value = match sample.value_form {
+            ValueForm::Decimal => std::str::from_utf8(sample.value.of(body))
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN),
+            ValueForm::NaN => f64::NAN,
+            ValueForm::PosInf => f64::INFINITY,
+            ValueForm::NegInf => f64::NEG_INFINITY,
+        };
+        let timestamp = if sample.timestamp.is_empty() {
+            None
+        } else if view.is_openmetrics() {
+            super::openmetrics::millis_of_seconds(sample.timestamp.of(body))
+        } else {
+            parse_int_timestamp(sample.timestamp.of(body))
+        };
+        check.sample(&CheckedSample {
+            suffix,
+            group: group.finish(),
+            bound,
+            value,
+            timestamp,
+            has_state_label,
+        });
+    }
+}
+
+/// The samples of contribution `c` in the order they are written, into
+/// `order` as `(position, family, sample)`: a parent's families (found in
+/// `children`) merged back into body order.
+fn openmetrics_samples(
+    view: IndexView<'_>,
+    c: &Contribution,
+    children: &[Child],
+    order: &mut Vec<(u32, u32, u32)>,
+) {
+    order.clear();
+    if !c.parent {
+        let count = view.samples(c.family).count() as u32;
+        order.extend((0..count).map(|i| (0, c.family, i)));
+        return;
+    }
+    let at =
+        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
+    let children = children[at..]
+        .iter()
+        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family);
+    for &(_, _, family) in children {
+        for (i, sample) in view.samples(family).enumerate() {
+            order.push((sample.name.start, family, i as u32));
+        }
+    }
+    order.sort_unstable_by_key(|&(position, _, _)| position);
+}
+
+/// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
+/// in that spelling (NaN otherwise, which the check refuses).
+fn bound_value(raw: &[u8]) -> f64 {
+    match raw {
+        b"+Inf" => f64::INFINITY,
+        _ => match std::str::from_utf8(raw)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            Some(v) if v.is_finite() => v,
+            _ => f64::NAN,
+        },
+    }
+}
+
+/// The suffix of a text sample's name after the family name `name`, if it
+/// starts with it (a quoted name is escaped into `scratch` first).
+fn sample_suffix<'a>(
+    body: &'a [u8],
+    sample: &Sample,
+    name: &[u8],
+    scratch: &'a mut Vec<u8>,
+) -> Option<&'a [u8]> {
+    let raw = sample.name.of(body);
+    let full: &'a [u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
+        scratch.clear();
+        escape_quoted_name(raw, NameRule::Metric, scratch);
+        scratch
+    } else {
+        raw
+    };
+    full.strip_prefix(name)
+}
+
+/// Whether an exemplar's labels are within the OpenMetrics limit (their
+/// names and unescaped values, in characters).
+fn exemplar_fits(body: &[u8], exemplar: &ExemplarSpans) -> bool {
+    let characters = |bytes: &[u8]| {
+        let mut count = 0;
+        let mut escaped = false;
+        for &b in bytes {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            if b == b'\\' {
+                escaped = true;
+            }
+            if b & 0xc0 != 0x80 {
+                count += 1;
+            }
+        }
+        count
+    };
+    let mut total = 0;
+    for label in LabelIter::new(exemplar.labels.of(body)) {
+        total += characters(label.raw_name) + characters(label.value);
+    }
+    total <= EXEMPLAR_LABEL_CHARACTERS
+}
+
+#[cfg(test)]
+mod openmetrics_tests {
+    use super::*;
+    use crate::exposition::Format;
+
+    fn merge_openmetrics(inputs: &[(&str, &str)]) -> (String, Vec<String>) {
+        let snapshots: Vec<Snapshot> = inputs
+            .iter()
+            .map(|(_, body)| {
+                let mut snapshot = Snapshot::new();
+                snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
+                snapshot.index().expect("test body parses");
+                snapshot
+            })
+            .collect();
+        let sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(inputs)
+            .map(|(snapshot, (container, _))| Source {
+                container: Some(container),
+                snapshot,
+            })
+            .collect();
+        let mut merger = Merger::new("container");
+        let mut out = Vec::new();
+        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut out);
+        let conflicts = merger
+            .conflicts()
+            .map(|(source, name)| format!("{source}:{}", String::from_utf8_lossy(name)))
+            .collect();
+        (String::from_utf8(out).expect("utf-8"), conflicts)
+    }
+
+    /// Each rule of `openmetrics.rs`, one case each, with the exact output.
+    #[test]
+    fn openmetrics_output_rules() {
+        // (what, (container, body) inputs, output, conflicts)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
+            (
+                "a text counter named _total is an OpenMetrics counter; no TYPE stays none; ms become s",
+                &[("a", "# HELP c_total C \\\\ x.\n# TYPE c_total counter\nc_total{x=\"1\"} 3 1700000000001\nplain 2\n")],
+                "# HELP c C \\\\ x.\n# TYPE c counter\nc_total{x=\"1\",container=\"a\"} 3 1700000000.001\nplain{container=\"a\"} 2\n# EOF\n",
+                &[],
+            ),
+            (
+                "a text counter without _total keeps its series as unknown; untyped is unknown",
+                &[("a", "# TYPE c counter\nc 3\n# TYPE u untyped\nu 1\n")],
+                "# TYPE c unknown\nc{container=\"a\"} 3\n# TYPE u unknown\nu{container=\"a\"} 1\n# EOF\n",
+                &[],
+            ),
+            (
+                "an OpenMetrics family is written whole again: _total and _created together, exemplar, unit",
+                &[("a", "# TYPE r counter\n# UNIT r_seconds seconds\n# HELP r R \\\"q\\\".\nr_total{m=\"a\"} 1 # {trace_id=\"t\"} 1 1.5\nr_created{m=\"a\"} 9\nr_total{m=\"b\"} 2\nr_created{m=\"b\"} 9\n# EOF\n")],
+                "# HELP r R \\\"q\\\".\n# TYPE r counter\nr_total{m=\"a\",container=\"a\"} 1 # {trace_id=\"t\"} 1 1.5\nr_created{m=\"a\",container=\"a\"} 9\nr_total{m=\"b\",container=\"a\"} 2\nr_created{m=\"b\",container=\"a\"} 9\n# EOF\n",
+                &[],
+            ),
+            (
+                "a histogram the strict parser refuses (no +Inf) becomes one unknown family per sample name",
+                &[("a", "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n")],
+                "# TYPE h_bucket unknown\nh_bucket{le=\"1\",container=\"a\"} 1\n# TYPE h_count unknown\nh_count{container=\"a\"} 1\n# TYPE h_sum unknown\nh_sum{container=\"a\"} 1\n# EOF\n",
+                &[],
+            ),
+            (
+                "exemplars only where OpenMetrics 1.0 has a place for them",
+                &[("a", "# TYPE g gauge\ng 1 # {t=\"x\"} 1\n# EOF\n")],
+                "# TYPE g gauge\ng{container=\"a\"} 1\n# EOF\n",
+                &[],
+            ),
+            (
+                "a name another family claims is dropped and reported",
+                &[
+                    ("a", "# TYPE c_total counter\nc_total 1\n"),
+                    ("b", "# TYPE c_created gauge\nc_created 1\n"),
+                    ("c", "# TYPE c counter\nc_total 1\nc_created 2\n# EOF\n"),
+                ],
+                "# TYPE c counter\nc_total{container=\"a\"} 1\nc_total{container=\"c\"} 1\nc_created{container=\"c\"} 2\n# EOF\n",
+                &["1:c_created"],
+            ),
+            (
+                "simple types of one name conflict into unknown",
+                &[("a", "# TYPE m gauge\nm 1\n"), ("b", "m 2\n")],
+                "# TYPE m unknown\nm{container=\"a\"} 1\nm{container=\"b\"} 2\n# EOF\n",
+                &["1:m"],
+            ),
+        ];
+        for (what, inputs, expected, conflicts) in cases {
+            let (output, found) = merge_openmetrics(inputs);
+            assert_eq!(output, *expected, "{what}");
+            assert_eq!(found, *conflicts, "{what}");
         }
     }
 }

@@ -43,6 +43,7 @@
 mod labels;
 mod merge;
 pub mod negotiate;
+mod openmetrics;
 mod parse;
 pub mod protobuf;
 mod snapshot;

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub enum OutputFormat {
     /// Text 0.0.4.
     Text,
+    /// OpenMetrics 1.0 text (versions 1.0.0 and 0.0.1 are the same body).
+    OpenMetrics,
     /// Delimited `io.prometheus.client.MetricFamily` messages.
     Protobuf,
 }
@@ -30,7 +32,52 @@ impl OutputFormat {
     pub fn content_type(self) -> &'static str {
         match self {
             OutputFormat::Text => TEXT_CONTENT_TYPE,
+            OutputFormat::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
             OutputFormat::Protobuf => PROTOBUF_CONTENT_TYPE,
+        }
+    }
+}
+
+/// How metric and label names that are not legacy names are written: the
+/// four schemes of prometheus/common's `model.EscapingScheme`, named by the
+/// `escaping=` parameter of `Accept` and `Content-Type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Escaping {
+    /// As they are: quoted in text and OpenMetrics (`{"a.b"} 1`).
+    AllowUtf8,
+    /// Each character not valid in a legacy name becomes `_` (what a client
+    /// that names no scheme gets).
+    #[default]
+    Underscores,
+    /// `.` becomes `_dot_`, `_` becomes `__`, others `__`.
+    Dots,
+    /// `U__` then `_` as `__` and others as `_<hex code point>_`.
+    Values,
+}
+
+impl Escaping {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escaping::AllowUtf8 => "allow-utf-8",
+            Escaping::Underscores => "underscores",
+            Escaping::Dots => "dots",
+            Escaping::Values => "values",
+        }
+    }
+}
+
+/// What one client is answered with: the format and how names are escaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputKind {
+    pub format: OutputFormat,
+    pub escaping: Escaping,
+}
+
+impl From<OutputFormat> for OutputKind {
+    fn from(format: OutputFormat) -> OutputKind {
+        OutputKind {
+            format,
+            escaping: Escaping::Underscores,
         }
     }
 }
@@ -46,6 +93,8 @@ pub enum BodyFormat {
 }
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// What client_golang sends (expfmt.FmtProtoDelim).
 pub const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";

@@ -139,9 +139,10 @@ impl Kind {
     }
 }
 
-/// The type a `# TYPE` line declares (0.0.4 and OpenMetrics).
+/// The type a `# TYPE` line declares (0.0.4 and OpenMetrics; in an
+/// OpenMetrics body `Untyped` is its `unknown`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Declared {
+pub(super) enum Declared {
     Counter,
     Gauge,
     Histogram,
@@ -241,6 +242,8 @@ struct Family {
     name: Span,
     hash: u32,
     kind: Kind,
+    /// A `# TYPE` line declared it; a family without one is written without.
+    typed: bool,
     /// Raw (still escaped) HELP text in the body.
     help: Option<Span>,
     /// Range of `Index::samples`.
@@ -268,6 +271,9 @@ impl SampleFlags {
     /// The line ends ` <decimal>\n` right after the name or the `}`: the
     /// writer may copy it from there through the newline.
     pub(super) const PLAIN_END: SampleFlags = SampleFlags(32);
+    /// An OpenMetrics exemplar follows the value (and timestamp), found
+    /// again by [`IndexView::exemplar`].
+    pub(super) const EXEMPLAR: SampleFlags = SampleFlags(64);
 
     /// Whether every flag of `other` is set.
     #[inline]
@@ -380,7 +386,46 @@ struct Declaration {
     declared: Declared,
     typed: bool,
     help: Option<Span>,
+    /// `# UNIT` text in the body (OpenMetrics).
+    unit: Option<Span>,
 }
+
+/// An OpenMetrics family as its body declared it: the parent of the 0.0.4
+/// families its samples were sorted into (counter `foo` of `foo_total` and
+/// `foo_created`), kept so that OpenMetrics output writes it whole again.
+#[derive(Clone, Copy)]
+struct OpenMetricsFamily {
+    /// In `Index::names`.
+    name: Span,
+    declared: Declared,
+    typed: bool,
+    help: Option<Span>,
+    unit: Option<Span>,
+}
+
+/// What [`IndexView::openmetrics_family`] tells of a parent family.
+#[derive(Clone, Copy)]
+pub(super) struct OpenMetricsFamilyView<'a> {
+    pub(super) name: &'a [u8],
+    /// None: no `# TYPE` line.
+    pub(super) declared: Option<Declared>,
+    /// Raw HELP text (OpenMetrics escapes).
+    pub(super) help: Option<&'a [u8]>,
+    pub(super) unit: Option<&'a [u8]>,
+}
+
+/// Where an exemplar's parts are in the body: `# {labels} value [timestamp]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ExemplarSpans {
+    /// Inside the braces.
+    pub(super) labels: Span,
+    pub(super) value: Span,
+    /// Empty when there is none.
+    pub(super) timestamp: Span,
+}
+
+/// No parent family.
+const NO_PARENT: u32 = u32::MAX;
 
 /// An error and the body position it is reported at.
 pub(super) type Fail = (ParseErrorKind, usize);
@@ -398,6 +443,12 @@ pub(super) struct Index {
     /// The body ended with `# EOF`: HELP uses OpenMetrics escapes and
     /// timestamps are seconds.
     openmetrics: bool,
+    /// OpenMetrics bodies only: each family's parent in
+    /// `openmetrics_families` (or [`NO_PARENT`]); empty for text bodies.
+    parents: Vec<u32>,
+    openmetrics_families: Vec<OpenMetricsFamily>,
+    /// While parsing: each family's declaration (or [`NO_PARENT`]).
+    family_declarations: Vec<u32>,
     declarations: Vec<Declaration>,
     declaration_table: NameTable,
     family_table: NameTable,
@@ -416,6 +467,8 @@ pub(super) struct FamilyView<'a> {
     /// `hash_name(name)`, computed once by the parser.
     pub(super) hash: u32,
     pub(super) kind: Kind,
+    /// A `# TYPE` line declared it.
+    pub(super) typed: bool,
     /// Raw (still escaped) HELP text from the body.
     pub(super) help: Option<&'a [u8]>,
 }
@@ -452,6 +505,7 @@ impl<'a> IndexView<'a> {
             name: entry.name.of(&self.index.names),
             hash: entry.hash,
             kind: entry.kind,
+            typed: entry.typed,
             help: entry.help.map(|help| help.of(self.body)),
         }
     }
@@ -478,10 +532,64 @@ impl<'a> IndexView<'a> {
         self.index.samples.len()
     }
 
+    /// Sample `i` of `family` (in input order); panics if out of range (a
+    /// bug in the caller).
+    pub(super) fn sample_at(self, family: u32, i: u32) -> Sample {
+        let range = self.index.families[family as usize].samples;
+        let packed = &self.index.samples[(range.start + i) as usize];
+        self.index.sample(packed, self.body)
+    }
+
     /// The body was OpenMetrics: HELP uses its escapes and timestamps are
     /// seconds.
     pub(super) fn is_openmetrics(self) -> bool {
         self.index.openmetrics
+    }
+
+    /// OpenMetrics bodies: the parent family of `family` (its number for
+    /// [`IndexView::openmetrics_family`]); None for a family of its own.
+    pub(super) fn parent(self, family: u32) -> Option<u32> {
+        self.index
+            .parents
+            .get(family as usize)
+            .copied()
+            .filter(|&parent| parent != NO_PARENT)
+    }
+
+    pub(super) fn openmetrics_family(self, parent: u32) -> OpenMetricsFamilyView<'a> {
+        let entry = &self.index.openmetrics_families[parent as usize];
+        OpenMetricsFamilyView {
+            name: entry.name.of(&self.index.names),
+            declared: entry.typed.then_some(entry.declared),
+            help: entry.help.map(|help| help.of(self.body)),
+            unit: entry.unit.map(|unit| unit.of(self.body)),
+        }
+    }
+
+    /// The exemplar of a sample with [`SampleFlags::EXEMPLAR`] (validated
+    /// by the parser, so read again without checks).
+    pub(super) fn exemplar(self, sample: &Sample) -> Option<ExemplarSpans> {
+        if !sample.flags.contains(SampleFlags::EXEMPLAR) {
+            return None;
+        }
+        let b = self.body;
+        let after = if sample.timestamp.is_empty() {
+            sample.value.end
+        } else {
+            sample.timestamp.end
+        } as usize;
+        let hash = find_byte(b, after, b'#');
+        let open = find_byte(b, hash, b'{');
+        let close = super::labels::label_set_end(b, open + 1)?;
+        let value_start = skip_blanks(b, close + 1);
+        let value_end = scan_token(b, value_start);
+        let ts_start = skip_blanks(b, value_end);
+        let ts_end = scan_token(b, ts_start);
+        Some(ExemplarSpans {
+            labels: Span::new(open + 1, close),
+            value: Span::new(value_start, value_end),
+            timestamp: Span::new(ts_start, ts_end),
+        })
     }
 
     /// Whether a label named `name` may occur in the body (no false
@@ -518,6 +626,9 @@ impl Index {
         self.runs.clear();
         self.names.clear();
         self.openmetrics = false;
+        self.parents.clear();
+        self.openmetrics_families.clear();
+        self.family_declarations.clear();
         self.declarations.clear();
         // Spans into the previous body: meaningless for the next one.
         self.labels.clear();
@@ -559,6 +670,9 @@ impl Index {
             + bytes(&self.samples)
             + bytes(&self.names)
             + bytes(&self.declarations)
+            + bytes(&self.parents)
+            + bytes(&self.openmetrics_families)
+            + bytes(&self.family_declarations)
             + self.declaration_table.capacity_bytes()
             + self.family_table.capacity_bytes()
             + bytes(&self.long_samples)
@@ -673,8 +787,37 @@ impl Index {
             return Err((kind, at));
         }
         self.group(cursor.grouped);
+        if self.openmetrics {
+            self.keep_parents();
+        }
         self.release_scratch();
         Ok(())
+    }
+
+    /// Keeps, for an OpenMetrics body, the declarations that families were
+    /// sorted under as their parents, numbered in order of first use.
+    fn keep_parents(&mut self) {
+        let mut numbers = vec![NO_PARENT; self.declarations.len()];
+        self.parents.clear();
+        for &declaration in &self.family_declarations {
+            if declaration == NO_PARENT {
+                self.parents.push(NO_PARENT);
+                continue;
+            }
+            let number = &mut numbers[declaration as usize];
+            if *number == NO_PARENT {
+                let d = &self.declarations[declaration as usize];
+                *number = self.openmetrics_families.len() as u32;
+                self.openmetrics_families.push(OpenMetricsFamily {
+                    name: d.name,
+                    declared: d.declared,
+                    typed: d.typed,
+                    help: d.help,
+                    unit: d.unit,
+                });
+            }
+            self.parents.push(*number);
+        }
     }
 
     /// Gives back what only parsing needed (name tables, declarations,
@@ -686,6 +829,7 @@ impl Index {
         self.runs = Vec::new();
         self.starts = Vec::new();
         self.order = Vec::new();
+        self.family_declarations = Vec::new();
         self.declarations = Vec::new();
         self.declaration_table = NameTable::default();
         self.family_table = NameTable::default();
@@ -767,13 +911,14 @@ impl Index {
         let word_end = scan_token(b, q);
         let keyword = &b[q..word_end.min(line_end)];
         let is_help = keyword == b"HELP";
+        let is_unit = keyword == b"UNIT";
         if keyword == b"EOF" {
             if skip_blanks(b, word_end) >= line_end {
                 cursor.eof_seen = true;
             }
             return Ok(next_line);
         }
-        if !is_help && keyword != b"TYPE" {
+        if !is_help && !is_unit && keyword != b"TYPE" {
             return Ok(next_line);
         }
         cursor.last_family = u32::MAX;
@@ -786,6 +931,12 @@ impl Index {
             return Err((ParseErrorKind::NameEnd, after));
         }
         let declaration = &mut self.declarations[decl as usize];
+        if is_unit {
+            if declaration.unit.is_none() && rest < line_end {
+                declaration.unit = Some(Span::new(rest, line_end));
+            }
+            return Ok(next_line);
+        }
         if is_help {
             if declaration.help.is_none() {
                 declaration.help = Some(Span::new(rest.min(line_end), line_end));
@@ -859,27 +1010,27 @@ impl Index {
             declared: Declared::Untyped,
             typed: false,
             help: None,
+            unit: None,
         });
         self.declaration_table.insert(hash, index);
         index
     }
 
-    fn find_declaration(&self, name: &[u8]) -> Option<&Declaration> {
+    fn find_declaration(&self, name: &[u8]) -> Option<u32> {
         let hash = hash_name(name);
-        self.declaration_table
-            .find(hash, |i| {
-                self.declarations[i as usize].name.of(&self.names) == name
-            })
-            .map(|i| &self.declarations[i as usize])
+        self.declaration_table.find(hash, |i| {
+            self.declarations[i as usize].name.of(&self.names) == name
+        })
     }
 
     /// Decides the family of a sample named `name` (already escaped).
     fn resolve(&mut self, name: &[u8], cursor: &Cursor) -> Result<u32, ParseErrorKind> {
-        let mut found: Option<(FamilyName, Kind, Span, Option<Span>)> = None;
+        // (where the name comes from, kind, declaration)
+        let mut found: Option<(FamilyName, Kind, u32)> = None;
         if let Some(current) = cursor.current {
             let d = &self.declarations[current as usize];
             if let Some((from, kind)) = classify(d.declared, d.name.of(&self.names), name) {
-                found = Some((from, kind, d.name, d.help));
+                found = Some((from, kind, current));
             }
         }
         if found.is_none() {
@@ -889,14 +1040,22 @@ impl Index {
                 self.find_declaration(base)
             });
             for d in whole.chain(stripped) {
-                if let Some((from, kind)) = classify(d.declared, d.name.of(&self.names), name) {
-                    found = Some((from, kind, d.name, d.help));
+                if let Some((from, kind)) = classify(
+                    self.declarations[d as usize].declared,
+                    self.declarations[d as usize].name.of(&self.names),
+                    name,
+                ) {
+                    found = Some((from, kind, d));
                     break;
                 }
             }
         }
-        let (from, kind, declared_name, help) =
-            found.unwrap_or((FamilyName::Sample, Kind::Untyped, Span::default(), None));
+        let (from, kind, declaration) =
+            found.unwrap_or((FamilyName::Sample, Kind::Untyped, NO_PARENT));
+        let (declared_name, help, typed) = match self.declarations.get(declaration as usize) {
+            Some(d) => (d.name, d.help, d.typed),
+            None => (Span::default(), None, false),
+        };
         let hash;
         let existing = {
             let family_name = match from {
@@ -928,9 +1087,11 @@ impl Index {
             name: family_name,
             hash,
             kind,
+            typed,
             help,
             samples: Span::default(),
         });
+        self.family_declarations.push(declaration);
         self.family_table.insert(hash, index);
         Ok(index)
     }
@@ -1094,6 +1255,7 @@ impl Index {
         }
         if b.get(r) == Some(&b'#') && r > 0 && matches!(b[r - 1], b' ' | b'\t') {
             r = self.exemplar(b, r)?;
+            flags.insert(SampleFlags::EXEMPLAR);
         }
         let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
         Ok((value_start, value_end, value_form, next))

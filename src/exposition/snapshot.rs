@@ -290,6 +290,7 @@ impl<'a> SourceView<'a> {
                     name: entry.name.of(view.body),
                     hash: entry.hash,
                     kind: metric_kind(entry.metric_type),
+                    typed: true,
                     help: entry.help.map(|help| help.of(view.body)),
                 }
             }

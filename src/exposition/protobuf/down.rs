@@ -25,7 +25,11 @@
 
 use super::read::{histogram_field as h, metric_field, Metric, MetricType};
 use super::wire::{Fields, WireType};
-use super::write::for_each_label;
+use super::write::{for_each_label, label_pair};
+use crate::exposition::openmetrics::{
+    takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, OpenMetricsType,
+    EXEMPLAR_LABEL_CHARACTERS,
+};
 use crate::exposition::text::escape_label_value;
 
 /// The text label added to every line, escaped: `name="value"`.
@@ -422,4 +426,337 @@ impl std::fmt::Write for StackBuffer {
         self.len = end;
         Ok(())
     }
+}
+
+/// One OpenMetrics sample of a protobuf metric.
+struct OpenMetricsSample {
+    suffix: &'static [u8],
+    /// `le` or `quantile` and its value.
+    bound: Option<(&'static [u8], f64)>,
+    value: f64,
+    /// The `Exemplar` message, where OpenMetrics 1.0 may carry it.
+    exemplar: Option<(usize, usize)>,
+}
+
+/// The samples a protobuf metric of `metric_type` is written as in an
+/// OpenMetrics family of `family_type` (a conflict may have made it
+/// `unknown`), in order: what expfmt's `MetricFamilyToOpenMetrics` writes,
+/// with `_created` from the created timestamp and exemplars.
+fn openmetrics_samples(
+    body: &[u8],
+    metric_type: MetricType,
+    family_type: OpenMetricsType,
+    metric: &Metric,
+    mut each: impl FnMut(OpenMetricsSample),
+) {
+    let value_field = |number| value_message(body, metric, number);
+    let simple = |value: f64, each: &mut dyn FnMut(OpenMetricsSample)| {
+        each(OpenMetricsSample {
+            suffix: b"",
+            bound: None,
+            value,
+            exemplar: None,
+        })
+    };
+    let created = |message: Option<(usize, usize)>, number: u32| {
+        let (s, e) = message?;
+        let (ts_start, ts_end) = len_field(body, s, e, number)?;
+        Some(timestamp_seconds(body, ts_start, ts_end))
+    };
+    match metric_type {
+        MetricType::Counter => {
+            let message = value_field(metric_field::COUNTER);
+            let value = message.map_or(0.0, |(s, e)| double_field(body, s, e, 1));
+            if family_type != OpenMetricsType::Counter {
+                return simple(value, &mut each);
+            }
+            each(OpenMetricsSample {
+                suffix: b"_total",
+                bound: None,
+                value,
+                exemplar: message.and_then(|(s, e)| len_field(body, s, e, 2)),
+            });
+            if let Some(seconds) = created(message, 3) {
+                each(OpenMetricsSample {
+                    suffix: b"_created",
+                    bound: None,
+                    value: seconds,
+                    exemplar: None,
+                });
+            }
+        }
+        MetricType::Gauge | MetricType::Untyped => {
+            let number = if metric_type == MetricType::Gauge {
+                metric_field::GAUGE
+            } else {
+                metric_field::UNTYPED
+            };
+            let value = value_field(number).map_or(0.0, |(s, e)| double_field(body, s, e, 1));
+            simple(value, &mut each);
+        }
+        MetricType::Summary => {
+            let message = value_field(metric_field::SUMMARY);
+            let (s, e) = message.unwrap_or((0, 0));
+            let mut fields = Fields::new(body, s, e);
+            while let Some((number, start, end)) = next_len_field(&mut fields) {
+                if number == 3 {
+                    each(OpenMetricsSample {
+                        suffix: b"",
+                        bound: Some((b"quantile", double_field(body, start, end, 1))),
+                        value: double_field(body, start, end, 2),
+                        exemplar: None,
+                    });
+                }
+            }
+            each(OpenMetricsSample {
+                suffix: b"_sum",
+                bound: None,
+                value: double_field(body, s, e, 2),
+                exemplar: None,
+            });
+            each(OpenMetricsSample {
+                suffix: b"_count",
+                bound: None,
+                value: varint_field(body, s, e, 1) as f64,
+                exemplar: None,
+            });
+            if let Some(seconds) = created(message, 4) {
+                each(OpenMetricsSample {
+                    suffix: b"_created",
+                    bound: None,
+                    value: seconds,
+                    exemplar: None,
+                });
+            }
+        }
+        MetricType::Histogram | MetricType::GaugeHistogram => {
+            let gauge = family_type == OpenMetricsType::GaugeHistogram;
+            let message = value_field(metric_field::HISTOGRAM);
+            let (s, e) = message.unwrap_or((0, 0));
+            let count = prefer_float(
+                double_field(body, s, e, h::SAMPLE_COUNT_FLOAT),
+                varint_field(body, s, e, h::SAMPLE_COUNT),
+            );
+            let mut infinity_seen = false;
+            let mut fields = Fields::new(body, s, e);
+            while let Some((number, start, end)) = next_len_field(&mut fields) {
+                if number == h::BUCKET {
+                    let bound = double_field(body, start, end, 2);
+                    infinity_seen |= bound == f64::INFINITY;
+                    each(OpenMetricsSample {
+                        suffix: b"_bucket",
+                        bound: Some((b"le", bound)),
+                        value: prefer_float(
+                            double_field(body, start, end, 4),
+                            varint_field(body, start, end, 1),
+                        ),
+                        exemplar: len_field(body, start, end, 3),
+                    });
+                }
+            }
+            if !infinity_seen {
+                each(OpenMetricsSample {
+                    suffix: b"_bucket",
+                    bound: Some((b"le", f64::INFINITY)),
+                    value: count,
+                    exemplar: None,
+                });
+            }
+            let (count_suffix, sum_suffix): (&'static [u8], &'static [u8]) = if gauge {
+                (b"_gcount", b"_gsum")
+            } else {
+                (b"_count", b"_sum")
+            };
+            each(OpenMetricsSample {
+                suffix: count_suffix,
+                bound: None,
+                value: count,
+                exemplar: None,
+            });
+            each(OpenMetricsSample {
+                suffix: sum_suffix,
+                bound: None,
+                value: double_field(body, s, e, h::SAMPLE_SUM),
+                exemplar: None,
+            });
+            if !gauge {
+                if let Some(seconds) = created(message, h::CREATED_TIMESTAMP) {
+                    each(OpenMetricsSample {
+                        suffix: b"_created",
+                        bound: None,
+                        value: seconds,
+                        exemplar: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Feeds a protobuf metric's OpenMetrics samples to the family's check.
+pub(in crate::exposition) fn check_openmetrics(
+    body: &[u8],
+    metric_type: MetricType,
+    family_type: OpenMetricsType,
+    metric: &Metric,
+    source: u32,
+    check: &mut Check,
+) {
+    let mut group = GroupHash::default();
+    group.add(&source.to_le_bytes());
+    for_each_label(body, metric, |name, value| {
+        group.add(name);
+        group.add(value);
+    });
+    let group = group.finish();
+    let timestamp = timestamp_ms(body, metric).filter(|&ms| ms != 0);
+    openmetrics_samples(body, metric_type, family_type, metric, |sample| {
+        check.sample(&CheckedSample {
+            suffix: sample.suffix,
+            group,
+            bound: sample.bound.map(|(_, bound)| bound),
+            value: sample.value,
+            timestamp,
+            has_state_label: false,
+        });
+    });
+}
+
+/// Writes a protobuf metric's OpenMetrics sample lines under the family
+/// name `name` (only those with suffix `only`, when given, and then no
+/// exemplars: see `openmetrics.rs`). `labels` is scratch.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::exposition) fn write_openmetrics(
+    body: &[u8],
+    name: &[u8],
+    metric_type: MetricType,
+    family_type: OpenMetricsType,
+    metric: &Metric,
+    target: Option<&TextTarget<'_>>,
+    only: Option<&[u8]>,
+    labels: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    labels.clear();
+    label_text(body, metric, target, labels);
+    let timestamp = timestamp_ms(body, metric).filter(|&ms| ms != 0);
+    openmetrics_samples(body, metric_type, family_type, metric, |sample| {
+        if only.is_some_and(|only| only != sample.suffix) {
+            return;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(sample.suffix);
+        let mut separator = b'{';
+        if !labels.is_empty() {
+            out.push(separator);
+            out.extend_from_slice(labels);
+            separator = b',';
+        }
+        if let Some((label, bound)) = sample.bound {
+            out.push(separator);
+            out.extend_from_slice(label);
+            out.extend_from_slice(b"=\"");
+            write_go_float(bound, out);
+            out.push(b'"');
+            separator = b',';
+        }
+        if let Some(target) = target {
+            out.push(separator);
+            out.extend_from_slice(target.pair);
+            separator = b',';
+        }
+        if separator == b',' {
+            out.push(b'}');
+        }
+        out.push(b' ');
+        write_go_float(sample.value, out);
+        if let Some(timestamp) = timestamp {
+            out.push(b' ');
+            write_seconds_of_millis(timestamp, out);
+        }
+        let exemplar = sample
+            .exemplar
+            .filter(|_| only.is_none() && takes_exemplar(family_type, sample.suffix));
+        if let Some((start, end)) = exemplar {
+            write_exemplar(body, start, end, out);
+        }
+        out.push(b'\n');
+    });
+}
+
+/// ` # {labels} value [timestamp]` of an `Exemplar` message, unless its
+/// labels are longer than OpenMetrics allows (then nothing).
+fn write_exemplar(body: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
+    let mut characters = 0;
+    let mut fields = Fields::new(body, start, end);
+    while let Some((number, s, e)) = next_len_field(&mut fields) {
+        if number == 1 {
+            let (name, value) = label_pair(body, s, e);
+            characters += utf8_characters(name) + utf8_characters(value);
+        }
+    }
+    if characters > EXEMPLAR_LABEL_CHARACTERS {
+        return;
+    }
+    out.extend_from_slice(b" # {");
+    let mut first = true;
+    let mut fields = Fields::new(body, start, end);
+    while let Some((number, s, e)) = next_len_field(&mut fields) {
+        if number == 1 {
+            let (name, value) = label_pair(body, s, e);
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"=\"");
+            escape_label_value(value, out);
+            out.push(b'"');
+        }
+    }
+    out.extend_from_slice(b"} ");
+    write_go_float(double_field(body, start, end, 2), out);
+    if let Some((ts_start, ts_end)) = len_field(body, start, end, 3) {
+        out.push(b' ');
+        let seconds = varint_field(body, ts_start, ts_end, 1) as i64;
+        let nanos = varint_field(body, ts_start, ts_end, 2) as i64;
+        write_seconds_and_nanos(seconds, nanos, out);
+    }
+}
+
+fn utf8_characters(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+}
+
+/// `seconds.nanos` as a decimal (trailing zeros of the fraction dropped).
+fn write_seconds_and_nanos(seconds: i64, nanos: i64, out: &mut Vec<u8>) {
+    let nanos = nanos.clamp(0, 999_999_999);
+    out.extend_from_slice(itoa::Buffer::new().format(seconds).as_bytes());
+    if nanos > 0 {
+        let mut digits = *b"000000000";
+        let text = itoa::Buffer::new().format(nanos).as_bytes().to_vec();
+        digits[9 - text.len()..].copy_from_slice(&text);
+        let used = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.push(b'.');
+        out.extend_from_slice(&digits[..used]);
+    }
+}
+
+/// A `google.protobuf.Timestamp` as float seconds.
+fn timestamp_seconds(body: &[u8], start: usize, end: usize) -> f64 {
+    let seconds = varint_field(body, start, end, 1) as i64;
+    let nanos = varint_field(body, start, end, 2) as i64;
+    seconds as f64 + nanos as f64 / 1e9
+}
+
+/// The content of a message's last length-delimited field `number`.
+fn len_field(body: &[u8], start: usize, end: usize, number: u32) -> Option<(usize, usize)> {
+    let mut fields = Fields::new(body, start, end);
+    let mut found = None;
+    while let Some((n, s, e)) = next_len_field(&mut fields) {
+        if n == number {
+            found = Some((s, e));
+        }
+    }
+    found
 }

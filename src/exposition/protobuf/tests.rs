@@ -1452,3 +1452,92 @@ fn large_text_families_are_converted_up_as_they_are_written() {
     );
     assert!(pieces == whole, "the same bytes in pieces of 500");
 }
+
+/// OpenMetrics output of a protobuf source carries its exemplars (on a
+/// counter and on buckets) and created timestamps (as `_created`), as
+/// issue 18 asks; a counter without `_total` keeps its series as unknown.
+#[test]
+fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
+    let exemplar = |trace: &str, value: f64, seconds: i64, nanos: i32| pb::Exemplar {
+        label: vec![pb::LabelPair {
+            name: Some("trace_id".into()),
+            value: Some(trace.into()),
+        }],
+        value: Some(value),
+        timestamp: Some(pb::Timestamp {
+            seconds: Some(seconds),
+            nanos: Some(nanos),
+        }),
+    };
+    let counter = pb::Metric {
+        counter: Some(pb::Counter {
+            value: Some(42.0),
+            exemplar: Some(exemplar("abc", 1.0, 1_700_000_000, 500_000_000)),
+            created_timestamp: Some(pb::Timestamp {
+                seconds: Some(1_600_000_000),
+                nanos: Some(0),
+            }),
+        }),
+        ..Default::default()
+    };
+    let histogram = pb::Metric {
+        histogram: Some(pb::Histogram {
+            sample_count: Some(2),
+            sample_sum: Some(0.3),
+            bucket: vec![
+                pb::Bucket {
+                    cumulative_count: Some(1),
+                    upper_bound: Some(0.1),
+                    exemplar: Some(exemplar("def", 0.05, 1_700_000_001, 0)),
+                    ..Default::default()
+                },
+                pb::Bucket {
+                    cumulative_count: Some(2),
+                    upper_bound: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let plain = pb::Metric {
+        counter: Some(pb::Counter {
+            value: Some(3.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let body = encode_all(&[
+        family("requests_total", 0, vec![counter]),
+        family("latency_seconds", 4, vec![histogram]),
+        family("events", 0, vec![plain]),
+    ]);
+    let mut snapshot = Snapshot::new();
+    snapshot.replace_as(&mut body.clone(), crate::exposition::Format::Protobuf);
+    snapshot.index().unwrap();
+    let sources = [Source {
+        container: Some("go"),
+        snapshot: &snapshot,
+    }];
+    let mut out = Vec::new();
+    Merger::new("container").merge_as(
+        &sources,
+        crate::exposition::negotiate::OutputFormat::OpenMetrics,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "# TYPE requests counter\n\
+         requests_total{container=\"go\"} 42 # {trace_id=\"abc\"} 1 1700000000.5\n\
+         requests_created{container=\"go\"} 1.6e+09\n\
+         # TYPE latency_seconds histogram\n\
+         latency_seconds_bucket{le=\"0.1\",container=\"go\"} 1 # {trace_id=\"def\"} 0.05 1700000001\n\
+         latency_seconds_bucket{le=\"+Inf\",container=\"go\"} 2\n\
+         latency_seconds_count{container=\"go\"} 2\n\
+         latency_seconds_sum{container=\"go\"} 0.3\n\
+         # TYPE events unknown\n\
+         events{container=\"go\"} 3\n\
+         # EOF\n"
+    );
+}

@@ -1,0 +1,570 @@
+//! OpenMetrics 1.0 output: what a family is called and typed as there, the
+//! rules a written family must keep, and its header lines.
+//!
+//! Every output must be read whole by Prometheus (2.42 and main), and by
+//! prometheus_client's strict OpenMetrics parser (the strictest reader
+//! there is, `prometheus_client/openmetrics/parser.py`). From any source:
+//!
+//! - A family is named without the suffixes its type adds to its samples:
+//!   counter `foo` has samples `foo_total` and `foo_created`, info `foo` has
+//!   `foo_info` ([`OpenMetricsType::suffixes`]). A text 0.0.4 counter whose
+//!   name does not end in `_total`, or a protobuf one, cannot be written as
+//!   an OpenMetrics counter without renaming its series (which a direct
+//!   scrape would store under its own name), so it is written as `unknown`.
+//! - A text family without a `# TYPE` line gets none; `untyped` is written
+//!   `unknown`.
+//! - Each family claims its name and its name with every suffix of its
+//!   type; no two families of one output may claim a name
+//!   (prometheus_client: "Clashing name"). The merge drops the later one.
+//! - A family's samples must keep the rules of its type ([`Check`]): a
+//!   histogram's buckets per metric in order with `+Inf` last, counts equal,
+//!   counter values neither negative nor NaN, each metric's samples
+//!   together, and so on. A family that breaks one is written as one
+//!   `unknown` family per sample name instead: every series and value is
+//!   kept, the type is lost (what a reader stores as series is the same).
+//! - Exemplars are written only where OpenMetrics 1.0 has a place for them
+//!   (a counter's `_total`, a histogram's or gauge histogram's `_bucket`)
+//!   and their label set is at most 128 characters; others are dropped.
+//! - Timestamps are seconds: a text 0.0.4 timestamp in milliseconds is
+//!   written as the shortest decimal that Prometheus reads back to the same
+//!   milliseconds (`int64(seconds * 1000)`, as its parser computes).
+
+use super::parse::{Declared, Kind};
+use super::protobuf::read::MetricType;
+
+/// The type of an OpenMetrics family as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OpenMetricsType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    Unknown,
+    /// No `# TYPE` line.
+    None,
+}
+
+impl OpenMetricsType {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            OpenMetricsType::Counter => "counter",
+            OpenMetricsType::Gauge => "gauge",
+            OpenMetricsType::Histogram => "histogram",
+            OpenMetricsType::GaugeHistogram => "gaugehistogram",
+            OpenMetricsType::Summary => "summary",
+            OpenMetricsType::Info => "info",
+            OpenMetricsType::StateSet => "stateset",
+            OpenMetricsType::Unknown | OpenMetricsType::None => "unknown",
+        }
+    }
+
+    /// The suffixes a family of this type may give its samples (the name
+    /// alone where it is listed as empty), as prometheus_client's parser
+    /// allows them.
+    pub(super) fn suffixes(self) -> &'static [&'static [u8]] {
+        match self {
+            OpenMetricsType::Counter => &[b"_total", b"_created"],
+            OpenMetricsType::Histogram => &[b"_bucket", b"_count", b"_sum", b"_created"],
+            OpenMetricsType::GaugeHistogram => &[b"_bucket", b"_gcount", b"_gsum"],
+            OpenMetricsType::Summary => &[b"", b"_count", b"_sum", b"_created"],
+            OpenMetricsType::Info => &[b"_info"],
+            _ => &[b""],
+        }
+    }
+
+    /// Counter, gauge, unknown and no type hold samples named as the family
+    /// itself (a counter only when written as `unknown`, see the module
+    /// documentation), so a conflict between them keeps every sample under
+    /// `unknown`.
+    pub(super) fn is_simple(self) -> bool {
+        matches!(
+            self,
+            OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
+        )
+    }
+
+    /// Whether this type's families may carry a `# UNIT` line
+    /// (prometheus_client refuses one on info and stateset).
+    pub(super) fn takes_unit(self) -> bool {
+        !matches!(
+            self,
+            OpenMetricsType::Info | OpenMetricsType::StateSet | OpenMetricsType::None
+        )
+    }
+
+    /// The type a text 0.0.4 family is written as, and how many bytes of
+    /// its name the OpenMetrics family name keeps.
+    pub(super) fn of_text(kind: Kind, typed: bool, name: &[u8]) -> (OpenMetricsType, usize) {
+        match kind {
+            Kind::Counter => match name.strip_suffix(b"_total") {
+                Some(base) if !base.is_empty() => (OpenMetricsType::Counter, base.len()),
+                _ => (OpenMetricsType::Unknown, name.len()),
+            },
+            Kind::Gauge => (OpenMetricsType::Gauge, name.len()),
+            Kind::Histogram => (OpenMetricsType::Histogram, name.len()),
+            Kind::Summary => (OpenMetricsType::Summary, name.len()),
+            Kind::Untyped if typed => (OpenMetricsType::Unknown, name.len()),
+            Kind::Untyped => (OpenMetricsType::None, name.len()),
+        }
+    }
+
+    /// The type an OpenMetrics body declared (None: no `# TYPE`).
+    pub(super) fn of_declared(declared: Option<Declared>) -> OpenMetricsType {
+        match declared {
+            None => OpenMetricsType::None,
+            Some(Declared::Counter) => OpenMetricsType::Counter,
+            Some(Declared::Gauge) => OpenMetricsType::Gauge,
+            Some(Declared::Histogram) => OpenMetricsType::Histogram,
+            Some(Declared::GaugeHistogram) => OpenMetricsType::GaugeHistogram,
+            Some(Declared::Summary) => OpenMetricsType::Summary,
+            Some(Declared::Info) => OpenMetricsType::Info,
+            Some(Declared::StateSet) => OpenMetricsType::StateSet,
+            Some(Declared::Untyped) => OpenMetricsType::Unknown,
+        }
+    }
+
+    /// The type a protobuf family is written as, and how many bytes of its
+    /// name the OpenMetrics family name keeps.
+    pub(super) fn of_protobuf(metric_type: MetricType, name: &[u8]) -> (OpenMetricsType, usize) {
+        match metric_type {
+            MetricType::Counter => Self::of_text(Kind::Counter, true, name),
+            MetricType::Gauge => (OpenMetricsType::Gauge, name.len()),
+            MetricType::Summary => (OpenMetricsType::Summary, name.len()),
+            MetricType::Untyped => (OpenMetricsType::Unknown, name.len()),
+            MetricType::Histogram => (OpenMetricsType::Histogram, name.len()),
+            MetricType::GaugeHistogram => (OpenMetricsType::GaugeHistogram, name.len()),
+        }
+    }
+}
+
+/// Where a sample's exemplar may be written (OpenMetrics 1.0: a counter's
+/// `_total` and a histogram's `_bucket` only).
+pub(super) fn takes_exemplar(family_type: OpenMetricsType, suffix: &[u8]) -> bool {
+    match family_type {
+        OpenMetricsType::Counter => suffix == b"_total",
+        OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram => suffix == b"_bucket",
+        _ => false,
+    }
+}
+
+/// prometheus_client refuses an exemplar whose label names and values
+/// together are longer than this many characters (the OpenMetrics limit).
+pub(super) const EXEMPLAR_LABEL_CHARACTERS: usize = 128;
+
+/// Appends HELP text with OpenMetrics escapes (`\\`, `\n`, `\"`) from its
+/// unescaped form.
+pub(super) fn escape_help(help: &[u8], out: &mut Vec<u8>) {
+    for &c in help {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Appends a text 0.0.4 timestamp (integer milliseconds) as OpenMetrics
+/// seconds that Prometheus' parser reads back to the same milliseconds:
+/// it computes `int64(float64(seconds) * 1000)`, which for a plain
+/// `ms / 1000` decimal is often a millisecond short (1.001 * 1000 is
+/// 1000.9999999999999 in binary). So the float whose product truncates to
+/// `millis` is searched next to `millis / 1000` and written as the shortest
+/// decimal that reads back to that float (Rust's `Display` for `f64`).
+pub(super) fn write_seconds_of_millis(millis: i64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let mut seconds = millis as f64 / 1000.0;
+    for _ in 0..4 {
+        let back = (seconds * 1000.0) as i64;
+        if back == millis {
+            break;
+        }
+        let bits = seconds.to_bits();
+        // One unit in the last place towards the right product.
+        let step_up = (back < millis) == (seconds >= 0.0);
+        seconds = f64::from_bits(if step_up { bits + 1 } else { bits - 1 });
+    }
+    let _ = write!(out, "{seconds}");
+}
+
+/// Reads an OpenMetrics timestamp (seconds) as Prometheus does: a float,
+/// times 1000, truncated toward zero (saturating, as Rust's `as` does; Go's
+/// conversion of an out-of-range float is undefined).
+pub(super) fn millis_of_seconds(seconds: &[u8]) -> Option<i64> {
+    let seconds: f64 = std::str::from_utf8(seconds).ok()?.parse().ok()?;
+    seconds.is_finite().then_some((seconds * 1000.0) as i64)
+}
+
+/// What one sample means to [`Check`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CheckedSample<'a> {
+    /// The sample name's suffix after the family name (may be empty).
+    pub(super) suffix: &'a [u8],
+    /// Hash of the metric's label set without the label its type adds
+    /// (`le`, `quantile`, the stateset's own).
+    pub(super) group: u64,
+    /// `le` of a bucket, `quantile` of a summary's quantile sample.
+    pub(super) bound: Option<f64>,
+    pub(super) value: f64,
+    /// Milliseconds, as read back.
+    pub(super) timestamp: Option<i64>,
+    /// Whether the stateset's own label is there (statesets only).
+    pub(super) has_state_label: bool,
+}
+
+/// The rules prometheus_client's strict parser holds a family to, checked
+/// sample by sample in output order (its `text_fd_to_metric_families` and
+/// `_check_histogram`); `ok` is false once one is broken.
+pub(super) struct Check {
+    family_type: OpenMetricsType,
+    pub(super) ok: bool,
+    /// The current metric (group) and what is known of it.
+    group: Option<u64>,
+    group_timestamp: Option<Option<i64>>,
+    /// Every group seen in the family.
+    seen: std::collections::HashSet<u64>,
+    histogram: HistogramState,
+}
+
+#[derive(Default)]
+struct HistogramState {
+    bucket: Option<f64>,
+    value: f64,
+    count: Option<f64>,
+    has_sum: bool,
+    has_gsum: bool,
+    negative_buckets: bool,
+    negative_gsum: bool,
+    any: bool,
+}
+
+impl Check {
+    pub(super) fn new(family_type: OpenMetricsType) -> Check {
+        Check {
+            family_type,
+            ok: true,
+            group: None,
+            group_timestamp: None,
+            seen: std::collections::HashSet::new(),
+            histogram: HistogramState::default(),
+        }
+    }
+
+    /// Starts a family of `family_type` again, keeping the allocation.
+    pub(super) fn reset(&mut self, family_type: OpenMetricsType) {
+        self.family_type = family_type;
+        self.ok = true;
+        self.group = None;
+        self.group_timestamp = None;
+        self.seen.clear();
+        self.histogram = HistogramState::default();
+    }
+
+    pub(super) fn sample(&mut self, sample: &CheckedSample<'_>) {
+        if !self.ok {
+            return;
+        }
+        let t = self.family_type;
+        if !t.suffixes().contains(&sample.suffix) {
+            self.ok = false;
+            return;
+        }
+        let histogram = matches!(
+            t,
+            OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram
+        );
+        // Metric grouping, and timestamps within a metric. prometheus_client
+        // cannot tell the metrics of an info family apart: all are one group.
+        let group = if t == OpenMetricsType::Info {
+            0
+        } else {
+            sample.group
+        };
+        if self.group != Some(group) {
+            if histogram && self.group.is_some() {
+                self.finish_histogram_group();
+            }
+            if !self.seen.insert(group) {
+                self.ok = false;
+                return;
+            }
+            self.group = Some(group);
+            self.group_timestamp = Some(sample.timestamp);
+        } else {
+            let previous = self.group_timestamp.flatten();
+            let backwards = t != OpenMetricsType::Info
+                && matches!((previous, sample.timestamp), (Some(a), Some(b)) if a > b);
+            if self.group_timestamp.map(|ts| ts.is_some()) != Some(sample.timestamp.is_some())
+                || backwards
+            {
+                self.ok = false;
+                return;
+            }
+            self.group_timestamp = Some(sample.timestamp);
+        }
+        let value = sample.value;
+        let suffix = sample.suffix;
+        let counter_like = matches!(
+            suffix,
+            b"_total" | b"_sum" | b"_count" | b"_bucket" | b"_gcount" | b"_gsum"
+        );
+        if counter_like && value.is_nan() {
+            self.ok = false;
+            return;
+        }
+        if matches!(
+            suffix,
+            b"_total" | b"_sum" | b"_count" | b"_bucket" | b"_gcount"
+        ) && value < 0.0
+        {
+            self.ok = false;
+            return;
+        }
+        if matches!(suffix, b"_bucket" | b"_count" | b"_gcount") && value.fract() != 0.0 {
+            self.ok = false;
+            return;
+        }
+        match t {
+            OpenMetricsType::StateSet
+                if !sample.has_state_label || (value != 0.0 && value != 1.0) =>
+            {
+                self.ok = false;
+            }
+            OpenMetricsType::Info if value != 1.0 => self.ok = false,
+            OpenMetricsType::Summary if suffix.is_empty() => {
+                let quantile_ok = sample.bound.is_some_and(|q| (0.0..=1.0).contains(&q));
+                if !quantile_ok || value < 0.0 {
+                    self.ok = false;
+                }
+            }
+            _ if histogram => self.histogram_sample(suffix, sample.bound, value),
+            _ => {}
+        }
+    }
+
+    fn histogram_sample(&mut self, suffix: &[u8], bound: Option<f64>, value: f64) {
+        let h = &mut self.histogram;
+        h.any = true;
+        match suffix {
+            b"_bucket" => {
+                let Some(bound) = bound.filter(|b| !b.is_nan()) else {
+                    self.ok = false;
+                    return;
+                };
+                if bound < 0.0 {
+                    h.negative_buckets = true;
+                }
+                if h.bucket.is_some_and(|previous| bound <= previous) || value < h.value {
+                    self.ok = false;
+                    return;
+                }
+                h.bucket = Some(bound);
+                h.value = value;
+            }
+            b"_count" | b"_gcount" => h.count = Some(value),
+            b"_sum" => h.has_sum = true,
+            b"_gsum" => {
+                h.has_gsum = true;
+                h.negative_gsum |= value < 0.0;
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_histogram_group(&mut self) {
+        let h = std::mem::take(&mut self.histogram);
+        if !h.any {
+            return;
+        }
+        let broken = h.bucket != Some(f64::INFINITY)
+            || h.count.is_some_and(|count| count != h.value)
+            || (h.has_sum && h.count.is_none())
+            || (h.has_gsum && h.count.is_none())
+            || (!(h.has_sum || h.has_gsum) && h.count.is_some())
+            || (h.negative_buckets && h.has_sum)
+            || (!h.negative_buckets && h.negative_gsum);
+        if broken {
+            self.ok = false;
+        }
+    }
+
+    /// Whether the whole family keeps the rules.
+    pub(super) fn finish(&mut self) -> bool {
+        if self.ok
+            && matches!(
+                self.family_type,
+                OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram
+            )
+        {
+            self.finish_histogram_group();
+        }
+        self.ok
+    }
+}
+
+/// A hasher for label sets (FNV-1a, 64 bits): collisions only make a
+/// family look broken, which writes it as `unknown`, never invalid.
+#[derive(Clone, Copy)]
+pub(super) struct GroupHash(u64);
+
+impl Default for GroupHash {
+    fn default() -> GroupHash {
+        GroupHash(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl GroupHash {
+    pub(super) fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab","c") and ("a","bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    pub(super) fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_back_to_the_same_milliseconds() {
+        let cases = [
+            0i64,
+            1,
+            999,
+            1000,
+            1001,
+            1_395_066_363_000,
+            1_395_066_363_123,
+            1_700_000_000_001,
+            1_700_000_000_999,
+            4_102_444_800_007,
+            -1,
+            -1001,
+        ];
+        for millis in cases {
+            let mut out = Vec::new();
+            write_seconds_of_millis(millis, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(
+                millis_of_seconds(text.as_bytes()),
+                Some(millis),
+                "{millis} written as {text}"
+            );
+        }
+        // Every millisecond of a whole second round-trips.
+        for millis in 1_733_000_000_000..1_733_000_001_000 {
+            let mut out = Vec::new();
+            write_seconds_of_millis(millis, &mut out);
+            assert_eq!(millis_of_seconds(&out), Some(millis));
+        }
+    }
+
+    fn sample(suffix: &[u8], group: u64, bound: Option<f64>, value: f64) -> CheckedSample<'_> {
+        CheckedSample {
+            suffix,
+            group,
+            bound,
+            value,
+            timestamp: None,
+            has_state_label: false,
+        }
+    }
+
+    fn checks(family_type: OpenMetricsType, samples: &[CheckedSample<'_>]) -> bool {
+        let mut check = Check::new(family_type);
+        for s in samples {
+            check.sample(s);
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn the_strict_parsers_rules() {
+        use OpenMetricsType as T;
+        let inf = f64::INFINITY;
+        let good_histogram = [
+            sample(b"_bucket", 1, Some(0.5), 1.0),
+            sample(b"_bucket", 1, Some(inf), 2.0),
+            sample(b"_count", 1, None, 2.0),
+            sample(b"_sum", 1, None, 3.0),
+            sample(b"_bucket", 2, Some(inf), 0.0),
+            sample(b"_count", 2, None, 0.0),
+            sample(b"_sum", 2, None, 0.0),
+        ];
+        assert!(checks(T::Histogram, &good_histogram));
+        let table: &[(&str, OpenMetricsType, &[CheckedSample<'_>])] = &[
+            (
+                "no +Inf bucket",
+                T::Histogram,
+                &[sample(b"_bucket", 1, Some(0.5), 1.0)],
+            ),
+            (
+                "count is not the +Inf bucket",
+                T::Histogram,
+                &[
+                    sample(b"_bucket", 1, Some(inf), 2.0),
+                    sample(b"_count", 1, None, 3.0),
+                    sample(b"_sum", 1, None, 3.0),
+                ],
+            ),
+            (
+                "buckets out of order",
+                T::Histogram,
+                &[
+                    sample(b"_bucket", 1, Some(1.0), 1.0),
+                    sample(b"_bucket", 1, Some(0.5), 1.0),
+                    sample(b"_bucket", 1, Some(inf), 1.0),
+                ],
+            ),
+            (
+                "a metric's samples apart",
+                T::Counter,
+                &[
+                    sample(b"_total", 1, None, 1.0),
+                    sample(b"_total", 2, None, 1.0),
+                    sample(b"_created", 1, None, 1.0),
+                ],
+            ),
+            (
+                "negative counter",
+                T::Counter,
+                &[sample(b"_total", 1, None, -1.0)],
+            ),
+            (
+                "NaN counter",
+                T::Counter,
+                &[sample(b"_total", 1, None, f64::NAN)],
+            ),
+            (
+                "a counter sample without _total",
+                T::Counter,
+                &[sample(b"", 1, None, 1.0)],
+            ),
+            ("info of 2", T::Info, &[sample(b"_info", 1, None, 2.0)]),
+            (
+                "quantile past 1",
+                T::Summary,
+                &[sample(b"", 1, Some(1.5), 1.0)],
+            ),
+            (
+                "fractional bucket",
+                T::Histogram,
+                &[sample(b"_bucket", 1, Some(inf), 0.5)],
+            ),
+        ];
+        for (what, family_type, samples) in table {
+            assert!(!checks(*family_type, samples), "{what}");
+        }
+    }
+}
