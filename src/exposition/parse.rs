@@ -592,6 +592,32 @@ impl<'a> IndexView<'a> {
         })
     }
 
+    /// The value of an OpenMetrics `<name>{<same labels>} value` line right
+    /// after `sample`'s line: how an OpenMetrics producer writes a metric's
+    /// `_created` sample (prometheus_client and expfmt both put it next).
+    /// Only that adjacent line is looked at, so finding it costs nothing.
+    pub(super) fn created_after(self, sample: &Sample, name: &[u8]) -> Option<Span> {
+        let b = self.body;
+        let next = find_newline(b, sample.value.end as usize) + 1;
+        let rest = b.get(next..)?;
+        let after_name = rest.strip_prefix(name)?;
+        let labels = sample.labels.of(b);
+        let after_labels = if sample.flags.contains(SampleFlags::BRACES) {
+            after_name
+                .strip_prefix(b"{")?
+                .strip_prefix(labels)?
+                .strip_prefix(b"}")?
+        } else {
+            after_name
+        };
+        let value_start = next + (rest.len() - after_labels.len()) + 1;
+        if after_labels.first() != Some(&b' ') || sample.flags.contains(SampleFlags::QUOTED_NAME) {
+            return None;
+        }
+        let value_end = scan_token(b, value_start);
+        (value_end > value_start).then(|| Span::new(value_start, value_end))
+    }
+
     /// Whether a label named `name` may occur in the body (no false
     /// negatives, rare false positives).
     pub(super) fn may_have_label(self, name: &[u8]) -> bool {

@@ -1541,3 +1541,65 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
          # EOF\n"
     );
 }
+
+/// Protobuf output of an OpenMetrics source keeps its exemplars (counter,
+/// bucket) and created timestamps (issue 18), read back with prost.
+#[test]
+fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
+    let body = "# TYPE r counter\n\
+                r_total{m=\"a\"} 1 # {trace_id=\"t\"} 1 1700000000.25\n\
+                r_created{m=\"a\"} 1600000000.5\n\
+                # TYPE l histogram\n\
+                l_bucket{le=\"0.1\"} 1 # {trace_id=\"u\"} 0.05\n\
+                l_bucket{le=\"+Inf\"} 2\n\
+                l_count 2\n\
+                l_sum 0.3\n\
+                l_created 1.7e9\n\
+                # EOF\n";
+    let mut snapshot = Snapshot::new();
+    snapshot.replace_as(
+        &mut body.as_bytes().to_vec(),
+        crate::exposition::Format::Text,
+    );
+    snapshot.index().unwrap();
+    let sources = [Source {
+        container: Some("py"),
+        snapshot: &snapshot,
+    }];
+    let mut out = Vec::new();
+    Merger::new("container").merge_as(
+        &sources,
+        crate::exposition::negotiate::OutputFormat::Protobuf,
+        &mut out,
+    );
+    let families = decode_all(&out);
+    let names: Vec<&str> = families
+        .iter()
+        .map(|f| f.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["r_total", "r_created", "l", "l_created"]);
+    let counter = families[0].metric[0].counter.clone().unwrap();
+    assert_eq!(counter.value, Some(1.0));
+    let exemplar = counter.exemplar.unwrap();
+    assert_eq!(exemplar.label[0].value.as_deref(), Some("t"));
+    assert_eq!(exemplar.value, Some(1.0));
+    let at = exemplar.timestamp.unwrap();
+    assert_eq!(
+        (at.seconds, at.nanos),
+        (Some(1_700_000_000), Some(250_000_000))
+    );
+    let created = counter.created_timestamp.unwrap();
+    assert_eq!(
+        (created.seconds, created.nanos),
+        (Some(1_600_000_000), Some(500_000_000))
+    );
+    let histogram = families[2].metric[0].histogram.clone().unwrap();
+    let bucket_exemplar = histogram.bucket[0].exemplar.clone().unwrap();
+    assert_eq!(bucket_exemplar.value, Some(0.05));
+    assert!(bucket_exemplar.timestamp.is_none());
+    assert!(histogram.bucket[1].exemplar.is_none());
+    assert_eq!(
+        histogram.created_timestamp.map(|t| t.seconds),
+        Some(Some(1_700_000_000))
+    );
+}

@@ -15,15 +15,21 @@
 //! - the first timestamp of a group is the metric's; OpenMetrics seconds
 //!   become milliseconds;
 //! - values: NaN is written with the bits Go's `math.NaN()` has, so a
-//!   Prometheus sees the same value it parses from text.
+//!   Prometheus sees the same value it parses from text;
+//! - from an OpenMetrics body: a counter's and a bucket's exemplar go to
+//!   their `exemplar` fields, and a metric's `_created` sample (on the line
+//!   right after its `_total`, `_sum` or `_count`, where producers write it)
+//!   to its `created_timestamp`. The `_created` samples are also written as
+//!   their own gauge family, as in text: Prometheus stores them as series
+//!   when it reads OpenMetrics, and a direct scrape would have them.
 //!
 //! Nothing is allocated per sample: buffers are kept in [`UpConverter`].
 
 use super::read::{histogram_field as h, metric_field, MetricType};
-use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, varint_len, WireType};
+use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, WireType};
 use super::write::{put_label_pair_field, Target};
 use crate::exposition::labels::LabelIter;
-use crate::exposition::parse::{IndexView, Kind, Sample, SampleFlags, Span};
+use crate::exposition::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use crate::exposition::text::{
     escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into,
     NameRule, NameTable, ValueForm,
@@ -119,6 +125,8 @@ pub(in crate::exposition) struct UpConverter {
     unescaped: Vec<u8>,
     number: Vec<u8>,
     sample_name: Vec<u8>,
+    /// An `Exemplar` or `Timestamp` message being built.
+    exemplar: Vec<u8>,
 }
 
 /// A text body's index, as the conversion reads it.
@@ -214,13 +222,27 @@ impl UpConverter {
                     Kind::Gauge => metric_field::GAUGE,
                     _ => metric_field::UNTYPED,
                 };
+                let created_name = (kind == Kind::Counter && source.view.is_openmetrics())
+                    .then(|| source.view.family(family).name.strip_suffix(b"_total"))
+                    .flatten();
                 for sample in source.view.samples(family) {
                     self.metric.clear();
                     self.labels(source, &sample, None, target);
-                    // Gauge, Counter, Untyped: value = 1.
+                    // Gauge, Counter, Untyped: value = 1; a counter's
+                    // exemplar = 2 and created_timestamp = 3.
+                    self.value.clear();
+                    put_double(1, source.value(&sample), &mut self.value);
+                    if kind == Kind::Counter {
+                        if let Some(exemplar) = source.view.exemplar(&sample) {
+                            self.exemplar_field(source, &exemplar, 2);
+                        }
+                        if let Some(base) = created_name {
+                            self.created_field(source, &sample, base, 3);
+                        }
+                    }
                     put_tag(number, WireType::Len, &mut self.metric);
-                    put_varint(9, &mut self.metric);
-                    put_double(1, source.value(&sample), &mut self.metric);
+                    put_varint(self.value.len() as u64, &mut self.metric);
+                    self.metric.extend_from_slice(&self.value);
                     if let Some(ms) = source.timestamp(&sample) {
                         put_uint(metric_field::TIMESTAMP_MS, ms as u64, &mut self.metric);
                     }
@@ -228,6 +250,38 @@ impl UpConverter {
                 }
             }
             Kind::Histogram | Kind::Summary => self.grouped(source, family, kind, target, out),
+        }
+    }
+
+    /// Appends to `self.value` field `number` holding the `Exemplar` of an
+    /// OpenMetrics exemplar: labels = 1, value = 2, timestamp = 3.
+    fn exemplar_field(&mut self, source: TextSource<'_>, exemplar: &ExemplarSpans, number: u32) {
+        let body = source.view.body();
+        self.exemplar.clear();
+        for label in LabelIter::new(exemplar.labels.of(body)) {
+            self.sample_name.clear();
+            let name = label.name(&mut self.sample_name);
+            self.unescaped.clear();
+            unescape_into(label.value, &mut self.unescaped);
+            put_label_pair_field(name, &self.unescaped, &mut self.exemplar);
+        }
+        put_double(2, parse_number(exemplar.value.of(body)), &mut self.exemplar);
+        if !exemplar.timestamp.is_empty() {
+            put_timestamp(3, exemplar.timestamp.of(body), &mut self.exemplar);
+        }
+        put_bytes(number, &self.exemplar, &mut self.value);
+    }
+
+    /// Appends to `self.value` field `number` holding the created timestamp
+    /// of the `<base>_created` line after `sample`, if there is one.
+    fn created_field(&mut self, source: TextSource<'_>, sample: &Sample, base: &[u8], number: u32) {
+        self.key.clear();
+        self.key.extend_from_slice(base);
+        self.key.extend_from_slice(b"_created");
+        if let Some(value) = source.view.created_after(sample, &self.key) {
+            self.exemplar.clear();
+            put_timestamp_fields(value.of(source.view.body()), &mut self.exemplar);
+            put_bytes(number, &self.exemplar, &mut self.value);
         }
     }
 
@@ -381,14 +435,24 @@ impl UpConverter {
             while end < self.members.len() && self.members[end].group == group {
                 end += 1;
             }
-            self.write_group(source, histogram, bound_label, begin..end, target, out);
+            self.write_group(
+                source,
+                family_name,
+                histogram,
+                bound_label,
+                begin..end,
+                target,
+                out,
+            );
             begin = end;
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_group(
         &mut self,
         source: TextSource<'_>,
+        family_name: &[u8],
         histogram: bool,
         bound_label: &[u8],
         members: std::ops::Range<usize>,
@@ -401,6 +465,8 @@ impl UpConverter {
         self.labels(source, &first, Some(bound_label), target);
         let (mut sum, mut count, mut infinity_bucket) = (0.0, None, None);
         let mut timestamp = None;
+        // The group's last `_sum` or `_count`: its `_created` comes next.
+        let mut last_total: Option<Sample> = None;
         self.value.clear();
         for i in members {
             let member = self.members[i];
@@ -409,6 +475,11 @@ impl UpConverter {
                 timestamp = source.timestamp(&sample);
             }
             let value = source.value(&sample);
+            if matches!(member.role, Role::Sum | Role::Count)
+                && last_total.map_or(true, |last| last.name.start < sample.name.start)
+            {
+                last_total = Some(sample);
+            }
             match member.role {
                 Role::Sum => sum = value,
                 Role::Count => count = Some(value),
@@ -418,19 +489,22 @@ impl UpConverter {
                         infinity_bucket = Some(value);
                     }
                     if histogram {
-                        // Bucket: cumulative_count = 1 or _float = 4, upper_bound = 2.
-                        let mut len = 9;
-                        len += match as_count(value) {
-                            Some(n) => 1 + varint_len(n),
-                            None => 9,
-                        };
-                        put_tag(h::BUCKET, WireType::Len, &mut self.value);
-                        put_varint(len as u64, &mut self.value);
+                        // Bucket: cumulative_count = 1 or _float = 4,
+                        // upper_bound = 2, exemplar = 3.
+                        let mut bucket = std::mem::take(&mut self.number);
+                        bucket.clear();
                         match as_count(value) {
-                            Some(n) => put_uint(1, n, &mut self.value),
-                            None => put_double(4, value, &mut self.value),
+                            Some(n) => put_uint(1, n, &mut bucket),
+                            None => put_double(4, value, &mut bucket),
                         }
-                        put_double(2, bound, &mut self.value);
+                        put_double(2, bound, &mut bucket);
+                        if let Some(exemplar) = source.view.exemplar(&sample) {
+                            let value = std::mem::replace(&mut self.value, bucket);
+                            self.exemplar_field(source, &exemplar, 3);
+                            bucket = std::mem::replace(&mut self.value, value);
+                        }
+                        put_bytes(h::BUCKET, &bucket, &mut self.value);
+                        self.number = bucket;
                     } else {
                         // Quantile: quantile = 1, value = 2.
                         put_tag(3, WireType::Len, &mut self.value);
@@ -460,6 +534,14 @@ impl UpConverter {
             }
         }
         put_double(2, sum, &mut self.number);
+        if let (Some(last), true) = (last_total, source.view.is_openmetrics()) {
+            // Histogram created_timestamp = 15, Summary = 4.
+            let field = if histogram { h::CREATED_TIMESTAMP } else { 4 };
+            let base = family_name;
+            let numbers = std::mem::replace(&mut self.value, std::mem::take(&mut self.number));
+            self.created_field(source, &last, base, field);
+            self.number = std::mem::replace(&mut self.value, numbers);
+        }
         let number = if histogram {
             metric_field::HISTOGRAM
         } else {
@@ -489,4 +571,50 @@ impl UpConverter {
         }
         f64::INFINITY
     }
+}
+
+/// Field `number` holding a `google.protobuf.Timestamp` of OpenMetrics
+/// seconds text.
+fn put_timestamp(number: u32, seconds: &[u8], out: &mut Vec<u8>) {
+    let mut message = Vec::with_capacity(16);
+    put_timestamp_fields(seconds, &mut message);
+    put_bytes(number, &message, out);
+}
+
+/// The fields of a `google.protobuf.Timestamp` (seconds = 1, nanos = 2)
+/// of OpenMetrics seconds text: exact for a plain decimal, through a float
+/// for an exponent form.
+fn put_timestamp_fields(text: &[u8], out: &mut Vec<u8>) {
+    let (seconds, nanos) = decimal_seconds(text).unwrap_or_else(|| {
+        let value = parse_number(text);
+        let seconds = value.floor();
+        (
+            seconds as i64,
+            ((value - seconds) * 1e9).round().min(999_999_999.0) as i32,
+        )
+    });
+    if seconds != 0 {
+        put_uint(1, seconds as u64, out);
+    }
+    if nanos != 0 {
+        put_uint(2, nanos as u64, out);
+    }
+}
+
+/// `123.456` as (123, 456000000); None for anything but a plain,
+/// non-negative decimal.
+fn decimal_seconds(text: &[u8]) -> Option<(i64, i32)> {
+    let (integer, fraction) = match text.iter().position(|&c| c == b'.') {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &b""[..]),
+    };
+    if integer.is_empty() || !integer.iter().chain(fraction).all(u8::is_ascii_digit) {
+        return None;
+    }
+    let seconds = std::str::from_utf8(integer).ok()?.parse().ok()?;
+    let mut nanos = 0i32;
+    for i in 0..9 {
+        nanos = nanos * 10 + fraction.get(i).map_or(0, |d| i32::from(d - b'0'));
+    }
+    Some((seconds, nanos))
 }
