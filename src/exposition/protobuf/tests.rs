@@ -1603,3 +1603,129 @@ fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
         Some(Some(1_700_000_000))
     );
 }
+
+/// Bug (issue 19, item 1; fails on main ad7f267): when a conflict turned a
+/// family untyped, the untyped rewrite read a metric's value 2 bytes into
+/// its value field, as if its tag and length took one byte each. A value
+/// message of 128 bytes or more has a 2-byte length: a counter of 42 with
+/// an exemplar and a created timestamp came out 0 (a reset to `rate()`), a
+/// gauge of 7.5 with an unknown field 3.47e-164. Text clients were right.
+#[test]
+fn downgraded_values_of_long_value_messages_are_read_where_they_are() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+
+    /// A gauge with a field client_model does not know (a newer producer).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct LongGauge {
+        #[prost(double, optional, tag = "1")]
+        value: Option<f64>,
+        #[prost(bytes = "vec", optional, tag = "9")]
+        unknown: Option<Vec<u8>>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GaugeMetric {
+        #[prost(message, repeated, tag = "1")]
+        label: Vec<pb::LabelPair>,
+        #[prost(message, optional, tag = "2")]
+        gauge: Option<LongGauge>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GaugeFamily {
+        #[prost(string, optional, tag = "1")]
+        name: Option<String>,
+        #[prost(int32, optional, tag = "3")]
+        r#type: Option<i32>,
+        #[prost(message, repeated, tag = "4")]
+        metric: Vec<GaugeMetric>,
+    }
+
+    let counter = pb::Counter {
+        value: Some(42.0),
+        exemplar: Some(pb::Exemplar {
+            label: vec![
+                pair("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                pair("span_id", "00f067aa0ba902b7".into()),
+                pair("sampled", "true".into()),
+            ],
+            value: Some(0.25),
+            timestamp: Some(pb::Timestamp {
+                seconds: Some(1_700_000_000),
+                nanos: Some(123_456_789),
+            }),
+        }),
+        created_timestamp: Some(pb::Timestamp {
+            seconds: Some(1_690_000_000),
+            nanos: Some(5),
+        }),
+    };
+    assert!(counter.encoded_len() >= 128, "{}", counter.encoded_len());
+    let mut body = encode_all(&[family(
+        "c",
+        0,
+        vec![pb::Metric {
+            label: vec![pair("a", "1".into())],
+            counter: Some(counter),
+            ..Default::default()
+        }],
+    )]);
+    let gauge = LongGauge {
+        value: Some(7.5),
+        unknown: Some(vec![b'x'; 200]),
+    };
+    assert!(gauge.encoded_len() >= 128);
+    GaugeFamily {
+        name: Some("g".into()),
+        r#type: Some(1),
+        metric: vec![GaugeMetric {
+            label: vec![pair("a", "2".into())],
+            gauge: Some(gauge),
+        }],
+    }
+    .encode_length_delimited(&mut body)
+    .unwrap();
+    let proto = snapshot(&body, Format::Protobuf);
+    // The same names with other simple types: both families go untyped.
+    let text = snapshot(
+        b"# TYPE c gauge\nc 1\n# TYPE g counter\ng 2\n",
+        Format::Text,
+    );
+    let sources = [
+        Source {
+            container: Some("a"),
+            snapshot: &proto,
+        },
+        Source {
+            container: Some("b"),
+            snapshot: &text,
+        },
+    ];
+    let mut merger = Merger::new("container");
+    let mut out = Vec::new();
+    merger.merge_as(&sources, OutputFormat::Protobuf, &mut out);
+    assert_eq!(merger.conflict_count(), 2);
+    let untyped = |labels: &[(&str, &str)], value: f64| pb::Metric {
+        label: labels.iter().map(|(n, v)| pair(n, (*v).into())).collect(),
+        untyped: Some(pb::Untyped { value: Some(value) }),
+        ..Default::default()
+    };
+    let expected = vec![
+        family(
+            "c",
+            3,
+            vec![
+                untyped(&[("a", "1"), ("container", "a")], 42.0),
+                untyped(&[("container", "b")], 1.0),
+            ],
+        ),
+        family(
+            "g",
+            3,
+            vec![
+                untyped(&[("a", "2"), ("container", "a")], 7.5),
+                untyped(&[("container", "b")], 2.0),
+            ],
+        ),
+    ];
+    assert_same(&decode_all(&out), &expected, "downgraded long values");
+}
