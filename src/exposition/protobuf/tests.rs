@@ -1729,3 +1729,51 @@ fn downgraded_values_of_long_value_messages_are_read_where_they_are() {
     ];
     assert_same(&decode_all(&out), &expected, "downgraded long values");
 }
+
+/// Bug (issue 19, item 2; fails on main ad7f267): a bound label written
+/// quoted (`{"rpc.latency_bucket","le"="0.5"}`, `s{"quantile"="0.9"}`,
+/// text 1.0's UTF-8 syntax) was accepted, and the text output kept it, but
+/// the conversion up looked for an unquoted `le` or `quantile` only and
+/// gave every bucket and quantile the bound `+Inf`.
+#[test]
+fn quoted_bound_labels_convert_up_to_their_bounds() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let body = b"# TYPE \"rpc.latency\" histogram\n\
+{\"rpc.latency_bucket\",\"le\"=\"0.5\"} 1\n\
+{\"rpc.latency_bucket\",\"le\"=\"+Inf\"} 2\n\
+{\"rpc.latency_sum\"} 3\n\
+{\"rpc.latency_count\"} 2\n\
+# TYPE s summary\n\
+s{\"quantile\"=\"0.9\"} 4\n\
+s{quantile=\"0.99\"} 6\n\
+s_sum 5\n\
+s_count 1\n";
+    let text = snapshot(body, Format::Text);
+    let sources = [Source {
+        container: Some("a"),
+        snapshot: &text,
+    }];
+    let out = merge(&sources, OutputFormat::Protobuf);
+    let families = decode_all(&out);
+    assert_eq!(families.len(), 2, "{families:#?}");
+    let histogram = families[0].metric[0].histogram.as_ref().unwrap();
+    let bounds: Vec<f64> = histogram
+        .bucket
+        .iter()
+        .map(|bucket| bucket.upper_bound.unwrap())
+        .collect();
+    assert_eq!(bounds, [0.5, f64::INFINITY], "{families:#?}");
+    assert_eq!(histogram.sample_count, Some(2));
+    let summary = families[1].metric[0].summary.as_ref().unwrap();
+    let quantiles: Vec<(f64, f64)> = summary
+        .quantile
+        .iter()
+        .map(|q| (q.quantile.unwrap(), q.value.unwrap()))
+        .collect();
+    assert_eq!(quantiles, [(0.9, 4.0), (0.99, 6.0)], "{families:#?}");
+    // One metric each: the bound is no label of its own.
+    assert_eq!(families[0].metric.len(), 1);
+    assert_eq!(families[1].metric.len(), 1);
+    assert_eq!(families[1].metric[0].label, [pair("container", "a".into())]);
+}
