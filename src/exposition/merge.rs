@@ -591,8 +591,8 @@ impl Merger {
                             target.as_ref(),
                             &mut self.scratch,
                             out,
+                            &mut |out| emit_if_full(out, pieces),
                         );
-                        emit_if_full(out, pieces);
                     }
                     continue;
                 }
@@ -1975,8 +1975,8 @@ impl Merger {
                         only,
                         &mut self.scratch,
                         out,
+                        &mut |out| emit_if_full(out, pieces),
                     );
-                    emit_if_full(out, pieces);
                 }
             }
         }

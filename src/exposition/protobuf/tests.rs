@@ -1777,3 +1777,67 @@ s_count 1\n";
     assert_eq!(families[1].metric.len(), 1);
     assert_eq!(families[1].metric[0].label, [pair("container", "a".into())]);
 }
+
+/// Bug (issue 19; fails on main ad7f267): a protobuf metric converted down
+/// was written whole before the piece's size was looked at, and its text
+/// is not bounded by its body: each line repeats its labels. One histogram
+/// of 4,096 buckets with a 16 KiB label (a 73 KB body) is 64 MiB of text,
+/// all of it built at once (the sidecar in a 32 MiB cgroup was killed).
+/// Now a piece ends after any line, in text and OpenMetrics alike.
+#[test]
+fn a_metric_converted_down_is_handed_on_line_by_line() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let buckets = 4096;
+    let label = "x".repeat(16 << 10);
+    let histogram = pb::Histogram {
+        sample_count: Some(buckets),
+        sample_sum: Some(1.5),
+        bucket: (0..buckets)
+            .map(|i| pb::Bucket {
+                cumulative_count: Some(i),
+                upper_bound: Some(i as f64 / 10.0),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let body = encode_all(&[family(
+        "wide",
+        4,
+        vec![pb::Metric {
+            label: vec![pair("path", label.clone())],
+            histogram: Some(histogram),
+            ..Default::default()
+        }],
+    )]);
+    assert!(body.len() < 80_000, "{}", body.len());
+    let proto = snapshot(&body, Format::Protobuf);
+    let sources = [Source {
+        container: Some("a"),
+        snapshot: &proto,
+    }];
+    let piece_bytes = 64 << 10;
+    for format in [OutputFormat::Text, OutputFormat::OpenMetrics] {
+        let (mut total, mut largest, mut lines) = (0, 0, 0);
+        let mut piece = Vec::new();
+        Merger::new("container").merge_in_pieces(
+            &sources,
+            format,
+            &mut piece,
+            piece_bytes,
+            &mut |bytes| {
+                total += bytes.len();
+                largest = largest.max(bytes.len());
+                lines += bytes.iter().filter(|&&c| c == b'\n').count();
+            },
+        );
+        // The buckets, `+Inf`, `_sum`, `_count` and the family's lines.
+        assert!(lines as u64 > buckets + 2, "{format:?}: {lines} lines");
+        assert!(total > 64 << 20, "{format:?}: {total} bytes");
+        assert!(
+            largest < piece_bytes + label.len() + 200,
+            "{format:?}: a piece of {largest} bytes"
+        );
+    }
+}
