@@ -613,8 +613,8 @@ impl Merger {
                             target.as_ref(),
                             &mut self.scratch,
                             out,
+                            &mut |out| emit_if_full(out, pieces),
                         );
-                        emit_if_full(out, pieces);
                     }
                     continue;
                 }
@@ -2093,8 +2093,8 @@ impl Merger {
                         only,
                         &mut self.scratch,
                         out,
+                        &mut |out| emit_if_full(out, pieces),
                     );
-                    emit_if_full(out, pieces);
                 }
             }
         }

@@ -133,6 +133,7 @@ impl Converter {
                 target.as_ref(),
                 &mut self.labels,
                 out,
+                &mut |_| {},
             );
         }
     }
