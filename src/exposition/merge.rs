@@ -818,9 +818,17 @@ impl Merger {
             }
             SourceView::Protobuf(_) => help,
         });
-        len += family_header_len(name, help, family_type);
+        // The unit of the first kept OpenMetrics family that declared one.
+        let unit = kept().find_map(|c| match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => view
+                .parent(c.family)
+                .and_then(|parent| view.openmetrics_family(parent).unit)
+                .filter(|unit| !unit.is_empty()),
+            SourceView::Protobuf(_) => None,
+        });
+        len += family_header_len(name, help, family_type, unit);
         put_varint(len as u64, out);
-        put_family_header(name, help, family_type, out);
+        put_family_header(name, help, family_type, unit, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
             let target = self.proto_targets[c.source as usize];
