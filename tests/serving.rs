@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::rng::Rng;
 use crate::util::{
-    container_args, failures, lines_of, parse_response, raw_exchange, try_get, up, wait_until,
-    Behaviour, Response, Sidecar, Stub,
+    container_args, failures, lines_of, parse_response, raw_exchange, stalled_client, try_get, up,
+    wait_until, Behaviour, Response, Sidecar, Stub,
 };
 
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -1184,4 +1184,67 @@ fn idle_clients_cannot_take_the_descriptors_of_the_scrapes() {
     assert_eq!(up(&metrics, "app"), Some(1.0), "{metrics}");
     assert_eq!(failures(&metrics, "app", "io_error"), 0.0, "{metrics}");
     assert!(sidecar.stderr().contains("at most 46 clients at once"));
+}
+
+/// Issue 19, item 4: a HEAD request took an identity-decompression slot it
+/// never used. With 32 slow plain-text readers of a large output (each
+/// inflating the shared gzip member through a window of its own, at most 32
+/// at once), each HEAD closed the reader whose response started first: that
+/// reader's body ended short (the connection closed mid-body). Now HEAD gets the same head (the Content-Length
+/// a GET gets) without a slot, and every reader receives its whole body.
+#[test]
+fn head_requests_do_not_cut_slow_identity_readers_short() {
+    // Larger than the 4 MiB a socket's send buffer grows to (`tcp_wmem`),
+    // so that the sidecar still inflates each reader's body while it waits.
+    let (_stub, sidecar) = start_app(
+        Behaviour::Huge(6 << 20),
+        &["--scrape_interval=60000", "--max_body_bytes=8388608"],
+    );
+    assert!(wait_until(Duration::from_secs(10), || sidecar
+        .get("/metrics")
+        .body
+        .len()
+        > 6 << 20));
+    let port = sidecar.port;
+    let mut readers: Vec<Connection> = (0..32)
+        .map(|_| Connection {
+            stream: stalled_client(port),
+            received: Vec::new(),
+        })
+        .collect();
+    // Every reader's response has started (one at a time, in order).
+    for reader in &mut readers {
+        reader
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            reader.stream.peek(&mut byte).unwrap(),
+            1,
+            "no response started"
+        );
+    }
+    let mut lengths = Vec::new();
+    for _ in 0..4 {
+        let mut head = Connection::open(port);
+        head.send(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        let response = head.response(true).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-type"), Some(METRICS_CONTENT_TYPE));
+        let length: usize = response.header("content-length").unwrap().parse().unwrap();
+        lengths.push(length);
+    }
+    for (number, reader) in readers.iter_mut().enumerate() {
+        let response = reader
+            .response(false)
+            .unwrap_or_else(|error| panic!("reader {number} was cut short: {error}"));
+        assert_eq!(response.status, 200);
+        assert!(response.body.len() > 6 << 20);
+        assert!(
+            lengths.iter().all(|&length| length == response.body.len()),
+            "HEAD said {lengths:?}, GET sent {}",
+            response.body.len()
+        );
+    }
 }

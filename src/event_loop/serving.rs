@@ -172,9 +172,7 @@ impl Sidecar {
         let (status, content_type, (body, coding)) = match request.route {
             Route::Metrics => {
                 let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
-                if body.own_bytes() > 0 {
-                    self.make_room_for_an_inflate_window(id);
-                }
+                self.make_room_for_the_body(id, &request, &body);
                 (Status::Ok, request.format.content_type(), (body, coding))
             }
             Route::Health => (
@@ -247,9 +245,19 @@ impl Sidecar {
         self.turns_now = turns;
     }
 
+    /// Makes room for the inflate window of `body` if the response to
+    /// `request` will send it. A HEAD response is its head only (with the
+    /// Content-Length a GET gets, see `Client::respond`), so it takes no
+    /// window and closes no other client for one.
+    pub(super) fn make_room_for_the_body(&mut self, id: ClientId, request: &Request, body: &Body) {
+        if body.own_bytes() > 0 && !request.head_only {
+            self.make_room_for_an_inflate_window(id);
+        }
+    }
+
     /// Closes the clients whose inflated responses started first until
     /// `id` may have a window within [`MAX_INFLATING_RESPONSES`].
-    pub(super) fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
+    fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
         loop {
             let mut inflating: Vec<(u64, ClientId)> = Vec::new();
             for other in self
