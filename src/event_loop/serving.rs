@@ -56,11 +56,17 @@ pub(super) struct Connection {
     /// When its current response started, in responses: the oldest is
     /// closed first when inflate windows are over budget.
     response_number: u64,
+    /// When it last became idle (accepted, or a response written), and the
+    /// loop's count of clients become idle then, which orders those of the
+    /// same instant: the longest idle is closed first to make room for a
+    /// new client (`client_table`).
+    idle_since: (Instant, u64),
 }
 
 impl Connection {
-    /// A client just accepted, with no deadline armed yet.
-    pub(super) fn new(client: Client, now: Instant) -> Connection {
+    /// A client just accepted, with no deadline armed yet; idle since
+    /// `idle_since` until its first request arrives.
+    pub(super) fn new(client: Client, now: Instant, idle_since: (Instant, u64)) -> Connection {
         Connection {
             client,
             deadline: now,
@@ -68,7 +74,21 @@ impl Connection {
             waiting_for_round: false,
             queued: false,
             response_number: 0,
+            idle_since,
         }
+    }
+
+    /// When it became idle, if it has no request in progress: nothing
+    /// being read (bytes of a request head), answered or written, held in a
+    /// round or catch-up, queued for a turn, or lingering after a closing
+    /// response. Such a client may be closed to make room for a new one.
+    pub(super) fn idle_since(&self) -> Option<(Instant, u64)> {
+        let busy = self.waiting_for_round
+            || self.queued
+            || self.client.is_writing()
+            || self.client.has_partial_request()
+            || self.client.is_lingering();
+        (!busy).then_some(self.idle_since)
     }
 }
 
@@ -119,6 +139,8 @@ impl Sidecar {
                             self.close_client(id);
                             return;
                         }
+                        self.idle_order += 1;
+                        connection.idle_since = (now, self.idle_order);
                         let deadline = if connection.client.is_lingering() {
                             LINGER_TIMEOUT
                         } else if connection.client.has_partial_request() {
