@@ -63,7 +63,8 @@ impl CatchUp {
     /// is, its end tells (`ended`, then ask again).
     pub fn lacks_protobuf(&self, held: Option<Format>) -> bool {
         self.speaks_protobuf != Some(false)
-            && (held == Some(Format::Text) || self.in_flight == Some(Asked::Text))
+            && (held.is_some_and(|format| format != Format::Protobuf)
+                || self.in_flight == Some(Asked::Text))
     }
 
     /// What it answered when last asked for protobuf (`None`: never asked,

@@ -190,6 +190,7 @@ impl ContainerState {
                 self.stats.last_body_bytes = finished.body.len() as u64;
                 let format = match negotiate::body_format(finished.content_type) {
                     BodyFormat::Text => Format::Text,
+                    BodyFormat::OpenMetrics => Format::OpenMetrics,
                     BodyFormat::Protobuf => Format::Protobuf,
                     BodyFormat::Unsupported => {
                         self.stats.failures_total[FailureReason::ParseError.index()] += 1;

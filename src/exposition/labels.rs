@@ -84,6 +84,10 @@ pub(super) struct LabelScanner {
     /// Escaped forms of the current set's quoted names.
     escaped_names: Vec<u8>,
     bloom: LabelBloom,
+    /// The body is OpenMetrics: no blanks anywhere in a label set, a comma
+    /// between labels (openmetricslex.l). Text allows blanks between tokens
+    /// and even no comma (promparse.go `parseLVals`).
+    openmetrics: bool,
 }
 
 impl LabelScanner {
@@ -95,6 +99,11 @@ impl LabelScanner {
 
     pub(super) fn shrink(&mut self) {
         self.sorted_names = Vec::new();
+    }
+
+    /// Which format's rules the next label sets are read by.
+    pub(super) fn set_openmetrics(&mut self, openmetrics: bool) {
+        self.openmetrics = openmetrics;
     }
 
     /// Bytes held by the scanner's buffers between bodies.
@@ -125,9 +134,9 @@ impl LabelScanner {
         let mut repeating = true;
         let end = loop {
             if repeating {
-                if let Some(close) = self.repeated_label(b, p, count, kind)? {
+                if let Some(close) = self.repeated_label(b, p, count, kind, flags)? {
                     count += 1;
-                    match after_value(b, close, flags)? {
+                    match after_value(b, close, flags, self.openmetrics)? {
                         Next::Label(next) => {
                             p = next;
                             continue;
@@ -138,6 +147,9 @@ impl LabelScanner {
             }
             let q = skip_blanks(b, p);
             if q != p {
+                if self.openmetrics {
+                    return Err((ParseErrorKind::LabelName, p));
+                }
                 flags.insert(SampleFlags::SLOW_LABELS);
             }
             p = q;
@@ -149,7 +161,7 @@ impl LabelScanner {
                     break p + 1;
                 }
                 Some(b'"') => {
-                    let (content, close) = scan_quoted(b, p)?;
+                    let (content, close) = scan_quoted(b, p, flags)?;
                     flags.insert(SampleFlags::SLOW_LABELS);
                     repeating = false;
                     let start = self.escaped_names.len();
@@ -199,12 +211,15 @@ impl LabelScanner {
             }
             let r = skip_blanks(b, q + 1);
             if q != p || r != q + 1 {
+                if self.openmetrics {
+                    return Err((ParseErrorKind::LabelEquals, p));
+                }
                 flags.insert(SampleFlags::SLOW_LABELS);
             }
             if b.get(r) != Some(&b'"') {
                 return Err((ParseErrorKind::LabelValueStart, r));
             }
-            let (value, close) = scan_quoted(b, r)?;
+            let (value, close) = scan_quoted(b, r, flags)?;
 
             let name_bytes = if name.escaped {
                 name.span.of(&self.escaped_names)
@@ -240,7 +255,7 @@ impl LabelScanner {
             }
             check_bound(kind, name_bytes, value.of(b), r)?;
             count += 1;
-            match after_value(b, close, flags)? {
+            match after_value(b, close, flags, self.openmetrics)? {
                 Next::Label(next) => p = next,
                 Next::End(end) => break end,
             }
@@ -264,6 +279,7 @@ impl LabelScanner {
         p: usize,
         count: usize,
         kind: Kind,
+        flags: &mut SampleFlags,
     ) -> Result<Option<usize>, Fail> {
         let Some(previous) = self.names.get(count).filter(|previous| !previous.escaped) else {
             return Ok(None);
@@ -275,7 +291,7 @@ impl LabelScanner {
         {
             return Ok(None);
         }
-        let (value, close) = scan_quoted(b, end + 1)?;
+        let (value, close) = scan_quoted(b, end + 1, flags)?;
         if previous.bound {
             check_bound(kind, name, value.of(b), end + 1)?;
         }
@@ -309,22 +325,28 @@ impl LabelScanner {
 }
 
 /// After a label value's closing quote at `close`: blanks (which make the
-/// set non-canonical), then `,` or `}`.
+/// set non-canonical; OpenMetrics has none), then `,` or `}`; in text also
+/// the next label's name with no comma, which promparse.go takes.
 #[inline]
-fn after_value(b: &[u8], close: usize, flags: &mut SampleFlags) -> Result<Next, Fail> {
+fn after_value(
+    b: &[u8],
+    close: usize,
+    flags: &mut SampleFlags,
+    openmetrics: bool,
+) -> Result<Next, Fail> {
     // Canonical sets have the separator right after the quote.
     match b.get(close + 1) {
         Some(b',') => return Ok(Next::Label(close + 2)),
         Some(b'}') => return Ok(Next::End(close + 2)),
+        _ if openmetrics => return Err((ParseErrorKind::LabelSeparator, close + 1)),
         _ => {}
     }
     let s = skip_blanks(b, close + 1);
-    if s != close + 1 {
-        flags.insert(SampleFlags::SLOW_LABELS);
-    }
+    flags.insert(SampleFlags::SLOW_LABELS);
     match b.get(s) {
         Some(b',') => Ok(Next::Label(s + 1)),
         Some(b'}') => Ok(Next::End(s + 1)),
+        Some(&c) if c == b'"' || is_label_start(c) => Ok(Next::Label(s)),
         _ => Err((ParseErrorKind::LabelSeparator, s)),
     }
 }
@@ -505,7 +527,10 @@ mod tests {
             (Kind::Gauge, "a\"1\"}", Err(E::LabelEquals)),
             (Kind::Gauge, "a=1}", Err(E::LabelValueStart)),
             (Kind::Gauge, "a=\"1}", Err(E::UnterminatedQuote)),
-            (Kind::Gauge, "a=\"\\t\"}", Err(E::InvalidEscape)),
+            // Prometheus keeps unknown escapes as written: valid, but
+            // written again with the backslash escaped (the slow path).
+            (Kind::Gauge, "a=\"\\t\"}", Ok(true)),
+            (Kind::Gauge, "a=\"\\\n\"}", Err(E::InvalidEscape)),
             (Kind::Gauge, "a=\"1\";b=\"2\"}", Err(E::LabelSeparator)),
             (Kind::Histogram, "le=\"0.5\"}", Ok(false)),
             (Kind::Histogram, "le=\"+Inf\"}", Ok(false)),
@@ -545,7 +570,7 @@ mod tests {
             (
                 Kind::Gauge,
                 &["a=\"1\",b=\"2\"}", "a=\"1\",b=\"\\q\"}"],
-                &[Ok(false), Err(E::InvalidEscape)],
+                &[Ok(false), Ok(true)],
             ),
             (
                 Kind::Gauge,

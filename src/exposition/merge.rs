@@ -48,7 +48,7 @@ use super::protobuf::write::{
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
     escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
-    scan_quote_stop, unescape_into, write_help, NameTable, ValueForm,
+    scan_quote_stop, unescape_into, write_help, write_label_value, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -1147,8 +1147,12 @@ impl SampleWriter<'_> {
             match (self.openmetrics, self.output_openmetrics) {
                 (true, false) => {
                     if let Some(millis) = om_millis(timestamp) {
+                        // Text timestamps have no sign (promlex.l). One
+                        // before 1970 (or past int64 milliseconds, which
+                        // Prometheus reads as i64::MIN) is a sample the
+                        // TSDB drops as out of bounds; 0 is dropped alike.
                         out.push(b' ');
-                        out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+                        out.extend_from_slice(itoa::Buffer::new().format(millis.max(0)).as_bytes());
                     }
                 }
                 (false, true) => {
@@ -1187,7 +1191,7 @@ impl SampleWriter<'_> {
             };
             write_name(name, self.escaping, true, out);
             out.extend_from_slice(b"=\"");
-            out.extend_from_slice(label.value);
+            write_label_value(label.value, out);
             out.push(b'"');
         }
         out.extend_from_slice(b"} ");
@@ -1312,7 +1316,7 @@ impl SampleWriter<'_> {
                 write_name(name, self.escaping, true, out);
             }
             out.extend_from_slice(b"=\"");
-            out.extend_from_slice(label.value);
+            write_label_value(label.value, out);
             out.push(b'"');
         }
         if let Some(target) = self.target {
@@ -1326,10 +1330,12 @@ impl SampleWriter<'_> {
     }
 }
 
+/// An OpenMetrics timestamp in milliseconds as Prometheus converts it
+/// (`om_timestamp_millis`); whole seconds below 2^40 without a float.
 fn om_millis(timestamp: &[u8]) -> Option<i64> {
     match parse_int_timestamp(timestamp) {
-        Some(seconds) => seconds.checked_mul(1000),
-        None => om_timestamp_millis(timestamp),
+        Some(seconds) if seconds.unsigned_abs() < 1 << 40 => Some(seconds * 1000),
+        _ => om_timestamp_millis(timestamp),
     }
 }
 
@@ -1480,7 +1486,7 @@ mod tests {
             ),
             indexed(
                 include_bytes!("../../tests/fixtures/python_client_openmetrics.txt"),
-                Format::Text,
+                Format::OpenMetrics,
             ),
             indexed(
                 include_bytes!("../../tests/fixtures/edge_labels.prom"),
@@ -2280,7 +2286,10 @@ mod openmetrics_tests {
             .iter()
             .map(|(_, body)| {
                 let mut snapshot = Snapshot::new();
-                snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
+                snapshot.replace_as(
+                    &mut body.as_bytes().to_vec(),
+                    Format::guess(body.as_bytes()),
+                );
                 snapshot.index().expect("test body parses");
                 snapshot
             })

@@ -85,8 +85,10 @@ impl From<OutputFormat> for OutputKind {
 /// How a container's body is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFormat {
-    /// Text 0.0.4 or OpenMetrics 1.0.
+    /// Prometheus text (0.0.4, or 1.0.0 with quoted UTF-8 names).
     Text,
+    /// `application/openmetrics-text`: OpenMetrics 1.0 rules.
+    OpenMetrics,
     Protobuf,
     /// A protobuf encoding we do not read (`text`, `compact-text`).
     Unsupported,
@@ -246,13 +248,23 @@ fn parse_quality(value: &[u8]) -> Option<u16> {
     }
 }
 
-/// How a container's body with this `Content-Type` is read.
+/// How a container's body with this `Content-Type` is read, as
+/// Prometheus' `textparse.New` picks its parser by media type (case
+/// insensitive, parameters aside): `application/openmetrics-text` by the
+/// OpenMetrics rules, delimited protobuf as such, anything else by the text
+/// rules. Prometheus main refuses a missing or unknown `Content-Type` unless
+/// the scrape config names a `fallback_scrape_protocol`; 2.x reads it as
+/// text, and so does the sidecar (the fallback a pod's operator would set:
+/// its own answers always carry a `Content-Type`).
 pub fn body_format(content_type: Option<&[u8]>) -> BodyFormat {
     let Some(content_type) = content_type else {
         return BodyFormat::Text;
     };
     let mut parts = content_type.split(|&c| c == b';');
     let media = parts.next().unwrap_or_default().trim_ascii();
+    if media.eq_ignore_ascii_case(b"application/openmetrics-text") {
+        return BodyFormat::OpenMetrics;
+    }
     if !media.eq_ignore_ascii_case(b"application/vnd.google.protobuf") {
         return BodyFormat::Text;
     }
@@ -355,7 +367,9 @@ mod tests {
         let table: &[(Option<&str>, BodyFormat)] = &[
             (None, BodyFormat::Text),
             (Some("text/plain; version=0.0.4; charset=utf-8"), BodyFormat::Text),
-            (Some("application/openmetrics-text; version=1.0.0; charset=utf-8"), BodyFormat::Text),
+            (Some("application/openmetrics-text; version=1.0.0; charset=utf-8"), BodyFormat::OpenMetrics),
+            (Some("Application/OpenMetrics-Text;version=0.0.1"), BodyFormat::OpenMetrics),
+            (Some("application/openmetrics-textx"), BodyFormat::Text),
             (Some("application/json"), BodyFormat::Text),
             (Some(PROTOBUF_CONTENT_TYPE), BodyFormat::Protobuf),
             (

@@ -19,11 +19,11 @@
 use std::fmt;
 
 use super::labels::LabelScanner;
-use super::text::{classify_value, decimal_in_range, MAX_IN_RANGE_INTEGER_DIGITS};
+use super::text::{classify_value, decimal_in_range, is_float64, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
-    find_byte, hash_name, is_metric_continue, is_metric_start, om_timestamp_millis,
-    parse_int_timestamp, same_bytes, scan_class, scan_quote_stop, scan_until_class, unescape_into,
-    value_form, NameTable, ValueForm, METRIC_CONTINUE, TOKEN_END,
+    find_byte, hash_name, is_metric_continue, is_metric_start, parse_int_timestamp, same_bytes,
+    scan_class, scan_quote_stop, scan_until_class, unescape_into, value_form, NameTable, ValueForm,
+    METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -60,6 +60,9 @@ pub enum ParseErrorKind {
     DuplicateType,
     FamilyType,
     AfterEof,
+    MissingEof,
+    Comment,
+    Unit,
 }
 
 impl ParseErrorKind {
@@ -73,7 +76,9 @@ impl ParseErrorKind {
             ParseErrorKind::LabelEquals => "expected '=' after the label name",
             ParseErrorKind::LabelValueStart => "expected '\"' to open the label value",
             ParseErrorKind::UnterminatedQuote => "expected '\"' to close the quoted string on its line",
-            ParseErrorKind::InvalidEscape => "expected an escape sequence \\\\, \\\" or \\n",
+            ParseErrorKind::InvalidEscape => {
+                "expected an escape sequence (a backslash and a character on its line)"
+            }
             ParseErrorKind::LabelSeparator => "expected ',' or '}' after the label",
             ParseErrorKind::DuplicateLabel => "expected each label name at most once per sample",
             ParseErrorKind::BucketBound => "expected a number as the value of the le label",
@@ -93,12 +98,19 @@ impl ParseErrorKind {
             }
             ParseErrorKind::Exemplar => "expected an exemplar '# {labels} value [timestamp]'",
             ParseErrorKind::LineEnd => "expected the end of the line",
-            ParseErrorKind::MetricType => "expected a metric type (counter, gauge, histogram, summary, untyped, unknown, info, stateset or gaugehistogram)",
+            ParseErrorKind::MetricType => "expected a metric type of the body's format (text: counter, gauge, histogram, summary, untyped; OpenMetrics: counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown)",
             ParseErrorKind::DuplicateType => "expected one TYPE line per metric name",
             ParseErrorKind::FamilyType => {
                 "expected the samples of a family to agree with its TYPE (TYPE after samples, or a sample name its TYPE does not allow)"
             }
             ParseErrorKind::AfterEof => "expected nothing after # EOF",
+            ParseErrorKind::MissingEof => {
+                "expected an OpenMetrics body to end with # EOF (else it was cut short)"
+            }
+            ParseErrorKind::Comment => {
+                "expected '# HELP ', '# TYPE ', '# UNIT ' or '# EOF' (OpenMetrics has no other comments)"
+            }
+            ParseErrorKind::Unit => "expected a UNIT that is the metric name's suffix after '_'",
         }
     }
 }
@@ -639,15 +651,8 @@ struct Cursor {
     last_family: u32,
     grouped: bool,
     eof_seen: bool,
-    /// Where the first timestamp that is wrong in one format or the other
-    /// is: decided when the format is known, at the end of the body.
-    first_fractional_timestamp: Option<usize>,
-    first_huge_timestamp: Option<usize>,
-    /// A text 0.0.4 timestamp starting with `-` (even `-0`): Prometheus'
-    /// text lexer reads `[0-9]+` only.
-    first_signed_timestamp: Option<usize>,
-    /// An OpenMetrics timestamp before 1970 once written in milliseconds.
-    first_negative_timestamp: Option<usize>,
+    /// The body is read by the OpenMetrics rules (its `Content-Type`).
+    openmetrics: bool,
 }
 
 impl Index {
@@ -747,10 +752,11 @@ impl Index {
         sample
     }
 
-    /// Validates `body` and indexes it. On error the index is left empty.
-    pub(super) fn build(&mut self, body: &[u8]) -> Result<(), ParseError> {
+    /// Validates `body` by the rules of its format (OpenMetrics, else
+    /// Prometheus text) and indexes it. On error the index is left empty.
+    pub(super) fn build(&mut self, body: &[u8], openmetrics: bool) -> Result<(), ParseError> {
         self.clear();
-        match self.parse(body) {
+        match self.parse(body, openmetrics) {
             Ok(()) => Ok(()),
             Err((kind, at)) => {
                 self.clear();
@@ -762,7 +768,7 @@ impl Index {
         }
     }
 
-    fn parse(&mut self, b: &[u8]) -> Result<(), Fail> {
+    fn parse(&mut self, b: &[u8], openmetrics: bool) -> Result<(), Fail> {
         if b.len() >= u32::MAX as usize {
             return Err((ParseErrorKind::TooLarge, 0));
         }
@@ -775,49 +781,41 @@ impl Index {
             last_family: u32::MAX,
             grouped: true,
             eof_seen: false,
-            first_fractional_timestamp: None,
-            first_huge_timestamp: None,
-            first_signed_timestamp: None,
-            first_negative_timestamp: None,
+            openmetrics,
         };
+        self.labels.set_openmetrics(openmetrics);
         let mut p = 0;
-        while p < b.len() {
-            p = skip_blanks(b, p);
-            match b.get(p) {
-                None => break,
-                Some(b'\n') => p += 1,
-                Some(b'\r') if b.get(p + 1) == Some(&b'\n') => p += 2,
-                Some(_) if cursor.eof_seen => return Err((ParseErrorKind::AfterEof, p)),
-                Some(b'#') => p = self.comment(b, p, &mut cursor)?,
-                Some(_) => p = self.sample_line(b, p, &mut cursor)?,
+        if openmetrics {
+            // openmetricslex.l: a line starts with `# ` or a sample, never
+            // with a blank or a newline; `# EOF` ends the body.
+            while p < b.len() {
+                if cursor.eof_seen {
+                    return Err((ParseErrorKind::AfterEof, p));
+                }
+                p = match b[p] {
+                    b'#' => self.comment(b, p, &mut cursor)?,
+                    _ => self.sample_line(b, p, &mut cursor)?,
+                };
+            }
+            // Prometheus main takes an empty body as an empty scrape before
+            // any parser runs (scrape.go); 2.42 refuses it as OpenMetrics.
+            if !cursor.eof_seen && !b.is_empty() {
+                return Err((ParseErrorKind::MissingEof, b.len()));
+            }
+        } else {
+            // promlex.l: blanks between tokens and blank lines are skipped;
+            // `\r` is no blank (a CRLF line fails on its value or timestamp).
+            while p < b.len() {
+                p = skip_blanks(b, p);
+                match b.get(p) {
+                    None => break,
+                    Some(b'\n') => p += 1,
+                    Some(b'#') => p = self.comment(b, p, &mut cursor)?,
+                    Some(_) => p = self.sample_line(b, p, &mut cursor)?,
+                }
             }
         }
-        self.openmetrics = cursor.eof_seen;
-        // The first bad timestamp of the body's format, by position.
-        let bad_timestamps = if self.openmetrics {
-            [
-                (cursor.first_huge_timestamp, ParseErrorKind::Timestamp),
-                (
-                    cursor.first_negative_timestamp,
-                    ParseErrorKind::NegativeTimestamp,
-                ),
-            ]
-        } else {
-            [
-                (cursor.first_fractional_timestamp, ParseErrorKind::Timestamp),
-                (
-                    cursor.first_signed_timestamp,
-                    ParseErrorKind::NegativeTimestamp,
-                ),
-            ]
-        };
-        if let Some((at, kind)) = bad_timestamps
-            .iter()
-            .filter_map(|&(at, kind)| Some((at?, kind)))
-            .min_by_key(|&(at, _)| at)
-        {
-            return Err((kind, at));
-        }
+        self.openmetrics = openmetrics;
         self.group(cursor.grouped);
         if self.openmetrics {
             self.keep_parents();
@@ -926,66 +924,112 @@ impl Index {
         }
     }
 
-    /// A line starting with `#`: HELP, TYPE, EOF or a comment (UNIT and any
-    /// other comment are dropped: 0.0.4 has no place for them).
+    /// A line starting with `#`. Text (promlex.l): `#` and blanks, then
+    /// `HELP` or `TYPE` and blanks make a metadata line, anything else is a
+    /// comment (`# EOF` and `# UNIT` too). OpenMetrics (openmetricslex.l):
+    /// `# HELP `, `# TYPE `, `# UNIT ` or `# EOF` and nothing else.
+    /// Metadata: the name, then one byte (a blank), then the text through
+    /// the newline, which must be there.
     fn comment(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let eol = find_newline(b, p);
-        let line_end = if eol > p && b[eol - 1] == b'\r' {
-            eol - 1
-        } else {
-            eol
-        };
         let next_line = (eol + 1).min(b.len());
-        let q = skip_blanks(b, p + 1);
-        if q == p + 1 {
-            return Ok(next_line); // "#HELP" etc. is a plain comment
-        }
-        let word_end = scan_token(b, q);
-        let keyword = &b[q..word_end.min(line_end)];
-        let is_help = keyword == b"HELP";
-        let is_unit = keyword == b"UNIT";
-        if keyword == b"EOF" {
-            if skip_blanks(b, word_end) >= line_end {
-                cursor.eof_seen = true;
+        let (keyword, name_start) = if cursor.openmetrics {
+            if b.get(p + 1) != Some(&b' ') {
+                return Err((ParseErrorKind::Comment, p));
             }
-            return Ok(next_line);
-        }
-        if !is_help && !is_unit && keyword != b"TYPE" {
-            return Ok(next_line);
-        }
+            let rest = &b[p + 2..];
+            if let Some(after) = rest.strip_prefix(b"EOF") {
+                if matches!(after.first(), None | Some(b'\n')) {
+                    cursor.eof_seen = true;
+                    return Ok(next_line);
+                }
+                return Err((ParseErrorKind::AfterEof, p + 5));
+            }
+            let keyword = rest.get(..5).unwrap_or_default();
+            if !matches!(keyword, b"HELP " | b"TYPE " | b"UNIT ") {
+                return Err((ParseErrorKind::Comment, p));
+            }
+            (&keyword[..4], p + 7)
+        } else {
+            let q = skip_blanks(b, p + 1);
+            let keyword = b.get(q..q + 4).unwrap_or_default();
+            if q == p + 1
+                || !matches!(keyword, b"HELP" | b"TYPE")
+                || !matches!(b.get(q + 4), Some(b' ' | b'\t'))
+            {
+                return Ok(next_line); // a comment
+            }
+            (keyword, skip_blanks(b, q + 4))
+        };
         cursor.last_family = u32::MAX;
-        let name_start = skip_blanks(b, word_end);
         let (name, after) = self.metric_name(b, name_start, true)?;
-        let decl = self.declaration(b, name);
-        cursor.current = Some(decl);
-        let rest = skip_blanks(b, after);
-        if rest == after && after < line_end {
+        if cursor.openmetrics && b.get(after) != Some(&b' ') {
             return Err((ParseErrorKind::NameEnd, after));
         }
+        if eol >= b.len() {
+            return Err((ParseErrorKind::LineEnd, eol));
+        }
+        // The byte after the name is dropped (promparse.go: `buf()[1:]`).
+        let text = Span::new((after + 1).min(eol), eol);
+        let decl = self.declaration(b, name);
+        cursor.current = Some(decl);
         let declaration = &mut self.declarations[decl as usize];
-        if is_unit {
-            if declaration.unit.is_none() && rest < line_end {
-                declaration.unit = Some(Span::new(rest, line_end));
+        match keyword {
+            b"UNIT" => {
+                let unit = text.of(b);
+                if !unit.is_empty() {
+                    let raw_name = match name {
+                        NameRef::Legacy(span) | NameRef::Quoted(span) => span.of(b),
+                    };
+                    let is_suffix = raw_name
+                        .strip_suffix(unit)
+                        .is_some_and(|base| base.last() == Some(&b'_'));
+                    if !is_suffix {
+                        return Err((ParseErrorKind::Unit, p));
+                    }
+                    if declaration.unit.is_none() {
+                        declaration.unit = Some(text);
+                    }
+                }
             }
-            return Ok(next_line);
-        }
-        if is_help {
-            if declaration.help.is_none() {
-                declaration.help = Some(Span::new(rest.min(line_end), line_end));
+            b"HELP" => {
+                if declaration.help.is_none() {
+                    declaration.help = Some(text);
+                }
             }
-            return Ok(next_line);
+            _ => {
+                let word = text.of(b);
+                let known = if cursor.openmetrics {
+                    matches!(
+                        word,
+                        b"counter"
+                            | b"gauge"
+                            | b"histogram"
+                            | b"gaugehistogram"
+                            | b"summary"
+                            | b"info"
+                            | b"stateset"
+                            | b"unknown"
+                    )
+                } else {
+                    matches!(
+                        word,
+                        b"counter" | b"gauge" | b"histogram" | b"summary" | b"untyped"
+                    )
+                };
+                let declared = Declared::from_word(word)
+                    .filter(|_| known)
+                    .ok_or((ParseErrorKind::MetricType, text.start as usize))?;
+                // Prometheus reads every TYPE line; a repeat that agrees
+                // changes nothing, one that disagrees would retype samples
+                // already sorted.
+                if declaration.typed && declaration.declared != declared {
+                    return Err((ParseErrorKind::DuplicateType, p));
+                }
+                declaration.typed = true;
+                declaration.declared = declared;
+            }
         }
-        let type_end = scan_token(b, rest).min(line_end);
-        let declared =
-            Declared::from_word(&b[rest..type_end]).ok_or((ParseErrorKind::MetricType, rest))?;
-        if skip_blanks(b, type_end) < line_end {
-            return Err((ParseErrorKind::LineEnd, type_end));
-        }
-        if declaration.typed {
-            return Err((ParseErrorKind::DuplicateType, p));
-        }
-        declaration.typed = true;
-        declaration.declared = declared;
         Ok(next_line)
     }
 
@@ -1001,7 +1045,7 @@ impl Index {
     ) -> Result<(NameRef, usize), Fail> {
         match b.get(p) {
             Some(b'"') if quoted_ok => {
-                let (content, close) = scan_quoted(b, p)?;
+                let (content, close) = scan_quoted(b, p, &mut SampleFlags::default())?;
                 self.sample_name.clear();
                 unescape_into(content.of(b), &mut self.sample_name);
                 if self.sample_name.is_empty() {
@@ -1135,8 +1179,9 @@ impl Index {
     /// `{"quoted.name"[, labels]} value ...` (Prometheus 3 UTF-8 names).
     fn sample_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let mut flags = SampleFlags::default();
+        let om = cursor.openmetrics;
         let (name, after_name, in_braces, known_family) = if b[p] == b'{' {
-            let q = skip_blanks(b, p + 1);
+            let q = if om { p + 1 } else { skip_blanks(b, p + 1) };
             if b.get(q) != Some(&b'"') {
                 return Err((ParseErrorKind::MetricName, q));
             }
@@ -1179,7 +1224,7 @@ impl Index {
         let mut q = after_name;
         let mut closed_brace = false;
         if in_braces {
-            let r = skip_blanks(b, q);
+            let r = if om { q } else { skip_blanks(b, q) };
             match b.get(r) {
                 Some(b',') => {
                     q = self.labels.scan(b, r + 1, kind, &mut flags)?;
@@ -1190,7 +1235,7 @@ impl Index {
             }
             closed_brace = true;
         } else {
-            let r = skip_blanks(b, q);
+            let r = if om { q } else { skip_blanks(b, q) };
             if b.get(r) == Some(&b'{') {
                 if r != q {
                     flags.insert(SampleFlags::SLOW_LABELS);
@@ -1257,18 +1302,30 @@ impl Index {
     /// The rest of a sample line from `q` (after the name or the `}`): value,
     /// optional timestamp and exemplar, line end. Returns the value's span
     /// and form and where the next line starts.
+    ///
+    /// Text (promlex.l, promparse.go): blanks before the value are optional
+    /// (`a+1` is `a` with value `+1`); an optional timestamp of digits
+    /// (`ParseInt`); blanks; a newline, which must be there; no exemplar.
+    /// OpenMetrics (openmetricslex.l, openmetricsparse.go): one space, the
+    /// value, optionally one space and a timestamp (seconds, `parseFloat`,
+    /// finite), optionally ` # {labels} value [timestamp]`, the newline.
     fn line_end_slow(
         &mut self,
         b: &[u8],
         q: usize,
-        closed_brace: bool,
+        _closed_brace: bool,
         flags: &mut SampleFlags,
         cursor: &mut Cursor,
     ) -> Result<(usize, usize, ValueForm, usize), Fail> {
-        let value_start = skip_blanks(b, q);
-        if value_start == q && !closed_brace {
-            return Err((ParseErrorKind::NameEnd, q));
-        }
+        let om = cursor.openmetrics;
+        let value_start = if om {
+            if b.get(q) != Some(&b' ') {
+                return Err((ParseErrorKind::NameEnd, q));
+            }
+            q + 1
+        } else {
+            skip_blanks(b, q)
+        };
         let value_end = scan_token(b, value_start);
         let value = &b[value_start..value_end];
         let (value_form, maybe_out_of_range) =
@@ -1276,76 +1333,91 @@ impl Index {
         if maybe_out_of_range && !decimal_in_range(value) {
             return Err((ParseErrorKind::ValueRange, value_start));
         }
-        let mut r = skip_blanks(b, value_end);
-        if r > value_end && !matches!(b.get(r), None | Some(b'\r' | b'\n' | b'#')) {
-            let end = scan_token(b, r);
-            self.timestamp(&b[r..end], r, cursor)?;
-            flags.insert(SampleFlags::TIMESTAMP);
-            let after = skip_blanks(b, end);
-            if after == end {
-                r = end;
+        let mut r = if om {
+            value_end
+        } else {
+            skip_blanks(b, value_end)
+        };
+        let starts_timestamp = |r: usize| {
+            if om {
+                b.get(r) == Some(&b' ') && !matches!(b.get(r + 1), Some(b'#'))
             } else {
-                r = after;
+                r > value_end && !matches!(b.get(r), None | Some(b'\n'))
             }
+        };
+        if starts_timestamp(r) {
+            let start = if om { r + 1 } else { r };
+            let end = scan_token(b, start);
+            self.timestamp(&b[start..end], start, om)?;
+            flags.insert(SampleFlags::TIMESTAMP);
+            r = if om { end } else { skip_blanks(b, end) };
         }
-        if b.get(r) == Some(&b'#') && r > 0 && matches!(b[r - 1], b' ' | b'\t') {
-            r = self.exemplar(b, r)?;
+        if om && b.get(r..r + 4) == Some(b" # {") {
+            r = self.exemplar(b, r + 3)?;
             flags.insert(SampleFlags::EXEMPLAR);
         }
-        let next = line_end(b, r).ok_or((ParseErrorKind::LineEnd, r))?;
-        Ok((value_start, value_end, value_form, next))
+        match b.get(r) {
+            Some(b'\n') => Ok((value_start, value_end, value_form, r + 1)),
+            None if om => Err((ParseErrorKind::MissingEof, r)),
+            _ => Err((ParseErrorKind::LineEnd, r)),
+        }
     }
 
-    /// Validates a timestamp token for both formats; which rules apply is
-    /// known only at the end of the body (`# EOF`), so positions of tokens
-    /// wrong in one format are recorded in `cursor`.
-    fn timestamp(&mut self, t: &[u8], at: usize, cursor: &mut Cursor) -> Result<(), Fail> {
-        let first = |slot: &mut Option<usize>| {
-            slot.get_or_insert(at);
-        };
-        if t.first() == Some(&b'-') {
-            first(&mut cursor.first_signed_timestamp);
+    /// A timestamp token. Text: `[0-9]+` read by `strconv.ParseInt` (no
+    /// sign, within int64). OpenMetrics: seconds read by `parseFloat`,
+    /// finite; any such value is accepted, as Prometheus main converts it
+    /// with `int64(ts*1000)` and only then drops a sample out of bounds.
+    fn timestamp(&mut self, t: &[u8], at: usize, openmetrics: bool) -> Result<(), Fail> {
+        if openmetrics {
+            return match classify_value(t) {
+                Some((ValueForm::Decimal, maybe_out_of_range))
+                    if !maybe_out_of_range || decimal_in_range(t) =>
+                {
+                    Ok(())
+                }
+                _ => Err((ParseErrorKind::Timestamp, at)),
+            };
         }
-        if let Some(n) = parse_int_timestamp(t) {
-            match n.checked_mul(1000) {
-                None => first(&mut cursor.first_huge_timestamp),
-                Some(millis) if millis < 0 => first(&mut cursor.first_negative_timestamp),
-                Some(_) => {}
+        match t.first() {
+            Some(b'-') => Err((ParseErrorKind::NegativeTimestamp, at)),
+            Some(c) if c.is_ascii_digit() => {
+                let digits = t
+                    .iter()
+                    .position(|&c| c != b'0')
+                    .map_or(&t[t.len() - 1..], |i| &t[i..]);
+                parse_int_timestamp(digits)
+                    .filter(|_| !digits.starts_with(b"-"))
+                    .map(|_| ())
+                    .ok_or((ParseErrorKind::Timestamp, at))
             }
-            return Ok(());
+            _ => Err((ParseErrorKind::Timestamp, at)),
         }
-        if let Some(millis) = om_timestamp_millis(t) {
-            first(&mut cursor.first_fractional_timestamp);
-            if millis < 0 {
-                first(&mut cursor.first_negative_timestamp);
-            }
-            return Ok(());
-        }
-        Err((ParseErrorKind::Timestamp, at))
     }
 
-    /// OpenMetrics exemplar `# {labels} value [timestamp]`: validated, dropped.
+    /// OpenMetrics exemplar from its `{` at `p`: `{labels} value
+    /// [timestamp]` (openmetricsparse.go `parseComment`; any series may
+    /// carry one on Prometheus main). Returns the position after it.
     fn exemplar(&mut self, b: &[u8], p: usize) -> Result<usize, Fail> {
-        let q = skip_blanks(b, p + 1);
-        if q == p + 1 || b.get(q) != Some(&b'{') {
+        let mut ignored = SampleFlags::default();
+        let q = self.labels.scan(b, p + 1, Kind::Untyped, &mut ignored)?;
+        if b.get(q) != Some(&b' ') {
             return Err((ParseErrorKind::Exemplar, q));
         }
-        let mut ignored = SampleFlags::default();
-        let q = self.labels.scan(b, q + 1, Kind::Untyped, &mut ignored)?;
-        let value_start = skip_blanks(b, q);
+        let value_start = q + 1;
         let value_end = scan_token(b, value_start);
-        if value_form(&b[value_start..value_end]).is_none() {
+        if !is_float64(&b[value_start..value_end]) {
             return Err((ParseErrorKind::Exemplar, value_start));
         }
-        let ts_start = skip_blanks(b, value_end);
-        if ts_start > value_end && !matches!(b.get(ts_start), None | Some(b'\r' | b'\n')) {
-            let ts_end = scan_token(b, ts_start);
-            if value_form(&b[ts_start..ts_end]) != Some(ValueForm::Decimal) {
-                return Err((ParseErrorKind::Exemplar, ts_start));
-            }
-            return Ok(ts_end);
+        if b.get(value_end) != Some(&b' ') {
+            return Ok(value_end);
         }
-        Ok(value_end)
+        let ts_start = value_end + 1;
+        let ts_end = scan_token(b, ts_start);
+        let ts = &b[ts_start..ts_end];
+        if value_form(ts) != Some(ValueForm::Decimal) || !is_float64(ts) {
+            return Err((ParseErrorKind::Exemplar, ts_start));
+        }
+        Ok(ts_end)
     }
 }
 
@@ -1413,25 +1485,18 @@ fn find_newline(b: &[u8], p: usize) -> usize {
     find_byte(b, p, b'\n')
 }
 
-/// After trailing blanks, a line must end (LF, CRLF, or the end of the body).
-fn line_end(b: &[u8], p: usize) -> Option<usize> {
-    let p = skip_blanks(b, p);
-    match b.get(p) {
-        None => Some(p),
-        Some(b'\n') => Some(p + 1),
-        Some(b'\r') => match b.get(p + 1) {
-            Some(b'\n') => Some(p + 2),
-            None => Some(p + 1),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// A quoted string at `p` (which holds `"`): returns the content's span and
-/// the position of the closing quote. Escapes are `\\`, `\"` and `\n`, the
-/// only ones Prometheus' expfmt accepts.
-pub(super) fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
+/// the position of the closing quote. Both of Prometheus' lexers take a
+/// backslash and any character but a newline as an escape; `\\`, `\"` and
+/// `\n` are decoded, any other is kept as written (promparse.go
+/// `lvalReplacer`), so `\z` means a backslash and `z`. Such a string sets
+/// [`SampleFlags::SLOW_LABELS`] in `flags`: the writer must write its
+/// backslash escaped for expfmt and Python, which refuse `\z`.
+pub(super) fn scan_quoted(
+    b: &[u8],
+    p: usize,
+    flags: &mut SampleFlags,
+) -> Result<(Span, usize), Fail> {
     let mut i = p + 1;
     loop {
         i = scan_quote_stop(b, i);
@@ -1439,7 +1504,11 @@ pub(super) fn scan_quoted(b: &[u8], p: usize) -> Result<(Span, usize), Fail> {
             Some(b'"') => return Ok((Span::new(p + 1, i), i)),
             Some(b'\\') => match b.get(i + 1) {
                 Some(b'\\' | b'"' | b'n') => i += 2,
-                _ => return Err((ParseErrorKind::InvalidEscape, i)),
+                Some(b'\n') | None => return Err((ParseErrorKind::InvalidEscape, i)),
+                Some(_) => {
+                    flags.insert(SampleFlags::SLOW_LABELS);
+                    i += 2;
+                }
             },
             Some(b'\n') | None => return Err((ParseErrorKind::UnterminatedQuote, p)),
             Some(_) => i += 1,
@@ -1481,7 +1550,7 @@ mod tests {
             (format!("{unique}{duplicated}"), false),
         ];
         for (body, parses) in cases {
-            let result = Index::default().build(body.as_bytes());
+            let result = Index::default().build(body.as_bytes(), false);
             assert_eq!(result.is_ok(), parses, "{body}");
             if let Err(error) = result {
                 assert_eq!(error.kind, ParseErrorKind::DuplicateLabel);
@@ -1489,11 +1558,82 @@ mod tests {
         }
     }
 
+    /// The verdict of each body by its format's rules, as Prometheus main's
+    /// promparse.go / openmetricsparse.go give it (the differential test in
+    /// tests/verdicts.rs holds the same against a real Prometheus).
+    #[test]
+    fn verdicts_by_format() {
+        use ParseErrorKind as E;
+        // (body, openmetrics, None = accepted or the error)
+        let table: &[(&str, bool, Option<ParseErrorKind>)] = &[
+            ("a 1\n", false, None),
+            ("a 1", false, Some(E::LineEnd)),
+            ("a 1\r\n", false, Some(E::LineEnd)),
+            ("\r\n", false, Some(E::MetricName)),
+            ("  a{ x = \"1\" ,} 1  2 \n\n\t\n", false, None),
+            ("a{x=\"1\" y=\"2\"} 1\n", false, None),
+            ("a+1\n", false, None),
+            ("a{x=\"b\\\\a\\z\"} 1\n", false, None),
+            ("a 1 -1\n", false, Some(E::NegativeTimestamp)),
+            ("a 1 1.5\n", false, Some(E::Timestamp)),
+            ("a 1 00000000000000000000001\n", false, None),
+            ("a 1 9223372036854775808\n", false, Some(E::Timestamp)),
+            ("a 1 # {x=\"y\"} 1\n", false, Some(E::Timestamp)),
+            ("# TYPE a unknown\na 1\n", false, Some(E::MetricType)),
+            ("# TYPE a counter \na 1\n", false, Some(E::MetricType)),
+            ("# TYPE a counter\n# TYPE a counter\na 1\n", false, None),
+            ("# HELP\n#HELP a b c\n# EOF\na 1\n# UNIT a x\n", false, None),
+            ("a 1\n# HELP a x", false, Some(E::LineEnd)),
+            ("a 1\n# a comment", false, None),
+            ("a 1\n# EOF\n", true, None),
+            ("a 1\n# EOF", true, None),
+            ("", true, None),
+            ("a 1\n", true, Some(E::MissingEof)),
+            ("a 1\n# EOF\n\n", true, Some(E::AfterEof)),
+            ("a 1\n# EOF \n", true, Some(E::AfterEof)),
+            ("\na 1\n# EOF\n", true, Some(E::MetricName)),
+            (" a 1\n# EOF\n", true, Some(E::MetricName)),
+            ("a  1\n# EOF\n", true, Some(E::Value)),
+            ("a\t1\n# EOF\n", true, Some(E::NameEnd)),
+            ("a 1 \n# EOF\n", true, Some(E::Timestamp)),
+            ("a{x=\"1\", y=\"2\"} 1\n# EOF\n", true, Some(E::LabelName)),
+            ("a{x=\"1\",} 1\n# EOF\n", true, None),
+            ("a {x=\"1\"} 1\n# EOF\n", true, Some(E::Value)),
+            ("a_total{foo=\"b\\\\a\\z\"} 2\n# EOF\n", true, None),
+            ("a 1 12345678901234567890.1234567890\n# EOF\n", true, None),
+            ("a 1 -1.5\n# EOF\n", true, None),
+            ("a 1 NaN\n# EOF\n", true, Some(E::Timestamp)),
+            ("a 1 1e999\n# EOF\n", true, Some(E::Timestamp)),
+            ("# TYPE a gauge\na 1 # {x=\"y\"} 1 2\n# EOF\n", true, None),
+            ("a 1 # {x=\"y\"} 1 2 \n# EOF\n", true, Some(E::LineEnd)),
+            ("a 1 # {x=\"y\"} NaN\n# EOF\n", true, None),
+            ("a 1 # {x=\"y\"} 1 Inf\n# EOF\n", true, Some(E::Exemplar)),
+            ("# TYPE a untyped\na 1\n# EOF\n", true, Some(E::MetricType)),
+            ("# TYPE a unknown\na 1\n# EOF\n", true, None),
+            ("# UNIT a_seconds seconds\na_seconds 1\n# EOF\n", true, None),
+            ("# UNIT a_seconds\n# EOF\n", true, Some(E::NameEnd)),
+            ("# UNIT a seconds\na 1\n# EOF\n", true, Some(E::Unit)),
+            ("# UNIT aseconds seconds\n# EOF\n", true, Some(E::Unit)),
+            ("# a comment\n# EOF\n", true, Some(E::Comment)),
+            ("#HELP a b\n# EOF\n", true, Some(E::Comment)),
+            ("a 1\r\n# EOF\n", true, Some(E::LineEnd)),
+        ];
+        for &(body, openmetrics, expected) in table {
+            let result = Index::default().build(body.as_bytes(), openmetrics);
+            assert_eq!(
+                result.err().map(|error| error.kind),
+                expected,
+                "{body:?} as {}",
+                if openmetrics { "OpenMetrics" } else { "text" }
+            );
+        }
+    }
+
     /// Every family's name and its samples, as the writer would read them.
     fn decode(body: &str) -> Vec<(String, Vec<Texts>)> {
         let body = body.as_bytes();
         let mut index = Index::default();
-        index.build(body).expect("body parses");
+        index.build(body, false).expect("body parses");
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         index
             .families

@@ -17,11 +17,28 @@ use super::protobuf::up::metric_kind;
 /// How a body is read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
-    /// Text 0.0.4 or OpenMetrics 1.0 (the parser tells them apart).
+    /// Prometheus text 0.0.4 (and 1.0.0's quoted UTF-8 names), read by the
+    /// rules of Prometheus' `promparse.go`.
     #[default]
     Text,
+    /// OpenMetrics 1.0, read by the rules of Prometheus'
+    /// `openmetricsparse.go` (`# EOF` required, single spaces, ...).
+    OpenMetrics,
     /// Delimited `io.prometheus.client.MetricFamily` messages.
     Protobuf,
+}
+
+impl Format {
+    /// OpenMetrics when the body ends `# EOF` (a newline may follow), else
+    /// text: for bodies that come without a `Content-Type`.
+    pub fn guess(body: &[u8]) -> Format {
+        let trimmed = body.strip_suffix(b"\n").unwrap_or(body);
+        if trimmed.ends_with(b"# EOF") {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
 }
 
 /// Why a body was rejected: a text body's line, or a protobuf body's byte.
@@ -86,9 +103,12 @@ impl Snapshot {
 
     /// Takes `body` as the new content by swapping buffers: afterwards `body`
     /// holds the previous body's allocation, cleared, for the next scrape to
-    /// fill. The index is rebuilt lazily by `index()`.
+    /// fill. The index is rebuilt lazily by `index()`. For callers with no
+    /// `Content-Type` at hand (tests, fuzz, bench): a body ending `# EOF` is
+    /// read as OpenMetrics, any other as text.
     pub fn replace(&mut self, body: &mut Vec<u8>) {
-        self.replace_as(body, Format::Text);
+        let format = Format::guess(body);
+        self.replace_as(body, format);
     }
 
     /// `replace` for a body in `format`.
@@ -135,7 +155,8 @@ impl Snapshot {
 
     fn build(&mut self) -> Result<(), BodyError> {
         match self.format {
-            Format::Text => self.index.build(&self.body).map_err(BodyError::Text),
+            Format::Text => self.index.build(&self.body, false).map_err(BodyError::Text),
+            Format::OpenMetrics => self.index.build(&self.body, true).map_err(BodyError::Text),
             Format::Protobuf => self
                 .proto_index
                 .build(&self.body)
@@ -157,7 +178,7 @@ impl Snapshot {
             return 0;
         }
         match self.format {
-            Format::Text => self.index.sample_count(),
+            Format::Text | Format::OpenMetrics => self.index.sample_count(),
             Format::Protobuf => self.proto_index.metrics.len(),
         }
     }
@@ -165,7 +186,7 @@ impl Snapshot {
     /// Metrics carrying a native histogram in the indexed body.
     pub fn native_histogram_count(&self) -> usize {
         match self.format {
-            Format::Text => 0,
+            Format::Text | Format::OpenMetrics => 0,
             Format::Protobuf => self.proto_index.native_histograms,
         }
     }
@@ -185,7 +206,9 @@ impl Snapshot {
     /// newline byte means nothing there).
     pub fn line_count(&self) -> usize {
         match self.format {
-            Format::Text => self.body.iter().filter(|&&byte| byte == b'\n').count(),
+            Format::Text | Format::OpenMetrics => {
+                self.body.iter().filter(|&&byte| byte == b'\n').count()
+            }
             Format::Protobuf => 0,
         }
     }
@@ -228,7 +251,9 @@ impl Snapshot {
     /// families) unless the last `index()` succeeded.
     pub(super) fn view(&self) -> SourceView<'_> {
         match self.format {
-            Format::Text => SourceView::Text(IndexView::new(&self.index, &self.body)),
+            Format::Text | Format::OpenMetrics => {
+                SourceView::Text(IndexView::new(&self.index, &self.body))
+            }
             Format::Protobuf => SourceView::Protobuf(ProtoView {
                 index: &self.proto_index,
                 body: &self.body,

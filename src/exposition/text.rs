@@ -328,19 +328,24 @@ pub(crate) fn parse_int_timestamp(t: &[u8]) -> Option<i64> {
     Some(n)
 }
 
-/// Converts an OpenMetrics timestamp (seconds, decimal) to text 0.0.4
-/// milliseconds, or None when it is not a finite number that fits.
+/// Converts an OpenMetrics timestamp (seconds, decimal) to milliseconds as
+/// Prometheus does (openmetricsparse.go `int64(ts * 1000)`: truncated, and
+/// on amd64 `i64::MIN` when out of int64 range, a sample the TSDB then drops
+/// as out of bounds). None when it is not a finite decimal.
 pub(crate) fn om_timestamp_millis(t: &[u8]) -> Option<i64> {
     if value_form(t) != Some(ValueForm::Decimal) {
         return None;
     }
     let seconds: f64 = std::str::from_utf8(t).ok()?.parse().ok()?;
-    let millis = (seconds * 1000.0).round();
-    // 9.2e18 keeps clear of i64::MAX after rounding.
-    if millis.is_finite() && millis.abs() < 9.2e18 {
+    let millis = seconds * 1000.0;
+    if !millis.is_finite() {
+        return None;
+    }
+    // 2^63 is exact in f64; CVTTSD2SI gives i64::MIN for anything outside.
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&millis) {
         Some(millis as i64)
     } else {
-        None
+        Some(i64::MIN)
     }
 }
 
@@ -427,6 +432,37 @@ pub(crate) fn escape_label_value(value: &[u8], out: &mut Vec<u8>) {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\n' => out.extend_from_slice(b"\\n"),
             _ => out.push(c),
+        }
+    }
+}
+
+/// Appends a label value as its raw (still escaped) form in a body reads,
+/// with only the escapes expfmt and Python accept: `\\`, `\"` and `\n`
+/// are copied, a backslash before any other character (which Prometheus
+/// keeps as written, so `\z` means a backslash and `z`) is written `\\`.
+pub(crate) fn write_label_value(raw: &[u8], out: &mut Vec<u8>) {
+    if !raw.contains(&b'\\') {
+        out.extend_from_slice(raw);
+        return;
+    }
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c == b'\\' {
+            match raw.get(i + 1) {
+                Some(&next @ (b'\\' | b'"' | b'n')) => {
+                    out.push(b'\\');
+                    out.push(next);
+                    i += 2;
+                }
+                _ => {
+                    out.extend_from_slice(b"\\\\");
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(c);
+            i += 1;
         }
     }
 }
@@ -811,11 +847,47 @@ mod tests {
         }
     }
 
+    /// A value re-read by Prometheus' rules (`lvalReplacer`: unknown
+    /// escapes kept) means the same after `write_label_value`, which writes
+    /// only the escapes expfmt accepts.
+    #[test]
+    fn label_values_keep_their_meaning_with_canonical_escapes() {
+        let table: &[(&str, &str)] = &[
+            ("plain", "plain"),
+            ("b\\\\a\\z", "b\\\\a\\\\z"),
+            ("q\\\"n\\n", "q\\\"n\\n"),
+            ("\\", "\\\\"),
+            ("a\\\\\\t", "a\\\\\\\\t"),
+        ];
+        for (raw, written) in table {
+            let mut out = Vec::new();
+            write_label_value(raw.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8_lossy(&out), *written, "{raw}");
+            let (mut meant, mut reread) = (Vec::new(), Vec::new());
+            unescape_into(raw.as_bytes(), &mut meant);
+            unescape_into(&out, &mut reread);
+            assert_eq!(meant, reread, "{raw}");
+            let canonical = out.windows(2).enumerate().all(|(i, pair)| {
+                pair[0] != b'\\'
+                    || out[..i].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
+                    || matches!(pair[1], b'\\' | b'"' | b'n')
+            });
+            assert!(canonical, "{written}");
+        }
+    }
+
     #[test]
     fn om_timestamps_become_millis() {
         assert_eq!(om_timestamp_millis(b"1520879607.789"), Some(1520879607789));
         assert_eq!(om_timestamp_millis(b"12"), Some(12000));
-        assert_eq!(om_timestamp_millis(b"1e300"), None);
+        assert_eq!(om_timestamp_millis(b"1e300"), Some(i64::MIN));
+        assert_eq!(
+            om_timestamp_millis(b"12345678901234567890.1234567890"),
+            Some(i64::MIN)
+        );
+        assert_eq!(om_timestamp_millis(b"-1.5"), Some(-1500));
+        assert_eq!(om_timestamp_millis(b"0.0019"), Some(1));
+        assert_eq!(om_timestamp_millis(b"1e999"), None);
         assert_eq!(om_timestamp_millis(b"NaN"), None);
     }
 }

@@ -43,7 +43,6 @@ fn poison_bodies_are_refused_with_exact_messages() {
         ("x 1 -3\n", format!("line 1: {NEGATIVE}")),
         ("x 1 -0\n", format!("line 1: {NEGATIVE}")),
         ("x 1 5\ny 2 -1\n", format!("line 2: {NEGATIVE}")),
-        ("x 1 -0.5\n# EOF\n", format!("line 1: {NEGATIVE}")),
         (
             "# TYPE h histogram\nh_bucket{le=\"1e999\"} 1\n",
             "line 2: expected a number as the value of the le label".to_string(),
@@ -57,6 +56,10 @@ fn poison_bodies_are_refused_with_exact_messages() {
         ("x 1.7976931348623157e308\n", "ok".to_string()),
         (largest_integer.as_str(), "ok".to_string()),
         ("x 1 -0\n# EOF\n", "ok".to_string()),
+        // Prometheus main takes any finite OpenMetrics timestamp and then
+        // drops a sample before 1970 as out of bounds; text output writes
+        // it at 0, which it drops alike.
+        ("x 1 -0.5\n# EOF\n", "ok".to_string()),
         ("x 1 0\n", "ok".to_string()),
         ("x{_a=\"1\"} 1\n__x 2\n", "ok".to_string()),
         ("x +1\ny .5\nz 1.\n", "ok".to_string()),
@@ -82,7 +85,6 @@ fn a_poisoned_container_leaves_the_merged_output_valid() {
         "x{__name__=\"1y\"} 1\n",
         "x{__foo=\"y\"} 1\n",
         "x 1 -3\n",
-        "x 1 -1.5\n# EOF\n",
         "# TYPE x histogram\nx_bucket{le=\"1e999\"} 1\nx_bucket{le=\"+Inf\"} 1\nx_sum 1\nx_count 1\n",
         "# TYPE x summary\nx{quantile=\"1e999\"} 1\nx_sum 1\nx_count 1\n",
         "{\"x\",\"__y\"=\"z\"} 1\n",

@@ -87,7 +87,11 @@ fn quoted(s: &str) -> Option<(String, &str)> {
                 '\\' => out.push('\\'),
                 '"' => out.push('"'),
                 'n' => out.push('\n'),
-                _ => return None,
+                // Prometheus keeps any other escape as written.
+                other => {
+                    out.push('\\');
+                    out.push(other);
+                }
             },
             _ => out.push(c),
         }
@@ -190,9 +194,15 @@ fn parse_sample(line: &str, openmetrics: bool) -> Option<NaiveSample> {
     if let Some(token) = tokens.next() {
         if token != "#" {
             timestamp_ms = Some(if openmetrics {
-                match token.parse::<i64>() {
-                    Ok(seconds) => seconds.checked_mul(1000)?,
-                    Err(_) => (value_ts(token)? * 1000.0).round() as i64,
+                // Prometheus: int64(seconds * 1000), i64::MIN out of range
+                // (amd64). A sample before 1970 is one its TSDB drops as out
+                // of bounds; text output writes it at 0, dropped alike, so
+                // both read as 0 here.
+                let millis = value_ts(token)? * 1000.0;
+                if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&millis) {
+                    (millis as i64).max(0)
+                } else {
+                    0
                 }
             } else {
                 token.parse::<i64>().ok()?

@@ -138,15 +138,18 @@ impl Converter {
         }
     }
 
-    /// Parses a text body (0.0.4 or OpenMetrics) and appends it as delimited
-    /// protobuf, every metric relabelled.
+    /// Parses a text body (0.0.4, or OpenMetrics when it ends `# EOF`, as
+    /// `Format::guess` says) and appends it as delimited protobuf, every
+    /// metric relabelled.
     pub fn text_to_protobuf(
         &mut self,
         body: &[u8],
         label: Option<Label<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ParseError> {
-        self.text_index.build(body)?;
+        let openmetrics =
+            crate::exposition::Format::guess(body) == crate::exposition::Format::OpenMetrics;
+        self.text_index.build(body, openmetrics)?;
         self.target.clear();
         if let Some(label) = label {
             put_label_pair_field(

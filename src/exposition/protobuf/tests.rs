@@ -1036,10 +1036,6 @@ fn text_fixtures_convert_up_and_back() {
             "edge openmetrics",
             include_bytes!("../../../tests/fixtures/edge_openmetrics.txt"),
         ),
-        (
-            "edge crlf",
-            include_bytes!("../../../tests/fixtures/edge_crlf_no_final_newline.prom"),
-        ),
     ];
     for &(name, body) in fixtures {
         let mut snapshot = Snapshot::new();
@@ -1560,7 +1556,7 @@ fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
     let mut snapshot = Snapshot::new();
     snapshot.replace_as(
         &mut body.as_bytes().to_vec(),
-        crate::exposition::Format::Text,
+        crate::exposition::Format::OpenMetrics,
     );
     snapshot.index().unwrap();
     let sources = [Source {
