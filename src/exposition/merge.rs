@@ -818,9 +818,17 @@ impl Merger {
             }
             SourceView::Protobuf(_) => help,
         });
-        len += family_header_len(name, help, family_type);
+        // The unit of the first kept OpenMetrics family that declared one.
+        let unit = kept().find_map(|c| match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => view
+                .parent(c.family)
+                .and_then(|parent| view.openmetrics_family(parent).unit)
+                .filter(|unit| !unit.is_empty()),
+            SourceView::Protobuf(_) => None,
+        });
+        len += family_header_len(name, help, family_type, unit);
         put_varint(len as u64, out);
-        put_family_header(name, help, family_type, out);
+        put_family_header(name, help, family_type, unit, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
             let target = self.proto_targets[c.source as usize];
@@ -1848,10 +1856,14 @@ impl Merger {
             }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
-                    openmetrics_samples(view, &c, &self.children, &mut self.order);
-                    for k in 0..self.order.len() {
-                        let (_, family, index) = self.order[k];
-                        let sample = view.sample_at(family, index);
+                    let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    for k in 0..count {
+                        let sample = if c.parent {
+                            let (_, family, index) = self.order[k];
+                            view.sample_at(family, index)
+                        } else {
+                            view.sample_at(c.family, k as u32)
+                        };
                         self.check_text_sample(
                             view,
                             &sample,
@@ -1892,14 +1904,13 @@ impl Merger {
 
         // The header: HELP of the first kept source that has one, TYPE
         // unless no source had one, UNIT where the name ends with it.
-        let kept: Vec<Contribution> = self.sorted[range.start as usize..range.end as usize]
-            .iter()
-            .filter(|c| c.resolution != Resolution::Dropped)
-            .copied()
-            .collect();
-        let help = kept
-            .iter()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
+        let whole = range.start as usize..range.end as usize;
+        let kept = || {
+            self.sorted[whole.clone()]
+                .iter()
+                .filter(|c| c.resolution != Resolution::Dropped)
+        };
+        let help = kept().find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
@@ -1920,8 +1931,7 @@ impl Merger {
             out.extend_from_slice(family_type.as_str().as_bytes());
             out.push(b'\n');
         }
-        let unit = kept
-            .iter()
+        let unit = kept()
             .find_map(|c| item_of(sources, c.source, c.family, c.parent).unit)
             .filter(|unit| {
                 family_type.takes_unit()
@@ -1937,8 +1947,19 @@ impl Merger {
             out.extend_from_slice(unit);
             out.push(b'\n');
         }
-        for c in &kept {
-            self.write_openmetrics_contribution(sources, c, family_type, name, None, out, pieces);
+        for i in whole {
+            let c = self.sorted[i];
+            if c.resolution != Resolution::Dropped {
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    family_type,
+                    name,
+                    None,
+                    out,
+                    pieces,
+                );
+            }
         }
     }
 
@@ -2019,22 +2040,30 @@ impl Merger {
                     family_written: name,
                     family_raw_len: raw_name.len(),
                 };
-                openmetrics_samples(view, c, &self.children, &mut self.order);
+                let count = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
-                for k in 0..self.order.len() {
-                    let (_, family, index) = self.order[k];
-                    let sample = view.sample_at(family, index);
-                    let suffix = sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
-                    if let Some(only) = only {
-                        if suffix != Some(only) {
-                            continue;
+                for k in 0..count {
+                    let sample = if c.parent {
+                        let (_, family, index) = self.order[k];
+                        view.sample_at(family, index)
+                    } else {
+                        view.sample_at(c.family, k as u32)
+                    };
+                    let mut exemplar = None;
+                    if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
+                        let suffix =
+                            sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
+                        if let Some(only) = only {
+                            if suffix != Some(only) {
+                                continue;
+                            }
                         }
+                        let exemplar_allowed = only.is_none()
+                            && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
+                        exemplar = view
+                            .exemplar(&sample)
+                            .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     }
-                    let exemplar_allowed = only.is_none()
-                        && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
-                    let exemplar = view
-                        .exemplar(&sample)
-                        .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     writer.write_with(
                         &sample,
                         exemplar,
@@ -2101,7 +2130,7 @@ impl Merger {
             _ => b"",
         };
         let mut group = GroupHash::default();
-        group.add(&source.to_le_bytes());
+        group.add(b"", &source.to_le_bytes());
         let mut bound = None;
         let mut has_state_label = false;
         let label_scratch = &mut self.candidate;
@@ -2113,14 +2142,16 @@ impl Merger {
                 bound = Some(bound_value(label.value));
                 continue;
             }
-            group.add(label_name);
-            group.add(label.value);
+            group.add(label_name, label.value);
         }
+        // Gauges and unknown samples are checked for their grouping only.
+        let needs_value = !matches!(
+            family_type,
+            OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
+        );
         let value = match sample.value_form {
-            ValueForm::Decimal => std::str::from_utf8(sample.value.of(body))
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN),
+            ValueForm::Decimal if !needs_value => 0.0,
+            ValueForm::Decimal => decimal_value(sample.value.of(body)),
             ValueForm::NaN => f64::NAN,
             ValueForm::PosInf => f64::INFINITY,
             ValueForm::NegInf => f64::NEG_INFINITY,
@@ -2143,20 +2174,19 @@ impl Merger {
     }
 }
 
-/// The samples of contribution `c` in the order they are written, into
-/// `order` as `(position, family, sample)`: a parent's families (found in
-/// `children`) merged back into body order.
+/// How many samples contribution `c` has; for a parent, the order they
+/// are written in, into `order` as `(position, family, sample)`: its
+/// families (found in `children`) merged back into body order. A family's
+/// samples are in order already: sample `k` is the `k`th.
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
     children: &[Child],
     order: &mut Vec<(u32, u32, u32)>,
-) {
+) -> usize {
     order.clear();
     if !c.parent {
-        let count = view.samples(c.family).count() as u32;
-        order.extend((0..count).map(|i| (0, c.family, i)));
-        return;
+        return view.family_sample_count(c.family);
     }
     let at =
         children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
@@ -2169,6 +2199,7 @@ fn openmetrics_samples(
         }
     }
     order.sort_unstable_by_key(|&(position, _, _)| position);
+    order.len()
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
@@ -2195,14 +2226,14 @@ fn sample_suffix<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Option<&'a [u8]> {
     let raw = sample.name.of(body);
-    let full: &'a [u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
-        scratch.clear();
-        unescape_into(raw, scratch);
-        scratch
-    } else {
-        raw
-    };
-    full.strip_prefix(name)
+    if !sample.flags.contains(SampleFlags::QUOTED_NAME) {
+        // The parser sorted the sample under a family its name starts
+        // with: its suffix needs no comparison.
+        return raw.get(name.len()..);
+    }
+    scratch.clear();
+    unescape_into(raw, scratch);
+    scratch.strip_prefix(name)
 }
 
 /// Whether an exemplar's labels are within the OpenMetrics limit (their
@@ -2397,5 +2428,43 @@ mod openmetrics_tests {
             String::from_utf8_lossy(&out),
             "# TYPE http_requests_total counter\nhttp_requests_total{my_label=\"v\",code=\"200\",container=\"a\"} 3\nhttp_requests_total{container=\"b\"} 1\n"
         );
+    }
+}
+
+/// A decimal the parser validated, as a float: short plain decimals (the
+/// common case) exactly from their digits, anything else by `str::parse`.
+fn decimal_value(text: &[u8]) -> f64 {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut fraction_digits = 0i32;
+    let mut seen_dot = false;
+    let mut plain = !digits.is_empty() && digits.len() <= 15;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' if plain => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                fraction_digits += i32::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => plain = false,
+        }
+    }
+    if !plain {
+        return std::str::from_utf8(text)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+    }
+    // Both exact in a double (15 digits, a power of ten up to 10^15), so the
+    // division is correctly rounded, as parsing the text is.
+    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    if negative {
+        -value
+    } else {
+        value
     }
 }

@@ -635,11 +635,8 @@ pub(in crate::exposition) fn check_openmetrics(
     check: &mut Check,
 ) {
     let mut group = GroupHash::default();
-    group.add(&source.to_le_bytes());
-    for_each_label(body, metric, |name, value| {
-        group.add(name);
-        group.add(value);
-    });
+    group.add(b"", &source.to_le_bytes());
+    for_each_label(body, metric, |name, value| group.add(name, value));
     let group = group.finish();
     let timestamp = timestamp_ms(body, metric).filter(|&ms| ms != 0);
     openmetrics_samples(body, metric_type, family_type, metric, |sample| {
