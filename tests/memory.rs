@@ -375,7 +375,8 @@ fn a_pod_of_hostile_containers_and_clients_stays_under_32_mib() {
         .zip(stubs.iter().map(|stub| stub.port))
         .collect();
     containers.push(("small", small.port));
-    let sidecar = Sidecar::start(&container_args(&containers));
+    let mut pod = Limited::start("hostile_pod", &container_args(&containers));
+    let sidecar = &pod.sidecar;
     // Every big container scraped a few times while clients of both
     // codings ask, some stalling on what they were given.
     let mut stalled = Vec::new();
@@ -424,5 +425,53 @@ fn a_pod_of_hostile_containers_and_clients_stays_under_32_mib() {
         "{}",
         sidecar.stderr()
     );
+    pod.assert_within_bounds();
     drop(stalled);
+}
+
+/// Issue 19: an Envoy-like pod, whose `/stats/prometheus` is thousands of
+/// one-sample families with long names (10,000 of 100-byte names here),
+/// beside two 1 MB text containers, with text, gzip and protobuf clients:
+/// every container served, inside the 32 MiB cgroup.
+#[test]
+fn an_envoy_like_pod_is_served_inside_its_cgroup() {
+    let mut envoy = String::new();
+    for i in 0..10_000 {
+        let name = format!("envoy_cluster_upstream_rq_{i:05}_{:x<68}", "");
+        assert_eq!(name.len(), 100);
+        envoy.push_str(&format!(
+            "# TYPE {name} counter\n{name}{{envoy_cluster_name=\"backend\"}} {i}\n"
+        ));
+    }
+    let app = body_of(1_000_000);
+    let stubs = [
+        Stub::start(Behaviour::ContentLength(envoy)),
+        Stub::start(Behaviour::ContentLength(app.clone())),
+        Stub::start(Behaviour::ContentLength(app)),
+    ];
+    let names = ["envoy", "app", "worker"];
+    let containers: Vec<(&str, u16)> = names
+        .iter()
+        .copied()
+        .zip(stubs.iter().map(|stub| stub.port))
+        .collect();
+    let mut pod = Limited::start("envoy_pod", &container_args(&containers));
+    let port = pod.sidecar.port;
+    let served = wait_until(Duration::from_secs(60), || {
+        let protobuf = get_with(port, "/metrics", PROTOBUF_GZIP);
+        assert_eq!(protobuf.status, 200);
+        let gzip = get_with(port, "/metrics", "Accept-Encoding: gzip\r\n");
+        let text = String::from_utf8(gunzip(&gzip.body)).unwrap();
+        let identity = get_with(port, "/metrics", "");
+        assert_eq!(identity.status, 200);
+        stubs.iter().all(|stub| stub.request_count() >= 4)
+            && names.iter().all(|name| up(&text, name) == Some(1.0))
+    });
+    pod.assert_within_bounds();
+    let metrics = pod.sidecar.metrics();
+    assert!(served, "{metrics}");
+    assert!(metrics.contains(&format!(
+        "envoy_cluster_upstream_rq_09999_{:x<68}{{envoy_cluster_name=\"backend\",container=\"envoy\"}} 9999\n",
+        ""
+    )));
 }
