@@ -5,6 +5,9 @@
 /// An obviously correct, slow exposition parser to check the fast one.
 pub mod naive;
 
+/// A memory cgroup around the sidecar, as Kubernetes limits it.
+pub mod cgroup;
+
 /// The tests' one pseudo-random generator, shared with the unit tests.
 #[path = "../../src/test_rng.rs"]
 pub mod rng;
@@ -60,6 +63,17 @@ impl Sidecar {
         command
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(BINARY);
+        Self::start_command(command, args)
+    }
+
+    /// The same, inside `cgroup` (the shell that becomes the sidecar moves
+    /// itself in first, so every byte the sidecar is charged counts there).
+    pub fn start_in_cgroup(cgroup: &cgroup::Cgroup, args: &[String]) -> Sidecar {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{} exec \"$0\" \"$@\"", cgroup.enter_then()))
             .arg(BINARY);
         Self::start_command(command, args)
     }
@@ -254,6 +268,9 @@ pub enum Behaviour {
     Status(u16),
     /// Bytes that are not HTTP.
     Garbage,
+    /// 200 with Content-Length, keep-alive, this `Content-Type` and body,
+    /// whatever the request's `Accept` (a protobuf body, say).
+    Typed(&'static str, Arc<Vec<u8>>),
     /// 200 with a body of `n` bytes of valid samples.
     Huge(usize),
     /// 200 with `Content-Encoding: gzip` (the bytes are not even gzip).
@@ -499,6 +516,13 @@ fn answer(stream: &mut TcpStream, behaviour: Behaviour, stop: &AtomicBool) -> bo
             // SO_LINGER 0 turns the close into a reset (RST).
             let _ = socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
             false
+        }
+        Behaviour::Typed(content_type, body) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).is_ok() && stream.write_all(&body).is_ok()
         }
         Behaviour::Status(code) => {
             let body = "internal error\n";

@@ -3,6 +3,13 @@
 //! `Accept-Encoding: gzip`) and without. Writes `results/memory.md` and
 //! `results/rss_vs_bytes.svg` (peak RSS against bytes held by the pod).
 //!
+//! Where the machine allows it (root, a memory controller), the sidecar
+//! runs inside a 32 MiB memory cgroup, as Kubernetes runs it
+//! (`tests/util/cgroup.rs`, shared with the tests), and every row reports
+//! the cgroup's peak usage beside `VmHWM`: the kernel kills by the former
+//! (anonymous memory, page cache, kernel memory), which may be more or less
+//! than the resident set.
+//!
 //! Groups:
 //! - `rows`: issue 12's pods (3 x 1 MB, 2 x 4 MB, 4 x 4 MB, 16 x 1 MB) and
 //!   S (3 x the node_exporter fixture), with the gzip client; 4 x 4 MB and
@@ -12,7 +19,11 @@
 //!   changing every scrape with 6 stalled clients; 3 containers of 65,536
 //!   one-sample families with no TYPE; 4 containers with 63-character
 //!   names and 65,536-line bodies; the one-sample families and the long
-//!   names again with clients of both formats;
+//!   names again with clients of both formats; an Envoy-like pod (10,000
+//!   one-sample families of 100-byte names beside two 1 MB containers);
+//!   one container of 65,536 one-sample families beside one of 65,536
+//!   samples in one family of the same bytes (their difference is what a
+//!   family costs);
 //! - `sweep`: 1 to 16 containers of 100 KB, 1 MB and 4 MB, each with the
 //!   gzip client and with no client.
 //!
@@ -38,6 +49,16 @@ use multiplexer_bench::load::Client;
 use multiplexer_bench::procfs;
 use multiplexer_bench::stub::{find_head_end, Framing, Stub, StubOptions};
 use multiplexer_bench::synth;
+
+// The tests' cgroup harness; they use more of it than this runner does.
+#[allow(dead_code)]
+#[path = "../../../tests/util/cgroup.rs"]
+mod cgroup;
+use cgroup::Cgroup;
+
+/// The limit of the cgroup the sidecar runs in, and what its peak may reach.
+const CGROUP_LIMIT: u64 = 32 << 20;
+const CGROUP_PEAK_MIB: f64 = 28.0;
 
 const SIDECAR_BINARY: &str = "metrics-multiplexer-sidecar";
 const HELP: &str = "\
@@ -96,6 +117,8 @@ struct Scenario {
     names: Vec<String>,
     /// The two versions of the body every stub alternates between.
     bodies: [Arc<Vec<u8>>; 2],
+    /// Containers after `names` with bodies of their own (name, versions).
+    others: Vec<(String, [Arc<Vec<u8>>; 2])>,
     client: ClientKind,
     /// Clients that ask for the output and never read, started one by one
     /// during the window (half of them ask for gzip).
@@ -106,11 +129,17 @@ struct Outcome {
     name: String,
     group: &'static str,
     containers: usize,
-    body_bytes: usize,
+    /// Bytes of every container's first body together.
+    held_bytes: usize,
     client: ClientKind,
-    /// What the model says one body's indexes take (see `index_bytes`).
+    /// What the model says the bodies' indexes take (see `index_bytes`).
     index_bytes: usize,
     peak_kib: u64,
+    /// The cgroup's peak usage, when the sidecar ran in one.
+    cgroup_peak_kib: Option<u64>,
+    /// Why the sidecar is gone, if it did not live through the window
+    /// (exit status, OOM kills).
+    died: Option<String>,
     rss_kib: u64,
     cpu_mcores: f64,
     /// Containers up in the output read after the window.
@@ -121,7 +150,7 @@ struct Outcome {
 
 impl Outcome {
     fn held_bytes(&self) -> usize {
-        self.containers * self.body_bytes
+        self.held_bytes
     }
 }
 
@@ -250,6 +279,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                 bodies: synthetic(size),
                 client: ClientKind::GzipEverySecond,
                 stalled: 0,
+                others: Vec::new(),
             });
         }
         list.push(Scenario {
@@ -259,6 +289,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             bodies: node_versions,
             client: ClientKind::GzipEverySecond,
             stalled: 0,
+            others: Vec::new(),
         });
         for (count, size) in [(4, 4_000_000), (16, 1_000_000)] {
             list.push(Scenario {
@@ -271,6 +302,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                 bodies: synthetic(size),
                 client: ClientKind::GzipBothFormats,
                 stalled: 0,
+                others: Vec::new(),
             });
         }
     }
@@ -288,6 +320,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             bodies: wide(),
             client: ClientKind::GzipEverySecond,
             stalled: 6,
+            others: Vec::new(),
         });
         for client in [ClientKind::GzipEverySecond, ClientKind::GzipBothFormats] {
             let clients = match client {
@@ -304,6 +337,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                 ],
                 client,
                 stalled: 0,
+                others: Vec::new(),
             });
             list.push(Scenario {
                 name: format!("4 x 65,536 lines, 63-character names{clients}"),
@@ -315,6 +349,68 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                 bodies: wide(),
                 client,
                 stalled: 0,
+                others: Vec::new(),
+            });
+        }
+    }
+    {
+        // Envoy's /stats/prometheus: thousands of one-sample families with
+        // long names, beside the app's own metrics.
+        let envoy = |seed: u64| {
+            let mut text = String::new();
+            for i in 0..10_000u64 {
+                let name = format!("envoy_cluster_upstream_rq_{i:05}_{:x<68}", "");
+                let _ = write!(
+                    text,
+                    "# TYPE {name} counter\n{name}{{envoy_cluster_name=\"backend\"}} {}\n",
+                    seed * 7 + i
+                );
+            }
+            Arc::new(text.into_bytes())
+        };
+        for client in [ClientKind::GzipEverySecond, ClientKind::GzipBothFormats] {
+            let clients = match client {
+                ClientKind::GzipBothFormats => ", text and protobuf clients",
+                _ => "",
+            };
+            list.push(Scenario {
+                name: format!("Envoy-like: 10,000 one-sample families + 2 x 1 MB{clients}"),
+                group: "hostile",
+                names: vec!["envoy".to_string()],
+                bodies: [envoy(1), envoy(2)],
+                client,
+                stalled: 0,
+                others: (0..2)
+                    .map(|i| (format!("app{i}"), synthetic(1_000_000)))
+                    .collect(),
+            });
+            // What a family costs: the same samples and bytes, one family
+            // per sample against one family for all.
+            let families = synth::one_sample_families(65_536, 1);
+            let bytes = families.len();
+            list.push(Scenario {
+                name: format!("family cost: 1 x 65,536 one-sample families{clients}"),
+                group: "hostile",
+                names: names(1),
+                bodies: [
+                    Arc::new(families),
+                    Arc::new(synth::one_sample_families(65_536, 2)),
+                ],
+                client,
+                stalled: 0,
+                others: Vec::new(),
+            });
+            list.push(Scenario {
+                name: format!("family cost: 1 x 65,536 samples of one family{clients}"),
+                group: "hostile",
+                names: names(1),
+                bodies: [
+                    Arc::new(synth::many_lines(65_536, bytes, 1)),
+                    Arc::new(synth::many_lines(65_536, bytes, 2)),
+                ],
+                client,
+                stalled: 0,
+                others: Vec::new(),
             });
         }
     }
@@ -339,6 +435,7 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
                         bodies: bodies.clone(),
                         client,
                         stalled: 0,
+                        others: Vec::new(),
                     });
                 }
             }
@@ -414,10 +511,21 @@ fn free_port() -> Result<u16, String> {
 
 fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> {
     let mut stubs = Vec::new();
-    for _ in &scenario.names {
+    let bodies: Vec<&[Arc<Vec<u8>>; 2]> = scenario
+        .names
+        .iter()
+        .map(|_| &scenario.bodies)
+        .chain(scenario.others.iter().map(|(_, bodies)| bodies))
+        .collect();
+    let names: Vec<&String> = scenario
+        .names
+        .iter()
+        .chain(scenario.others.iter().map(|(name, _)| name))
+        .collect();
+    for versions in &bodies {
         let options = StubOptions {
-            body: scenario.bodies[0].clone(),
-            alternate: Some(scenario.bodies[1].clone()),
+            body: versions[0].clone(),
+            alternate: Some(versions[1].clone()),
             framing: Framing::ContentLength,
             delay: Duration::ZERO,
             port: 0,
@@ -435,8 +543,26 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
         .join("tmp")
         .join(format!("memory_{log_name}.log"));
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut command = Command::new(&settings.sidecar);
-    for (name, stub) in scenario.names.iter().zip(&stubs) {
+    let cgroup = match Cgroup::new(&format!("multiplexer-bench-{log_name}"), CGROUP_LIMIT) {
+        Ok(cgroup) => Some(cgroup),
+        Err(why) => {
+            eprintln!("{}: no cgroup: {why}", scenario.name);
+            None
+        }
+    };
+    let mut command = match &cgroup {
+        // The shell moves itself in, then becomes the sidecar.
+        Some(cgroup) => {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("{} exec \"$0\" \"$@\"", cgroup.enter_then()))
+                .arg(&settings.sidecar);
+            command
+        }
+        None => Command::new(&settings.sidecar),
+    };
+    for (name, stub) in names.iter().zip(&stubs) {
         command.arg(format!("-m={name}:{}", stub.port));
     }
     command
@@ -503,30 +629,43 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
     };
     let after = procfs::read(pid).map_err(|e| format!("read /proc/{pid}: {e}"))?;
     let mut sidecar = sidecar;
-    if let Ok(Some(status)) = sidecar.0.try_wait() {
-        return Err(format!(
-            "sidecar exited during {}: {status}; see {}",
-            scenario.name,
+    let oom_kills = cgroup.as_ref().map_or(0, Cgroup::oom_kills);
+    let died = match sidecar.0.try_wait() {
+        Ok(Some(status)) => Some(format!(
+            "exited ({status}, {oom_kills} OOM kills); see {}",
             log_path.display()
-        ));
-    }
+        )),
+        _ if oom_kills > 0 => Some(format!("{oom_kills} OOM kills")),
+        _ => None,
+    };
     drop(stalled);
-    let output = whole_output(port)?;
-    let up = scenario
-        .names
-        .iter()
-        .filter(|name| output.contains(&format!("{UP}{name}\"}} 1\n")))
-        .count();
+    let up = match died {
+        Some(_) => 0,
+        None => {
+            let output = whole_output(port)?;
+            names
+                .iter()
+                .filter(|name| output.contains(&format!("{UP}{name}\"}} 1\n")))
+                .count()
+        }
+    };
+    let cgroup_peak_kib = cgroup.as_ref().map(|cgroup| cgroup.peak_bytes() >> 10);
     drop(sidecar);
+    drop(cgroup);
     let seconds = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
     Ok(Outcome {
         name: scenario.name.clone(),
         group: scenario.group,
-        containers: scenario.names.len(),
-        body_bytes: scenario.bodies[0].len(),
+        containers: names.len(),
+        held_bytes: bodies.iter().map(|versions| versions[0].len()).sum(),
         client: scenario.client,
-        index_bytes: index_bytes(&scenario.bodies[0]),
+        index_bytes: bodies
+            .iter()
+            .map(|versions| index_bytes(&versions[0]))
+            .sum(),
         peak_kib: after.peak_rss_kib,
+        cgroup_peak_kib,
+        died,
         rss_kib: after.rss_kib,
         cpu_mcores: (after.cpu_ns - before.cpu_ns) as f64 / 1e6 / seconds,
         up,
@@ -611,7 +750,7 @@ fn mib(kib: u64) -> f64 {
 /// buffers, the compressor) plus twice the bytes of bodies held plus their
 /// indexes, and never past the 32 MiB limit whatever the pod.
 fn bound_mib(outcome: &Outcome) -> f64 {
-    let variable = 2 * outcome.held_bytes() + outcome.containers * outcome.index_bytes;
+    let variable = 2 * outcome.held_bytes() + outcome.index_bytes;
     (3.5 + variable as f64 / (1 << 20) as f64).min(32.0)
 }
 
@@ -624,14 +763,23 @@ fn row(outcome: &Outcome) -> String {
         ),
         None => "-".to_string(),
     };
+    let reply = match &outcome.died {
+        Some(why) => format!("DIED: {why}"),
+        None => reply,
+    };
     let bound = bound_mib(outcome);
     let verdict = if mib(outcome.peak_kib) <= bound {
         "met"
     } else {
         "MISSED"
     };
+    let cgroup = match outcome.cgroup_peak_kib {
+        Some(kib) if mib(kib) <= CGROUP_PEAK_MIB => format!("{:.1}", mib(kib)),
+        Some(kib) => format!("{:.1} OVER", mib(kib)),
+        None => "-".to_string(),
+    };
     format!(
-        "| {} | {:.1} MB | {:.1} | {bound:.1} {verdict} | {:.1} | {}/{} | {:.1} | {} |",
+        "| {} | {:.1} MB | {:.1} | {cgroup} | {bound:.1} {verdict} | {:.1} | {}/{} | {:.1} | {} |",
         outcome.name,
         outcome.held_bytes() as f64 / 1e6,
         mib(outcome.peak_kib),
@@ -650,10 +798,12 @@ fn markdown(outcomes: &[Outcome], settings: &Settings) -> String {
         "# Memory: peak resident memory (VmHWM) by pod shape\n\n\
          Default flags (200 ms interval, 4 MiB body limit); every stub's data \
          changes at every scrape; {} s warm-up, {} s window. Peak and end RSS in MiB \
-         (2^20 bytes); bytes held in MB (10^6). `up` counts the containers up in the \
+         (2^20 bytes); bytes held in MB (10^6). `cgroup` is the peak usage of the 32 MiB \
+         memory cgroup the sidecar ran in (`memory.max_usage_in_bytes` or `memory.peak`: \
+         what Kubernetes kills by; OVER past 28 MiB). `up` counts the containers up in the \
          output read after the window; `reply` is the client's last response. `bound` is \
-         the memory model's promise: 3.5 MiB plus twice the bodies held plus their indexes \
-         (16 bytes a sample, 147 a family), at most 32 MiB.\n",
+         the memory model's promise for the peak RSS: 3.5 MiB plus twice the bodies held \
+         plus their indexes (16 bytes a sample, 147 a family), at most 32 MiB.\n",
         settings.warmup.as_secs_f64(),
         settings.window.as_secs_f64()
     );
@@ -672,7 +822,7 @@ fn markdown(outcomes: &[Outcome], settings: &Settings) -> String {
         let _ = writeln!(s, "## {title}\n");
         let _ = writeln!(
             s,
-            "| scenario | held | peak MiB | bound MiB | end MiB | up | CPU mc | reply |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| scenario | held | peak MiB | cgroup MiB | bound MiB | end MiB | up | CPU mc | reply |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for outcome in rows {
             let _ = writeln!(s, "{}", row(outcome));
