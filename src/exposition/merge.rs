@@ -176,6 +176,9 @@ pub struct Merger {
     /// The output's escaping scheme, and the names it escaped.
     escaping: Escaping,
     written: Vec<u8>,
+    /// OpenMetrics output, a family written as `unknown` families: the
+    /// series of the one being written (a series twice is written once).
+    series_seen: std::collections::HashSet<u64>,
     check: Check,
     claims: NameTable,
     claim_names: Vec<u8>,
@@ -209,6 +212,7 @@ impl Merger {
             order: Vec::new(),
             escaping: Escaping::Underscores,
             written: Vec::new(),
+            series_seen: std::collections::HashSet::new(),
             check: Check::new(OpenMetricsType::None),
             claims: NameTable::default(),
             claim_names: Vec::new(),
@@ -1798,7 +1802,8 @@ impl Merger {
             if !kept {
                 continue;
             }
-            let name = item_of(sources, merged.source, merged.family, merged.parent).name;
+            // The names as written: two that escape alike clash.
+            let name = merged_key(sources, merged, &self.written);
             let suffixes = merged.om.suffixes();
             let claimed = |suffix: &[u8], this: &Self| {
                 let mut key = name.to_vec();
@@ -1930,7 +1935,12 @@ impl Merger {
             super::openmetrics::escape_help(&self.help, out);
             out.push(b'\n');
         }
-        if family_type != OpenMetricsType::None {
+        // A quoted name is read only after metadata of its own (a sample
+        // `{"a.b"} 1` alone is refused by prometheus_client): a family
+        // without TYPE gets `unknown` then, the type Prometheus gives a
+        // series without one anyway.
+        let quoted = self.escaping == Escaping::AllowUtf8 && !is_legacy_name(name, false);
+        if family_type != OpenMetricsType::None || (quoted && help.is_none()) {
             out.extend_from_slice(b"# TYPE ");
             write_name(name, self.escaping, false, out);
             out.push(b' ');
@@ -1994,6 +2004,7 @@ impl Merger {
             write_name(&self.scratch, self.escaping, false, out);
             out.extend_from_slice(b" unknown\n");
             let before = out.len();
+            self.series_seen.clear();
             for i in range.start as usize..range.end as usize {
                 let c = self.sorted[i];
                 if c.resolution == Resolution::Dropped {
@@ -2055,6 +2066,12 @@ impl Merger {
                     } else {
                         view.sample_at(c.family, k as u32)
                     };
+                    if only.is_some() && !self.series_seen.insert(series_hash(view, &sample, c.source)) {
+                        // The same series again: Prometheus keeps the first
+                        // (and counts the rest as duplicates); prometheus_client
+                        // refuses a family that has it twice apart.
+                        continue;
+                    }
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
                         let suffix =
@@ -2508,4 +2525,21 @@ fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
         each(name, value);
         p = q + 2;
     }
+}
+
+/// A text sample's series within the output: its source and every label.
+fn series_hash(view: IndexView<'_>, sample: &Sample, source: u32) -> u64 {
+    let mut group = GroupHash::default();
+    group.add(b"", &source.to_le_bytes());
+    let labels = sample.labels.of(view.body());
+    if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
+        let mut scratch = Vec::new();
+        for label in LabelIter::new(labels) {
+            scratch.clear();
+            group.add(label.name(&mut scratch), label.value);
+        }
+    } else {
+        canonical_labels(labels, |name, value| group.add(name, value));
+    }
+    group.finish()
 }
