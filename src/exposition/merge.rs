@@ -47,8 +47,8 @@ use super::protobuf::write::{
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
-    escape_label_value, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
-    unescape_into, write_help, NameTable, ValueForm,
+    escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    scan_quote_stop, unescape_into, write_help, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -613,8 +613,8 @@ impl Merger {
                             target.as_ref(),
                             &mut self.scratch,
                             out,
+                            &mut |out| emit_if_full(out, pieces),
                         );
-                        emit_if_full(out, pieces);
                     }
                     continue;
                 }
@@ -818,9 +818,17 @@ impl Merger {
             }
             SourceView::Protobuf(_) => help,
         });
-        len += family_header_len(name, help, family_type);
+        // The unit of the first kept OpenMetrics family that declared one.
+        let unit = kept().find_map(|c| match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => view
+                .parent(c.family)
+                .and_then(|parent| view.openmetrics_family(parent).unit)
+                .filter(|unit| !unit.is_empty()),
+            SourceView::Protobuf(_) => None,
+        });
+        len += family_header_len(name, help, family_type, unit);
         put_varint(len as u64, out);
-        put_family_header(name, help, family_type, out);
+        put_family_header(name, help, family_type, unit, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
             let target = self.proto_targets[c.source as usize];
@@ -1848,10 +1856,14 @@ impl Merger {
             }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
-                    openmetrics_samples(view, &c, &self.children, &mut self.order);
-                    for k in 0..self.order.len() {
-                        let (_, family, index) = self.order[k];
-                        let sample = view.sample_at(family, index);
+                    let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    for k in 0..count {
+                        let sample = if c.parent {
+                            let (_, family, index) = self.order[k];
+                            view.sample_at(family, index)
+                        } else {
+                            view.sample_at(c.family, k as u32)
+                        };
                         self.check_text_sample(
                             view,
                             &sample,
@@ -1892,14 +1904,13 @@ impl Merger {
 
         // The header: HELP of the first kept source that has one, TYPE
         // unless no source had one, UNIT where the name ends with it.
-        let kept: Vec<Contribution> = self.sorted[range.start as usize..range.end as usize]
-            .iter()
-            .filter(|c| c.resolution != Resolution::Dropped)
-            .copied()
-            .collect();
-        let help = kept
-            .iter()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
+        let whole = range.start as usize..range.end as usize;
+        let kept = || {
+            self.sorted[whole.clone()]
+                .iter()
+                .filter(|c| c.resolution != Resolution::Dropped)
+        };
+        let help = kept().find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
@@ -1920,8 +1931,7 @@ impl Merger {
             out.extend_from_slice(family_type.as_str().as_bytes());
             out.push(b'\n');
         }
-        let unit = kept
-            .iter()
+        let unit = kept()
             .find_map(|c| item_of(sources, c.source, c.family, c.parent).unit)
             .filter(|unit| {
                 family_type.takes_unit()
@@ -1937,8 +1947,19 @@ impl Merger {
             out.extend_from_slice(unit);
             out.push(b'\n');
         }
-        for c in &kept {
-            self.write_openmetrics_contribution(sources, c, family_type, name, None, out, pieces);
+        for i in whole {
+            let c = self.sorted[i];
+            if c.resolution != Resolution::Dropped {
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    family_type,
+                    name,
+                    None,
+                    out,
+                    pieces,
+                );
+            }
         }
     }
 
@@ -2019,22 +2040,30 @@ impl Merger {
                     family_written: name,
                     family_raw_len: raw_name.len(),
                 };
-                openmetrics_samples(view, c, &self.children, &mut self.order);
+                let count = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
-                for k in 0..self.order.len() {
-                    let (_, family, index) = self.order[k];
-                    let sample = view.sample_at(family, index);
-                    let suffix = sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
-                    if let Some(only) = only {
-                        if suffix != Some(only) {
-                            continue;
+                for k in 0..count {
+                    let sample = if c.parent {
+                        let (_, family, index) = self.order[k];
+                        view.sample_at(family, index)
+                    } else {
+                        view.sample_at(c.family, k as u32)
+                    };
+                    let mut exemplar = None;
+                    if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
+                        let suffix =
+                            sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
+                        if let Some(only) = only {
+                            if suffix != Some(only) {
+                                continue;
+                            }
                         }
+                        let exemplar_allowed = only.is_none()
+                            && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
+                        exemplar = view
+                            .exemplar(&sample)
+                            .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     }
-                    let exemplar_allowed = only.is_none()
-                        && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
-                    let exemplar = view
-                        .exemplar(&sample)
-                        .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     writer.write_with(
                         &sample,
                         exemplar,
@@ -2072,8 +2101,8 @@ impl Merger {
                         only,
                         &mut self.scratch,
                         out,
+                        &mut |out| emit_if_full(out, pieces),
                     );
-                    emit_if_full(out, pieces);
                 }
             }
         }
@@ -2101,26 +2130,35 @@ impl Merger {
             _ => b"",
         };
         let mut group = GroupHash::default();
-        group.add(&source.to_le_bytes());
+        group.add(b"", &source.to_le_bytes());
         let mut bound = None;
         let mut has_state_label = false;
-        let label_scratch = &mut self.candidate;
-        for label in LabelIter::new(sample.labels.of(body)) {
-            label_scratch.clear();
-            let label_name = label.name(label_scratch);
+        let mut each = |label_name: &[u8], value: &[u8]| {
             if !bound_label.is_empty() && label_name == bound_label {
                 has_state_label = true;
-                bound = Some(bound_value(label.value));
-                continue;
+                bound = Some(bound_value(value));
+            } else {
+                group.add(label_name, value);
             }
-            group.add(label_name);
-            group.add(label.value);
+        };
+        let labels = sample.labels.of(body);
+        if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
+            let label_scratch = &mut self.candidate;
+            for label in LabelIter::new(labels) {
+                label_scratch.clear();
+                each(label.name(label_scratch), label.value);
+            }
+        } else {
+            canonical_labels(labels, each);
         }
+        // Gauges and unknown samples are checked for their grouping only.
+        let needs_value = !matches!(
+            family_type,
+            OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
+        );
         let value = match sample.value_form {
-            ValueForm::Decimal => std::str::from_utf8(sample.value.of(body))
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN),
+            ValueForm::Decimal if !needs_value => 0.0,
+            ValueForm::Decimal => decimal_value(sample.value.of(body)),
             ValueForm::NaN => f64::NAN,
             ValueForm::PosInf => f64::INFINITY,
             ValueForm::NegInf => f64::NEG_INFINITY,
@@ -2143,20 +2181,19 @@ impl Merger {
     }
 }
 
-/// The samples of contribution `c` in the order they are written, into
-/// `order` as `(position, family, sample)`: a parent's families (found in
-/// `children`) merged back into body order.
+/// How many samples contribution `c` has; for a parent, the order they
+/// are written in, into `order` as `(position, family, sample)`: its
+/// families (found in `children`) merged back into body order. A family's
+/// samples are in order already: sample `k` is the `k`th.
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
     children: &[Child],
     order: &mut Vec<(u32, u32, u32)>,
-) {
+) -> usize {
     order.clear();
     if !c.parent {
-        let count = view.samples(c.family).count() as u32;
-        order.extend((0..count).map(|i| (0, c.family, i)));
-        return;
+        return view.family_sample_count(c.family);
     }
     let at =
         children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
@@ -2169,6 +2206,7 @@ fn openmetrics_samples(
         }
     }
     order.sort_unstable_by_key(|&(position, _, _)| position);
+    order.len()
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
@@ -2195,14 +2233,14 @@ fn sample_suffix<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Option<&'a [u8]> {
     let raw = sample.name.of(body);
-    let full: &'a [u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
-        scratch.clear();
-        unescape_into(raw, scratch);
-        scratch
-    } else {
-        raw
-    };
-    full.strip_prefix(name)
+    if !sample.flags.contains(SampleFlags::QUOTED_NAME) {
+        // The parser sorted the sample under a family its name starts
+        // with: its suffix needs no comparison.
+        return raw.get(name.len()..);
+    }
+    scratch.clear();
+    unescape_into(raw, scratch);
+    scratch.strip_prefix(name)
 }
 
 /// Whether an exemplar's labels are within the OpenMetrics limit (their
@@ -2397,5 +2435,68 @@ mod openmetrics_tests {
             String::from_utf8_lossy(&out),
             "# TYPE http_requests_total counter\nhttp_requests_total{my_label=\"v\",code=\"200\",container=\"a\"} 3\nhttp_requests_total{container=\"b\"} 1\n"
         );
+    }
+}
+
+/// A decimal the parser validated, as a float: short plain decimals (the
+/// common case) exactly from their digits, anything else by `str::parse`.
+fn decimal_value(text: &[u8]) -> f64 {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut fraction_digits = 0i32;
+    let mut seen_dot = false;
+    let mut plain = !digits.is_empty() && digits.len() <= 15;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' if plain => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                fraction_digits += i32::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => plain = false,
+        }
+    }
+    if !plain {
+        return std::str::from_utf8(text)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+    }
+    // Both exact in a double (15 digits, a power of ten up to 10^15), so the
+    // division is correctly rounded, as parsing the text is.
+    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
+/// The labels of a canonical label set (`name="value",...`: legacy names,
+/// no blanks, no trailing comma; what the parser left without
+/// [`SampleFlags::SLOW_LABELS`]) as (name, raw value), found eight bytes at
+/// a time.
+fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
+    let mut p = 0;
+    while p < labels.len() {
+        let equals = find_byte(labels, p, b'=');
+        let value_start = equals + 2;
+        let mut q = value_start;
+        loop {
+            q = scan_quote_stop(labels, q);
+            match labels.get(q) {
+                Some(b'\\') => q += 2,
+                _ => break,
+            }
+        }
+        let (Some(name), Some(value)) = (labels.get(p..equals), labels.get(value_start..q)) else {
+            return;
+        };
+        each(name, value);
+        p = q + 2;
     }
 }

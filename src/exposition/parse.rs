@@ -533,6 +533,11 @@ impl<'a> IndexView<'a> {
         self.index.samples.len()
     }
 
+    pub(super) fn family_sample_count(self, family: u32) -> usize {
+        let range = self.index.families[family as usize].samples;
+        (range.end - range.start) as usize
+    }
+
     /// Sample `i` of `family` (in input order); panics if out of range (a
     /// bug in the caller).
     pub(super) fn sample_at(self, family: u32, i: u32) -> Sample {

@@ -574,10 +574,12 @@ impl UpConverter {
     }
 
     /// The value of the sample's bound label as a number (+Inf if absent).
+    /// Quoted or not (`"le"="0.5"`, text 1.0): `le` and `quantile` have no
+    /// escapes, so the raw name is the name either way.
     fn bound(&self, source: TextSource<'_>, sample: &Sample, bound_label: &[u8]) -> f64 {
         let body = source.view.body();
         for label in LabelIter::new(sample.labels.of(body)) {
-            if !label.quoted && label.raw_name == bound_label {
+            if label.raw_name == bound_label {
                 let start = sample.labels.start as usize + label.value_start;
                 return parse_number(&body[start..start + label.value.len()]);
             }
