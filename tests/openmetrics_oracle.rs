@@ -171,9 +171,23 @@ fn the_oracle_agrees_with_prometheus_client_where_python_is_stricter() {
 }
 
 /// Prometheus 2.42 reads every accepted body of the corpus but those with
-/// quoted names, which it refuses by its own rule.
+/// quoted names, which it refuses by its own rule; its exemplar rule (a
+/// name ending `_total` or `_bucket`) comes before python's (a counter's
+/// `_total`, a histogram's `_bucket`).
 #[test]
 fn legacy_readers_refuse_quoted_names_only() {
+    let gauge_exemplar = b"# TYPE g gauge\ng 1 # {t=\"x\"} 1\n# EOF\n";
+    let refusal = judge(gauge_exemplar, Readers::Legacy).unwrap_err();
+    assert_eq!(
+        (refusal.rule, refusal.source),
+        (
+            "2.42: exemplars only after _total or _bucket",
+            Source::Prometheus242
+        )
+    );
+    let refusal = judge(gauge_exemplar, Readers::Utf8).unwrap_err();
+    assert_eq!(refusal.source, Source::Python);
+
     let corpus = corpus();
     let mut refused = Vec::new();
     for (name, body) in corpus.iter().filter(|(name, _)| name.starts_with("ok-")) {

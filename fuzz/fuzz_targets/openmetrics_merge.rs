@@ -1,0 +1,47 @@
+#![no_main]
+//! Splits the input into up to three bodies at 0xFF bytes, read as text
+//! (0.0.4 or OpenMetrics: the parser tells them apart), text and delimited
+//! protobuf (a body that does not parse contributes nothing), merges them
+//! into OpenMetrics 1.0 with each escaping scheme and judges every output
+//! with the OpenMetrics oracle, written from Prometheus' and
+//! prometheus_client's rules (not the sidecar's parser): Prometheus main
+//! and prometheus_client must take the allow-utf-8 output; the others must
+//! also be taken by Prometheus 2.42, which reads no quoted name (so an
+//! underscores, dots or values output with one is refused).
+use libfuzzer_sys::fuzz_target;
+use multiplexer::exposition::negotiate::{Escaping, OutputFormat, OutputKind};
+use multiplexer::exposition::{Format, Merger, Snapshot, Source};
+
+#[path = "../oracle/openmetrics.rs"]
+mod oracle;
+
+fuzz_target!(|data: &[u8]| {
+    let formats = [Format::Text, Format::Text, Format::Protobuf];
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    for (part, format) in data.splitn(3, |&b| b == 0xFF).zip(formats) {
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut part.to_vec(), format);
+        // A refused body is kept, failed, as the sidecar keeps it.
+        let _ = snapshot.index();
+        snapshots.push(snapshot);
+    }
+    let containers = [Some("a"), Some("container"), None];
+    let sources: Vec<Source<'_>> = snapshots
+        .iter()
+        .zip(containers)
+        .map(|(snapshot, container)| Source { container, snapshot })
+        .collect();
+    let mut merger = Merger::new("container");
+    let mut out = Vec::new();
+    for escaping in [Escaping::AllowUtf8, Escaping::Underscores, Escaping::Dots, Escaping::Values] {
+        let kind = OutputKind { format: OutputFormat::OpenMetrics, escaping };
+        merger.merge_as(&sources, kind, &mut out);
+        let readers = match escaping {
+            Escaping::AllowUtf8 => oracle::Readers::Utf8,
+            _ => oracle::Readers::Legacy,
+        };
+        if let Err(refusal) = oracle::judge(&out, readers) {
+            panic!("oracle refuses the {escaping:?} output: {refusal:?}\n{}", String::from_utf8_lossy(&out));
+        }
+    }
+});
