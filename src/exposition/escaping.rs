@@ -18,7 +18,8 @@
 //! offset, and the first character is at offset 0). A label name is
 //! escaped like a metric name except that `:` is not valid in it: expfmt
 //! would let `a:b` through as a label name, which no text parser reads, so
-//! here it is escaped to keep the output valid.
+//! here it is escaped to keep the output valid. For the same reason a label
+//! name that `dots` would start with `__` (reserved) starts with one `_`.
 
 use super::negotiate::Escaping;
 
@@ -66,6 +67,7 @@ pub(crate) fn escape_name(name: &[u8], scheme: Escaping, label: bool, out: &mut 
             }
         }
         Escaping::Dots => {
+            let start = out.len();
             for (i, c) in text.char_indices() {
                 match c {
                     '_' => out.extend_from_slice(b"__"),
@@ -75,6 +77,12 @@ pub(crate) fn escape_name(name: &[u8], scheme: Escaping, label: bool, out: &mut 
                     }
                     _ => out.extend_from_slice(b"__"),
                 }
+            }
+            // A label name starting with `__` is reserved (Prometheus drops
+            // it, prometheus_client refuses it): where `_` or an invalid
+            // first character would start one, it starts with one `_`.
+            if label && out[start..].starts_with(b"__") {
+                out.remove(start);
             }
         }
         Escaping::Values => {

@@ -2066,7 +2066,11 @@ impl Merger {
                     } else {
                         view.sample_at(c.family, k as u32)
                     };
-                    if only.is_some() && !self.series_seen.insert(series_hash(view, &sample, c.source)) {
+                    if only.is_some()
+                        && !self
+                            .series_seen
+                            .insert(series_hash(view, &sample, c.source))
+                    {
                         // The same series again: Prometheus keeps the first
                         // (and counts the rest as duplicates); prometheus_client
                         // refuses a family that has it twice apart.
