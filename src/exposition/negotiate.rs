@@ -56,6 +56,18 @@ pub enum Escaping {
 }
 
 impl Escaping {
+    /// The scheme an `escaping=` parameter value names (prometheus/common's
+    /// `ToEscapingScheme`: exact, case-sensitive names), None for others.
+    pub fn from_param(value: &[u8]) -> Option<Escaping> {
+        match value {
+            b"allow-utf-8" => Some(Escaping::AllowUtf8),
+            b"underscores" => Some(Escaping::Underscores),
+            b"dots" => Some(Escaping::Dots),
+            b"values" => Some(Escaping::Values),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Escaping::AllowUtf8 => "allow-utf-8",
