@@ -1,8 +1,7 @@
 //! How metric and label names are written for a client: the one place that
-//! says which names are legacy names and what each escaping scheme makes of
-//! the others. Every writer (text, OpenMetrics, protobuf) calls these; the
-//! older `text::escape_quoted_name` (underscores only, from a quoted name's
-//! raw content) is to be replaced by them.
+//! says which names are legacy names and what each escaping scheme (see
+//! [`Escaping`], chosen by the client's `escaping=`) makes of the others.
+//! Every writer (text, OpenMetrics, protobuf) calls these.
 //!
 //! The rules are prometheus/common's `model/metric.go`:
 //! - A legacy metric name is `[a-zA-Z_:][a-zA-Z0-9_:]*` (`isValidLegacyRune`,
@@ -12,9 +11,8 @@
 //!   `a:b` through as a label name, which no text parser reads; here `:` is
 //!   invalid in a label name, so the output stays readable.
 //! - Names are escaped only when they are not legacy names, as
-//!   `EscapeMetricFamily` does; [`escape_name`] is `EscapeName` itself (which
-//!   for `dots` escapes `_` even in a legacy name) and is kept for the
-//!   reference test vectors.
+//!   `EscapeMetricFamily` does (`EscapeName` itself escapes `_` in a legacy
+//!   name under `dots`; its test vectors are checked here all the same).
 //! - Characters are read as Go reads a string: UTF-8 runes, each invalid byte
 //!   one U+FFFD of width 1.
 //!   - `underscores`: each rune that is not valid becomes one `_`.
@@ -23,99 +21,65 @@
 //!   - `values`: `U__` first, then `_` becomes `__`, and an invalid rune
 //!     `_<lower-case hex code point>_`.
 //!   - `allow-utf-8`: names as they are. Text and OpenMetrics writers quote
-//!     the names that are not legacy names ([`write_quoted_name`]; a metric
-//!     name then goes inside the braces, `{"a.b",x="y"} 1`, as Prometheus 3's
-//!     text writer does; [`metric_name_needs_quotes`]).
+//!     the names that are not legacy names ([`write_name`]; a metric name
+//!     then goes inside the braces, `{"a.b",x="y"} 1`, as Prometheus 3's text
+//!     writer does).
 //!
 //! Nothing here allocates: every function appends to the caller's buffer.
 //! Legacy names (nearly all of them) cost one scan and one copy.
 
 use super::negotiate::Escaping;
 
-/// Whether `name` is a legacy metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+/// Whether `name` is a legacy name, written as it is under every scheme:
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*` for a metric, the same without `:` for a
+/// label (`label`).
 #[inline]
-pub fn is_legacy_metric_name(name: &[u8]) -> bool {
-    is_legacy(name, true)
-}
-
-/// Whether `name` is a legacy label name, `[a-zA-Z_][a-zA-Z0-9_]*`.
-#[inline]
-pub fn is_legacy_label_name(name: &[u8]) -> bool {
-    is_legacy(name, false)
-}
-
-#[inline]
-fn is_legacy(name: &[u8], colon: bool) -> bool {
+pub(crate) fn is_legacy_name(name: &[u8], label: bool) -> bool {
     match name.split_first() {
         None => false,
         Some((&first, rest)) => {
-            is_valid_legacy_byte(first, 0, colon)
-                && rest.iter().all(|&c| is_valid_legacy_byte(c, 1, colon))
+            is_valid_legacy_byte(first, 0, label)
+                && rest.iter().all(|&c| is_valid_legacy_byte(c, 1, label))
         }
     }
 }
 
-/// Go's `isValidLegacyRune` for an ASCII byte at byte index `i`.
+/// Go's `isValidLegacyRune` for an ASCII byte at byte index `i` (`:` not
+/// for a label).
 #[inline]
-fn is_valid_legacy_byte(c: u8, i: usize, colon: bool) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || (colon && c == b':') || (c.is_ascii_digit() && i > 0)
+fn is_valid_legacy_byte(c: u8, i: usize, label: bool) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || (!label && c == b':') || (c.is_ascii_digit() && i > 0)
 }
 
-/// Appends a metric name as `scheme` writes it in a body: legacy names and
-/// `allow-utf-8` as they are, others escaped (`EscapeMetricFamily`'s rule).
-/// Text writers quote instead where [`metric_name_needs_quotes`] says so.
-pub fn escape_metric_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
-    if scheme == Escaping::AllowUtf8 || is_legacy_metric_name(name) {
+/// Appends `name` (UTF-8, unescaped) as `scheme` writes it, without quotes
+/// (`EscapeMetricFamily`'s rule): legacy names, and every name under
+/// `allow-utf-8`, as they are; others escaped (an empty one stays empty,
+/// as `EscapeName` leaves it).
+pub(crate) fn escape_name(name: &[u8], scheme: Escaping, label: bool, out: &mut Vec<u8>) {
+    if scheme == Escaping::AllowUtf8 || name.is_empty() || is_legacy_name(name, label) {
         out.extend_from_slice(name);
     } else {
-        escape(name, scheme, true, out);
+        escape(name, scheme, label, out);
     }
 }
 
-/// Appends a label name as `scheme` writes it: legacy label names and
-/// `allow-utf-8` as they are, others escaped as metric names are, with `:`
-/// invalid too. Text writers use [`write_label_name`].
-pub fn escape_label_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
-    if scheme == Escaping::AllowUtf8 || is_legacy_label_name(name) {
-        out.extend_from_slice(name);
+/// Appends a name as text and OpenMetrics output write it for `scheme`:
+/// escaped, or under `allow-utf-8` quoted unless it is a legacy name (a
+/// metric name then goes inside the braces, `{"a.b",x="y"} 1`, as Prometheus
+/// 3's text writer does). Returns whether it was quoted.
+pub(crate) fn write_name(name: &[u8], scheme: Escaping, label: bool, out: &mut Vec<u8>) -> bool {
+    if scheme == Escaping::AllowUtf8 && !is_legacy_name(name, label) {
+        write_quoted(name, out);
+        true
     } else {
-        escape(name, scheme, false, out);
+        escape_name(name, scheme, label, out);
+        false
     }
 }
 
-/// Whether a text or OpenMetrics writer must quote this metric name and put
-/// it inside the braces: only for `allow-utf-8` and names that are not
-/// legacy names.
-#[inline]
-pub fn metric_name_needs_quotes(name: &[u8], scheme: Escaping) -> bool {
-    scheme == Escaping::AllowUtf8 && !is_legacy_metric_name(name)
-}
-
-/// Appends a metric name for a text or OpenMetrics line where no brace
-/// structure is involved (`# TYPE`, `# HELP`, `# UNIT`): quoted where
-/// [`metric_name_needs_quotes`], else [`escape_metric_name`].
-pub fn write_metric_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
-    if metric_name_needs_quotes(name, scheme) {
-        write_quoted_name(name, out);
-    } else {
-        escape_metric_name(name, scheme, out);
-    }
-}
-
-/// Appends a label name for a text or OpenMetrics label set: quoted for
-/// `allow-utf-8` when it is not a legacy label name (`{"a.b"="x"}`), else
-/// [`escape_label_name`].
-pub fn write_label_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
-    if scheme == Escaping::AllowUtf8 && !is_legacy_label_name(name) {
-        write_quoted_name(name, out);
-    } else {
-        escape_label_name(name, scheme, out);
-    }
-}
-
-/// Appends `"name"` with `\`, `"` and newline escaped (`\\`, `\"`, `\n`), as
-/// Prometheus 3's text writer quotes a name.
-pub fn write_quoted_name(name: &[u8], out: &mut Vec<u8>) {
+/// Appends `"name"` with `\`, `"` and newline escaped (`\\`, `\"`,
+/// `\n`), as Prometheus 3's text writer quotes a name.
+pub(crate) fn write_quoted(name: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     let mut start = 0;
     for (i, &c) in name.iter().enumerate() {
@@ -134,29 +98,31 @@ pub fn write_quoted_name(name: &[u8], out: &mut Vec<u8>) {
 }
 
 /// prometheus/common's `EscapeName(name, scheme)` exactly (metric rule):
-/// unlike [`escape_metric_name`], `dots` escapes `_` in a legacy name too.
-pub fn escape_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
+/// unlike [`escape_name`], `dots` escapes `_` in a legacy name too. Only
+/// its test vectors use it.
+#[cfg(test)]
+fn expfmt_escape_name(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
     match scheme {
         Escaping::AllowUtf8 => out.extend_from_slice(name),
-        Escaping::Underscores | Escaping::Values if is_legacy_metric_name(name) => {
+        Escaping::Underscores | Escaping::Values if is_legacy_name(name, false) => {
             out.extend_from_slice(name)
         }
         _ if name.is_empty() => {}
-        _ => escape(name, scheme, true, out),
+        _ => escape(name, scheme, false, out),
     }
 }
 
 /// The per-rune rewrite of `EscapeName` for the three escaping schemes, the
 /// legacy check already done by the caller (for `values` the `U__` prefix
-/// is written; for `dots` legacy names are rewritten too).
-fn escape(name: &[u8], scheme: Escaping, colon: bool, out: &mut Vec<u8>) {
+/// is written).
+fn escape(name: &[u8], scheme: Escaping, label: bool, out: &mut Vec<u8>) {
     if scheme == Escaping::Values {
         out.extend_from_slice(b"U__");
     }
     let mut i = 0;
     while i < name.len() {
         let (rune, width) = decode_rune(&name[i..]);
-        let valid = rune < 0x80 && is_valid_legacy_byte(rune as u8, i, colon);
+        let valid = rune < 0x80 && is_valid_legacy_byte(rune as u8, i, label);
         match scheme {
             Escaping::AllowUtf8 => unreachable!("never escaped"),
             Escaping::Underscores => out.push(if valid { rune as u8 } else { b'_' }),
@@ -229,6 +195,22 @@ mod tests {
 
     type Writer = fn(&[u8], Escaping, &mut Vec<u8>);
 
+    fn metric(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
+        escape_name(name, scheme, false, out)
+    }
+
+    fn label(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
+        escape_name(name, scheme, true, out)
+    }
+
+    fn write_metric(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
+        write_name(name, scheme, false, out);
+    }
+
+    fn write_label(name: &[u8], scheme: Escaping, out: &mut Vec<u8>) {
+        write_name(name, scheme, true, out);
+    }
+
     fn run(f: Writer, name: &[u8], scheme: Escaping) -> String {
         // Appends after what is there.
         let mut out = b"<".to_vec();
@@ -283,10 +265,19 @@ mod tests {
         ];
         for &(input, underscores, dots, values) in table {
             let name = input.as_bytes();
-            assert_eq!(run(escape_name, name, Escaping::Underscores), underscores);
-            assert_eq!(run(escape_name, name, Escaping::Dots), dots);
-            assert_eq!(run(escape_name, name, Escaping::Values), values);
-            assert_eq!(run(escape_name, name, Escaping::AllowUtf8), input);
+            let f = expfmt_escape_name;
+            assert_eq!(run(f, name, Escaping::Underscores), underscores);
+            assert_eq!(run(f, name, Escaping::Dots), dots);
+            assert_eq!(run(f, name, Escaping::Values), values);
+            assert_eq!(run(f, name, Escaping::AllowUtf8), input);
+            // The family rule: the same, but a legacy name is left alone.
+            let family_dots = if is_legacy_name(name, false) {
+                input
+            } else {
+                dots
+            };
+            assert_eq!(run(metric, name, Escaping::Dots), family_dots);
+            assert_eq!(run(metric, name, Escaping::Values), values);
         }
     }
 
@@ -351,17 +342,9 @@ mod tests {
             (b"a.b", AllowUtf8, "a.b", "a.b"),
             (b"", Underscores, "", ""),
         ];
-        for &(name, scheme, metric, label) in table {
-            assert_eq!(
-                run(escape_metric_name, name, scheme),
-                metric,
-                "{name:?} {scheme:?}"
-            );
-            assert_eq!(
-                run(escape_label_name, name, scheme),
-                label,
-                "{name:?} {scheme:?}"
-            );
+        for &(name, scheme, as_metric, as_label) in table {
+            assert_eq!(run(metric, name, scheme), as_metric, "{name:?} {scheme:?}");
+            assert_eq!(run(label, name, scheme), as_label, "{name:?} {scheme:?}");
         }
     }
 
@@ -379,8 +362,8 @@ mod tests {
             (b"a b", false, false),
             ("é".as_bytes(), false, false),
         ] {
-            assert_eq!(is_legacy_metric_name(name), metric, "{name:?}");
-            assert_eq!(is_legacy_label_name(name), label, "{name:?}");
+            assert_eq!(is_legacy_name(name, false), metric, "{name:?}");
+            assert_eq!(is_legacy_name(name, true), label, "{name:?}");
         }
     }
 
@@ -388,23 +371,26 @@ mod tests {
     fn quoted_names_for_allow_utf8() {
         use Escaping::{AllowUtf8, Underscores};
         let mut out = Vec::new();
-        write_quoted_name(b"a\\b\"c\nd.e", &mut out);
+        write_quoted(b"a\\b\"c\nd.e", &mut out);
         assert_eq!(out, b"\"a\\\\b\\\"c\\nd.e\"");
         let table: &[(Writer, &[u8], Escaping, &str)] = &[
-            (write_metric_name, b"a.b", AllowUtf8, "\"a.b\""),
-            (write_metric_name, b"a:b", AllowUtf8, "a:b"),
-            (write_metric_name, b"a.b", Underscores, "a_b"),
-            (write_label_name, b"a:b", AllowUtf8, "\"a:b\""),
-            (write_label_name, b"a_b", AllowUtf8, "a_b"),
-            (write_label_name, "ü".as_bytes(), AllowUtf8, "\"ü\""),
-            (write_label_name, "ü".as_bytes(), Underscores, "_"),
+            (write_metric, b"a.b", AllowUtf8, "\"a.b\""),
+            (write_metric, b"a:b", AllowUtf8, "a:b"),
+            (write_metric, b"a.b", Underscores, "a_b"),
+            (write_label, b"a:b", AllowUtf8, "\"a:b\""),
+            (write_label, b"a_b", AllowUtf8, "a_b"),
+            (write_label, "ü".as_bytes(), AllowUtf8, "\"ü\""),
+            (write_label, "ü".as_bytes(), Underscores, "_"),
         ];
         for &(f, name, scheme, expected) in table {
             assert_eq!(run(f, name, scheme), expected, "{name:?} {scheme:?}");
         }
-        assert!(metric_name_needs_quotes(b"a.b", AllowUtf8));
-        assert!(!metric_name_needs_quotes(b"a:b", AllowUtf8));
-        assert!(!metric_name_needs_quotes(b"a.b", Underscores));
+        let mut out = Vec::new();
+        assert!(write_name(b"a.b", AllowUtf8, false, &mut out));
+        assert!(!write_name(b"a:b", AllowUtf8, false, &mut out));
+        assert!(write_name(b"a:b", AllowUtf8, true, &mut out));
+        assert!(!write_name(b"a.b", Underscores, false, &mut out));
+        assert_eq!(out, b"\"a.b\"a:b\"a:b\"a_b");
     }
 
     /// The decoder against Rust's own UTF-8 validation: a valid sequence
