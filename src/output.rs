@@ -230,6 +230,7 @@ mod tests {
                 detail: "",
                 body: &mut body,
                 content_type: None,
+                answered_on: None,
             },
         );
     }

@@ -185,9 +185,7 @@ impl Sidecar {
             let request = waiter.request;
             let served = request.negotiated;
             let (body, coding) = self.metrics_body(now, served.kind(), request.accepts_gzip);
-            if body.own_bytes() > 0 {
-                self.make_room_for_an_inflate_window(waiter.client);
-            }
+            self.make_room_for_the_body(waiter.client, &request, &body);
             let content_type = served.content_type();
             self.respond(
                 waiter.client,

@@ -47,8 +47,8 @@ use super::protobuf::write::{
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
-    escape_label_value, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
-    unescape_into, write_help, NameTable, ValueForm,
+    escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    scan_quote_stop, unescape_into, write_help, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -818,9 +818,17 @@ impl Merger {
             }
             SourceView::Protobuf(_) => help,
         });
-        len += family_header_len(name, help, family_type);
+        // The unit of the first kept OpenMetrics family that declared one.
+        let unit = kept().find_map(|c| match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => view
+                .parent(c.family)
+                .and_then(|parent| view.openmetrics_family(parent).unit)
+                .filter(|unit| !unit.is_empty()),
+            SourceView::Protobuf(_) => None,
+        });
+        len += family_header_len(name, help, family_type, unit);
         put_varint(len as u64, out);
-        put_family_header(name, help, family_type, out);
+        put_family_header(name, help, family_type, unit, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
             let target = self.proto_targets[c.source as usize];
@@ -2125,16 +2133,23 @@ impl Merger {
         group.add(b"", &source.to_le_bytes());
         let mut bound = None;
         let mut has_state_label = false;
-        let label_scratch = &mut self.candidate;
-        for label in LabelIter::new(sample.labels.of(body)) {
-            label_scratch.clear();
-            let label_name = label.name(label_scratch);
+        let mut each = |label_name: &[u8], value: &[u8]| {
             if !bound_label.is_empty() && label_name == bound_label {
                 has_state_label = true;
-                bound = Some(bound_value(label.value));
-                continue;
+                bound = Some(bound_value(value));
+            } else {
+                group.add(label_name, value);
             }
-            group.add(label_name, label.value);
+        };
+        let labels = sample.labels.of(body);
+        if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
+            let label_scratch = &mut self.candidate;
+            for label in LabelIter::new(labels) {
+                label_scratch.clear();
+                each(label.name(label_scratch), label.value);
+            }
+        } else {
+            canonical_labels(labels, each);
         }
         // Gauges and unknown samples are checked for their grouping only.
         let needs_value = !matches!(
@@ -2458,5 +2473,30 @@ fn decimal_value(text: &[u8]) -> f64 {
         -value
     } else {
         value
+    }
+}
+
+/// The labels of a canonical label set (`name="value",...`: legacy names,
+/// no blanks, no trailing comma; what the parser left without
+/// [`SampleFlags::SLOW_LABELS`]) as (name, raw value), found eight bytes at
+/// a time.
+fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
+    let mut p = 0;
+    while p < labels.len() {
+        let equals = find_byte(labels, p, b'=');
+        let value_start = equals + 2;
+        let mut q = value_start;
+        loop {
+            q = scan_quote_stop(labels, q);
+            match labels.get(q) {
+                Some(b'\\') => q += 2,
+                _ => break,
+            }
+        }
+        let (Some(name), Some(value)) = (labels.get(p..equals), labels.get(value_start..q)) else {
+            return;
+        };
+        each(name, value);
+        p = q + 2;
     }
 }

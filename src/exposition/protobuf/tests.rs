@@ -1543,18 +1543,19 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
 }
 
 /// Protobuf output of an OpenMetrics source keeps its exemplars (counter,
-/// bucket) and created timestamps (issue 18), read back with prost.
+/// bucket), created timestamps and units (issue 18), read back with prost.
 #[test]
 fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
     let body = "# TYPE r counter\n\
                 r_total{m=\"a\"} 1 # {trace_id=\"t\"} 1 1700000000.25\n\
                 r_created{m=\"a\"} 1600000000.5\n\
-                # TYPE l histogram\n\
-                l_bucket{le=\"0.1\"} 1 # {trace_id=\"u\"} 0.05\n\
-                l_bucket{le=\"+Inf\"} 2\n\
-                l_count 2\n\
-                l_sum 0.3\n\
-                l_created 1.7e9\n\
+                # TYPE l_seconds histogram\n\
+                # UNIT l_seconds seconds\n\
+                l_seconds_bucket{le=\"0.1\"} 1 # {trace_id=\"u\"} 0.05\n\
+                l_seconds_bucket{le=\"+Inf\"} 2\n\
+                l_seconds_count 2\n\
+                l_seconds_sum 0.3\n\
+                l_seconds_created 1.7e9\n\
                 # EOF\n";
     let mut snapshot = Snapshot::new();
     snapshot.replace_as(
@@ -1577,7 +1578,12 @@ fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
         .iter()
         .map(|f| f.name.as_deref().unwrap())
         .collect();
-    assert_eq!(names, ["r_total", "r_created", "l", "l_created"]);
+    assert_eq!(
+        names,
+        ["r_total", "r_created", "l_seconds", "l_seconds_created"]
+    );
+    assert_eq!(families[2].unit.as_deref(), Some("seconds"));
+    assert_eq!(families[0].unit, None);
     let counter = families[0].metric[0].counter.clone().unwrap();
     assert_eq!(counter.value, Some(1.0));
     let exemplar = counter.exemplar.unwrap();

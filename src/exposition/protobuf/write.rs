@@ -54,22 +54,25 @@ pub(in crate::exposition) fn put_label_pair_field(name: &[u8], value: &[u8], out
     put_bytes(2, value, out);
 }
 
-/// Size of a `MetricFamily`'s name, help and type fields.
+/// Size of a `MetricFamily`'s name, help, type and unit fields.
 pub(in crate::exposition) fn family_header_len(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
+    unit: Option<&[u8]>,
 ) -> usize {
     len_field_size(name.len())
         + help.map_or(0, |help| len_field_size(help.len()))
         + 1
         + varint_len(metric_type.to_wire())
+        + unit.map_or(0, |unit| len_field_size(unit.len()))
 }
 
 pub(in crate::exposition) fn put_family_header(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
+    unit: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) {
     put_bytes(1, name, out);
@@ -77,6 +80,10 @@ pub(in crate::exposition) fn put_family_header(
         put_bytes(2, help, out);
     }
     put_uint(3, metric_type.to_wire(), out);
+    // client_model's `unit = 5` (OpenMetrics' `# UNIT`).
+    if let Some(unit) = unit {
+        put_bytes(5, unit, out);
+    }
 }
 
 /// The `metric` field of a family around `content_len` bytes of `Metric`.
