@@ -1,16 +1,18 @@
-//! Which containers a protobuf client must wait for: those whose body it
-//! would be answered from is, or is about to be, text fetched with the text
-//! `Accept` while they may speak protobuf. Their native histograms would
-//! arrive converted up from text, as classic buckets (a native-only
-//! histogram as a lone `le="+Inf"`), so the request is held while they are
-//! scraped with the protobuf `Accept` (a *catch-up*: see the event loop's
+//! Which containers a client must wait for: those whose body it would be
+//! answered from was, or is about to be, fetched with an `Accept` that does
+//! not cover what it needs ([`Richness`]: protobuf, OpenMetrics with UTF-8
+//! names). A protobuf client would get native histograms converted up from
+//! text, as classic buckets (a native-only histogram as a lone
+//! `le="+Inf"`); an OpenMetrics or UTF-8 client would get no exemplars and
+//! names escaped with underscores. So the request is held while they are
+//! scraped with the richer `Accept` (a *catch-up*: see the event loop's
 //! `on_demand` room and `rounds`).
 //!
-//! Containers are asked for text while no client wants protobuf (a
-//! text-only Prometheus costs nothing extra), so this happens to the first
-//! protobuf request after a text-only spell: the first one after the start,
-//! and the first after [`PROTOBUF_DEMAND_WINDOW`] without one. From then on
-//! every scrape asks for protobuf, and nothing is held.
+//! Containers are asked for text while nobody wants more (a text-only
+//! Prometheus costs nothing extra), so this happens to the first request
+//! of a new kind after a spell without one: the first one after the start,
+//! and the first after [`DEMAND_WINDOW`] without one. From then on every
+//! scrape asks for it, and nothing is held.
 //!
 //! What a container answered the last time it was asked for protobuf is
 //! remembered: one that answered text (Python's `prometheus_client`, most
@@ -20,18 +22,10 @@
 //!
 //! No socket, no clock: told when a scrape starts and what it left.
 //!
-//! [`PROTOBUF_DEMAND_WINDOW`]: crate::exposition::negotiate::PROTOBUF_DEMAND_WINDOW
+//! [`DEMAND_WINDOW`]: crate::exposition::negotiate::DEMAND_WINDOW
 
+use crate::exposition::negotiate::Richness;
 use crate::exposition::Format;
-
-/// What a scrape asked the container for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Asked {
-    /// `negotiate::ACCEPT_TEXT`.
-    Text,
-    /// `negotiate::ACCEPT_PROTOBUF` (text and OpenMetrics as fallbacks).
-    Protobuf,
-}
 
 /// One container's side of catch-ups.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,32 +33,53 @@ pub struct CatchUp {
     /// What its body was the last time a scrape asked it for protobuf and
     /// left one: `Some(false)` when it answered text. `None` until then.
     speaks_protobuf: Option<bool>,
+    /// What the scrape that left the body it holds asked for.
+    held_asked: Richness,
     /// What the scrape in flight asked for.
-    in_flight: Option<Asked>,
+    in_flight: Option<Richness>,
 }
 
 impl CatchUp {
     /// A scrape of the container starts.
-    pub fn started(&mut self, asked: Asked) {
+    pub fn started(&mut self, asked: Richness) {
         self.in_flight = Some(asked);
     }
 
     /// The scrape in flight ended; `held` is the format of the body the
     /// container holds now (`None`: it failed, or its body was refused).
     pub fn ended(&mut self, held: Option<Format>) {
-        if let (Some(Asked::Protobuf), Some(format)) = (self.in_flight.take(), held) {
-            self.speaks_protobuf = Some(format == Format::Protobuf);
+        if let (Some(asked), Some(format)) = (self.in_flight.take(), held) {
+            self.held_asked = asked;
+            if asked.protobuf {
+                self.speaks_protobuf = Some(format == Format::Protobuf);
+            }
         }
     }
 
-    /// Whether a protobuf client should wait for a scrape of this container
-    /// that asks for protobuf, `held` being the format of the body it holds
-    /// now. Then, if no scrape of it is in flight, one should start; if one
-    /// is, its end tells (`ended`, then ask again).
-    pub fn lacks_protobuf(&self, held: Option<Format>) -> bool {
-        self.speaks_protobuf != Some(false)
+    /// Whether a client that needs `need` should wait for a scrape of this
+    /// container that asks for it, `held` being the format of the body it
+    /// holds now. Then, if no scrape of it is in flight, one should start;
+    /// if one is, its end tells (`ended`, then ask again).
+    ///
+    /// - Protobuf: unless the container answered text when last asked for
+    ///   protobuf, while the body it holds is text or the scrape in flight
+    ///   does not ask for protobuf.
+    /// - OpenMetrics: while the body it holds was asked without it, or the
+    ///   scrape in flight asks without it. Whether a container speaks
+    ///   OpenMetrics is not remembered (the body's format does not say), so
+    ///   one that does not is scraped once more at the first such request
+    ///   after a spell without one: from then on every scrape asks for it.
+    pub fn lacks(&self, need: Richness, held: Option<Format>) -> bool {
+        let in_flight_lacks =
+            |part: fn(Richness) -> bool| self.in_flight.is_some_and(|asked| !part(asked));
+        let protobuf = need.protobuf
+            && self.speaks_protobuf != Some(false)
             && (held.is_some_and(|format| format != Format::Protobuf)
-                || self.in_flight == Some(Asked::Text))
+                || in_flight_lacks(|asked| asked.protobuf));
+        let openmetrics = need.openmetrics
+            && ((held.is_some() && !self.held_asked.openmetrics)
+                || in_flight_lacks(|asked| asked.openmetrics));
+        protobuf || openmetrics
     }
 
     /// What it answered when last asked for protobuf (`None`: never asked,
@@ -79,6 +94,23 @@ mod tests {
     use super::*;
     use Format::{Protobuf, Text};
 
+    mod asked {
+        use super::Richness;
+        pub const TEXT: Richness = Richness::TEXT;
+        pub const PROTOBUF: Richness = Richness {
+            protobuf: true,
+            openmetrics: false,
+        };
+        pub const OPENMETRICS: Richness = Richness {
+            protobuf: false,
+            openmetrics: true,
+        };
+        pub const BOTH: Richness = Richness {
+            protobuf: true,
+            openmetrics: true,
+        };
+    }
+
     /// A client_golang container (answers as asked) from the sidecar's
     /// start: the first scrape asks for text, as nobody wants protobuf yet.
     #[test]
@@ -86,36 +118,36 @@ mod tests {
         let mut container = CatchUp::default();
         // Nothing held, nothing in flight: nothing to wait for (a text
         // client would get nothing of it either).
-        assert!(!container.lacks_protobuf(None));
-        container.started(Asked::Text);
+        assert!(!container.lacks(asked::PROTOBUF, None));
+        container.started(asked::TEXT);
         // Its first body will be text: wait, then ask again.
-        assert!(container.lacks_protobuf(None));
+        assert!(container.lacks(asked::PROTOBUF, None));
         container.ended(Some(Text));
-        assert!(container.lacks_protobuf(Some(Text)));
+        assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         assert_eq!(container.speaks_protobuf(), None);
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         // Still text held: wait for the scrape in flight.
-        assert!(container.lacks_protobuf(Some(Text)));
+        assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         container.ended(Some(Protobuf));
-        assert!(!container.lacks_protobuf(Some(Protobuf)));
+        assert!(!container.lacks(asked::PROTOBUF, Some(Protobuf)));
         assert_eq!(container.speaks_protobuf(), Some(true));
         // While a protobuf scrape is in flight over a protobuf body.
-        container.started(Asked::Protobuf);
-        assert!(!container.lacks_protobuf(Some(Protobuf)));
+        container.started(asked::PROTOBUF);
+        assert!(!container.lacks(asked::PROTOBUF, Some(Protobuf)));
         container.ended(Some(Protobuf));
     }
 
     #[test]
     fn after_a_text_only_spell_it_is_waited_for_again() {
         let mut container = CatchUp::default();
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         container.ended(Some(Protobuf));
         // Nobody wanted protobuf for a while: its scrapes ask for text.
-        container.started(Asked::Text);
+        container.started(asked::TEXT);
         // A text scrape in flight would replace the protobuf body.
-        assert!(container.lacks_protobuf(Some(Protobuf)));
+        assert!(container.lacks(asked::PROTOBUF, Some(Protobuf)));
         container.ended(Some(Text));
-        assert!(container.lacks_protobuf(Some(Text)));
+        assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         assert_eq!(container.speaks_protobuf(), Some(true));
     }
 
@@ -123,20 +155,20 @@ mod tests {
     #[test]
     fn a_container_that_answered_text_to_protobuf_is_not_waited_for() {
         let mut container = CatchUp::default();
-        container.started(Asked::Text);
+        container.started(asked::TEXT);
         container.ended(Some(Text));
-        assert!(container.lacks_protobuf(Some(Text)));
-        container.started(Asked::Protobuf);
+        assert!(container.lacks(asked::PROTOBUF, Some(Text)));
+        container.started(asked::PROTOBUF);
         container.ended(Some(Text));
         assert_eq!(container.speaks_protobuf(), Some(false));
-        assert!(!container.lacks_protobuf(Some(Text)));
+        assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
         // Not even while a text scrape is in flight after a text spell.
-        container.started(Asked::Text);
-        assert!(!container.lacks_protobuf(Some(Text)));
+        container.started(asked::TEXT);
+        assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
         container.ended(Some(Text));
-        assert!(!container.lacks_protobuf(Some(Text)));
+        assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
         // Upgraded: the next scrape that asks for protobuf sees it.
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         container.ended(Some(Protobuf));
         assert_eq!(container.speaks_protobuf(), Some(true));
     }
@@ -144,17 +176,97 @@ mod tests {
     #[test]
     fn a_failed_scrape_teaches_nothing_and_leaves_nothing_to_wait_for() {
         let mut container = CatchUp::default();
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         container.ended(None);
         assert_eq!(container.speaks_protobuf(), None);
-        assert!(!container.lacks_protobuf(None));
+        assert!(!container.lacks(asked::PROTOBUF, None));
         // A text body from before a failed protobuf scrape cannot be held
         // (a failure clears it), but the rule does not depend on it.
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         container.ended(Some(Text));
-        container.started(Asked::Protobuf);
+        container.started(asked::PROTOBUF);
         container.ended(None);
         assert_eq!(container.speaks_protobuf(), Some(false));
+    }
+
+    /// A Python container (text, or OpenMetrics when asked): an
+    /// OpenMetrics client waits for a scrape that asks for OpenMetrics,
+    /// once; a protobuf client does not wait for it once it answered text
+    /// to protobuf, whatever else it is asked.
+    #[test]
+    fn an_openmetrics_client_waits_once_for_an_openmetrics_scrape() {
+        // (step, what a client needs, held, expected)
+        let mut container = CatchUp::default();
+        container.started(asked::TEXT);
+        container.ended(Some(Text));
+        type Step<'a> = &'a dyn Fn(&mut CatchUp);
+        let table: &[(Step, Richness, Option<Format>, bool)] = &[
+            (&|_| {}, asked::OPENMETRICS, Some(Text), true),
+            (&|_| {}, asked::TEXT, Some(Text), false),
+            (
+                &|c| c.started(asked::OPENMETRICS),
+                asked::OPENMETRICS,
+                Some(Text),
+                true,
+            ),
+            (
+                &|c| c.ended(Some(Text)),
+                asked::OPENMETRICS,
+                Some(Text),
+                false,
+            ),
+            (&|_| {}, asked::BOTH, Some(Text), true),
+            (&|c| c.started(asked::BOTH), asked::BOTH, Some(Text), true),
+            (&|c| c.ended(Some(Text)), asked::BOTH, Some(Text), false),
+            (&|_| {}, asked::PROTOBUF, Some(Text), false),
+            // The OpenMetrics client went away: a text scrape in flight
+            // would bring a body without OpenMetrics again.
+            (
+                &|c| c.started(asked::PROTOBUF),
+                asked::OPENMETRICS,
+                Some(Text),
+                true,
+            ),
+            (&|_| {}, asked::PROTOBUF, Some(Text), false),
+            (
+                &|c| c.ended(Some(Text)),
+                asked::OPENMETRICS,
+                Some(Text),
+                true,
+            ),
+            // A failed scrape leaves no body: nothing to wait for.
+            (
+                &|c| c.started(asked::OPENMETRICS),
+                asked::OPENMETRICS,
+                None,
+                false,
+            ),
+            (&|c| c.ended(None), asked::OPENMETRICS, None, false),
+        ];
+        for (row, (step, need, held, lacks)) in table.iter().enumerate() {
+            step(&mut container);
+            assert_eq!(container.lacks(*need, *held), *lacks, "row {row}");
+        }
+    }
+
+    /// client_golang, asked for both: its protobuf body covers both needs
+    /// (its names are legacy names, as a direct Prometheus 3 gets them).
+    #[test]
+    fn a_scrape_asked_for_both_covers_both() {
+        let mut container = CatchUp::default();
+        container.started(asked::BOTH);
+        container.ended(Some(Protobuf));
+        for need in [
+            asked::TEXT,
+            asked::PROTOBUF,
+            asked::OPENMETRICS,
+            asked::BOTH,
+        ] {
+            assert!(!container.lacks(need, Some(Protobuf)), "{need:?}");
+        }
+        container.started(asked::OPENMETRICS);
+        assert!(container.lacks(asked::PROTOBUF, Some(Protobuf)));
+        assert!(!container.lacks(asked::OPENMETRICS, Some(Protobuf)));
     }
 
     /// A text body from a text scrape never teaches that a container does
@@ -163,11 +275,11 @@ mod tests {
     fn only_scrapes_that_asked_for_protobuf_teach() {
         let mut container = CatchUp::default();
         for _ in 0..3 {
-            container.started(Asked::Text);
+            container.started(asked::TEXT);
             container.ended(Some(Text));
         }
         assert_eq!(container.speaks_protobuf(), None);
-        assert!(container.lacks_protobuf(Some(Text)));
+        assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         // Ending with no scrape in flight (a late end) changes nothing.
         container.ended(Some(Protobuf));
         assert_eq!(container.speaks_protobuf(), None);

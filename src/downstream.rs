@@ -28,7 +28,7 @@ use mio::net::TcpStream;
 
 use crate::encoded::Body;
 use crate::encoding;
-use crate::exposition::negotiate::{client_format, OutputFormat};
+use crate::exposition::negotiate::{Accept, Negotiated};
 
 /// Largest request head accepted; Prometheus sends about 300 bytes. Above
 /// this the client gets 431 and is closed.
@@ -68,8 +68,9 @@ pub struct Request {
     pub keep_alive: bool,
     /// `X-Prometheus-Scrape-Timeout-Seconds`, when sent and valid.
     pub scrape_timeout: Option<Duration>,
-    /// The output format the `Accept` header picks (text without one).
-    pub format: OutputFormat,
+    /// What is served: what the `Accept` fields negotiate (text,
+    /// `underscores` without one).
+    pub negotiated: Negotiated,
     /// `Accept-Encoding` allows gzip (RFC 9110 §12.5.3; Prometheus always
     /// sends `gzip`).
     pub accepts_gzip: bool,
@@ -123,7 +124,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
     // "keep-alive".
     let mut keep_alive = minor_version == 1;
     let mut scrape_timeout = None;
-    let mut accept = None;
+    let mut accept = Accept::default();
     let mut accepts_gzip = false;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("connection") {
@@ -144,7 +145,8 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(RequestError::Malformed);
         } else if header.name.eq_ignore_ascii_case("accept") {
-            accept = Some(header.value);
+            // Several fields are one list (RFC 9110 §5.3).
+            accept.add_field(header.value);
         } else if header.name.eq_ignore_ascii_case("accept-encoding") {
             // Several fields combine as one list (RFC 9110 §5.3).
             accepts_gzip |= encoding::accepts_gzip(header.value);
@@ -196,7 +198,7 @@ pub fn parse_request(buffer: &[u8], endpoint: &str) -> Result<Option<Request>, R
         head_only,
         keep_alive,
         scrape_timeout,
-        format: client_format(accept),
+        negotiated: accept.negotiate(),
         accepts_gzip,
         length,
     }))
@@ -242,8 +244,10 @@ impl Status {
     }
 }
 
-/// The content type of the merged exposition (text format 0.0.4).
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the merged exposition for a client that sends no
+/// `Accept` (text format 0.0.4; `Negotiated::default().content_type()`).
+pub const METRICS_CONTENT_TYPE: &str =
+    "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
 
 /// Content type of the short plain-text bodies (health, errors).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -827,8 +831,9 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-             Vary: Accept, Accept-Encoding\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8; \
+             escaping=underscores\r\nVary: Accept, Accept-Encoding\r\nContent-Length: 12\r\n\
+             Connection: keep-alive\r\n\r\n"
         );
         out.clear();
         write_head(
@@ -855,8 +860,8 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-             Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n\
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8; \
+             escaping=underscores\r\nContent-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n\
              Content-Length: 7\r\nConnection: keep-alive\r\n\r\n"
         );
     }
@@ -882,6 +887,39 @@ mod tests {
             assert_eq!(
                 parse(text).unwrap().unwrap().accepts_gzip,
                 *gzip,
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Several `Accept` fields are one list (RFC 9110 §5.3); the sidecar
+    /// once read only the last.
+    #[test]
+    fn accept_is_read_from_every_field() {
+        use crate::exposition::negotiate::{Escaping, MediaType};
+        let cases: &[(&str, MediaType, Escaping)] = &[
+            ("GET /metrics HTTP/1.1\r\n\r\n", MediaType::Text, Escaping::Underscores),
+            (
+                "GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\nAccept: text/plain\r\n\r\n",
+                MediaType::Protobuf,
+                Escaping::Underscores,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\naccept: text/plain;q=0.1\r\nAccept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8\r\n\r\n",
+                MediaType::OpenMetrics1,
+                Escaping::AllowUtf8,
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\nAccept: application/unknown;escaping=values\r\nAccept: text/plain\r\n\r\n",
+                MediaType::Text,
+                Escaping::Values,
+            ),
+        ];
+        for (text, media_type, escaping) in cases {
+            let negotiated = parse(text).unwrap().unwrap().negotiated;
+            assert_eq!(
+                (negotiated.media_type, negotiated.escaping),
+                (*media_type, *escaping),
                 "{text:?}"
             );
         }

@@ -50,7 +50,7 @@ use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
 use crate::container::ContainerState;
 use crate::downstream::{self, Client};
-use crate::exposition::negotiate::{self, ProtobufDemand};
+use crate::exposition::negotiate::{self, Demand};
 use crate::listen::{self, Listening};
 use crate::output::Output;
 use crate::rounds::Rounds;
@@ -157,7 +157,7 @@ struct Sidecar {
     round_timer: Option<TimerId>,
     /// When a client last wanted protobuf: containers are asked for it only
     /// while one does.
-    protobuf_demand: ProtobufDemand,
+    demand: Demand,
     empty_body: Rc<Vec<u8>>,
     health_body: Rc<Vec<u8>>,
     /// The page at `/`, built once: the configuration does not change.
@@ -320,7 +320,7 @@ impl Sidecar {
             timers,
             fired: Vec::new(),
             round_timer: None,
-            protobuf_demand: ProtobufDemand::default(),
+            demand: Demand::default(),
             empty_body: Rc::new(Vec::new()),
             health_body: Rc::new(b"ok\n".to_vec()),
             landing_body: Rc::new(landing_page),

@@ -26,7 +26,7 @@ use log::{error, warn};
 use crate::container::ContainerState;
 use crate::downstream::Coding;
 use crate::encoded::{Body, Encoded, EncodedBuilder, PIECE_BYTES};
-use crate::exposition::negotiate::OutputFormat;
+use crate::exposition::negotiate::OutputKind;
 use crate::exposition::{Merger, Snapshot, Source};
 use crate::published::Published;
 use crate::self_metrics::{self, ContainerStats, ProcessStats};
@@ -72,11 +72,11 @@ impl Output {
         }
     }
 
-    /// The body to serve in `format`, gzip if `gzip` (its member built now
+    /// The body to serve for `kind`, gzip if `gzip` (its member built now
     /// if this is the first gzip request of the edition), if no data
-    /// changed since that format's edition was built.
-    pub fn current(&mut self, format: OutputFormat, gzip: bool) -> Option<(Body, Coding)> {
-        let edition = self.published.current_mut(format)?;
+    /// changed since that kind's edition was built.
+    pub fn current(&mut self, kind: impl Into<OutputKind>, gzip: bool) -> Option<(Body, Coding)> {
+        let edition = self.published.current_mut(kind)?;
         if gzip {
             edition.ensure_gzip(Vec::new());
         }
@@ -101,14 +101,14 @@ impl Output {
         self.published.invalidate();
     }
 
-    /// Builds and publishes a new edition in `format` from `containers` (in
+    /// Builds and publishes a new edition of `kind` from `containers` (in
     /// output order) and the sidecar's own metrics, written in pieces and
     /// compressed as it is merged if `gzip`. Returns the retired buffers evicted past the budget: the
     /// loop closes the clients that hold them.
     pub fn build(
         &mut self,
         now: Instant,
-        format: OutputFormat,
+        kind: impl Into<OutputKind>,
         containers: &mut [ContainerState],
         process: &ProcessStats,
         gzip: bool,
@@ -120,7 +120,8 @@ impl Output {
         for (container, &guess) in containers.iter_mut().zip(&self.last_conflicts) {
             container.count_conflicts(0, guess);
         }
-        let (mut text_buffer, mut gzip_buffer, evicted) = self.published.start_build(format);
+        let kind = kind.into();
+        let (mut text_buffer, mut gzip_buffer, evicted) = self.published.start_build(kind);
         let mut edition = Encoded::default();
         for attempt in 0..2 {
             self.render_own_metrics(containers, process);
@@ -144,7 +145,7 @@ impl Output {
             );
             self.merger.merge_in_pieces(
                 &sources,
-                format,
+                kind,
                 &mut self.piece,
                 PIECE_BYTES,
                 &mut |piece| builder.write(piece),
@@ -174,7 +175,7 @@ impl Output {
         self.log_conflicts(containers);
         // The piece is a fixed 64 KiB; nothing else of the merge's output
         // outlives the build but the edition.
-        self.published.publish(format, edition);
+        self.published.publish(kind, edition);
         evicted
     }
 
@@ -215,6 +216,7 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::negotiate::OutputFormat;
     use crate::scrape::{Finished, Outcome};
     use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The published output: the edition of the merged exposition in each
-//! output format (text 0.0.4, delimited protobuf) that every `/metrics`
-//! response of that format shares until some data changes (its text when
+//! output kind (format: text 0.0.4, OpenMetrics, delimited protobuf; and
+//! name escaping) that every `/metrics` response of that kind shares until some data changes (its text when
 //! small, its gzip member: [`Encoded`]), and the earlier buffers that slow
 //! clients are still being sent, under one budget for both formats.
 //!
@@ -23,23 +23,34 @@
 use std::rc::Rc;
 
 use crate::encoded::Encoded;
-use crate::exposition::negotiate::OutputFormat;
+use crate::exposition::negotiate::{Escaping, OutputFormat, OutputKind};
 
-/// Where a format's edition is kept.
-fn slot(format: OutputFormat) -> usize {
-    match format {
+/// Output kinds that can have an edition: three formats, four escapings.
+const SLOTS: usize = 12;
+
+/// Where a kind's edition is kept. Both OpenMetrics versions are one kind
+/// (one body; only the response's `Content-Type` names the version).
+fn slot(kind: OutputKind) -> usize {
+    let format = match kind.format {
         OutputFormat::Text => 0,
         OutputFormat::Protobuf => 1,
         OutputFormat::OpenMetrics => 2,
-    }
+    };
+    let escaping = match kind.escaping {
+        Escaping::AllowUtf8 => 0,
+        Escaping::Underscores => 1,
+        Escaping::Dots => 2,
+        Escaping::Values => 3,
+    };
+    format * 4 + escaping
 }
 
 pub struct Published {
-    /// One edition per output format, each built only when a client asks
-    /// for that format.
-    editions: [Encoded; 3],
+    /// One edition per output kind, each built only when a client asks for
+    /// that kind: a kind nobody asks for costs nothing.
+    editions: [Encoded; SLOTS],
     /// Which editions match the data: serve them as they are.
-    current: [bool; 3],
+    current: [bool; SLOTS],
     /// Earlier buffers still held by clients, oldest first.
     retired: Vec<Rc<Vec<u8>>>,
     /// Bytes the retired buffers may hold together.
@@ -50,15 +61,15 @@ impl Published {
     pub fn new(retired_budget: usize) -> Published {
         Published {
             editions: Default::default(),
-            current: [false; 3],
+            current: [false; SLOTS],
             retired: Vec::new(),
             retired_budget,
         }
     }
 
-    /// The edition to serve in `format`, if it still matches the data.
-    pub fn current_mut(&mut self, format: OutputFormat) -> Option<&mut Encoded> {
-        let slot = slot(format);
+    /// The edition to serve for `kind`, if it still matches the data.
+    pub fn current_mut(&mut self, kind: impl Into<OutputKind>) -> Option<&mut Encoded> {
+        let slot = slot(kind.into());
         self.current[slot].then_some(&mut self.editions[slot])
     }
 
@@ -93,8 +104,11 @@ impl Published {
     /// holds them. The ones clients hold are retired now, before the new
     /// edition takes memory, and the retired buffers (of either format)
     /// past the budget are returned: close their holders.
-    pub fn start_build(&mut self, format: OutputFormat) -> (Vec<u8>, Vec<u8>, Vec<Rc<Vec<u8>>>) {
-        let slot = slot(format);
+    pub fn start_build(
+        &mut self,
+        kind: impl Into<OutputKind>,
+    ) -> (Vec<u8>, Vec<u8>, Vec<Rc<Vec<u8>>>) {
+        let slot = slot(kind.into());
         let previous = std::mem::take(&mut self.editions[slot]);
         self.current[slot] = false;
         let mut buffers = [Vec::new(), Vec::new()];
@@ -113,9 +127,9 @@ impl Published {
         (text, gzip, evicted)
     }
 
-    /// Makes `edition` the one served in `format` until the data changes.
-    pub fn publish(&mut self, format: OutputFormat, edition: Encoded) {
-        let slot = slot(format);
+    /// Makes `edition` the one served for `kind` until the data changes.
+    pub fn publish(&mut self, kind: impl Into<OutputKind>, edition: Encoded) {
+        let slot = slot(kind.into());
         self.editions[slot] = edition;
         self.current[slot] = true;
     }
@@ -201,7 +215,11 @@ mod tests {
         let mut published = Published::new(100);
         drop(build(&mut published, &"x".repeat(1000)).0);
         published.invalidate();
-        assert_eq!(published.editions[0].text.as_ref().unwrap().capacity(), 0);
+        let text = slot(OutputFormat::Text.into());
+        assert_eq!(
+            published.editions[text].text.as_ref().unwrap().capacity(),
+            0
+        );
         // And is not retired by the next build.
         build(&mut published, "y");
         assert!(published.retired.is_empty());
@@ -270,7 +288,7 @@ mod tests {
     #[test]
     fn formats_have_their_own_editions_and_one_retired_budget() {
         let mut published = Published::new(100);
-        let edition = |published: &mut Published, format, text: &str| {
+        let edition = |published: &mut Published, format: OutputFormat, text: &str| {
             let (text_buffer, gzip_buffer, evicted) = published.start_build(format);
             let mut builder = EncodedBuilder::new(text_buffer, gzip_buffer, false);
             builder.write(text.as_bytes());
@@ -299,6 +317,47 @@ mod tests {
         assert!(Rc::ptr_eq(&evicted[0], &text));
         drop((text, protobuf, evicted));
         assert_eq!(published.retired_bytes(), 0);
+    }
+
+    /// An output kind is its format and its escaping: each has its own
+    /// edition, built only when asked for.
+    #[test]
+    fn escapings_of_one_format_have_their_own_editions() {
+        let mut published = Published::new(100);
+        let utf8 = OutputKind {
+            format: OutputFormat::OpenMetrics,
+            escaping: Escaping::AllowUtf8,
+        };
+        let underscores = OutputKind {
+            format: OutputFormat::OpenMetrics,
+            escaping: Escaping::Underscores,
+        };
+        let (text, gzip, _) = published.start_build(utf8);
+        let mut builder = EncodedBuilder::new(text, gzip, false);
+        builder.write(b"{\"a.b\"} 1\n# EOF\n");
+        published.publish(utf8, builder.finish());
+        assert!(published.current_mut(underscores).is_none());
+        assert!(published.current_mut(OutputFormat::OpenMetrics).is_none());
+        assert!(published.current_mut(OutputFormat::Text).is_none());
+        assert_eq!(published.current_mut(utf8).unwrap().text_len, 16);
+        let distinct: std::collections::HashSet<usize> = [
+            OutputFormat::Text,
+            OutputFormat::OpenMetrics,
+            OutputFormat::Protobuf,
+        ]
+        .into_iter()
+        .flat_map(|format| {
+            [
+                Escaping::AllowUtf8,
+                Escaping::Underscores,
+                Escaping::Dots,
+                Escaping::Values,
+            ]
+            .map(|escaping| slot(OutputKind { format, escaping }))
+        })
+        .collect();
+        assert_eq!(distinct.len(), SLOTS);
+        assert!(distinct.iter().all(|&slot| slot < SLOTS));
     }
 
     #[test]

@@ -44,8 +44,12 @@ fn gzip_only_when_the_request_accepts_it() {
     assert_eq!(identity.header("vary"), Some("Accept, Accept-Encoding"));
     let cases: &[(&str, bool)] = &[
         ("Accept-Encoding: gzip\r\n", true),
-        // What Prometheus 2.x sends.
-        ("Accept-Encoding: gzip\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3\r\n", true),
+        // With an Accept for the same output (text; an OpenMetrics or
+        // protobuf Accept gets another body, tests/protobuf.rs).
+        (
+            "Accept-Encoding: gzip\r\nAccept: text/plain;version=0.0.4;q=0.3,*/*;q=0.1\r\n",
+            true,
+        ),
         ("Accept-Encoding: deflate, gzip;q=0.5\r\n", true),
         ("Accept-Encoding: *\r\n", true),
         ("Accept-Encoding: gzip;q=0\r\n", false),

@@ -20,6 +20,9 @@ use crate::util::{
     container_args, gunzip, parse_response, raw_exchange, wait_until, Behaviour, Sidecar, Stub,
 };
 
+/// The sidecar's `Content-Type` for a protobuf answer (expfmt's, with
+/// the escaping scheme).
+const PROTOBUF_ANSWER: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping=underscores";
 const PROTOBUF_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.pb");
 const TEXT_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.txt");
 
@@ -101,7 +104,10 @@ fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
     // A text-only client: every request to the container asks for text,
     // over several scrapes.
     let (content_type, body) = get(&sidecar, "text/plain;version=0.0.4");
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        content_type,
+        "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
+    );
     assert!(String::from_utf8_lossy(&body).contains("container=\"app\""));
     let scraped = wait_until(Duration::from_secs(10), || {
         get(&sidecar, "text/plain;version=0.0.4");
@@ -117,7 +123,7 @@ fn containers_are_asked_for_protobuf_only_while_a_client_wants_it() {
     // A protobuf client: its first answer waits for a scrape that asks
     // the container for protobuf, and carries the native histograms.
     let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
-    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(content_type, PROTOBUF_ANSWER);
     assert_eq!(native_histograms(&body), 3);
     let asked_after: Vec<String> = accepts.lock().unwrap()[asked_before.len()..].to_vec();
     assert!(
@@ -163,7 +169,7 @@ fn the_first_protobuf_answer_waits_once_for_protobuf_scrapes() {
     assert!(ticked, "the first scrapes never started");
 
     let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
-    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(content_type, PROTOBUF_ANSWER);
     assert_eq!(native_histograms(&body), 3);
     assert_eq!(
         *accepts.lock().unwrap(),
@@ -191,7 +197,7 @@ fn on_demand_the_first_protobuf_answer_has_native_histograms() {
     args.push("--scrape_interval=0".to_string());
     let sidecar = Sidecar::start(&args);
     let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
-    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(content_type, PROTOBUF_ANSWER);
     let mut converter = Converter::new();
     converter.read(&body).expect("the answer reads as protobuf");
     assert_eq!(converter.native_histograms(), 3);
@@ -212,7 +218,7 @@ fn on_demand_a_protobuf_request_after_a_text_round_has_native_histograms() {
     assert!(String::from_utf8_lossy(&body).contains("container=\"app\""));
     assert_eq!(*accepts.lock().unwrap(), vec![ACCEPT_TEXT.to_string()]);
     let (content_type, body) = get(&sidecar, ACCEPT_PROTOBUF);
-    assert_eq!(content_type, PROTOBUF_CONTENT_TYPE);
+    assert_eq!(content_type, PROTOBUF_ANSWER);
     assert_eq!(native_histograms(&body), 3);
     assert_eq!(
         *accepts.lock().unwrap(),
@@ -265,10 +271,15 @@ fn gzip_carries_the_same_bytes_as_identity_in_either_format() {
         )
     };
     for (accept, content_type) in [
-        (ACCEPT_PROTOBUF, PROTOBUF_CONTENT_TYPE),
+        (ACCEPT_PROTOBUF, PROTOBUF_ANSWER),
         (
             "text/plain;version=0.0.4",
-            "text/plain; version=0.0.4; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8; escaping=underscores",
+        ),
+        // Prometheus 3's Accept: OpenMetrics, UTF-8 names: its own edition.
+        (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
         ),
     ] {
         let mut last = None;
@@ -302,7 +313,7 @@ fn gzip_carries_the_same_bytes_as_identity_in_either_format() {
             inflated.len(),
             identity.len()
         );
-        if content_type == PROTOBUF_CONTENT_TYPE {
+        if content_type == PROTOBUF_ANSWER {
             let mut converter = Converter::new();
             converter
                 .read(&identity)

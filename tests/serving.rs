@@ -19,7 +19,7 @@ use crate::util::{
     wait_until, Behaviour, Response, Sidecar, Stub,
 };
 
-const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
 
 /// Three samples in two families.
 const APP_BODY: &str = "# HELP app_requests_total Requests.\n\

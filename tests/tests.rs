@@ -13,6 +13,7 @@ mod encoding;
 mod exposition;
 mod listen;
 mod memory;
+mod negotiation;
 mod on_demand;
 mod openmetrics_oracle;
 mod packaging;

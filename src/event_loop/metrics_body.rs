@@ -10,7 +10,7 @@ use log::debug;
 
 use crate::downstream::Coding;
 use crate::encoded::Body;
-use crate::exposition::negotiate::OutputFormat;
+use crate::exposition::negotiate::OutputKind;
 use crate::scrape::FailureReason;
 use crate::self_metrics::ProcessStats;
 
@@ -27,16 +27,16 @@ const BODIES_AND_INDEXES_PER_MAX_BODY: f64 = 5.5;
 const MERGE_BYTES_PER_FAMILY: usize = 72;
 
 impl Sidecar {
-    /// The body served for the endpoint in `format`, gzip if `gzip`: built
-    /// when some data changed since that format's last build, otherwise the
+    /// The body served for the endpoint as `kind`, gzip if `gzip`: built
+    /// when some data changed since that kind's last build, otherwise the
     /// same shared bytes.
     pub(super) fn metrics_body(
         &mut self,
         now: Instant,
-        format: OutputFormat,
+        kind: OutputKind,
         gzip: bool,
     ) -> (Body, Coding) {
-        if let Some(answer) = self.output.current(format, gzip) {
+        if let Some(answer) = self.output.current(kind, gzip) {
             return answer;
         }
         self.budget.release_pool();
@@ -44,9 +44,9 @@ impl Sidecar {
         let process = ProcessStats::read();
         let evicted = self
             .output
-            .build(now, format, &mut self.containers, &process, gzip);
+            .build(now, kind, &mut self.containers, &process, gzip);
         debug!(
-            "built the {format:?} output (resident before: {} KiB, receive peak {} KiB): bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
+            "built the {kind:?} output (resident before: {} KiB, receive peak {} KiB): bodies held {} KiB, receive buffers {} KiB, indexes {} KiB, output {} KiB",
             process.resident_bytes >> 10,
             self.budget.peak_receiving() >> 10,
             self.budget.held_total() >> 10,
@@ -73,7 +73,7 @@ impl Sidecar {
             }
         }
         self.output
-            .current(format, gzip)
+            .current(kind, gzip)
             .unwrap_or((Body::empty(), Coding::Identity))
     }
 

@@ -25,7 +25,7 @@ use log::debug;
 use crate::client_table::ClientId;
 use crate::config::ScrapeMode;
 use crate::downstream::{Request, Status};
-use crate::exposition::negotiate::OutputFormat;
+use crate::exposition::negotiate::Richness;
 use crate::exposition::Format;
 use crate::rounds::Ask;
 
@@ -48,10 +48,11 @@ impl Sidecar {
             request,
         };
         let timeout = request.scrape_timeout;
-        // Only a protobuf request looks: a text-only Prometheus costs
-        // nothing extra.
-        let catch_up = request.format == OutputFormat::Protobuf
-            && (0..self.scrapers.len()).any(|index| self.lacks_protobuf(index));
+        // Only a request that needs more than text looks: a text-only
+        // Prometheus costs nothing extra.
+        let need = Richness::of(request.negotiated);
+        let catch_up =
+            need != Richness::TEXT && (0..self.scrapers.len()).any(|index| self.lacks(index, need));
         let (ask, scrape_every_container) = match self.config.scrape_mode {
             ScrapeMode::OnDemand => match self.rounds.ask(now, waiter, timeout) {
                 // The round just ended fetched text from some container.
@@ -75,7 +76,7 @@ impl Sidecar {
                         }
                     }
                 } else {
-                    debug!("a protobuf request waits for protobuf scrapes of containers that were asked for text");
+                    debug!("a request that needs {need:?} waits for scrapes of containers that were asked for less");
                 }
                 self.advance_round(now);
                 true
@@ -96,12 +97,12 @@ impl Sidecar {
         (snapshot.body_len() > 0).then(|| snapshot.format())
     }
 
-    /// Whether a protobuf client must wait for a protobuf scrape of
-    /// container `index`.
-    fn lacks_protobuf(&self, index: usize) -> bool {
+    /// Whether a client that needs `need` must wait for a scrape of
+    /// container `index` that asks for it.
+    fn lacks(&self, index: usize, need: Richness) -> bool {
         self.scrapers[index]
             .catch_up
-            .lacks_protobuf(self.held_format(index))
+            .lacks(need, self.held_format(index))
     }
 
     pub(super) fn arm_round_timer(&mut self, deadline: Instant) {
@@ -121,17 +122,19 @@ impl Sidecar {
             return;
         }
         let mut waiting = false;
-        let wants_protobuf = self
+        let need = self
             .rounds
             .waiters()
             .iter()
-            .any(|waiter| waiter.request.format == OutputFormat::Protobuf);
-        if wants_protobuf {
-            // Still wanted: the scrapes started for it ask for protobuf
-            // however long the round has lasted.
-            self.protobuf_demand.note(now, OutputFormat::Protobuf);
+            .fold(Richness::TEXT, |need, waiter| {
+                need.union(Richness::of(waiter.request.negotiated))
+            });
+        if need != Richness::TEXT {
+            // Still wanted: the scrapes started for it ask for it however
+            // long the round has lasted.
+            self.demand.note(now, need);
             for index in 0..self.scrapers.len() {
-                if !self.lacks_protobuf(index) {
+                if !self.lacks(index, need) {
                     continue;
                 }
                 if !self.scrapers[index].upstream.in_flight() {
@@ -140,7 +143,7 @@ impl Sidecar {
                     // protobuf), or none.
                     self.start_scrape(index, now);
                 }
-                waiting |= self.lacks_protobuf(index);
+                waiting |= self.lacks(index, need);
             }
         }
         if self.config.scrape_mode == ScrapeMode::OnDemand {
@@ -180,9 +183,10 @@ impl Sidecar {
             };
             connection.waiting_for_round = false;
             let request = waiter.request;
-            let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
+            let served = request.negotiated;
+            let (body, coding) = self.metrics_body(now, served.kind(), request.accepts_gzip);
             self.make_room_for_the_body(waiter.client, &request, &body);
-            let content_type = request.format.content_type();
+            let content_type = served.content_type();
             self.respond(
                 waiter.client,
                 request,

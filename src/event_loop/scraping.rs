@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use crate::budget::{Budget, Growth};
-use crate::catch_up::Asked;
 use crate::config::ScrapeMode;
 use crate::container::ContainerState;
 use crate::scrape::{FailureReason, Finished, Outcome};
@@ -37,18 +36,11 @@ impl Sidecar {
 
     pub(super) fn start_scrape(&mut self, index: usize, now: Instant) {
         let scraper = &mut self.scrapers[index];
-        // Protobuf only while a client wants it: a text-only Prometheus
-        // costs nothing extra.
-        scraper
-            .upstream
-            .set_accept(self.protobuf_demand.upstream_accept(now));
-        scraper
-            .catch_up
-            .started(if self.protobuf_demand.wants_protobuf(now) {
-                Asked::Protobuf
-            } else {
-                Asked::Text
-            });
+        // Protobuf, OpenMetrics only while a client wants them: a
+        // text-only Prometheus costs nothing extra.
+        let asked = self.demand.asked(now);
+        scraper.upstream.set_accept(asked.accept());
+        scraper.catch_up.started(asked);
         let buffer = self.budget.start(index, scraper.upstream.expected_buffer());
         scraper.upstream.set_buffer(buffer);
         match scraper.upstream.start(self.poll.registry(), now) {

@@ -15,6 +15,7 @@ use log::debug;
 use crate::client_table::ClientId;
 use crate::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
 use crate::encoded::Body;
+use crate::exposition::negotiate::Richness;
 use crate::timer::TimerId;
 
 use super::{Sidecar, TimerKey};
@@ -185,7 +186,7 @@ impl Sidecar {
 
     fn answer(&mut self, id: ClientId, request: Request, now: Instant) {
         if request.route == Route::Metrics {
-            self.protobuf_demand.note(now, request.format);
+            self.demand.note(now, Richness::of(request.negotiated));
             if self.wait_for_round(id, request, now) {
                 return;
             }
@@ -193,9 +194,10 @@ impl Sidecar {
         let fixed = |body: &Rc<Vec<u8>>| (Body::Shared(body.clone()), Coding::Fixed);
         let (status, content_type, (body, coding)) = match request.route {
             Route::Metrics => {
-                let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
+                let served = request.negotiated;
+                let (body, coding) = self.metrics_body(now, served.kind(), request.accepts_gzip);
                 self.make_room_for_the_body(id, &request, &body);
-                (Status::Ok, request.format.content_type(), (body, coding))
+                (Status::Ok, served.content_type(), (body, coding))
             }
             Route::Health => (
                 Status::Ok,

@@ -92,9 +92,10 @@ struct Contribution {
     kind: Kind,
     resolution: Resolution,
     /// OpenMetrics output: its type there, and whether `family` numbers a
-    /// parent family.
+    /// parent family, or a counter written whole as `unknown`.
     om: OpenMetricsType,
     parent: bool,
+    whole: bool,
 }
 
 struct Merged {
@@ -102,9 +103,11 @@ struct Merged {
     source: u32,
     family: u32,
     kind: Kind,
-    /// OpenMetrics output: its type, and whether `family` numbers a parent.
+    /// OpenMetrics output: its type, and whether `family` numbers a parent
+    /// (or a counter written whole, see [`openmetrics_item`]).
     om: OpenMetricsType,
     parent: bool,
+    whole: bool,
     /// Named as OpenMetrics names it ([`openmetrics_item`]).
     openmetrics: bool,
     /// The name as the output's escaping writes it, in `Merger::written`;
@@ -173,6 +176,10 @@ pub struct Merger {
     /// sample)`, the rules' check, and the names families claimed.
     children: Vec<Child>,
     order: Vec<(u32, u32, u32)>,
+    /// OpenMetrics output: every source's items `(source, family,
+    /// parent)`, and those not renamed, by name.
+    items: Vec<(u32, u32, bool)>,
+    plain: NameTable,
     /// The output's escaping scheme, and the names it escaped.
     escaping: Escaping,
     written: Vec<u8>,
@@ -210,6 +217,8 @@ impl Merger {
             help: Vec::new(),
             children: Vec::new(),
             order: Vec::new(),
+            items: Vec::new(),
+            plain: NameTable::default(),
             escaping: Escaping::Underscores,
             written: Vec::new(),
             series_seen: std::collections::HashSet::new(),
@@ -362,6 +371,7 @@ impl Merger {
                         kind: family.kind,
                         om: OpenMetricsType::None,
                         parent: false,
+                        whole: false,
                         openmetrics: false,
                         written,
                         reserved: false,
@@ -381,6 +391,7 @@ impl Merger {
                     resolution: Resolution::Kept,
                     om: OpenMetricsType::None,
                     parent: false,
+                    whole: false,
                 });
             }
         }
@@ -1029,7 +1040,14 @@ fn merged_key<'a>(sources: &[Source<'a>], merged: &Merged, written: &'a [u8]) ->
     if !merged.written.is_empty() {
         merged.written.of(written)
     } else if merged.openmetrics {
-        item_of(sources, merged.source, merged.family, merged.parent).name
+        item_of(
+            sources,
+            merged.source,
+            merged.family,
+            merged.parent,
+            merged.whole,
+        )
+        .name
     } else {
         name_of(sources, merged.source, merged.family)
     }
@@ -1579,8 +1597,40 @@ struct OpenMetricsItem<'a> {
 }
 
 /// The OpenMetrics family that `family` (a parent's number when `parent`)
-/// of `view` is written as.
-fn openmetrics_item(view: SourceView<'_>, family: u32, parent: bool) -> OpenMetricsItem<'_> {
+/// of `view` is written as; `whole`: a text or protobuf counter named
+/// `..._total` keeps that name as `unknown` (see [`Merger::merge_openmetrics`]).
+fn openmetrics_item(
+    view: SourceView<'_>,
+    family: u32,
+    parent: bool,
+    whole: bool,
+) -> OpenMetricsItem<'_> {
+    let item = openmetrics_item_as_named(view, family, parent);
+    if !whole {
+        return item;
+    }
+    OpenMetricsItem {
+        name: view.name(family),
+        om: OpenMetricsType::Unknown,
+        ..item
+    }
+}
+
+/// A counter whose OpenMetrics name is its name without `_total`.
+fn is_stripped_counter(
+    view: SourceView<'_>,
+    family: u32,
+    parent: bool,
+    item: &OpenMetricsItem<'_>,
+) -> bool {
+    !parent && item.om == OpenMetricsType::Counter && item.name.len() < view.name(family).len()
+}
+
+fn openmetrics_item_as_named(
+    view: SourceView<'_>,
+    family: u32,
+    parent: bool,
+) -> OpenMetricsItem<'_> {
     match view {
         SourceView::Text(text) if parent => {
             let p = text.openmetrics_family(family);
@@ -1625,8 +1675,14 @@ fn item_of<'a>(
     source: u32,
     family: u32,
     parent: bool,
+    whole: bool,
 ) -> OpenMetricsItem<'a> {
-    openmetrics_item(sources[source as usize].snapshot.view(), family, parent)
+    openmetrics_item(
+        sources[source as usize].snapshot.view(),
+        family,
+        parent,
+        whole,
+    )
 }
 
 /// A parent family's children in one source: `(source, parent, family)`
@@ -1647,6 +1703,14 @@ impl Merger {
     ) {
         let _ = escaping;
         self.children.clear();
+        // First the items of every source, and the names of those that are
+        // not counters: a text counter `x_total`
+        // beside a family `x` (node_exporter's `go_memstats_alloc_bytes`
+        // gauge and `..._total` counter) cannot both be OpenMetrics
+        // families named `x`, so the counter keeps its series as
+        // `unknown` `x_total` rather than losing them to a conflict.
+        self.items.clear();
+        self.plain.clear();
         for (source_index, source) in sources.iter().enumerate() {
             if !source.snapshot.is_indexed() {
                 continue;
@@ -1668,7 +1732,32 @@ impl Merger {
                     },
                     SourceView::Protobuf(_) => (family, false),
                 };
-                let this = openmetrics_item(view, item, parent);
+                let this = openmetrics_item(view, item, parent, false);
+                if this.om != OpenMetricsType::Counter {
+                    let index = self.items.len() as u32;
+                    self.plain.insert(hash_name(this.name), index);
+                }
+                self.items.push((source_index as u32, item, parent));
+            }
+        }
+        for i in 0..self.items.len() {
+            let (source_index, item, parent) = self.items[i];
+            let source = &sources[source_index as usize];
+            let view = source.snapshot.view();
+            let named = openmetrics_item(view, item, parent, false);
+            let whole = {
+                let items = &self.items;
+                is_stripped_counter(view, item, parent, &named)
+                    && self
+                        .plain
+                        .find(hash_name(named.name), |j| {
+                            let (s, f, p) = items[j as usize];
+                            same_bytes(item_of(sources, s, f, p, false).name, named.name)
+                        })
+                        .is_some()
+            };
+            {
+                let this = openmetrics_item(view, item, parent, whole);
                 let id = self.merged.len() as u32;
                 let written = escape_written(this.name, self.escaping, &mut self.written);
                 let key = if written.is_empty() {
@@ -1683,11 +1772,12 @@ impl Merger {
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {
-                        source: source_index as u32,
+                        source: source_index,
                         family: item,
                         kind: Kind::Untyped,
                         om: this.om,
                         parent,
+                        whole,
                         openmetrics: true,
                         written,
                         reserved: false,
@@ -1700,12 +1790,13 @@ impl Merger {
                 }
                 self.contributions.push(Contribution {
                     merged,
-                    source: source_index as u32,
+                    source: source_index,
                     family: item,
                     kind: Kind::Untyped,
                     resolution: Resolution::Kept,
                     om: this.om,
                     parent,
+                    whole,
                 });
             }
         }
@@ -1727,7 +1818,7 @@ impl Merger {
 
     fn report_openmetrics(&mut self, sources: &[Source<'_>], contribution: usize) {
         let c = self.sorted[contribution];
-        let name = item_of(sources, c.source, c.family, c.parent).name;
+        let name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -1824,10 +1915,10 @@ impl Merger {
                 }
                 continue;
             }
-            for suffix in std::iter::once(&b""[..]).chain(suffixes.iter().copied()) {
-                if suffix.is_empty() && suffixes.contains(&&b""[..]) {
-                    continue;
-                }
+            // Its name alone (prometheus_client's parser adds it to every
+            // type's suffixes), then each suffix.
+            let alone = (!suffixes.contains(&&b""[..])).then_some(&b""[..]);
+            for suffix in alone.into_iter().chain(suffixes.iter().copied()) {
                 let start = self.claim_names.len();
                 self.claim_names.extend_from_slice(name);
                 self.claim_names.extend_from_slice(suffix);
@@ -1880,7 +1971,7 @@ impl Merger {
                             &sample,
                             c.source,
                             family_type,
-                            item_of(sources, c.source, c.family, c.parent).name,
+                            item_of(sources, c.source, c.family, c.parent, c.whole).name,
                             &mut check,
                         );
                         if !check.ok {
@@ -1921,7 +2012,8 @@ impl Merger {
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
-        let help = kept().find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
+        let help =
+            kept().find_map(|c| item_of(sources, c.source, c.family, c.parent, c.whole).help);
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
@@ -1948,7 +2040,7 @@ impl Merger {
             out.push(b'\n');
         }
         let unit = kept()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent).unit)
+            .find_map(|c| item_of(sources, c.source, c.family, c.parent, c.whole).unit)
             .filter(|unit| {
                 family_type.takes_unit()
                     && !unit.is_empty()
@@ -2043,7 +2135,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
-                let raw_name = item_of(sources, c.source, c.family, c.parent).name;
+                let raw_name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
@@ -2066,22 +2158,20 @@ impl Merger {
                     } else {
                         view.sample_at(c.family, k as u32)
                     };
-                    if only.is_some()
-                        && !self
-                            .series_seen
-                            .insert(series_hash(view, &sample, c.source))
-                    {
-                        // The same series again: Prometheus keeps the first
-                        // (and counts the rest as duplicates); prometheus_client
-                        // refuses a family that has it twice apart.
-                        continue;
-                    }
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
                         let suffix =
                             sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
                         if let Some(only) = only {
-                            if suffix != Some(only) {
+                            if suffix != Some(only)
+                                || !self
+                                    .series_seen
+                                    .insert(series_hash(view, &sample, c.source))
+                            {
+                                // Not this family's, or the same series again:
+                                // Prometheus keeps the first (and counts the
+                                // rest as duplicates); prometheus_client refuses
+                                // a family that has it twice apart.
                                 continue;
                             }
                         }
@@ -2378,6 +2468,24 @@ mod openmetrics_tests {
                 ],
                 "# TYPE c counter\nc_total{container=\"a\"} 1\nc_total{container=\"c\"} 1\nc_created{container=\"c\"} 2\n# EOF\n",
                 &["1:c_created"],
+            ),
+            (
+                "a family claiming a series name another family has is dropped",
+                &[
+                    ("a", "# TYPE c_total gauge\nc_total 1\n"),
+                    ("c", "# TYPE c counter\nc_total 1\n# EOF\n"),
+                ],
+                "# TYPE c_total gauge\nc_total{container=\"a\"} 1\n# EOF\n",
+                &["1:c"],
+            ),
+            (
+                "a text counter x_total beside a gauge x keeps its series as unknown x_total",
+                &[(
+                    "a",
+                    "# TYPE x gauge\nx 1\n# TYPE x_total counter\nx_total 2\n",
+                )],
+                "# TYPE x gauge\nx{container=\"a\"} 1\n# TYPE x_total unknown\nx_total{container=\"a\"} 2\n# EOF\n",
+                &[],
             ),
             (
                 "simple types of one name conflict into unknown",
