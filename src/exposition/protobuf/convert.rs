@@ -133,6 +133,7 @@ impl Converter {
                 target.as_ref(),
                 &mut self.labels,
                 out,
+                &mut |_| {},
             );
         }
     }
@@ -161,7 +162,15 @@ impl Converter {
             self.metrics.clear();
             self.up.metrics(source, family, target, &mut self.metrics);
             let entry = view.family(family);
-            let name = entry.name;
+            // Names as a client that names no escaping gets them.
+            let mut name = Vec::new();
+            crate::exposition::escaping::escape_name(
+                entry.name,
+                crate::exposition::negotiate::Escaping::Underscores,
+                false,
+                &mut name,
+            );
+            let name = name.as_slice();
             self.help.clear();
             let help = entry.help.map(|help| {
                 unescape_help(help, view.is_openmetrics(), &mut self.help);

@@ -350,7 +350,16 @@ impl<'a> MetricRelabeler<'a> {
         while !fields.is_done() {
             let field_start = fields.at;
             let Ok(tag) = fields.tag() else { return };
-            if fields.skip(tag).is_err() {
+            // A length-delimited field's content, where it starts: its
+            // length takes 2 bytes from 128 on (a counter with an exemplar
+            // and a created timestamp, a gauge with an unknown field).
+            let mut content = (0, 0);
+            if tag.wire == WireType::Len {
+                match fields.len_delimited() {
+                    Ok(span) => content = span,
+                    Err(_) => return,
+                }
+            } else if fields.skip(tag).is_err() {
                 return;
             }
             let simple_value = matches!(
@@ -360,9 +369,8 @@ impl<'a> MetricRelabeler<'a> {
             match value_field {
                 _ if tag.number == metric_field::LABEL => {}
                 Some(number) if simple_value && tag.wire == WireType::Len => {
-                    // Gauge, Counter, Untyped: value = 1 (the tag and the
-                    // length take one byte each).
-                    let value = first_double(body, field_start + 2, fields.at);
+                    // Gauge, Counter, Untyped: value = 1.
+                    let value = first_double(body, content.0, content.1);
                     put_tag(number, WireType::Len, out);
                     put_varint(9, out);
                     put_double(1, value, out);
