@@ -154,7 +154,18 @@ fn prometheus_with_native_histograms_stores_the_same_through_the_sidecar() {
 
 #[test]
 fn prometheus_accept_headers_replayed_get_what_each_container_serves() {
-    let Some(rig) = Rig::start_or_skip() else {
+    replay_accept_headers(&[]);
+}
+
+/// The same in on-demand mode, what the README's Kubernetes manifests run:
+/// each client's first answer comes from a scrape made for it.
+#[test]
+fn prometheus_accept_headers_replayed_on_demand_get_what_each_container_serves() {
+    replay_accept_headers(&["--scrape_interval=0"]);
+}
+
+fn replay_accept_headers(sidecar_flags: &[&str]) {
+    let Some(rig) = Rig::start_or_skip(sidecar_flags) else {
         return;
     };
     let mut differences = Vec::new();
@@ -182,14 +193,15 @@ fn prometheus_accept_headers_replayed_get_what_each_container_serves() {
             }
         }
         println!(
-            "real_world::invisible: {}: {content_type:?}; equal: {}",
+            "real_world::invisible: {sidecar_flags:?} {}: {content_type:?}; equal: {}",
             client.name,
             compared.join(", ")
         );
     }
     if !differences.is_empty() {
         rig.fail(&format!(
-            "{} difference(s) between the sidecar's answers and the containers':\n\n{}",
+            "sidecar {sidecar_flags:?}: {} difference(s) between its answers and the \
+             containers':\n\n{}",
             differences.len(),
             differences.join("\n\n")
         ));
@@ -198,7 +210,7 @@ fn prometheus_accept_headers_replayed_get_what_each_container_serves() {
 
 #[test]
 fn promtool_accepts_every_text_answer_of_the_sidecar() {
-    let Some(rig) = Rig::start_or_skip() else {
+    let Some(rig) = Rig::start_or_skip(&[]) else {
         return;
     };
     let promtool = match first_runnable(&["promtool"], &["--version"]) {
@@ -252,7 +264,7 @@ fn promtool_accepts_every_text_answer_of_the_sidecar() {
 // --- Test A: a real Prometheus ---------------------------------------------
 
 fn prometheus_run(run: &'static str, features: &[&str], native: bool) {
-    let Some(mut rig) = Rig::start_or_skip() else {
+    let Some(mut rig) = Rig::start_or_skip(&[]) else {
         return;
     };
     let prometheus = match first_runnable(&["prometheus"], &["--version"]) {
@@ -306,6 +318,12 @@ fn prometheus_run(run: &'static str, features: &[&str], native: bool) {
         .unwrap_or_else(|error| rig.fail(&error));
     if target.health != "up" || !target.last_error.is_empty() {
         rig.fail(&format!("the sidecar target: {target:?}"));
+    }
+    // Every scrape of every target, the sidecar's first included, was up.
+    let failed =
+        api_query(&api, "min_over_time(up[1h]) < 1").unwrap_or_else(|error| rig.fail(&error));
+    if !failed.is_empty() {
+        rig.fail(&format!("targets with a failed scrape: {failed:?}"));
     }
 }
 
@@ -885,7 +903,7 @@ struct Rig {
 impl Rig {
     /// Everything started, or `None` after a loud skip (a failure with
     /// `CI=true`) when a program is missing.
-    fn start_or_skip() -> Option<Rig> {
+    fn start_or_skip(sidecar_flags: &[&str]) -> Option<Rig> {
         let programs = match Programs::find() {
             Ok(programs) => programs,
             Err(missing) => {
@@ -955,7 +973,9 @@ impl Rig {
             .iter()
             .map(|(container, port, _)| (*container, *port))
             .collect();
-        let sidecar = Sidecar::start(&container_args(&containers));
+        let mut args = container_args(&containers);
+        args.extend(sidecar_flags.iter().map(|flag| flag.to_string()));
+        let sidecar = Sidecar::start(&args);
         let rig = Rig {
             exporters,
             prometheus: None,

@@ -4,13 +4,15 @@
 // format client_golang speaks (protobuf, OpenMetrics, text). The counter and
 // the classic+native histogram carry exemplars (trace ids), which only
 // OpenMetrics and protobuf answers hold. It observes a fixed series of
-// values at start, so two scrapes of it agree.
+// values at start, so two scrapes of it agree. It exits by itself when its
+// parent dies.
 package main
 
 import (
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,6 +67,15 @@ func main() {
 	requests.WithLabelValues("200", "inner").(prometheus.ExemplarAdder).AddWithExemplar(
 		41, prometheus.Labels{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"})
 	requests.WithLabelValues("500", "").Add(2)
+	// Exit when the parent (the test) is gone, even if it was killed
+	// before it could kill this child.
+	parent := os.Getppid()
+	go func() {
+		for os.Getppid() == parent {
+			time.Sleep(200 * time.Millisecond)
+		}
+		os.Exit(0)
+	}()
 	http.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	if err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
