@@ -30,6 +30,8 @@ use crate::util::{container_args, free_port, Sidecar, Stub};
 
 /// Real programs against poisoned containers.
 mod hostile;
+/// What Prometheus stores and clients get through the sidecar = direct (issue 18).
+mod invisible;
 mod protobuf;
 
 /// What the sidecar asks every upstream for (DESIGN.md, "Semantics"). Direct
