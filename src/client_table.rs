@@ -12,8 +12,27 @@
 //! turns a slot into a `mio::Token` and back.
 //!
 //! Its capacity keeps file descriptors back for the scrapes
-//! ([`client_cap`]): clients past it wait in the kernel's accept queue, so
-//! idle connections can never leave a scrape without a socket.
+//! ([`client_cap`]), so idle connections can never leave a scrape without a
+//! socket. A full table makes room for a new connection
+//! ([`ClientTable::longest_idle`]), by these rules:
+//! 1. Only an idle client may be closed for it: one with no request in
+//!    progress (nothing being read, answered, held in a round or catch-up,
+//!    or written, and not in its lingering close). A flood of new
+//!    connections can close idle ones (its own, and kept-alive clients
+//!    between two scrapes, which open a new connection for the next), never
+//!    a client being answered.
+//! 2. The one idle longest goes first: a scraper's new connection, idle
+//!    until its request arrives, is the last a flood reaches, and a client
+//!    idle for a minute between scrapes has been idle longer than one that
+//!    was answered a moment ago.
+//! 3. With no idle client, the new connection waits in the kernel's accept
+//!    queue, as it always did: the cap, and the descriptors it keeps back,
+//!    do not move (one closed for one accepted).
+//!
+//! Before these rules a full table made no room: clients that each made one
+//! request and then sat idle filled the table and a Prometheus scrape waited in the accept queue
+//! for the idle timeout (120 s): one misbehaving client took the pod's
+//! metrics away.
 
 /// Descriptors the process holds besides clients and scrapes: stdin,
 /// stdout, stderr, the poll instance, the listener, the signal pipe's two
@@ -164,6 +183,30 @@ impl<T> ClientTable<T> {
         self.free.append(&mut self.closed);
     }
 
+    /// The client to close so that a new one can have its room, when the
+    /// table is full: of the entries that `idle_since` calls idle (`Some`:
+    /// no request in progress), the one idle longest, by the key it returns
+    /// (when it became idle; ties are broken by the key's order too).
+    /// `None` when no entry is idle: the new connection then waits in the
+    /// kernel's accept queue, as it would with no room to make.
+    pub fn longest_idle<K: Ord>(
+        &self,
+        mut idle_since: impl FnMut(&T) -> Option<K>,
+    ) -> Option<ClientId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, place)| {
+                let since = idle_since(place.entry.as_ref()?)?;
+                Some((since, slot))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, slot)| ClientId {
+                slot: slot as u32,
+                generation: self.slots[slot].generation,
+            })
+    }
+
     /// The ids of every open client whose entry matches `test`.
     pub fn ids_where(&self, mut test: impl FnMut(&T) -> bool) -> Vec<ClientId> {
         self.slots
@@ -183,6 +226,7 @@ impl<T> ClientTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn ids_of_closed_clients_find_nothing_even_after_reuse() {
@@ -279,5 +323,76 @@ mod tests {
         table.remove(ids[2]);
         assert_eq!(table.ids_where(|n| n % 2 == 0), vec![ids[0], ids[4]]);
         assert_eq!(table.len(), 4);
+    }
+
+    /// A client as the loop sees it when making room: idle since a time
+    /// (and an order among those of the same instant), or busy.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Seen {
+        IdleSince(u64, u64),
+        Busy,
+    }
+
+    fn idle_since(base: Instant) -> impl Fn(&Seen) -> Option<(Instant, u64)> {
+        move |seen| match *seen {
+            Seen::IdleSince(seconds, order) => Some((base + Duration::from_secs(seconds), order)),
+            Seen::Busy => None,
+        }
+    }
+
+    #[test]
+    fn room_is_made_by_closing_the_longest_idle_client() {
+        let base = Instant::now();
+        let mut table = ClientTable::new(4);
+        let a = table.insert(Seen::IdleSince(30, 0)).unwrap();
+        let b = table.insert(Seen::IdleSince(10, 1)).unwrap();
+        let c = table.insert(Seen::Busy).unwrap();
+        let d = table.insert(Seen::IdleSince(10, 2)).unwrap();
+        assert!(table.is_full());
+        // Idle since 10 s: b and d; b became idle first.
+        assert_eq!(table.longest_idle(idle_since(base)), Some(b));
+        table.remove(b);
+        assert_eq!(table.longest_idle(idle_since(base)), Some(d));
+        table.remove(d);
+        assert_eq!(table.longest_idle(idle_since(base)), Some(a));
+        // A client with a request in progress is never chosen.
+        table.remove(a);
+        assert_eq!(table.longest_idle(idle_since(base)), None);
+        assert_eq!(table.get_mut(c), Some(&mut Seen::Busy));
+    }
+
+    #[test]
+    fn a_flood_of_new_connections_never_closes_a_busy_client() {
+        // Every new connection is idle from its accept (it has sent
+        // nothing yet); each takes the room of the longest-idle one, so
+        // the flood closes its own older connections and the idle ones,
+        // never the clients being answered.
+        let base = Instant::now();
+        let mut table = ClientTable::new(8);
+        let busy: Vec<ClientId> = (0..3).map(|_| table.insert(Seen::Busy).unwrap()).collect();
+        let mut order = 0;
+        for second in 0..5 {
+            table.insert(Seen::IdleSince(second, order)).unwrap();
+            order += 1;
+        }
+        for second in 5..1000 {
+            let oldest = table.longest_idle(idle_since(base)).unwrap();
+            assert!(!busy.contains(&oldest));
+            let Some(Seen::IdleSince(closed_at, _)) = table.remove(oldest) else {
+                panic!("a busy client was chosen");
+            };
+            assert_eq!(closed_at, second - 5, "not the longest idle");
+            table.insert(Seen::IdleSince(second, order)).unwrap();
+            order += 1;
+            table.end_of_batch();
+        }
+        for id in busy {
+            assert_eq!(table.get_mut(id), Some(&mut Seen::Busy));
+        }
+        // Once all the flood's connections are busy too, nothing is closed.
+        for id in table.ids_where(|seen| *seen != Seen::Busy) {
+            *table.get_mut(id).unwrap() = Seen::Busy;
+        }
+        assert_eq!(table.longest_idle(idle_since(base)), None);
     }
 }

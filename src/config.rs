@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-/// One container to scrape at `http://127.0.0.1:<port><path>`.
+/// One container to scrape at `http://127.0.0.1:<port><path>` (or `[::1]`
+/// where 127.0.0.1 refuses: `upstream::loopback`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
     pub name: String,
@@ -147,7 +148,7 @@ pub const HELP: &str = concat!(
     " ",
     env!("CARGO_PKG_VERSION"),
     "
-Scrapes the Prometheus metrics of every container in a pod on 127.0.0.1,
+Scrapes the Prometheus metrics of every container in a pod on loopback,
 labels every sample with its container and serves them merged on one port.
 
 USAGE:
@@ -158,8 +159,8 @@ Long flags may be written with hyphens: --export-to is --export_to.
 
 OPTIONS:
     -m, --container_to_port_map <container>:<port>[/<path>]
-            A container to scrape on 127.0.0.1:<port>, at <path> if given,
-            else at --endpoint. Repeatable; at least one is required.
+            A container to scrape on 127.0.0.1:<port> (or [::1]:<port> where
+            127.0.0.1 refuses), at <path> if given, else at --endpoint. Repeatable; at least one is required.
             Container names are DNS-1123 labels (a-z, 0-9, '-', at most 63).
     -x, --exclude_containers <name>[,<name>...]
             Containers not to scrape (comma list, repeatable).

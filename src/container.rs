@@ -29,6 +29,7 @@
 //!
 //! No socket, no clock: handed `now` and [`Finished`] scrapes.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -143,6 +144,9 @@ pub struct ContainerState {
     log: HealthLog,
     /// See [`BODY_BYTES_PER_LINE`].
     max_lines: usize,
+    /// The loopback address of its last successful scrape: named in the up
+    /// line when it is `::1`, a change while up logged.
+    answered_on: Option<SocketAddr>,
 }
 
 impl ContainerState {
@@ -154,6 +158,7 @@ impl ContainerState {
             health: Health::Unknown,
             log: HealthLog::new(),
             max_lines: max_body_bytes / BODY_BYTES_PER_LINE,
+            answered_on: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl ContainerState {
         self.stats.last_scrape_duration = finished.duration;
         match finished.outcome {
             Outcome::Success => {
+                if let Some(address) = finished.answered_on {
+                    self.note_address(now, address);
+                }
                 self.stats.last_body_bytes = finished.body.len() as u64;
                 let format = match negotiate::body_format(finished.content_type) {
                     BodyFormat::Text => Format::Text,
@@ -238,6 +246,18 @@ impl ContainerState {
         self.snapshot.clear();
         self.snapshot.shrink();
         self.set_health(now, Health::Down(reason), detail)
+    }
+
+    /// Where a successful scrape was answered. The container moved from
+    /// one loopback to the other while up (restarted, between two scrapes,
+    /// on the other one): one line says so. Rate-limited as up/down lines
+    /// are; when it was down in between, the up line names the address.
+    fn note_address(&mut self, now: Instant, address: SocketAddr) {
+        let before = self.answered_on.replace(address);
+        let moved = before.is_some_and(|before| before != address);
+        if moved && self.health == Health::Up && self.log.take_token(now) {
+            info!("container {} now answers on {address}", self.name);
+        }
     }
 
     /// Frees the index of the latest body (rebuilt by the next merge).
@@ -313,7 +333,9 @@ impl ContainerState {
         let detail = match (self.health, health) {
             (Health::Waiting { .. }, Health::Down(Refused)) => {
                 gave_up_waiting = format!(
-                    "still refused {} s after the first refusal, is its port right? {detail}",
+                    "still refused on 127.0.0.1 and ::1 {} s after the first refusal: \
+                     is its port right, and does it listen on loopback (or on all addresses)? \
+                     {detail}",
                     WAITING_GRACE.as_secs()
                 );
                 gave_up_waiting.as_str()
@@ -368,7 +390,14 @@ impl ContainerState {
             String::new()
         };
         match transition {
-            Transition::Up => info!("container {name} is up{note}"),
+            Transition::Up => {
+                // 127.0.0.1 goes without saying; ::1 is worth knowing.
+                let on = match self.answered_on {
+                    Some(address) if address.is_ipv6() => format!(" on {address}"),
+                    _ => String::new(),
+                };
+                info!("container {name} is up{on}{note}")
+            }
             Transition::Waiting => info!(
                 "container {name} is not up yet, waiting ({}){detail}{note}",
                 FailureReason::Refused
@@ -420,6 +449,7 @@ mod tests {
                 detail,
                 body: &mut body,
                 content_type: None,
+                answered_on: None,
             },
         )
     }

@@ -274,7 +274,7 @@ pub fn landing_page(endpoint: &str, containers: &[(&str, u16, &str)]) -> Vec<u8>
     if containers.is_empty() {
         page.push_str("<p>No container is scraped (all are excluded).</p>\n");
     } else {
-        page.push_str("<p>Scraped on 127.0.0.1:</p>\n<ul>\n");
+        page.push_str("<p>Scraped on 127.0.0.1 (or ::1 where it refuses):</p>\n<ul>\n");
         for (name, port, path) in containers {
             page.push_str(&format!(
                 "<li>{}: port {port}, {}</li>\n",

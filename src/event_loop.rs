@@ -71,8 +71,9 @@ const FIRST_UPSTREAM: usize = 2;
 /// Client tokens start far above any container count.
 const FIRST_CLIENT: usize = 1 << 20;
 
-/// Open client connections at most; more wait in the kernel's accept queue
-/// until one closes. Each costs at most a 4 KiB request buffer. Fewer when
+/// Open client connections at most; past it, a new connection takes the
+/// room of the longest-idle one, or waits in the kernel's accept queue
+/// while none is idle. Each costs at most a 4 KiB request buffer. Fewer when
 /// the open files limit is low: see `client_table::client_cap`.
 const MAX_CLIENTS: usize = 512;
 /// The latest bodies of all containers may hold this many eighths of
@@ -135,8 +136,11 @@ struct Sidecar {
     containers: Vec<ContainerState>,
     scrapers: Vec<Scraper>,
     clients: ClientTable<Connection>,
-    /// The accept queue was left non-empty because the table was full.
+    /// The accept queue was left non-empty because the table was full (of
+    /// clients none of which was idle) or `accept` failed.
     accept_blocked: bool,
+    /// Clients become idle so far: orders those of the same instant.
+    idle_order: u64,
     /// Clients whose turn ended with work left, served again after the next
     /// poll (which then does not sleep): edge-triggered readiness would not
     /// report them again. `turns_now` is the list being served.
@@ -310,6 +314,7 @@ impl Sidecar {
             scrapers,
             clients: ClientTable::new(client_cap),
             accept_blocked: false,
+            idle_order: 0,
             turns: Vec::new(),
             turns_now: Vec::new(),
             timers,
@@ -352,12 +357,22 @@ impl Sidecar {
 
     // ---- connections: register, close --------------------------------------
 
+    /// Accepts until the queue is empty. A full table makes room for each
+    /// new client by closing its longest-idle one, if it has an idle one
+    /// (see `client_table`); else the rest wait in the accept queue.
     fn accept_clients(&mut self, now: Instant) {
         loop {
-            if self.clients.is_full() {
-                self.accept_blocked = true;
-                return;
-            }
+            let make_room = if self.clients.is_full() {
+                match self.clients.longest_idle(Connection::idle_since) {
+                    Some(idle) => Some(idle),
+                    None => {
+                        self.accept_blocked = true;
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
             let (stream, _peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -373,8 +388,14 @@ impl Sidecar {
                     return;
                 }
             };
+            // Closed only now that a connection is there to take its room.
+            if let Some(idle) = make_room {
+                debug!("closing the longest-idle client to make room for a new one");
+                self.close_client(idle);
+            }
             let _ = stream.set_nodelay(true);
-            let connection = Connection::new(Client::new(stream), now);
+            self.idle_order += 1;
+            let connection = Connection::new(Client::new(stream), now, (now, self.idle_order));
             let Some(id) = self.clients.insert(connection) else {
                 return; // checked above
             };
@@ -437,7 +458,9 @@ impl Sidecar {
 
     fn end_of_batch(&mut self, now: Instant) {
         self.clients.end_of_batch();
-        if self.accept_blocked && !self.clients.is_full() {
+        // A client that closed or became idle in this batch makes room for
+        // one waiting in the accept queue.
+        if self.accept_blocked {
             self.accept_clients(now);
         }
     }

@@ -228,6 +228,7 @@ mod tests {
                 detail: "",
                 body: &mut body,
                 content_type: None,
+                answered_on: None,
             },
         );
     }

@@ -8,6 +8,7 @@
 //! can use it without importing another.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How a finished scrape ended.
@@ -35,6 +36,10 @@ pub struct Finished<'a> {
     /// The response's `Content-Type` (None when it had none): how the body
     /// is to be read.
     pub content_type: Option<&'a [u8]>,
+    /// On success, the loopback address that answered: `127.0.0.1`, or
+    /// `::1` for a container that listens there only (see
+    /// `upstream::loopback`). `None` on failure.
+    pub answered_on: Option<SocketAddr>,
 }
 
 /// The outcome of a scrape that did not produce a servable body.

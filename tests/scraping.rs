@@ -493,3 +493,36 @@ fn a_response_smuggled_after_a_body_that_ends_at_the_read_size_is_never_served()
         .stderr()
         .contains("bytes after the end of the response"));
 }
+
+/// Issue 19, item 5: a container listening on `[::1]` only (a Node.js app
+/// listening on `localhost`, an exporter started with
+/// `--web.listen-address=[::1]:9100`) was never scraped: the sidecar
+/// connected to 127.0.0.1 only, and said after 60 s that the port might be
+/// wrong. Now it connects to `::1` where 127.0.0.1 refuses, names the
+/// address in the up line, and tries 127.0.0.1 again when `::1` refuses
+/// later (the app restarted and listens there now).
+#[test]
+fn a_container_listening_on_the_ipv6_loopback_only_is_scraped() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        crate::util::skip(
+            "a_container_listening_on_the_ipv6_loopback_only_is_scraped",
+            "this host has no IPv6 loopback",
+            true,
+        );
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let stub = Stub::start_on(listener, Behaviour::ContentLength(body("six", 6)));
+    let sidecar = start(&[("app", port)], &["--scrape_interval=100"]);
+    assert_serves(&sidecar, "app", "six", 6);
+    let up_line = format!("container app is up on [::1]:{port}");
+    assert!(sidecar.stderr().contains(&up_line), "{}", sidecar.stderr());
+
+    // Restarted, the app listens on 127.0.0.1 only (the same port).
+    drop(stub);
+    let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) else {
+        return; // Another process took the port meanwhile: nothing to see.
+    };
+    let _stub = Stub::start_on(listener, Behaviour::ContentLength(body("four", 4)));
+    assert_serves(&sidecar, "app", "four", 4);
+}

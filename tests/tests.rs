@@ -14,6 +14,7 @@ mod exposition;
 mod listen;
 mod memory;
 mod on_demand;
+mod openmetrics_oracle;
 mod packaging;
 mod protobuf;
 mod real_world;

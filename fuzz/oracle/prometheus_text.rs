@@ -249,7 +249,7 @@ fn is_label_name(name: &str) -> bool {
 /// decimal mantissa with at least one digit and an optional exponent (hex
 /// mantissas need a `p` exponent, refused above). Out of range (the value
 /// rounds to infinity) is an error; underflow is not.
-fn go_parse_float(s: &str) -> Option<f64> {
+pub fn go_parse_float(s: &str) -> Option<f64> {
     if s.contains(['p', 'P', '_']) {
         return None;
     }

@@ -181,9 +181,7 @@ impl Sidecar {
             connection.waiting_for_round = false;
             let request = waiter.request;
             let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
-            if body.own_bytes() > 0 {
-                self.make_room_for_an_inflate_window(waiter.client);
-            }
+            self.make_room_for_the_body(waiter.client, &request, &body);
             let content_type = request.format.content_type();
             self.respond(
                 waiter.client,

@@ -207,6 +207,7 @@ pub(super) fn take_scrape(
                 detail: &detail,
                 body: finished.body,
                 content_type: None,
+                answered_on: None,
             },
         );
     }

@@ -56,11 +56,17 @@ pub(super) struct Connection {
     /// When its current response started, in responses: the oldest is
     /// closed first when inflate windows are over budget.
     response_number: u64,
+    /// When it last became idle (accepted, or a response written), and the
+    /// loop's count of clients become idle then, which orders those of the
+    /// same instant: the longest idle is closed first to make room for a
+    /// new client (`client_table`).
+    idle_since: (Instant, u64),
 }
 
 impl Connection {
-    /// A client just accepted, with no deadline armed yet.
-    pub(super) fn new(client: Client, now: Instant) -> Connection {
+    /// A client just accepted, with no deadline armed yet; idle since
+    /// `idle_since` until its first request arrives.
+    pub(super) fn new(client: Client, now: Instant, idle_since: (Instant, u64)) -> Connection {
         Connection {
             client,
             deadline: now,
@@ -68,7 +74,21 @@ impl Connection {
             waiting_for_round: false,
             queued: false,
             response_number: 0,
+            idle_since,
         }
+    }
+
+    /// When it became idle, if it has no request in progress: nothing
+    /// being read (bytes of a request head), answered or written, held in a
+    /// round or catch-up, queued for a turn, or lingering after a closing
+    /// response. Such a client may be closed to make room for a new one.
+    pub(super) fn idle_since(&self) -> Option<(Instant, u64)> {
+        let busy = self.waiting_for_round
+            || self.queued
+            || self.client.is_writing()
+            || self.client.has_partial_request()
+            || self.client.is_lingering();
+        (!busy).then_some(self.idle_since)
     }
 }
 
@@ -119,6 +139,8 @@ impl Sidecar {
                             self.close_client(id);
                             return;
                         }
+                        self.idle_order += 1;
+                        connection.idle_since = (now, self.idle_order);
                         let deadline = if connection.client.is_lingering() {
                             LINGER_TIMEOUT
                         } else if connection.client.has_partial_request() {
@@ -172,9 +194,7 @@ impl Sidecar {
         let (status, content_type, (body, coding)) = match request.route {
             Route::Metrics => {
                 let (body, coding) = self.metrics_body(now, request.format, request.accepts_gzip);
-                if body.own_bytes() > 0 {
-                    self.make_room_for_an_inflate_window(id);
-                }
+                self.make_room_for_the_body(id, &request, &body);
                 (Status::Ok, request.format.content_type(), (body, coding))
             }
             Route::Health => (
@@ -247,9 +267,19 @@ impl Sidecar {
         self.turns_now = turns;
     }
 
+    /// Makes room for the inflate window of `body` if the response to
+    /// `request` will send it. A HEAD response is its head only (with the
+    /// Content-Length a GET gets, see `Client::respond`), so it takes no
+    /// window and closes no other client for one.
+    pub(super) fn make_room_for_the_body(&mut self, id: ClientId, request: &Request, body: &Body) {
+        if body.own_bytes() > 0 && !request.head_only {
+            self.make_room_for_an_inflate_window(id);
+        }
+    }
+
     /// Closes the clients whose inflated responses started first until
     /// `id` may have a window within [`MAX_INFLATING_RESPONSES`].
-    pub(super) fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
+    fn make_room_for_an_inflate_window(&mut self, id: ClientId) {
         loop {
             let mut inflating: Vec<(u64, ClientId)> = Vec::new();
             for other in self

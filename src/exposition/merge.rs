@@ -27,6 +27,7 @@
 //!
 //! Each (source, family) that lost is listed by [`Merger::conflicts`] once.
 
+use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
@@ -46,8 +47,8 @@ use super::protobuf::write::{
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
-    escape_label_value, escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp,
-    same_bytes, write_help, write_label_value, NameRule, NameTable, ValueForm,
+    escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    scan_quote_stop, unescape_into, write_help, write_label_value, NameTable, ValueForm,
 };
 
 /// The prefix of the sidecar's own metric names, reserved by rule 0 (see
@@ -104,6 +105,12 @@ struct Merged {
     /// OpenMetrics output: its type, and whether `family` numbers a parent.
     om: OpenMetricsType,
     parent: bool,
+    /// Named as OpenMetrics names it ([`openmetrics_item`]).
+    openmetrics: bool,
+    /// The name as the output's escaping writes it, in `Merger::written`;
+    /// empty when it is the source's name as it is (legacy names, and every
+    /// name under `allow-utf-8`).
+    written: Span,
     /// A source without a container has this family and its name has the
     /// reserved prefix (rule 0).
     reserved: bool,
@@ -166,6 +173,9 @@ pub struct Merger {
     /// sample)`, the rules' check, and the names families claimed.
     children: Vec<Child>,
     order: Vec<(u32, u32, u32)>,
+    /// The output's escaping scheme, and the names it escaped.
+    escaping: Escaping,
+    written: Vec<u8>,
     check: Check,
     claims: NameTable,
     claim_names: Vec<u8>,
@@ -197,6 +207,8 @@ impl Merger {
             help: Vec::new(),
             children: Vec::new(),
             order: Vec::new(),
+            escaping: Escaping::Underscores,
+            written: Vec::new(),
             check: Check::new(OpenMetricsType::None),
             claims: NameTable::default(),
             claim_names: Vec::new(),
@@ -267,6 +279,9 @@ impl Merger {
         mut pieces: Option<Pieces<'_>>,
     ) {
         let format = kind.format;
+        self.escaping = kind.escaping;
+        self.up.escaping = kind.escaping;
+        self.written.clear();
         out.clear();
         self.table.clear();
         self.merged.clear();
@@ -324,12 +339,17 @@ impl Merger {
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
                 let id = self.merged.len() as u32;
-                let merged = self.table.find_or_insert(family.hash, id, |m| {
-                    let m = &self.merged[m as usize];
-                    same_bytes(
-                        sources[m.source as usize].snapshot.view().name(m.family),
-                        family.name,
-                    )
+                let written = escape_written(family.name, self.escaping, &mut self.written);
+                let (key, hash) = if written.is_empty() {
+                    (family.name, family.hash)
+                } else {
+                    let key = written.of(&self.written);
+                    (key, hash_name(key))
+                };
+                let (merged_list, written_names) = (&self.merged, &self.written);
+                let merged = self.table.find_or_insert(hash, id, |m| {
+                    let m = &merged_list[m as usize];
+                    same_bytes(merged_key(sources, m, written_names), key)
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {
@@ -338,6 +358,8 @@ impl Merger {
                         kind: family.kind,
                         om: OpenMetricsType::None,
                         parent: false,
+                        openmetrics: false,
+                        written,
                         reserved: false,
                         contributions: Span::default(),
                     });
@@ -458,7 +480,7 @@ impl Merger {
     fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let name = name_of(sources, merged.source, merged.family);
+            let name = merged_key(sources, merged, &self.written);
             let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
                 (base, false)
             } else if let Some(base) = name
@@ -471,7 +493,7 @@ impl Merger {
             };
             let Some(base) = self.table.find(hash_name(base), |x| {
                 let x = &self.merged[x as usize];
-                same_bytes(name_of(sources, x.source, x.family), base)
+                same_bytes(merged_key(sources, x, &self.written), base)
             }) else {
                 continue;
             };
@@ -527,7 +549,7 @@ impl Merger {
         {
             return;
         }
-        let name = name_of(sources, merged.source, merged.family);
+        let name = merged_key(sources, merged, &self.written);
         let help = contributions
             .iter()
             .filter(|c| c.resolution != Resolution::Dropped)
@@ -537,7 +559,7 @@ impl Merger {
             });
         if let Some((help, view)) = help {
             out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(name);
+            write_name(name, self.escaping, false, out);
             out.push(b' ');
             match view {
                 SourceView::Text(view) => write_help(help, view.is_openmetrics(), out),
@@ -558,7 +580,7 @@ impl Merger {
             });
         if typed {
             out.extend_from_slice(b"# TYPE ");
-            out.extend_from_slice(name);
+            write_name(name, self.escaping, false, out);
             out.push(b' ');
             out.extend_from_slice(merged.kind.as_str().as_bytes());
             out.push(b'\n');
@@ -591,8 +613,8 @@ impl Merger {
                             target.as_ref(),
                             &mut self.scratch,
                             out,
+                            &mut |out| emit_if_full(out, pieces),
                         );
-                        emit_if_full(out, pieces);
                     }
                     continue;
                 }
@@ -606,6 +628,9 @@ impl Merger {
                 target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                 label: &self.label,
                 check_labels: comma.is_some() && view.may_have_label(&self.label),
+                escaping: self.escaping,
+                family_written: name,
+                family_raw_len: view.family(c.family).name.len(),
             };
             let mut pending = Span::default();
             for sample in view.samples(c.family) {
@@ -715,7 +740,7 @@ impl Merger {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let contributions = &self.sorted[range.start as usize..range.end as usize];
-        let name = name_of(sources, merged.source, merged.family);
+        let name = merged_key(sources, merged, &self.written);
         let kind = merged.kind;
         let kept = || {
             contributions
@@ -793,9 +818,17 @@ impl Merger {
             }
             SourceView::Protobuf(_) => help,
         });
-        len += family_header_len(name, help, family_type);
+        // The unit of the first kept OpenMetrics family that declared one.
+        let unit = kept().find_map(|c| match sources[c.source as usize].snapshot.view() {
+            SourceView::Text(view) => view
+                .parent(c.family)
+                .and_then(|parent| view.openmetrics_family(parent).unit)
+                .filter(|unit| !unit.is_empty()),
+            SourceView::Protobuf(_) => None,
+        });
+        len += family_header_len(name, help, family_type, unit);
         put_varint(len as u64, out);
-        put_family_header(name, help, family_type, out);
+        put_family_header(name, help, family_type, unit, out);
         let mut converted = self.converted_spans.iter();
         for c in kept() {
             let target = self.proto_targets[c.source as usize];
@@ -975,6 +1008,29 @@ fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
     (metric_kind(source_type) != kind).then_some(metric_type(kind))
 }
 
+/// `name` escaped for the output into `written` when the output writes it
+/// otherwise than the source did; an empty span when it is written as it is.
+fn escape_written(name: &[u8], escaping: Escaping, written: &mut Vec<u8>) -> Span {
+    if escaping == Escaping::AllowUtf8 || is_legacy_name(name, false) {
+        return Span::default();
+    }
+    let start = written.len();
+    escape_name(name, escaping, false, written);
+    Span::new(start, written.len())
+}
+
+/// A merged family's name as the output writes it (escaped, or as its
+/// first source wrote it).
+fn merged_key<'a>(sources: &[Source<'a>], merged: &Merged, written: &'a [u8]) -> &'a [u8] {
+    if !merged.written.is_empty() {
+        merged.written.of(written)
+    } else if merged.openmetrics {
+        item_of(sources, merged.source, merged.family, merged.parent).name
+    } else {
+        name_of(sources, merged.source, merged.family)
+    }
+}
+
 /// The name of the family numbered `family` in source `source`'s index.
 #[inline]
 fn name_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> &'a [u8] {
@@ -996,6 +1052,12 @@ struct SampleWriter<'a> {
     label: &'a [u8],
     /// The body may have a label named like the target: look for it.
     check_labels: bool,
+    /// How names are escaped, the family's name as the output writes it,
+    /// and the length of its name in the source (a quoted sample name is
+    /// written as the written family name and its own suffix).
+    escaping: Escaping,
+    family_written: &'a [u8],
+    family_raw_len: usize,
 }
 
 impl SampleWriter<'_> {
@@ -1058,12 +1120,26 @@ impl SampleWriter<'_> {
             self.write_canonical(sample, out);
         } else {
             let raw_name = sample.name.of(self.body);
+            let mut opened = false;
             if sample.flags.contains(SampleFlags::QUOTED_NAME) {
-                escape_quoted_name(raw_name, NameRule::Metric, out);
+                scratch.clear();
+                unescape_into(raw_name, scratch);
+                if self.escaping == Escaping::AllowUtf8 {
+                    if is_legacy_name(scratch, false) {
+                        out.extend_from_slice(scratch);
+                    } else {
+                        out.push(b'{');
+                        write_quoted(scratch, out);
+                        opened = true;
+                    }
+                } else {
+                    out.extend_from_slice(self.family_written);
+                    out.extend_from_slice(scratch.get(self.family_raw_len..).unwrap_or(&[]));
+                }
             } else {
                 out.extend_from_slice(raw_name);
             }
-            self.write_labels_slow(labels, out, scratch, candidate);
+            self.write_labels_slow(labels, opened, out, scratch, candidate);
             self.write_value(sample, out);
         }
         if !sample.timestamp.is_empty() {
@@ -1107,7 +1183,13 @@ impl SampleWriter<'_> {
                 out.push(b',');
             }
             scratch.clear();
-            out.extend_from_slice(label.name(scratch));
+            let name: &[u8] = if label.quoted {
+                unescape_into(label.raw_name, scratch);
+                scratch
+            } else {
+                label.raw_name
+            };
+            write_name(name, self.escaping, true, out);
             out.extend_from_slice(b"=\"");
             write_label_value(label.value, out);
             out.push(b'"');
@@ -1202,16 +1284,23 @@ impl SampleWriter<'_> {
     fn write_labels_slow(
         &self,
         labels: &[u8],
+        opened: bool,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
         candidate: &mut Vec<u8>,
     ) {
-        let mut written = 0;
+        // `{"quoted.name"` is already written when `opened`.
+        let mut written = usize::from(opened);
         for label in LabelIter::new(labels) {
             out.push(if written == 0 { b'{' } else { b',' });
             written += 1;
             scratch.clear();
-            let name = label.name(scratch);
+            let name: &[u8] = if label.quoted {
+                unescape_into(label.raw_name, scratch);
+                scratch
+            } else {
+                label.raw_name
+            };
             if self.target.is_some() && name == self.label {
                 // Prometheus (scrape.go): prefix `exported_` until unused.
                 candidate.clear();
@@ -1224,7 +1313,7 @@ impl SampleWriter<'_> {
                 }
                 out.extend_from_slice(candidate);
             } else {
-                out.extend_from_slice(name);
+                write_name(name, self.escaping, true, out);
             }
             out.extend_from_slice(b"=\"");
             write_label_value(label.value, out);
@@ -1577,12 +1666,16 @@ impl Merger {
                 };
                 let this = openmetrics_item(view, item, parent);
                 let id = self.merged.len() as u32;
-                let merged = self.table.find_or_insert(hash_name(this.name), id, |m| {
-                    let m = &self.merged[m as usize];
-                    same_bytes(
-                        item_of(sources, m.source, m.family, m.parent).name,
-                        this.name,
-                    )
+                let written = escape_written(this.name, self.escaping, &mut self.written);
+                let key = if written.is_empty() {
+                    this.name
+                } else {
+                    written.of(&self.written)
+                };
+                let (merged_list, written_names) = (&self.merged, &self.written);
+                let merged = self.table.find_or_insert(hash_name(key), id, |m| {
+                    let m = &merged_list[m as usize];
+                    same_bytes(merged_key(sources, m, written_names), key)
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {
@@ -1591,6 +1684,8 @@ impl Merger {
                         kind: Kind::Untyped,
                         om: this.om,
                         parent,
+                        openmetrics: true,
+                        written,
                         reserved: false,
                         contributions: Span::default(),
                     });
@@ -1616,10 +1711,13 @@ impl Merger {
         self.group_contributions();
         self.resolve_openmetrics_types(sources);
         self.resolve_openmetrics_claims(sources);
+        // The escaped names are read while the writers borrow the merger.
+        let written = std::mem::take(&mut self.written);
         for m in 0..self.merged.len() {
-            self.write_family_openmetrics(sources, m, out, pieces);
+            self.write_family_openmetrics(sources, m, &written, out, pieces);
             emit_if_full(out, pieces);
         }
+        self.written = written;
         out.extend_from_slice(b"# EOF\n");
     }
 
@@ -1741,6 +1839,7 @@ impl Merger {
         &mut self,
         sources: &[Source<'_>],
         m: usize,
+        written: &[u8],
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
@@ -1753,8 +1852,7 @@ impl Merger {
             return;
         }
         let family_type = merged.om;
-        let item = item_of(sources, merged.source, merged.family, merged.parent);
-        let name = item.name;
+        let name = merged_key(sources, merged, written);
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
         check.reset(family_type);
         for i in range.start as usize..range.end as usize {
@@ -1764,16 +1862,20 @@ impl Merger {
             }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
-                    openmetrics_samples(view, &c, &self.children, &mut self.order);
-                    for k in 0..self.order.len() {
-                        let (_, family, index) = self.order[k];
-                        let sample = view.sample_at(family, index);
+                    let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    for k in 0..count {
+                        let sample = if c.parent {
+                            let (_, family, index) = self.order[k];
+                            view.sample_at(family, index)
+                        } else {
+                            view.sample_at(c.family, k as u32)
+                        };
                         self.check_text_sample(
                             view,
                             &sample,
                             c.source,
                             family_type,
-                            name,
+                            item_of(sources, c.source, c.family, c.parent).name,
                             &mut check,
                         );
                         if !check.ok {
@@ -1802,23 +1904,22 @@ impl Merger {
         let valid = check.finish();
         self.check = check;
         if !valid {
-            self.write_openmetrics_unknowns(sources, m, out, pieces);
+            self.write_openmetrics_unknowns(sources, m, written, out, pieces);
             return;
         }
 
         // The header: HELP of the first kept source that has one, TYPE
         // unless no source had one, UNIT where the name ends with it.
-        let kept: Vec<Contribution> = self.sorted[range.start as usize..range.end as usize]
-            .iter()
-            .filter(|c| c.resolution != Resolution::Dropped)
-            .copied()
-            .collect();
-        let help = kept
-            .iter()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
+        let whole = range.start as usize..range.end as usize;
+        let kept = || {
+            self.sorted[whole.clone()]
+                .iter()
+                .filter(|c| c.resolution != Resolution::Dropped)
+        };
+        let help = kept().find_map(|c| item_of(sources, c.source, c.family, c.parent).help);
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(name);
+            write_name(name, self.escaping, false, out);
             out.push(b' ');
             self.help.clear();
             match form {
@@ -1831,13 +1932,12 @@ impl Merger {
         }
         if family_type != OpenMetricsType::None {
             out.extend_from_slice(b"# TYPE ");
-            out.extend_from_slice(name);
+            write_name(name, self.escaping, false, out);
             out.push(b' ');
             out.extend_from_slice(family_type.as_str().as_bytes());
             out.push(b'\n');
         }
-        let unit = kept
-            .iter()
+        let unit = kept()
             .find_map(|c| item_of(sources, c.source, c.family, c.parent).unit)
             .filter(|unit| {
                 family_type.takes_unit()
@@ -1848,13 +1948,24 @@ impl Merger {
             });
         if let Some(unit) = unit {
             out.extend_from_slice(b"# UNIT ");
-            out.extend_from_slice(name);
+            write_name(name, self.escaping, false, out);
             out.push(b' ');
             out.extend_from_slice(unit);
             out.push(b'\n');
         }
-        for c in &kept {
-            self.write_openmetrics_contribution(sources, c, family_type, name, None, out, pieces);
+        for i in whole {
+            let c = self.sorted[i];
+            if c.resolution != Resolution::Dropped {
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    family_type,
+                    name,
+                    None,
+                    out,
+                    pieces,
+                );
+            }
         }
     }
 
@@ -1864,20 +1975,23 @@ impl Merger {
         &mut self,
         sources: &[Source<'_>],
         m: usize,
+        written: &[u8],
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
         let range = merged.contributions;
         let family_type = merged.om;
-        let name = item_of(sources, merged.source, merged.family, merged.parent).name;
+        let name = merged_key(sources, merged, written);
         let mut suffixes: Vec<&[u8]> = vec![b""];
         suffixes.extend(family_type.suffixes().iter().filter(|s| !s.is_empty()));
         for suffix in suffixes {
             let header = out.len();
             out.extend_from_slice(b"# TYPE ");
-            out.extend_from_slice(name);
-            out.extend_from_slice(suffix);
+            self.scratch.clear();
+            self.scratch.extend_from_slice(name);
+            self.scratch.extend_from_slice(suffix);
+            write_name(&self.scratch, self.escaping, false, out);
             out.extend_from_slice(b" unknown\n");
             let before = out.len();
             for i in range.start as usize..range.end as usize {
@@ -1918,6 +2032,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
+                let raw_name = item_of(sources, c.source, c.family, c.parent).name;
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
@@ -1927,23 +2042,34 @@ impl Merger {
                     target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                     label: &self.label,
                     check_labels: comma.is_some() && view.may_have_label(&self.label),
+                    escaping: self.escaping,
+                    family_written: name,
+                    family_raw_len: raw_name.len(),
                 };
-                openmetrics_samples(view, c, &self.children, &mut self.order);
+                let count = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
-                for k in 0..self.order.len() {
-                    let (_, family, index) = self.order[k];
-                    let sample = view.sample_at(family, index);
-                    let suffix = sample_suffix(view.body(), &sample, name, &mut self.scratch);
-                    if let Some(only) = only {
-                        if suffix != Some(only) {
-                            continue;
+                for k in 0..count {
+                    let sample = if c.parent {
+                        let (_, family, index) = self.order[k];
+                        view.sample_at(family, index)
+                    } else {
+                        view.sample_at(c.family, k as u32)
+                    };
+                    let mut exemplar = None;
+                    if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
+                        let suffix =
+                            sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
+                        if let Some(only) = only {
+                            if suffix != Some(only) {
+                                continue;
+                            }
                         }
+                        let exemplar_allowed = only.is_none()
+                            && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
+                        exemplar = view
+                            .exemplar(&sample)
+                            .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     }
-                    let exemplar_allowed = only.is_none()
-                        && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
-                    let exemplar = view
-                        .exemplar(&sample)
-                        .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
                     writer.write_with(
                         &sample,
                         exemplar,
@@ -1981,8 +2107,8 @@ impl Merger {
                         only,
                         &mut self.scratch,
                         out,
+                        &mut |out| emit_if_full(out, pieces),
                     );
-                    emit_if_full(out, pieces);
                 }
             }
         }
@@ -2010,26 +2136,35 @@ impl Merger {
             _ => b"",
         };
         let mut group = GroupHash::default();
-        group.add(&source.to_le_bytes());
+        group.add(b"", &source.to_le_bytes());
         let mut bound = None;
         let mut has_state_label = false;
-        let label_scratch = &mut self.candidate;
-        for label in LabelIter::new(sample.labels.of(body)) {
-            label_scratch.clear();
-            let label_name = label.name(label_scratch);
+        let mut each = |label_name: &[u8], value: &[u8]| {
             if !bound_label.is_empty() && label_name == bound_label {
                 has_state_label = true;
-                bound = Some(bound_value(label.value));
-                continue;
+                bound = Some(bound_value(value));
+            } else {
+                group.add(label_name, value);
             }
-            group.add(label_name);
-            group.add(label.value);
+        };
+        let labels = sample.labels.of(body);
+        if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
+            let label_scratch = &mut self.candidate;
+            for label in LabelIter::new(labels) {
+                label_scratch.clear();
+                each(label.name(label_scratch), label.value);
+            }
+        } else {
+            canonical_labels(labels, each);
         }
+        // Gauges and unknown samples are checked for their grouping only.
+        let needs_value = !matches!(
+            family_type,
+            OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
+        );
         let value = match sample.value_form {
-            ValueForm::Decimal => std::str::from_utf8(sample.value.of(body))
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN),
+            ValueForm::Decimal if !needs_value => 0.0,
+            ValueForm::Decimal => decimal_value(sample.value.of(body)),
             ValueForm::NaN => f64::NAN,
             ValueForm::PosInf => f64::INFINITY,
             ValueForm::NegInf => f64::NEG_INFINITY,
@@ -2052,20 +2187,19 @@ impl Merger {
     }
 }
 
-/// The samples of contribution `c` in the order they are written, into
-/// `order` as `(position, family, sample)`: a parent's families (found in
-/// `children`) merged back into body order.
+/// How many samples contribution `c` has; for a parent, the order they
+/// are written in, into `order` as `(position, family, sample)`: its
+/// families (found in `children`) merged back into body order. A family's
+/// samples are in order already: sample `k` is the `k`th.
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
     children: &[Child],
     order: &mut Vec<(u32, u32, u32)>,
-) {
+) -> usize {
     order.clear();
     if !c.parent {
-        let count = view.samples(c.family).count() as u32;
-        order.extend((0..count).map(|i| (0, c.family, i)));
-        return;
+        return view.family_sample_count(c.family);
     }
     let at =
         children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
@@ -2078,6 +2212,7 @@ fn openmetrics_samples(
         }
     }
     order.sort_unstable_by_key(|&(position, _, _)| position);
+    order.len()
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
@@ -2104,14 +2239,14 @@ fn sample_suffix<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Option<&'a [u8]> {
     let raw = sample.name.of(body);
-    let full: &'a [u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
-        scratch.clear();
-        escape_quoted_name(raw, NameRule::Metric, scratch);
-        scratch
-    } else {
-        raw
-    };
-    full.strip_prefix(name)
+    if !sample.flags.contains(SampleFlags::QUOTED_NAME) {
+        // The parser sorted the sample under a family its name starts
+        // with: its suffix needs no comparison.
+        return raw.get(name.len()..);
+    }
+    scratch.clear();
+    unescape_into(raw, scratch);
+    scratch.strip_prefix(name)
 }
 
 /// Whether an exemplar's labels are within the OpenMetrics limit (their
@@ -2235,5 +2370,142 @@ mod openmetrics_tests {
             assert_eq!(output, *expected, "{what}");
             assert_eq!(found, *conflicts, "{what}");
         }
+    }
+
+    /// UTF-8 names (issue 18): kept as the source wrote them, written for
+    /// each client's escaping scheme; a sample name is its family's written
+    /// name and its own suffix, so OpenMetrics families stay whole.
+    #[test]
+    fn names_are_written_for_each_escaping_scheme() {
+        let body = "# TYPE \"http.requests\" counter\n{\"http.requests_total\",\"my.label\"=\"v\",code=\"200\"} 3\n# EOF\n";
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
+        snapshot.index().expect("parses");
+        let sources = [Source {
+            container: Some("a"),
+            snapshot: &snapshot,
+        }];
+        let cases = [
+            (
+                OutputFormat::OpenMetrics,
+                Escaping::AllowUtf8,
+                "# TYPE \"http.requests\" counter\n{\"http.requests_total\",\"my.label\"=\"v\",code=\"200\",container=\"a\"} 3\n# EOF\n",
+            ),
+            (
+                OutputFormat::OpenMetrics,
+                Escaping::Underscores,
+                "# TYPE http_requests counter\nhttp_requests_total{my_label=\"v\",code=\"200\",container=\"a\"} 3\n# EOF\n",
+            ),
+            (
+                OutputFormat::OpenMetrics,
+                Escaping::Values,
+                "# TYPE U__http_2e_requests counter\nU__http_2e_requests_total{U__my_2e_label=\"v\",code=\"200\",container=\"a\"} 3\n# EOF\n",
+            ),
+            (
+                OutputFormat::OpenMetrics,
+                Escaping::Dots,
+                "# TYPE http_dot_requests counter\nhttp_dot_requests_total{my_dot_label=\"v\",code=\"200\",container=\"a\"} 3\n# EOF\n",
+            ),
+            (
+                OutputFormat::Text,
+                Escaping::AllowUtf8,
+                "# TYPE \"http.requests_total\" counter\n{\"http.requests_total\",\"my.label\"=\"v\",code=\"200\",container=\"a\"} 3\n",
+            ),
+            (
+                OutputFormat::Text,
+                Escaping::Underscores,
+                "# TYPE http_requests_total counter\nhttp_requests_total{my_label=\"v\",code=\"200\",container=\"a\"} 3\n",
+            ),
+        ];
+        for (format, escaping, expected) in cases {
+            let mut out = Vec::new();
+            Merger::new("container").merge_as(&sources, OutputKind { format, escaping }, &mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                expected,
+                "{format:?} {escaping:?}"
+            );
+        }
+        // Two sources whose names escape alike are one family.
+        let other_body = "# TYPE http_requests_total counter\nhttp_requests_total 1\n";
+        let mut other = Snapshot::new();
+        other.replace_as(&mut other_body.as_bytes().to_vec(), Format::Text);
+        other.index().expect("parses");
+        let both = [
+            sources[0],
+            Source {
+                container: Some("b"),
+                snapshot: &other,
+            },
+        ];
+        let mut out = Vec::new();
+        Merger::new("container").merge_as(&both, OutputFormat::Text, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "# TYPE http_requests_total counter\nhttp_requests_total{my_label=\"v\",code=\"200\",container=\"a\"} 3\nhttp_requests_total{container=\"b\"} 1\n"
+        );
+    }
+}
+
+/// A decimal the parser validated, as a float: short plain decimals (the
+/// common case) exactly from their digits, anything else by `str::parse`.
+fn decimal_value(text: &[u8]) -> f64 {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut fraction_digits = 0i32;
+    let mut seen_dot = false;
+    let mut plain = !digits.is_empty() && digits.len() <= 15;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' if plain => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                fraction_digits += i32::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => plain = false,
+        }
+    }
+    if !plain {
+        return std::str::from_utf8(text)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+    }
+    // Both exact in a double (15 digits, a power of ten up to 10^15), so the
+    // division is correctly rounded, as parsing the text is.
+    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
+/// The labels of a canonical label set (`name="value",...`: legacy names,
+/// no blanks, no trailing comma; what the parser left without
+/// [`SampleFlags::SLOW_LABELS`]) as (name, raw value), found eight bytes at
+/// a time.
+fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
+    let mut p = 0;
+    while p < labels.len() {
+        let equals = find_byte(labels, p, b'=');
+        let value_start = equals + 2;
+        let mut q = value_start;
+        loop {
+            q = scan_quote_stop(labels, q);
+            match labels.get(q) {
+                Some(b'\\') => q += 2,
+                _ => break,
+            }
+        }
+        let (Some(name), Some(value)) = (labels.get(p..equals), labels.get(value_start..q)) else {
+            return;
+        };
+        each(name, value);
+        p = q + 2;
     }
 }

@@ -40,6 +40,7 @@
 //! - Samples are offsets into the body (u32); no allocation per sample, and
 //!   after warm-up no allocation per scrape or per merge.
 
+mod escaping;
 mod labels;
 mod merge;
 pub mod negotiate;

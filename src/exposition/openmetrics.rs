@@ -225,7 +225,7 @@ pub(super) struct Check {
     group: Option<u64>,
     group_timestamp: Option<Option<i64>>,
     /// Every group seen in the family.
-    seen: std::collections::HashSet<u64>,
+    seen: HashSet,
     histogram: HistogramState,
 }
 
@@ -248,7 +248,7 @@ impl Check {
             ok: true,
             group: None,
             group_timestamp: None,
-            seen: std::collections::HashSet::new(),
+            seen: HashSet::default(),
             histogram: HistogramState::default(),
         }
     }
@@ -405,32 +405,62 @@ impl Check {
     }
 }
 
-/// A hasher for label sets (FNV-1a, 64 bits): collisions only make a
-/// family look broken, which writes it as `unknown`, never invalid.
-#[derive(Clone, Copy)]
+/// The hash of a label set, whatever the order of its labels (a sum of
+/// each label's hash), as prometheus_client compares them: collisions only
+/// make a family look broken, which writes it as `unknown`, never invalid.
+#[derive(Clone, Copy, Default)]
 pub(super) struct GroupHash(u64);
 
-impl Default for GroupHash {
-    fn default() -> GroupHash {
-        GroupHash(0xcbf2_9ce4_8422_2325)
-    }
-}
-
 impl GroupHash {
-    pub(super) fn add(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-        // A separator, so that ("ab","c") and ("a","bc") differ.
-        self.0 ^= 0xff;
-        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    /// Adds one label (or the source's number, as a label of its own).
+    pub(super) fn add(&mut self, name: &[u8], value: &[u8]) {
+        let hash = fx_bytes(fx_bytes(name.len() as u64, name), value);
+        // One avalanche per label, so that a sum of hashes does not cancel.
+        let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.0 = self.0.wrapping_add(mixed ^ (mixed >> 32));
     }
 
     pub(super) fn finish(self) -> u64 {
         self.0
     }
 }
+
+/// FxHash's mixing over bytes, eight at a time.
+fn fx_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    let mut word = [0xffu8; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K)
+}
+
+/// Keys that are hashes already.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type HashSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
 
 #[cfg(test)]
 mod tests {

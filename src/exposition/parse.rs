@@ -21,9 +21,9 @@ use std::fmt;
 use super::labels::LabelScanner;
 use super::text::{classify_value, decimal_in_range, is_float64, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
-    escape_quoted_name, find_byte, hash_name, is_metric_continue, is_metric_start,
-    parse_int_timestamp, same_bytes, scan_class, scan_quote_stop, scan_until_class, value_form,
-    NameRule, NameTable, ValueForm, METRIC_CONTINUE, TOKEN_END,
+    find_byte, hash_name, is_metric_continue, is_metric_start, parse_int_timestamp, same_bytes,
+    scan_class, scan_quote_stop, scan_until_class, unescape_into, value_form, NameTable, ValueForm,
+    METRIC_CONTINUE, TOKEN_END,
 };
 
 /// Why a body was rejected, and on which line (1-based).
@@ -474,7 +474,8 @@ pub(super) struct Index {
 /// One family of an index, as the merge writer reads it.
 #[derive(Clone, Copy)]
 pub(super) struct FamilyView<'a> {
-    /// Unique in its index, already in its 0.0.4 form.
+    /// Unique in its index, in its 0.0.4 form (suffixes applied); UTF-8 as
+    /// the source wrote it (quoted names unescaped).
     pub(super) name: &'a [u8],
     /// `hash_name(name)`, computed once by the parser.
     pub(super) hash: u32,
@@ -542,6 +543,11 @@ impl<'a> IndexView<'a> {
 
     pub(super) fn sample_count(self) -> usize {
         self.index.samples.len()
+    }
+
+    pub(super) fn family_sample_count(self, family: u32) -> usize {
+        let range = self.index.families[family as usize].samples;
+        (range.end - range.start) as usize
     }
 
     /// Sample `i` of `family` (in input order); panics if out of range (a
@@ -1027,8 +1033,10 @@ impl Index {
         Ok(next_line)
     }
 
-    /// Reads a legacy or quoted metric name at `p`; a quoted one is escaped
-    /// into `sample_name`. Returns the name's raw span and the position after it.
+    /// Reads a legacy or quoted metric name at `p`; a quoted one is
+    /// unescaped into `sample_name` (kept as the source wrote it, UTF-8;
+    /// writers escape it for each client). Returns the name's raw span and
+    /// the position after it.
     fn metric_name(
         &mut self,
         b: &[u8],
@@ -1039,7 +1047,8 @@ impl Index {
             Some(b'"') if quoted_ok => {
                 let (content, close) = scan_quoted(b, p, &mut SampleFlags::default())?;
                 self.sample_name.clear();
-                if !escape_quoted_name(content.of(b), NameRule::Metric, &mut self.sample_name) {
+                unescape_into(content.of(b), &mut self.sample_name);
+                if self.sample_name.is_empty() {
                     return Err((ParseErrorKind::MetricName, p));
                 }
                 Ok((NameRef::Quoted(content), close + 1))

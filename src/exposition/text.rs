@@ -376,7 +376,6 @@ pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
 /// Which legacy character set a quoted UTF-8 name is escaped to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameRule {
-    Metric,
     Label,
 }
 
@@ -400,13 +399,6 @@ pub(crate) fn escape_quoted_name(raw: &[u8], rule: NameRule, out: &mut Vec<u8>) 
         let first = write == start;
         let valid = width == 1
             && match rule {
-                NameRule::Metric => {
-                    if first {
-                        is_metric_start(c)
-                    } else {
-                        is_metric_continue(c)
-                    }
-                }
                 NameRule::Label => {
                     if first {
                         is_label_start(c)
@@ -844,10 +836,7 @@ mod tests {
     #[test]
     fn quoted_names_escape_to_legacy() {
         let table: &[(&str, NameRule, &str)] = &[
-            ("my.metric", NameRule::Metric, "my_metric"),
-            ("a:b", NameRule::Metric, "a:b"),
             ("a:b", NameRule::Label, "a_b"),
-            ("1x", NameRule::Metric, "_x"),
             ("é€x", NameRule::Label, "__x"),
             ("q\\\"", NameRule::Label, "q_"),
         ];

@@ -4,10 +4,12 @@
 //!
 //! Every scrape ends in exactly one [`Finished`] record (outcome, duration,
 //! detail, body); a partial body is never handed out. Head parsing and body
-//! framing live in [`response`]; this module only does the socket calls of
-//! one connection and keeps the phase. It never reads the clock: the loop
-//! passes `now` and arms the deadline.
+//! framing live in [`response`], which loopback address a connection goes
+//! to (127.0.0.1, or ::1 where it refuses) in [`loopback`]; this module only
+//! does the socket calls of one connection and keeps the phase. It never
+//! reads the clock: the loop passes `now` and arms the deadline.
 
+pub mod loopback;
 pub mod receive_buffer;
 pub mod response;
 
@@ -19,6 +21,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::scrape::{FailureReason, Finished, Outcome};
+use loopback::Loopbacks;
 use receive_buffer::ReceiveBuffer;
 use response::{Limits, Progress, ResponseDecoder};
 
@@ -71,11 +74,12 @@ impl Phase {
 }
 
 /// The request of a scrape: keep-alive, no compression (the body is parsed
-/// in place), the given `Accept`.
-fn request(path: &str, port: u16, accept: &str) -> Vec<u8> {
+/// in place), the given `Accept`; `Host` is the address connected to
+/// (`127.0.0.1:port` or `[::1]:port`).
+fn request(path: &str, host: SocketAddr, accept: &str) -> Vec<u8> {
     format!(
         "GET {path} HTTP/1.1\r\n\
-         Host: 127.0.0.1:{port}\r\n\
+         Host: {host}\r\n\
          User-Agent: metrics-multiplexer-sidecar/{version}\r\n\
          Accept: {accept}\r\n\
          Accept-Encoding: identity\r\n\
@@ -87,9 +91,14 @@ fn request(path: &str, port: u16, accept: &str) -> Vec<u8> {
 
 /// One container's scrape connection.
 pub struct Upstream {
-    address: SocketAddr,
+    /// Where connections go: 127.0.0.1, or ::1 where it refuses.
+    loopbacks: Loopbacks,
+    /// The address of the connection in use, once connected: the `Host`
+    /// of `request`, and the address a successful scrape reports.
+    connected_to: SocketAddr,
     token: Token,
-    /// The whole request, built again only when `accept` changes.
+    /// The whole request, built again only when `accept` or the address
+    /// connected to changes.
     request: Vec<u8>,
     path: String,
     accept: String,
@@ -126,11 +135,13 @@ impl Upstream {
         max_body_bytes: usize,
         accept: &str,
     ) -> Upstream {
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let loopbacks = Loopbacks::new(port);
+        let connected_to = loopbacks.address();
         Upstream {
-            address,
+            loopbacks,
+            connected_to,
             token,
-            request: request(path, port, accept),
+            request: request(path, connected_to, accept),
             path: path.to_string(),
             accept: accept.to_string(),
             stream: None,
@@ -159,8 +170,7 @@ impl Upstream {
         if self.accept != accept && !self.in_flight() {
             self.accept.clear();
             self.accept.push_str(accept);
-            let port = self.address.port();
-            self.request = request(&self.path, port, accept);
+            self.request = request(&self.path, self.connected_to, accept);
         }
     }
 
@@ -205,6 +215,10 @@ impl Upstream {
                 }
             },
             content_type: self.decoder.content_type(),
+            answered_on: match outcome {
+                Outcome::Success => Some(self.connected_to),
+                Outcome::Failure(_) => None,
+            },
         }
     }
 
@@ -219,8 +233,14 @@ impl Upstream {
             return self.send_request(registry);
         }
         self.reused = false;
+        let address = self.loopbacks.first();
+        self.connect(registry, address)
+    }
+
+    /// Opens a connection to `address` (the loopback `Loopbacks` chose).
+    fn connect(&mut self, registry: &Registry, address: SocketAddr) -> Option<Outcome> {
         self.phase = Phase::Connecting;
-        match TcpStream::connect(self.address) {
+        match TcpStream::connect(address) {
             Ok(mut stream) => {
                 if let Err(error) = registry.register(
                     &mut stream,
@@ -234,10 +254,43 @@ impl Upstream {
                 self.stream = Some(stream);
                 None
             }
-            Err(error) => {
-                let reason = classify(&error);
-                Some(self.fail(registry, reason, &error))
+            Err(error) => self.connect_failed(registry, error),
+        }
+    }
+
+    /// The connect to the loopback address being tried failed: the other
+    /// one is tried if this one refused, and a failure of that other one is
+    /// a refusal of both (see `loopback`'s rules 2 and 4).
+    fn connect_failed(&mut self, registry: &Registry, error: io::Error) -> Option<Outcome> {
+        let tried = self.loopbacks.address();
+        if self.loopbacks.is_fallback() {
+            let first = SocketAddr::new(self.loopbacks.other_ip(), tried.port());
+            let text = if error.kind() == io::ErrorKind::ConnectionRefused {
+                format!("connection refused on {first} and on {tried}")
+            } else {
+                format!("connection refused on {first}, and {tried} failed: {error}")
+            };
+            let error = io::Error::new(io::ErrorKind::ConnectionRefused, text);
+            return Some(self.fail(registry, FailureReason::Refused, &error));
+        }
+        if error.kind() == io::ErrorKind::ConnectionRefused {
+            if let Some(other) = self.loopbacks.refused() {
+                self.close(registry);
+                return self.connect(registry, other);
             }
+        }
+        let reason = classify(&error);
+        Some(self.fail(registry, reason, &error))
+    }
+
+    /// The connection is established: its address is remembered for the
+    /// next ones, and is the request's `Host`.
+    fn connected(&mut self) {
+        self.loopbacks.connected();
+        let address = self.loopbacks.address();
+        if address != self.connected_to {
+            self.connected_to = address;
+            self.request = request(&self.path, address, &self.accept);
         }
     }
 
@@ -349,13 +402,11 @@ impl Upstream {
         // `take_error`, then `peer_addr` to tell a spurious event.
         match stream.take_error() {
             Ok(None) => {}
-            Ok(Some(error)) | Err(error) => {
-                let reason = classify(&error);
-                return Some(self.fail(registry, reason, &error));
-            }
+            Ok(Some(error)) | Err(error) => return self.connect_failed(registry, error),
         }
         match stream.peer_addr() {
             Ok(_) => {
+                self.connected();
                 self.phase = Phase::SendingRequest;
                 self.send_request(registry)
             }

@@ -2,13 +2,15 @@
 //! about 10k series (counters, gauges, histograms, summaries, escaped label
 //! values). Prints MB/s of input body processed.
 //!
-//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3]]`
+//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3 [text|openmetrics]]]`
 //! (ROUNDS defaults to 500; a small count suits `valgrind --tool=callgrind`,
 //! whose instruction counts are immune to machine load; `1` or `3` runs only
-//! the 1-container or the 3-container case).
+//! the 1-container or the 3-container case; the output is text 0.0.4 and
+//! then OpenMetrics 1.0, or only the one named).
 
 use std::time::{Duration, Instant};
 
+use multiplexer::exposition::negotiate::OutputFormat;
 use multiplexer::exposition::{Merger, Snapshot, Source};
 
 /// Builds the synthetic body deterministically.
@@ -90,7 +92,7 @@ fn synthetic_body(target_bytes: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
+fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let names: Vec<String> = (0..bodies.len())
         .map(|i| format!("container-{i}"))
         .collect();
@@ -122,7 +124,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
                 snapshot,
             })
             .collect();
-        merger.merge(&sources, &mut out);
+        merger.merge_as(&sources, format, &mut out);
         let elapsed = start.elapsed();
         if round >= 3 {
             busy += elapsed; // the first rounds warm buffers up
@@ -133,7 +135,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32) {
     }
     let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
     println!(
-        "{label}: {} bytes in, {} samples, {} bytes out; {:.0} MB/s ({:.1} us per round: {:.1} parse + {:.1} merge)",
+        "{label}, {format:?} out: {} bytes in, {} samples, {} bytes out; {:.0} MB/s ({:.1} us per round: {:.1} parse + {:.1} merge)",
         input_bytes,
         samples,
         out.len(),
@@ -152,17 +154,30 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds = args.get(1).and_then(|arg| arg.parse().ok()).unwrap_or(500);
     let only = args.get(2).map(String::as_str);
-    if only != Some("3") {
-        let body = synthetic_body(1_000_000);
-        run("1 container x 1 MB", std::slice::from_ref(&body), rounds);
+    let formats: &[OutputFormat] = match args.get(3).map(String::as_str) {
+        Some("text") => &[OutputFormat::Text],
+        Some("openmetrics") => &[OutputFormat::OpenMetrics],
+        _ => &[OutputFormat::Text, OutputFormat::OpenMetrics],
+    };
+    for &format in formats {
+        if only != Some("3") {
+            let body = synthetic_body(1_000_000);
+            run(
+                "1 container x 1 MB",
+                std::slice::from_ref(&body),
+                rounds,
+                format,
+            );
+        }
+        if only == Some("1") {
+            continue;
+        }
+        let small = synthetic_body(333_000);
+        run(
+            "3 containers x 333 kB",
+            &[small.clone(), small.clone(), small],
+            rounds,
+            format,
+        );
     }
-    if only == Some("1") {
-        return;
-    }
-    let small = synthetic_body(333_000);
-    run(
-        "3 containers x 333 kB",
-        &[small.clone(), small.clone(), small],
-        rounds,
-    );
 }

@@ -67,7 +67,11 @@ fn serve(mut stream: TcpStream, text: &[u8], protobuf: &[u8]) {
             let wants_protobuf = head
                 .lines()
                 .find_map(|line| line.strip_prefix("accept:"))
-                .is_some_and(|accept| accept.trim_start().starts_with("application/vnd.google.protobuf"));
+                .is_some_and(|accept| {
+                    accept
+                        .trim_start()
+                        .starts_with("application/vnd.google.protobuf")
+                });
             let answer = if wants_protobuf { protobuf } else { text };
             if stream.write_all(answer).is_err() {
                 return;
@@ -145,7 +149,10 @@ fn main() {
             bytes = get(port, accept);
             scrapes += 1;
             let next = start + Duration::from_secs(15) * scrapes;
-            thread::sleep(next.min(start + window).saturating_duration_since(Instant::now()));
+            thread::sleep(
+                next.min(start + window)
+                    .saturating_duration_since(Instant::now()),
+            );
         }
         let after = procfs::read(pid).expect("read /proc");
         let seconds = after.at.duration_since(before.at).as_secs_f64();

@@ -54,19 +54,30 @@ fn native_heavy_body(target_bytes: usize) -> Vec<u8> {
     let mut family = 0;
     while body.len() < target_bytes {
         let mut message = Vec::new();
-        len_field(1, format!("rpc_{family}_duration_seconds").as_bytes(), &mut message);
+        len_field(
+            1,
+            format!("rpc_{family}_duration_seconds").as_bytes(),
+            &mut message,
+        );
         len_field(2, b"RPC latency, native and classic buckets.", &mut message);
         varint(3 << 3, &mut message);
         varint(4, &mut message);
         for series in 0..8 {
             let mut metric = Vec::new();
-            label("method", ["GET", "POST", "PUT", "DELETE"][series % 4], &mut metric);
+            label(
+                "method",
+                ["GET", "POST", "PUT", "DELETE"][series % 4],
+                &mut metric,
+            );
             label("route", &format!("/api/v1/items/{series}"), &mut metric);
             let mut h = Vec::new();
             varint(1 << 3, &mut h);
             varint(100_000 + series as u64, &mut h);
             double_field(2, 1234.5678, &mut h);
-            for (i, bound) in [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0].iter().enumerate() {
+            for (i, bound) in [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]
+                .iter()
+                .enumerate()
+            {
                 let mut bucket = Vec::new();
                 varint(1 << 3, &mut bucket);
                 varint(1000 * (i as u64 + 1), &mut bucket);
@@ -132,7 +143,10 @@ impl CpuClock {
 fn run(name: &str, body: &[u8], rounds: u32, output: OutputFormat) {
     let containers = ["app", "envoy", "exporter"];
     let mut snapshots: Vec<Snapshot> = containers.iter().map(|_| Snapshot::new()).collect();
-    let mut spare: Vec<Vec<u8>> = containers.iter().map(|_| Vec::with_capacity(body.len())).collect();
+    let mut spare: Vec<Vec<u8>> = containers
+        .iter()
+        .map(|_| Vec::with_capacity(body.len()))
+        .collect();
     let mut merger = Merger::new("container");
     let mut out = Vec::new();
     let mut busy = Duration::ZERO;
@@ -197,7 +211,8 @@ fn main() {
         return;
     }
     let only = std::env::args().nth(2);
-    let wanted = |name: &str| matches!(only.as_deref(), None | Some("all")) || only.as_deref() == Some(name);
+    let wanted =
+        |name: &str| matches!(only.as_deref(), None | Some("all")) || only.as_deref() == Some(name);
     let text = std::env::args().nth(3).as_deref() == Some("text");
     let output = if text {
         OutputFormat::Text
@@ -205,12 +220,22 @@ fn main() {
         OutputFormat::Protobuf
     };
     if wanted("node") {
-        run("node_exporter (client_golang)", NODE_EXPORTER, rounds * 10, output);
+        run(
+            "node_exporter (client_golang)",
+            NODE_EXPORTER,
+            rounds * 10,
+            output,
+        );
     }
     if wanted("app") {
         run("client_golang app", CLIENT_GOLANG, rounds * 100, output);
     }
     if wanted("native") {
-        run("native histograms", &native_heavy_body(1_000_000), rounds, output);
+        run(
+            "native histograms",
+            &native_heavy_body(1_000_000),
+            rounds,
+            output,
+        );
     }
 }

@@ -81,12 +81,12 @@ impl Converter {
                 &self.index.metrics[family.metrics.start as usize..family.metrics.end as usize];
             let name = family.name.of(body);
             let help = family.help.map(|help| help.of(body));
-            let mut len = family_header_len(name, help, family.metric_type);
+            let mut len = family_header_len(name, help, family.metric_type, None);
             for metric in metrics {
                 len += metric_field_len(relabeler.len(metric, &mut self.scratch));
             }
             put_varint(len as u64, out);
-            put_family_header(name, help, family.metric_type, out);
+            put_family_header(name, help, family.metric_type, None, out);
             for metric in metrics {
                 put_metric_field_head(relabeler.len(metric, &mut self.scratch), out);
                 relabeler.write(metric, out, &mut self.scratch);
@@ -133,6 +133,7 @@ impl Converter {
                 target.as_ref(),
                 &mut self.labels,
                 out,
+                &mut |_| {},
             );
         }
     }
@@ -164,16 +165,24 @@ impl Converter {
             self.metrics.clear();
             self.up.metrics(source, family, target, &mut self.metrics);
             let entry = view.family(family);
-            let name = entry.name;
+            // Names as a client that names no escaping gets them.
+            let mut name = Vec::new();
+            crate::exposition::escaping::escape_name(
+                entry.name,
+                crate::exposition::negotiate::Escaping::Underscores,
+                false,
+                &mut name,
+            );
+            let name = name.as_slice();
             self.help.clear();
             let help = entry.help.map(|help| {
                 unescape_help(help, view.is_openmetrics(), &mut self.help);
                 self.help.as_slice()
             });
             let metric_type: MetricType = metric_type(entry.kind);
-            let len = family_header_len(name, help, metric_type) + self.metrics.len();
+            let len = family_header_len(name, help, metric_type, None) + self.metrics.len();
             put_varint(len as u64, out);
-            put_family_header(name, help, metric_type, out);
+            put_family_header(name, help, metric_type, None, out);
             out.extend_from_slice(&self.metrics);
         }
         Ok(())

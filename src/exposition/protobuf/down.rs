@@ -39,7 +39,12 @@ pub(in crate::exposition) struct TextTarget<'a> {
 }
 
 /// Writes the sample lines of `metrics` of a family named `name`.
-/// `labels` is scratch for one metric's label text.
+/// `labels` is scratch for one metric's label text. `line_done` is handed
+/// `out` after every line: a merge in pieces hands it on there when it is
+/// full. A metric is bounded by its body, its text is not (each line
+/// repeats the metric's labels: one histogram of 4,096 buckets and a
+/// 16 KiB label is 64 MiB of text), so pieces end inside a metric too.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::exposition) fn write_metrics(
     body: &[u8],
     name: &[u8],
@@ -48,6 +53,7 @@ pub(in crate::exposition) fn write_metrics(
     target: Option<&TextTarget<'_>>,
     labels: &mut Vec<u8>,
     out: &mut Vec<u8>,
+    line_done: &mut impl FnMut(&mut Vec<u8>),
 ) {
     for metric in metrics {
         labels.clear();
@@ -68,7 +74,7 @@ pub(in crate::exposition) fn write_metrics(
                     _ => metric_field::UNTYPED,
                 };
                 let value = value_field(number).map_or(0.0, |(s, e)| double_field(body, s, e, 1));
-                line.write(b"", None, value, out);
+                line.write(b"", None, value, out, line_done);
             }
             MetricType::Summary => {
                 let (s, e) = value_field(metric_field::SUMMARY).unwrap_or((0, 0));
@@ -77,11 +83,17 @@ pub(in crate::exposition) fn write_metrics(
                     if number == 3 {
                         let quantile = double_field(body, start, end, 1);
                         let value = double_field(body, start, end, 2);
-                        line.write(b"", Some((b"quantile", quantile)), value, out);
+                        line.write(b"", Some((b"quantile", quantile)), value, out, line_done);
                     }
                 }
-                line.write(b"_sum", None, double_field(body, s, e, 2), out);
-                line.write(b"_count", None, varint_field(body, s, e, 1) as f64, out);
+                line.write(b"_sum", None, double_field(body, s, e, 2), out, line_done);
+                line.write(
+                    b"_count",
+                    None,
+                    varint_field(body, s, e, 1) as f64,
+                    out,
+                    line_done,
+                );
             }
             MetricType::Histogram | MetricType::GaugeHistogram => {
                 let (s, e) = value_field(metric_field::HISTOGRAM).unwrap_or((0, 0));
@@ -98,15 +110,27 @@ pub(in crate::exposition) fn write_metrics(
                             double_field(body, start, end, 4),
                             varint_field(body, start, end, 1),
                         );
-                        line.write(b"_bucket", Some((b"le", bound)), cumulative, out);
+                        line.write(b"_bucket", Some((b"le", bound)), cumulative, out, line_done);
                         infinity_seen |= bound == f64::INFINITY;
                     }
                 }
                 if !infinity_seen {
-                    line.write(b"_bucket", Some((b"le", f64::INFINITY)), count, out);
+                    line.write(
+                        b"_bucket",
+                        Some((b"le", f64::INFINITY)),
+                        count,
+                        out,
+                        line_done,
+                    );
                 }
-                line.write(b"_sum", None, double_field(body, s, e, h::SAMPLE_SUM), out);
-                line.write(b"_count", None, count, out);
+                line.write(
+                    b"_sum",
+                    None,
+                    double_field(body, s, e, h::SAMPLE_SUM),
+                    out,
+                    line_done,
+                );
+                line.write(b"_count", None, count, out, line_done);
             }
         }
     }
@@ -130,7 +154,14 @@ struct Line<'a> {
 }
 
 impl Line<'_> {
-    fn write(&self, suffix: &[u8], bound: Option<(&[u8], f64)>, value: f64, out: &mut Vec<u8>) {
+    fn write(
+        &self,
+        suffix: &[u8],
+        bound: Option<(&[u8], f64)>,
+        value: f64,
+        out: &mut Vec<u8>,
+        line_done: &mut impl FnMut(&mut Vec<u8>),
+    ) {
         out.extend_from_slice(self.name);
         out.extend_from_slice(suffix);
         let mut separator = b'{';
@@ -162,6 +193,7 @@ impl Line<'_> {
             out.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
         }
         out.push(b'\n');
+        line_done(out);
     }
 }
 
@@ -603,11 +635,8 @@ pub(in crate::exposition) fn check_openmetrics(
     check: &mut Check,
 ) {
     let mut group = GroupHash::default();
-    group.add(&source.to_le_bytes());
-    for_each_label(body, metric, |name, value| {
-        group.add(name);
-        group.add(value);
-    });
+    group.add(b"", &source.to_le_bytes());
+    for_each_label(body, metric, |name, value| group.add(name, value));
     let group = group.finish();
     let timestamp = timestamp_ms(body, metric).filter(|&ms| ms != 0);
     openmetrics_samples(body, metric_type, family_type, metric, |sample| {
@@ -624,7 +653,8 @@ pub(in crate::exposition) fn check_openmetrics(
 
 /// Writes a protobuf metric's OpenMetrics sample lines under the family
 /// name `name` (only those with suffix `only`, when given, and then no
-/// exemplars: see `openmetrics.rs`). `labels` is scratch.
+/// exemplars: see `openmetrics.rs`). `labels` is scratch; `line_done` is
+/// handed `out` after every line, as in [`write_metrics`].
 #[allow(clippy::too_many_arguments)]
 pub(in crate::exposition) fn write_openmetrics(
     body: &[u8],
@@ -636,6 +666,7 @@ pub(in crate::exposition) fn write_openmetrics(
     only: Option<&[u8]>,
     labels: &mut Vec<u8>,
     out: &mut Vec<u8>,
+    line_done: &mut impl FnMut(&mut Vec<u8>),
 ) {
     labels.clear();
     label_text(body, metric, target, labels);
@@ -681,6 +712,7 @@ pub(in crate::exposition) fn write_openmetrics(
             write_exemplar(body, start, end, out);
         }
         out.push(b'\n');
+        line_done(out);
     });
 }
 

@@ -1539,18 +1539,19 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
 }
 
 /// Protobuf output of an OpenMetrics source keeps its exemplars (counter,
-/// bucket) and created timestamps (issue 18), read back with prost.
+/// bucket), created timestamps and units (issue 18), read back with prost.
 #[test]
 fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
     let body = "# TYPE r counter\n\
                 r_total{m=\"a\"} 1 # {trace_id=\"t\"} 1 1700000000.25\n\
                 r_created{m=\"a\"} 1600000000.5\n\
-                # TYPE l histogram\n\
-                l_bucket{le=\"0.1\"} 1 # {trace_id=\"u\"} 0.05\n\
-                l_bucket{le=\"+Inf\"} 2\n\
-                l_count 2\n\
-                l_sum 0.3\n\
-                l_created 1.7e9\n\
+                # TYPE l_seconds histogram\n\
+                # UNIT l_seconds seconds\n\
+                l_seconds_bucket{le=\"0.1\"} 1 # {trace_id=\"u\"} 0.05\n\
+                l_seconds_bucket{le=\"+Inf\"} 2\n\
+                l_seconds_count 2\n\
+                l_seconds_sum 0.3\n\
+                l_seconds_created 1.7e9\n\
                 # EOF\n";
     let mut snapshot = Snapshot::new();
     snapshot.replace_as(
@@ -1573,7 +1574,12 @@ fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
         .iter()
         .map(|f| f.name.as_deref().unwrap())
         .collect();
-    assert_eq!(names, ["r_total", "r_created", "l", "l_created"]);
+    assert_eq!(
+        names,
+        ["r_total", "r_created", "l_seconds", "l_seconds_created"]
+    );
+    assert_eq!(families[2].unit.as_deref(), Some("seconds"));
+    assert_eq!(families[0].unit, None);
     let counter = families[0].metric[0].counter.clone().unwrap();
     assert_eq!(counter.value, Some(1.0));
     let exemplar = counter.exemplar.unwrap();
@@ -1598,4 +1604,242 @@ fn protobuf_output_keeps_openmetrics_exemplars_and_created_timestamps() {
         histogram.created_timestamp.map(|t| t.seconds),
         Some(Some(1_700_000_000))
     );
+}
+
+/// Bug (issue 19, item 1; fails on main ad7f267): when a conflict turned a
+/// family untyped, the untyped rewrite read a metric's value 2 bytes into
+/// its value field, as if its tag and length took one byte each. A value
+/// message of 128 bytes or more has a 2-byte length: a counter of 42 with
+/// an exemplar and a created timestamp came out 0 (a reset to `rate()`), a
+/// gauge of 7.5 with an unknown field 3.47e-164. Text clients were right.
+#[test]
+fn downgraded_values_of_long_value_messages_are_read_where_they_are() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+
+    /// A gauge with a field client_model does not know (a newer producer).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct LongGauge {
+        #[prost(double, optional, tag = "1")]
+        value: Option<f64>,
+        #[prost(bytes = "vec", optional, tag = "9")]
+        unknown: Option<Vec<u8>>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GaugeMetric {
+        #[prost(message, repeated, tag = "1")]
+        label: Vec<pb::LabelPair>,
+        #[prost(message, optional, tag = "2")]
+        gauge: Option<LongGauge>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GaugeFamily {
+        #[prost(string, optional, tag = "1")]
+        name: Option<String>,
+        #[prost(int32, optional, tag = "3")]
+        r#type: Option<i32>,
+        #[prost(message, repeated, tag = "4")]
+        metric: Vec<GaugeMetric>,
+    }
+
+    let counter = pb::Counter {
+        value: Some(42.0),
+        exemplar: Some(pb::Exemplar {
+            label: vec![
+                pair("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                pair("span_id", "00f067aa0ba902b7".into()),
+                pair("sampled", "true".into()),
+            ],
+            value: Some(0.25),
+            timestamp: Some(pb::Timestamp {
+                seconds: Some(1_700_000_000),
+                nanos: Some(123_456_789),
+            }),
+        }),
+        created_timestamp: Some(pb::Timestamp {
+            seconds: Some(1_690_000_000),
+            nanos: Some(5),
+        }),
+    };
+    assert!(counter.encoded_len() >= 128, "{}", counter.encoded_len());
+    let mut body = encode_all(&[family(
+        "c",
+        0,
+        vec![pb::Metric {
+            label: vec![pair("a", "1".into())],
+            counter: Some(counter),
+            ..Default::default()
+        }],
+    )]);
+    let gauge = LongGauge {
+        value: Some(7.5),
+        unknown: Some(vec![b'x'; 200]),
+    };
+    assert!(gauge.encoded_len() >= 128);
+    GaugeFamily {
+        name: Some("g".into()),
+        r#type: Some(1),
+        metric: vec![GaugeMetric {
+            label: vec![pair("a", "2".into())],
+            gauge: Some(gauge),
+        }],
+    }
+    .encode_length_delimited(&mut body)
+    .unwrap();
+    let proto = snapshot(&body, Format::Protobuf);
+    // The same names with other simple types: both families go untyped.
+    let text = snapshot(
+        b"# TYPE c gauge\nc 1\n# TYPE g counter\ng 2\n",
+        Format::Text,
+    );
+    let sources = [
+        Source {
+            container: Some("a"),
+            snapshot: &proto,
+        },
+        Source {
+            container: Some("b"),
+            snapshot: &text,
+        },
+    ];
+    let mut merger = Merger::new("container");
+    let mut out = Vec::new();
+    merger.merge_as(&sources, OutputFormat::Protobuf, &mut out);
+    assert_eq!(merger.conflict_count(), 2);
+    let untyped = |labels: &[(&str, &str)], value: f64| pb::Metric {
+        label: labels.iter().map(|(n, v)| pair(n, (*v).into())).collect(),
+        untyped: Some(pb::Untyped { value: Some(value) }),
+        ..Default::default()
+    };
+    let expected = vec![
+        family(
+            "c",
+            3,
+            vec![
+                untyped(&[("a", "1"), ("container", "a")], 42.0),
+                untyped(&[("container", "b")], 1.0),
+            ],
+        ),
+        family(
+            "g",
+            3,
+            vec![
+                untyped(&[("a", "2"), ("container", "a")], 7.5),
+                untyped(&[("container", "b")], 2.0),
+            ],
+        ),
+    ];
+    assert_same(&decode_all(&out), &expected, "downgraded long values");
+}
+
+/// Bug (issue 19, item 2; fails on main ad7f267): a bound label written
+/// quoted (`{"rpc.latency_bucket","le"="0.5"}`, `s{"quantile"="0.9"}`,
+/// text 1.0's UTF-8 syntax) was accepted, and the text output kept it, but
+/// the conversion up looked for an unquoted `le` or `quantile` only and
+/// gave every bucket and quantile the bound `+Inf`.
+#[test]
+fn quoted_bound_labels_convert_up_to_their_bounds() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let body = b"# TYPE \"rpc.latency\" histogram\n\
+{\"rpc.latency_bucket\",\"le\"=\"0.5\"} 1\n\
+{\"rpc.latency_bucket\",\"le\"=\"+Inf\"} 2\n\
+{\"rpc.latency_sum\"} 3\n\
+{\"rpc.latency_count\"} 2\n\
+# TYPE s summary\n\
+s{\"quantile\"=\"0.9\"} 4\n\
+s{quantile=\"0.99\"} 6\n\
+s_sum 5\n\
+s_count 1\n";
+    let text = snapshot(body, Format::Text);
+    let sources = [Source {
+        container: Some("a"),
+        snapshot: &text,
+    }];
+    let out = merge(&sources, OutputFormat::Protobuf);
+    let families = decode_all(&out);
+    assert_eq!(families.len(), 2, "{families:#?}");
+    let histogram = families[0].metric[0].histogram.as_ref().unwrap();
+    let bounds: Vec<f64> = histogram
+        .bucket
+        .iter()
+        .map(|bucket| bucket.upper_bound.unwrap())
+        .collect();
+    assert_eq!(bounds, [0.5, f64::INFINITY], "{families:#?}");
+    assert_eq!(histogram.sample_count, Some(2));
+    let summary = families[1].metric[0].summary.as_ref().unwrap();
+    let quantiles: Vec<(f64, f64)> = summary
+        .quantile
+        .iter()
+        .map(|q| (q.quantile.unwrap(), q.value.unwrap()))
+        .collect();
+    assert_eq!(quantiles, [(0.9, 4.0), (0.99, 6.0)], "{families:#?}");
+    // One metric each: the bound is no label of its own.
+    assert_eq!(families[0].metric.len(), 1);
+    assert_eq!(families[1].metric.len(), 1);
+    assert_eq!(families[1].metric[0].label, [pair("container", "a".into())]);
+}
+
+/// Bug (issue 19; fails on main ad7f267): a protobuf metric converted down
+/// was written whole before the piece's size was looked at, and its text
+/// is not bounded by its body: each line repeats its labels. One histogram
+/// of 4,096 buckets with a 16 KiB label (a 73 KB body) is 64 MiB of text,
+/// all of it built at once (the sidecar in a 32 MiB cgroup was killed).
+/// Now a piece ends after any line, in text and OpenMetrics alike.
+#[test]
+fn a_metric_converted_down_is_handed_on_line_by_line() {
+    use crate::exposition::negotiate::OutputFormat;
+    use crate::exposition::Format;
+    let buckets = 4096;
+    let label = "x".repeat(16 << 10);
+    let histogram = pb::Histogram {
+        sample_count: Some(buckets),
+        sample_sum: Some(1.5),
+        bucket: (0..buckets)
+            .map(|i| pb::Bucket {
+                cumulative_count: Some(i),
+                upper_bound: Some(i as f64 / 10.0),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let body = encode_all(&[family(
+        "wide",
+        4,
+        vec![pb::Metric {
+            label: vec![pair("path", label.clone())],
+            histogram: Some(histogram),
+            ..Default::default()
+        }],
+    )]);
+    assert!(body.len() < 80_000, "{}", body.len());
+    let proto = snapshot(&body, Format::Protobuf);
+    let sources = [Source {
+        container: Some("a"),
+        snapshot: &proto,
+    }];
+    let piece_bytes = 64 << 10;
+    for format in [OutputFormat::Text, OutputFormat::OpenMetrics] {
+        let (mut total, mut largest, mut lines) = (0, 0, 0);
+        let mut piece = Vec::new();
+        Merger::new("container").merge_in_pieces(
+            &sources,
+            format,
+            &mut piece,
+            piece_bytes,
+            &mut |bytes| {
+                total += bytes.len();
+                largest = largest.max(bytes.len());
+                lines += bytes.iter().filter(|&&c| c == b'\n').count();
+            },
+        );
+        // The buckets, `+Inf`, `_sum`, `_count` and the family's lines.
+        assert!(lines as u64 > buckets + 2, "{format:?}: {lines} lines");
+        assert!(total > 64 << 20, "{format:?}: {total} bytes");
+        assert!(
+            largest < piece_bytes + label.len() + 200,
+            "{format:?}: a piece of {largest} bytes"
+        );
+    }
 }

@@ -28,11 +28,12 @@
 use super::read::{histogram_field as h, metric_field, MetricType};
 use super::wire::{put_bytes, put_double, put_tag, put_uint, put_varint, WireType};
 use super::write::{put_label_pair_field, Target};
+use crate::exposition::escaping::escape_name;
 use crate::exposition::labels::LabelIter;
+use crate::exposition::negotiate::Escaping;
 use crate::exposition::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use crate::exposition::text::{
-    escape_quoted_name, hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into,
-    NameRule, NameTable, ValueForm,
+    hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into, NameTable, ValueForm,
 };
 
 /// Go's `math.NaN()`: what Prometheus' text parser produces for `NaN`.
@@ -127,6 +128,9 @@ pub(in crate::exposition) struct UpConverter {
     sample_name: Vec<u8>,
     /// An `Exemplar` or `Timestamp` message being built.
     exemplar: Vec<u8>,
+    /// How label names are written (protobuf quotes nothing: under
+    /// `allow-utf-8` they are as the source wrote them).
+    pub(in crate::exposition) escaping: Escaping,
 }
 
 /// A text body's index, as the conversion reads it.
@@ -260,7 +264,14 @@ impl UpConverter {
         self.exemplar.clear();
         for label in LabelIter::new(exemplar.labels.of(body)) {
             self.sample_name.clear();
-            let name = label.name(&mut self.sample_name);
+            if label.quoted {
+                self.unescaped.clear();
+                unescape_into(label.raw_name, &mut self.unescaped);
+                escape_name(&self.unescaped, self.escaping, true, &mut self.sample_name);
+            } else {
+                self.sample_name.extend_from_slice(label.raw_name);
+            }
+            let name = &self.sample_name;
             self.unescaped.clear();
             unescape_into(label.value, &mut self.unescaped);
             put_label_pair_field(name, &self.unescaped, &mut self.exemplar);
@@ -335,7 +346,9 @@ impl UpConverter {
         for label in LabelIter::new(labels) {
             let start = self.names.len();
             if label.quoted {
-                escape_quoted_name(label.raw_name, NameRule::Label, &mut self.names);
+                self.unescaped.clear();
+                unescape_into(label.raw_name, &mut self.unescaped);
+                escape_name(&self.unescaped, self.escaping, true, &mut self.names);
             } else {
                 self.names.extend_from_slice(label.raw_name);
             }
@@ -373,7 +386,7 @@ impl UpConverter {
             let raw = sample.name.of(body);
             let name: &[u8] = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
                 self.sample_name.clear();
-                escape_quoted_name(raw, NameRule::Metric, &mut self.sample_name);
+                unescape_into(raw, &mut self.sample_name);
                 &self.sample_name
             } else {
                 raw
@@ -561,10 +574,12 @@ impl UpConverter {
     }
 
     /// The value of the sample's bound label as a number (+Inf if absent).
+    /// Quoted or not (`"le"="0.5"`, text 1.0): `le` and `quantile` have no
+    /// escapes, so the raw name is the name either way.
     fn bound(&self, source: TextSource<'_>, sample: &Sample, bound_label: &[u8]) -> f64 {
         let body = source.view.body();
         for label in LabelIter::new(sample.labels.of(body)) {
-            if !label.quoted && label.raw_name == bound_label {
+            if label.raw_name == bound_label {
                 let start = sample.labels.start as usize + label.value_start;
                 return parse_number(&body[start..start + label.value.len()]);
             }

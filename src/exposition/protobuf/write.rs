@@ -54,22 +54,25 @@ pub(in crate::exposition) fn put_label_pair_field(name: &[u8], value: &[u8], out
     put_bytes(2, value, out);
 }
 
-/// Size of a `MetricFamily`'s name, help and type fields.
+/// Size of a `MetricFamily`'s name, help, type and unit fields.
 pub(in crate::exposition) fn family_header_len(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
+    unit: Option<&[u8]>,
 ) -> usize {
     len_field_size(name.len())
         + help.map_or(0, |help| len_field_size(help.len()))
         + 1
         + varint_len(metric_type.to_wire())
+        + unit.map_or(0, |unit| len_field_size(unit.len()))
 }
 
 pub(in crate::exposition) fn put_family_header(
     name: &[u8],
     help: Option<&[u8]>,
     metric_type: MetricType,
+    unit: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) {
     put_bytes(1, name, out);
@@ -77,6 +80,10 @@ pub(in crate::exposition) fn put_family_header(
         put_bytes(2, help, out);
     }
     put_uint(3, metric_type.to_wire(), out);
+    // client_model's `unit = 5` (OpenMetrics' `# UNIT`).
+    if let Some(unit) = unit {
+        put_bytes(5, unit, out);
+    }
 }
 
 /// The `metric` field of a family around `content_len` bytes of `Metric`.
@@ -350,7 +357,16 @@ impl<'a> MetricRelabeler<'a> {
         while !fields.is_done() {
             let field_start = fields.at;
             let Ok(tag) = fields.tag() else { return };
-            if fields.skip(tag).is_err() {
+            // A length-delimited field's content, where it starts: its
+            // length takes 2 bytes from 128 on (a counter with an exemplar
+            // and a created timestamp, a gauge with an unknown field).
+            let mut content = (0, 0);
+            if tag.wire == WireType::Len {
+                match fields.len_delimited() {
+                    Ok(span) => content = span,
+                    Err(_) => return,
+                }
+            } else if fields.skip(tag).is_err() {
                 return;
             }
             let simple_value = matches!(
@@ -360,9 +376,8 @@ impl<'a> MetricRelabeler<'a> {
             match value_field {
                 _ if tag.number == metric_field::LABEL => {}
                 Some(number) if simple_value && tag.wire == WireType::Len => {
-                    // Gauge, Counter, Untyped: value = 1 (the tag and the
-                    // length take one byte each).
-                    let value = first_double(body, field_start + 2, fields.at);
+                    // Gauge, Counter, Untyped: value = 1.
+                    let value = first_double(body, content.0, content.1);
                     put_tag(number, WireType::Len, out);
                     put_varint(9, out);
                     put_double(1, value, out);
