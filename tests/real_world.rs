@@ -678,7 +678,7 @@ pub(super) fn series_of_line(line: &str) -> Result<SeriesKey, String> {
 }
 
 /// An instant query's answer: each sample's labels and value.
-type InstantVector = Vec<(BTreeMap<String, String>, f64)>;
+pub(super) type InstantVector = Vec<(BTreeMap<String, String>, f64)>;
 
 /// The sidecar target as `/api/v1/targets` reports it.
 #[derive(Clone, Debug)]
@@ -705,7 +705,7 @@ impl PrometheusApi {
     }
 
     /// An instant query's vector: each sample's labels and value.
-    fn query(&self, promql: &str) -> Result<InstantVector, String> {
+    pub(super) fn query(&self, promql: &str) -> Result<InstantVector, String> {
         let data = self.get(&format!("/api/v1/query?query={}", percent_encode(promql)))?;
         let result = data["result"]
             .as_array()

@@ -23,3 +23,4 @@ mod scraping;
 mod serving;
 mod static_binary;
 mod util;
+mod verdicts;

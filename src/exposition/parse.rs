@@ -929,7 +929,7 @@ impl Index {
     /// comment (`# EOF` and `# UNIT` too). OpenMetrics (openmetricslex.l):
     /// `# HELP `, `# TYPE `, `# UNIT ` or `# EOF` and nothing else.
     /// Metadata: the name, then one byte (a blank), then the text through
-    /// the newline, which must be there.
+    /// the newline (OpenMetrics: which must be there).
     fn comment(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
         let eol = find_newline(b, p);
         let next_line = (eol + 1).min(b.len());
@@ -966,7 +966,7 @@ impl Index {
         if cursor.openmetrics && b.get(after) != Some(&b' ') {
             return Err((ParseErrorKind::NameEnd, after));
         }
-        if eol >= b.len() {
+        if cursor.openmetrics && eol >= b.len() {
             return Err((ParseErrorKind::LineEnd, eol));
         }
         // The byte after the name is dropped (promparse.go: `buf()[1:]`).
@@ -1305,7 +1305,7 @@ impl Index {
     ///
     /// Text (promlex.l, promparse.go): blanks before the value are optional
     /// (`a+1` is `a` with value `+1`); an optional timestamp of digits
-    /// (`ParseInt`); blanks; a newline, which must be there; no exemplar.
+    /// (`ParseInt`); blanks; a newline or the body's end; no exemplar.
     /// OpenMetrics (openmetricslex.l, openmetricsparse.go): one space, the
     /// value, optionally one space and a timestamp (seconds, `parseFloat`,
     /// finite), optionally ` # {labels} value [timestamp]`, the newline.
@@ -1358,7 +1358,10 @@ impl Index {
         }
         match b.get(r) {
             Some(b'\n') => Ok((value_start, value_end, value_form, r + 1)),
-            None if om => Err((ParseErrorKind::MissingEof, r)),
+            // Prometheus' text lexer ends the last line at the body's end
+            // (2.42 takes `a 1` with no newline; main's lexer is the same).
+            None if !om => Ok((value_start, value_end, value_form, r)),
+            None => Err((ParseErrorKind::MissingEof, r)),
             _ => Err((ParseErrorKind::LineEnd, r)),
         }
     }
@@ -1567,7 +1570,7 @@ mod tests {
         // (body, openmetrics, None = accepted or the error)
         let table: &[(&str, bool, Option<ParseErrorKind>)] = &[
             ("a 1\n", false, None),
-            ("a 1", false, Some(E::LineEnd)),
+            ("a 1", false, None),
             ("a 1\r\n", false, Some(E::LineEnd)),
             ("\r\n", false, Some(E::MetricName)),
             ("  a{ x = \"1\" ,} 1  2 \n\n\t\n", false, None),
@@ -1583,7 +1586,7 @@ mod tests {
             ("# TYPE a counter \na 1\n", false, Some(E::MetricType)),
             ("# TYPE a counter\n# TYPE a counter\na 1\n", false, None),
             ("# HELP\n#HELP a b c\n# EOF\na 1\n# UNIT a x\n", false, None),
-            ("a 1\n# HELP a x", false, Some(E::LineEnd)),
+            ("a 1\n# HELP a x", false, None),
             ("a 1\n# a comment", false, None),
             ("a 1\n# EOF\n", true, None),
             ("a 1\n# EOF", true, None),
