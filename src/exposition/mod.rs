@@ -1,10 +1,11 @@
 //! The exposition engine, with no I/O: parses each container's latest body
 //! (Prometheus text 0.0.4, OpenMetrics 1.0 text, or delimited protobuf as its
 //! `Content-Type` says: [`Format`]) into a [`Snapshot`], and merges snapshots
-//! into one body, text 0.0.4 or protobuf as the client's `Accept` says
-//! ([`negotiate`]), in which every sample carries the container label
-//! ([`Merger`]). The protobuf codec and the conversions between the formats
-//! are in [`protobuf`].
+//! into one body, text 0.0.4, OpenMetrics 1.0 or protobuf as the client's
+//! `Accept` says ([`negotiate`]), names escaped as it asks (`escaping.rs`),
+//! in which every sample carries the container label ([`Merger`]). The
+//! OpenMetrics output's rules are in `openmetrics.rs`; the protobuf codec
+//! and the conversions between the formats are in [`protobuf`].
 //!
 //! Decisions (see also the README):
 //! - Parsing is lazy: [`Snapshot::replace`] only swaps buffers; the body is
@@ -15,18 +16,19 @@
 //!   would refuse in the output, which would take every container's series
 //!   down with it: values out of float64 range, label names starting with
 //!   `__`, negative timestamps, `le`/`quantile` values out of range.
-//! - Output is text 0.0.4 only. OpenMetrics families are converted the way
+//! - In text 0.0.4 output, OpenMetrics families are converted the way
 //!   Python's `prometheus_client.generate_latest` does: counter `foo`
 //!   (samples `foo_total`) becomes counter family `foo_total`; `_created`
 //!   samples become gauge families `foo_created`; info `foo` becomes gauge
 //!   `foo_info`; stateset becomes gauge; gaugehistogram becomes histogram
 //!   with `_gsum`/`_gcount` as gauge families; unknown becomes untyped.
-//!   OpenMetrics timestamps (seconds) become milliseconds; exemplars,
-//!   `# UNIT` and `# EOF` are dropped; HELP is written with 0.0.4 escapes.
-//! - Quoted UTF-8 names (`{"my.metric","my.label"="v"} 1`) are written with
-//!   Prometheus' underscore escaping (each character not valid in a legacy
-//!   name becomes `_`), because promtool 2.42 and strict parsers cannot read
-//!   quoted names.
+//!   OpenMetrics timestamps (seconds) become milliseconds; exemplars and
+//!   `# UNIT` are dropped; HELP is written with 0.0.4 escapes. OpenMetrics
+//!   output keeps them all (`openmetrics.rs`).
+//! - Names are kept as the source wrote them (quoted UTF-8 names
+//!   unescaped) and written for each client's escaping scheme
+//!   (`escaping.rs`): quoted under `allow-utf-8`, else escaped.
+//! - A family without a `# TYPE` line gets none in any output.
 //! - Values: decimal forms are written verbatim; NaN and infinities (any
 //!   case, `Inf` or `Infinity`) are written `NaN`, `+Inf`, `-Inf`.
 //! - Relabel: `<label>="<container>"` is appended to every sample; an
