@@ -969,8 +969,13 @@ impl Index {
         if cursor.openmetrics && eol >= b.len() {
             return Err((ParseErrorKind::LineEnd, eol));
         }
-        // The byte after the name is dropped (promparse.go: `buf()[1:]`).
+        // The byte after the name is dropped (promparse.go: `buf()[1:]`),
+        // whatever it is: when that cuts a character in two, the text is
+        // no longer UTF-8, which Prometheus refuses.
         let text = Span::new((after + 1).min(eol), eol);
+        if text.of(b).first().is_some_and(|&c| c & 0xC0 == 0x80) {
+            return Err((ParseErrorKind::InvalidUtf8, text.start as usize));
+        }
         let decl = self.declaration(b, name);
         cursor.current = Some(decl);
         let declaration = &mut self.declarations[decl as usize];
@@ -1588,6 +1593,15 @@ mod tests {
             ("# HELP\n#HELP a b c\n# EOF\na 1\n# UNIT a x\n", false, None),
             ("a 1\n# HELP a x", false, None),
             ("a 1\n# a comment", false, None),
+            // promparse.go drops the byte after the name; a HELP text that
+            // then starts inside a character is not UTF-8 (fuzz finding).
+            (
+                "# HELP a\u{73e} counter.\na 1\n",
+                false,
+                Some(E::InvalidUtf8),
+            ),
+            ("# HELP a%\u{73e} counter.\na 1\n", false, None),
+            ("# HELP a\na 1\n", false, None),
             ("a 1\n# EOF\n", true, None),
             ("a 1\n# EOF", true, None),
             ("", true, None),

@@ -123,6 +123,9 @@ pub const CORPUS: &[Case] = &[
     case("t-unit-is-comment", TEXT, "# UNIT a seconds\na 1\n", true),
     case("t-comments", TEXT, "#HELP a b c\n# HELP\n#\n# foo bar\na 1\n", true),
     case("t-help-glued", TEXT, "# HELP a{ x\na 1\n", true),
+    // The dropped byte after the name is the first of a character: the
+    // text left is not UTF-8 (a fuzz finding).
+    case("t-help-cut-char", TEXT, "# HELP a\u{73e} x\na 1\n", false),
     case("t-type-twice", TEXT, "# TYPE a gauge\n# TYPE a gauge\na 1\n", true),
     deviates(
         "t-type-twice-differs",
