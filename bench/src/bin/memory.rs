@@ -155,7 +155,7 @@ impl Outcome {
 }
 
 /// The indexes one text body costs while an output is built, by the
-/// memory model (README, Memory): about 16 bytes a sample, and 75 a family
+/// memory model (docs/MEMORY.md): about 16 bytes a sample, and 75 a family
 /// plus 72 for the merge. A family is a `# TYPE` line, or a name with no
 /// TYPE (histogram and summary series count under their family).
 fn index_bytes(body: &[u8]) -> usize {
@@ -745,7 +745,7 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// The memory model's promise, checked on every row (README, Memory):
+/// The memory model's promise, checked on every row (docs/MEMORY.md):
 /// peak RSS at most 3.5 MiB (static: the binary and libc, the loop's
 /// buffers, the compressor) plus twice the bytes of bodies held plus their
 /// indexes, and never past the 32 MiB limit whatever the pod.
