@@ -306,7 +306,7 @@ fn a_container_that_starts_late_appears_within_two_intervals() {
     assert!(log.contains("container late is up"), "{log}");
     assert!(
         log.contains(
-            "INFO  [multiplexer::container] container late is not up yet, waiting (refused): "
+            "INFO  [multiplexer::scrape::container] container late is not up yet, waiting (refused): "
         ),
         "{log}"
     );
