@@ -79,7 +79,7 @@ const MAX_CLIENTS: usize = 512;
 /// The latest bodies of all containers may hold this many eighths of
 /// `--max_body_bytes` together (15.5 MiB by default: four bodies of 4 MB,
 /// three at the 4 MiB limit, which leaves room for the index of a build and
-/// the output): see the README's memory model. A body past it is refused
+/// the output): see docs/MEMORY.md. A body past it is refused
 /// (`over_budget`). Receive buffers get about the largest body held and an
 /// eighth (`budget`).
 const HELD_BODIES_EIGHTHS_OF_MAX_BODY: usize = 31;

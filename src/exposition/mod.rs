@@ -7,7 +7,7 @@
 //! OpenMetrics output's rules are in `openmetrics.rs`; the protobuf codec
 //! and the conversions between the formats are in [`protobuf`].
 //!
-//! Decisions (see also the README):
+//! Decisions (see also docs/FORMATS.md):
 //! - Parsing is lazy: [`Snapshot::replace`] only swaps buffers; the body is
 //!   parsed by [`Snapshot::index`] when a client asks for the output.
 //! - A body that does not parse is rejected whole ([`ParseError`] gives the

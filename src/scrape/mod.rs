@@ -91,7 +91,7 @@ pub enum FailureReason {
     /// Any other socket error.
     IoError,
     /// Holding the body would take the bodies held across all containers
-    /// past the pod's memory budget (see the README's memory model).
+    /// past the pod's memory budget (see docs/MEMORY.md).
     OverBudget,
 }
 
