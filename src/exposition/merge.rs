@@ -47,7 +47,7 @@ use super::protobuf::write::{
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
-    escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    escape_label_value, find_byte, hash_name, om_millis, parse_int_timestamp, same_bytes,
     scan_quote_stop, unescape_into, write_help, write_label_value, NameTable, ValueForm,
 };
 
@@ -1349,15 +1349,6 @@ impl SampleWriter<'_> {
         if written > 0 {
             out.push(b'}');
         }
-    }
-}
-
-/// An OpenMetrics timestamp in milliseconds as Prometheus converts it
-/// (`om_timestamp_millis`); whole seconds below 2^40 without a float.
-fn om_millis(timestamp: &[u8]) -> Option<i64> {
-    match parse_int_timestamp(timestamp) {
-        Some(seconds) if seconds.unsigned_abs() < 1 << 40 => Some(seconds * 1000),
-        _ => om_timestamp_millis(timestamp),
     }
 }
 
