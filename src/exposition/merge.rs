@@ -2275,6 +2275,14 @@ impl Merger {
         );
         let value = match sample.value_form {
             ValueForm::Decimal if !needs_value => 0.0,
+            // A counter's samples are checked for their sign only: a
+            // decimal without `-` is not negative.
+            ValueForm::Decimal
+                if family_type == OpenMetricsType::Counter
+                    && body.get(sample.value.start as usize) != Some(&b'-') =>
+            {
+                0.0
+            }
             ValueForm::Decimal => decimal_value(sample.value.of(body)),
             ValueForm::NaN => f64::NAN,
             ValueForm::PosInf => f64::INFINITY,
@@ -2579,6 +2587,11 @@ mod openmetrics_tests {
     }
 }
 
+/// 10^0 to 10^15, each exact in a double (`powi` is a call per value).
+const POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
 /// A decimal the parser validated, as a float: short plain decimals (the
 /// common case) exactly from their digits, anything else by `str::parse`.
 fn decimal_value(text: &[u8]) -> f64 {
@@ -2609,7 +2622,7 @@ fn decimal_value(text: &[u8]) -> f64 {
     }
     // Both exact in a double (15 digits, a power of ten up to 10^15), so the
     // division is correctly rounded, as parsing the text is.
-    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    let value = mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize];
     if negative {
         -value
     } else {
@@ -2645,7 +2658,7 @@ fn short_decimal(text: &[u8]) -> Option<f64> {
     if seen_dot && digits.len() == 1 {
         return None;
     }
-    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    let value = mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize];
     Some(if negative { -value } else { value })
 }
 
