@@ -147,9 +147,13 @@ impl TextSource<'_> {
         }
         let text = sample.timestamp.of(self.view.body());
         if self.view.is_openmetrics() {
-            // What a direct scrape stores (Go's `int64(ts * 1000)`, i64::MIN
-            // past int64 milliseconds), which `timestamp_ms` carries as is.
-            om_millis(text)
+            // What a direct scrape reads (Go's `int64(ts * 1000)`), but never
+            // below 0, as the text writer does: one before 1970 (or past int64
+            // milliseconds, which Go reads as i64::MIN) is a sample the TSDB
+            // drops as out of bounds, as it drops 0; a negative `timestamp_ms`
+            // would be refused by every reader that converts it down to text
+            // (the text formats have no signed timestamp), ours included.
+            om_millis(text).map(|millis| millis.max(0))
         } else {
             parse_int_timestamp(text)
         }
