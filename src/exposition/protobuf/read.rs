@@ -14,6 +14,10 @@
 //! histograms whose spans announce as many buckets as there are deltas or
 //! counts, with a schema from -4 to 8. Unknown fields are skipped by wire type.
 //!
+//! Every message is walked by one loop over its field table (`walk`, and
+//! the tables of `metrics.proto` in `table`); the messages whose fields the
+//! index records have a reader that the table hands those fields to.
+//!
 //! Invariants of a successfully built [`Index`]:
 //! - every span points inside the body it was built from (bodies < 4 GiB);
 //! - families appear in order of their first message and have at least one
@@ -25,88 +29,13 @@
 //! - the index costs at most the body's size plus [`INDEX_SLACK_BYTES`]: a body
 //!   of tiny metrics is refused (`TooManyMetrics`) rather than indexed.
 
-use std::fmt;
-
-use super::wire::{fail, key, zigzag, Fields, WireType};
+use super::wire::{fail, zigzag, Fields, WireType};
+pub use super::wire::{ProtoError, ProtoErrorKind};
 use crate::exposition::parse::Span;
 use crate::exposition::text::{
     all_in_class, hash_name, is_label_start, is_metric_start, same_bytes, NameTable,
     LABEL_CONTINUE, METRIC_CONTINUE,
 };
-
-/// Why a protobuf body was rejected, and at which byte of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProtoError {
-    pub offset: u64,
-    pub kind: ProtoErrorKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtoErrorKind {
-    TooLarge,
-    Truncated,
-    Varint,
-    WireType,
-    FieldNumber,
-    Nesting,
-    MetricName,
-    LabelName,
-    DuplicateLabel,
-    ReservedLabel,
-    InvalidUtf8,
-    MetricType,
-    Schema,
-    SpanOffset,
-    BucketCount,
-    TooManyMetrics,
-    FamilyType,
-    ReservedLabelName,
-    NegativeTimestamp,
-}
-
-impl ProtoErrorKind {
-    pub fn message(self) -> &'static str {
-        match self {
-            ProtoErrorKind::TooLarge => "expected a body smaller than 4 GiB",
-            ProtoErrorKind::Truncated => "expected a length or value that ends inside its message",
-            ProtoErrorKind::Varint => "expected a varint of at most 10 bytes",
-            ProtoErrorKind::WireType => "expected the wire type the field is declared with",
-            ProtoErrorKind::FieldNumber => "expected a field number from 1 to 2^29-1",
-            ProtoErrorKind::Nesting => "expected groups nested at most 16 deep",
-            ProtoErrorKind::MetricName => "expected a metric name [a-zA-Z_:][a-zA-Z0-9_:]*",
-            ProtoErrorKind::LabelName => "expected a label name [a-zA-Z_][a-zA-Z0-9_]*",
-            ProtoErrorKind::DuplicateLabel => "expected each label name at most once per metric",
-            ProtoErrorKind::ReservedLabel => {
-                "expected no le label on a histogram's metric nor quantile on a summary's"
-            }
-            ProtoErrorKind::InvalidUtf8 => "expected a UTF-8 string",
-            ProtoErrorKind::MetricType => {
-                "expected a metric type from 0 (counter) to 5 (gauge histogram)"
-            }
-            ProtoErrorKind::Schema => "expected a native histogram schema from -4 to 8",
-            ProtoErrorKind::SpanOffset => {
-                "expected a non-negative offset for every span after the first"
-            }
-            ProtoErrorKind::BucketCount => {
-                "expected as many bucket deltas or counts as the spans announce, not both"
-            }
-            ProtoErrorKind::TooManyMetrics => "expected fewer metrics for the body's size",
-            ProtoErrorKind::FamilyType => "expected a family name that comes back to keep its type",
-            ProtoErrorKind::ReservedLabelName => {
-                "expected a label name that does not start with __"
-            }
-            ProtoErrorKind::NegativeTimestamp => "expected a timestamp of 0 or more milliseconds",
-        }
-    }
-}
-
-impl fmt::Display for ProtoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "byte {}: {}", self.offset, self.kind.message())
-    }
-}
-
-impl std::error::Error for ProtoError {}
 
 /// `io.prometheus.client.MetricType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,15 +218,6 @@ pub(in crate::exposition) struct Index {
     starts: Vec<u32>,
 }
 
-/// Per-side counts of a native histogram, checked when its message ends.
-#[derive(Default)]
-struct Buckets {
-    spans: u32,
-    announced: u64,
-    deltas: u64,
-    counts: u64,
-}
-
 impl Index {
     pub(in crate::exposition) fn clear(&mut self) {
         self.families.clear();
@@ -439,52 +359,23 @@ impl Index {
     /// Reads one `MetricFamily` message; returns whether its name came
     /// before (its metrics join that family's).
     fn family(&mut self, b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
-        let mut fields = Fields::new(b, start, end);
-        let mut name = span(start, start);
-        let mut help = None;
-        let mut metric_type = MetricType::Counter;
         let first_metric = self.metrics.len();
-        let metric_limit = self.metric_limit();
-        let mut flags = 0u8;
-        const NAME: u64 = key(1, WireType::Len);
-        const HELP: u64 = key(2, WireType::Len);
-        const TYPE: u64 = key(3, WireType::Varint);
-        const METRIC: u64 = key(4, WireType::Len);
-        const UNIT: u64 = key(5, WireType::Len);
-        while !fields.is_done() {
-            let tag_at = fields.at;
-            match fields.varint()? {
-                NAME => {
-                    let (s, e) = fields.len_delimited()?;
-                    name = span(s, e);
-                }
-                HELP => {
-                    let (s, e) = fields.len_delimited()?;
-                    utf8(b, s, e)?;
-                    help = Some(span(s, e));
-                }
-                TYPE => {
-                    let value = fields.varint()?;
-                    metric_type = MetricType::from_wire(value)
-                        .map_or_else(|| fail(ProtoErrorKind::MetricType, tag_at), Ok)?;
-                }
-                METRIC => {
-                    let (s, e) = fields.len_delimited()?;
-                    let metric = self.metric(b, s, e)?;
-                    flags |= metric.flags;
-                    self.metrics.push(metric);
-                    if self.metrics.len() > metric_limit {
-                        return fail(ProtoErrorKind::TooManyMetrics, s);
-                    }
-                }
-                // Prometheus 2.42 ignores the unit.
-                UNIT => {
-                    let (s, e) = fields.len_delimited()?;
-                    utf8(b, s, e)?;
-                }
-                other => fields.other(other, tag_at, 5)?,
-            }
-        }
+        let mut family = FamilyRead {
+            metric_limit: self.metric_limit(),
+            index: self,
+            name: span(start, start),
+            help: None,
+            metric_type: MetricType::Counter,
+            flags: 0,
+        };
+        walk(&mut family, b, start, end)?;
+        let FamilyRead {
+            name,
+            help,
+            metric_type,
+            flags,
+            ..
+        } = family;
         if !is_metric_name(name.of(b)) {
             return fail(ProtoErrorKind::MetricName, name.start as usize);
         }
@@ -544,107 +435,26 @@ impl Index {
         Ok(false)
     }
 
+    /// Reads one `Metric` message into its record.
+    #[inline(always)]
     fn metric(&mut self, b: &[u8], start: usize, end: usize) -> Result<Metric, ProtoError> {
-        let mut fields = Fields::new(b, start, end);
-        let mut labels_end = start;
-        let mut other_fields = false;
-        let mut flags = 0u8;
-        let mut label_bits = 0u16;
-        // Whether every label so far repeats the previous metric's, in order
-        // (then none is recorded), and how many there were.
-        let mut repeating = true;
-        let mut labels = 0;
-        use metric_field as m;
-        const LABEL: u64 = key(m::LABEL, WireType::Len);
-        const GAUGE: u64 = key(m::GAUGE, WireType::Len);
-        const UNTYPED: u64 = key(m::UNTYPED, WireType::Len);
-        const COUNTER: u64 = key(m::COUNTER, WireType::Len);
-        const SUMMARY: u64 = key(m::SUMMARY, WireType::Len);
-        const HISTOGRAM: u64 = key(m::HISTOGRAM, WireType::Len);
-        const TIMESTAMP_MS: u64 = key(m::TIMESTAMP_MS, WireType::Varint);
-        while !fields.is_done() {
-            let tag_at = fields.at;
-            let tag = fields.varint()?;
-            match tag {
-                LABEL => {
-                    let (s, e) = fields.len_delimited()?;
-                    let name = label_pair(b, s, e)?;
-                    let bytes = name.of(b);
-                    let repeats = repeating
-                        && self
-                            .previous_labels
-                            .get(labels)
-                            .is_some_and(|previous| same_bytes(previous.of(b), bytes));
-                    if !repeats {
-                        if repeating {
-                            repeating = false;
-                            self.seen_labels.clear();
-                            self.seen_labels
-                                .extend_from_slice(&self.previous_labels[..labels]);
-                        }
-                        if !is_label_name(bytes) {
-                            return fail(ProtoErrorKind::LabelName, name.start as usize);
-                        }
-                        // Reserved for Prometheus: a second `__name__` fails
-                        // the scrape, Python's parser refuses any `__` name
-                        // (as the text parser does).
-                        if bytes.starts_with(b"__") {
-                            return fail(ProtoErrorKind::ReservedLabelName, name.start as usize);
-                        }
-                        self.label_names.insert(bytes);
-                        if self.seen_labels.len() < PAIRWISE_LABEL_CHECK
-                            && self.seen_labels.iter().any(|seen| seen.of(b) == bytes)
-                        {
-                            return fail(ProtoErrorKind::DuplicateLabel, s);
-                        }
-                        self.seen_labels.push(name);
-                    }
-                    labels += 1;
-                    label_bits |= label_bit(bytes);
-                    if bytes == b"le" {
-                        flags |= HAS_LE;
-                    } else if bytes == b"quantile" {
-                        flags |= HAS_QUANTILE;
-                    }
-                    if other_fields {
-                        flags |= LABELS_INTERLEAVED;
-                    } else {
-                        labels_end = fields.at;
-                    }
-                }
-                GAUGE | UNTYPED => {
-                    let (s, e) = fields.len_delimited()?;
-                    simple_value(b, s, e)?;
-                }
-                COUNTER => {
-                    let (s, e) = fields.len_delimited()?;
-                    counter(b, s, e)?;
-                }
-                SUMMARY => {
-                    let (s, e) = fields.len_delimited()?;
-                    summary(b, s, e)?;
-                }
-                HISTOGRAM => {
-                    let (s, e) = fields.len_delimited()?;
-                    if histogram(b, s, e)? {
-                        flags |= NATIVE_HISTOGRAM;
-                        self.native_histograms += 1;
-                    }
-                }
-                TIMESTAMP_MS => {
-                    // int64: a negative one is a ten-byte varint. Text
-                    // readers refuse a negative timestamp (the text parser
-                    // too), and it would be one once converted down.
-                    if (fields.varint()? as i64) < 0 {
-                        return fail(ProtoErrorKind::NegativeTimestamp, tag_at);
-                    }
-                }
-                other => fields.other(other, tag_at, 7)?,
-            }
-            if tag != LABEL {
-                other_fields = true;
-            }
-        }
+        let mut metric = MetricRead {
+            index: self,
+            labels_end: start,
+            flags: 0,
+            label_bits: 0,
+            repeating: true,
+            labels: 0,
+        };
+        walk(&mut metric, b, start, end)?;
+        let MetricRead {
+            labels_end,
+            flags,
+            label_bits,
+            repeating,
+            labels,
+            ..
+        } = metric;
         if repeating {
             // Its names are the first `labels` of the previous metric's.
             self.previous_labels.truncate(labels);
@@ -742,12 +552,722 @@ pub(in crate::exposition) fn is_label_name(name: &[u8]) -> bool {
     }
 }
 
-const LABEL_NAME: u64 = key(1, WireType::Len);
-const LABEL_VALUE: u64 = key(2, WireType::Len);
+// The walk. Every client_model message is read by one loop, `walk`, that
+// looks each field's key (number << 3 | wire type) up in the message's
+// table and does what the table says: read a number or a double and drop
+// it, check a string is UTF-8, walk a nested message by its own table, or
+// hand the value to the message's reader (the family's name, a metric's
+// labels, a histogram's spans...), which records what the index needs. A
+// key the table does not declare is refused when its number is one of the
+// message's (another wire type: what Go's unmarshaller refuses) and
+// skipped by its wire type otherwise (a newer client_model's field).
+//
+// A table is written as rows, `number, wire type => what to do`, and
+// compiled into a `match` on the key (`Message::then`) that is inlined with
+// `walk` into each message's reader, where the table is a constant. The
+// messages with nothing to record that a recording message holds (a
+// histogram's buckets, a metric's value) are walked inline in its reader,
+// those they hold in turn (exemplars, timestamps) out of line, which also
+// ends the recursion. This costs the instructions the hand-written readers
+// did, within about 1% (callgrind on the protobuf_throughput bodies);
+// tables as arrays indexed by the key, walked through a reference, cost
+// 17% more on native histograms (a call per bucket, a load and a second
+// jump per field).
+
+/// What the walk does with a field whose key its message's table declares.
+#[derive(Clone, Copy)]
+enum Then<H> {
+    /// No row: refused when the number is the message's, skipped by its
+    /// wire type otherwise.
+    Other,
+    /// A number (varint), read and dropped.
+    Varint,
+    /// A double or fixed64, read and dropped.
+    Fixed64,
+    /// A string: it must be UTF-8.
+    Text,
+    /// A `LabelPair` outside a metric's labels (an exemplar's): its value
+    /// UTF-8, its name a label name.
+    Label,
+    /// A message with nothing to record, walked by its own table.
+    Walk(Plain),
+    /// The same for `Gauge`, `Untyped` and `Counter`, whose `value` field
+    /// alone (tag 0x09 and eight bytes: what every producer writes) is
+    /// taken without walking.
+    Value(Plain),
+    /// A field the message's [`Reader`] records: handed to it with the
+    /// fields positioned at its value.
+    Hook(H),
+}
+
+/// A client_model message: its field table.
+trait Message {
+    /// The fields its reader records.
+    type Hook: Copy;
+    /// Fields 1 to `LAST` are the message's (client_model numbers its
+    /// fields without gaps).
+    const LAST: u32;
+    /// The table's row for a key.
+    fn then(key: u64) -> Then<Self::Hook>;
+}
+
+/// Checked when compiled, for each row: its action reads its wire type,
+/// and its number is one of the message's.
+// Called only from `const _` items, which Rust 1.80's dead-code lint does
+// not count as uses.
+#[allow(dead_code)]
+const fn row_is_sound<H: Copy>(number: u32, wire: WireType, last: u32, then: Then<H>) -> bool {
+    let reads = match then {
+        Then::Varint => WireType::Varint,
+        Then::Fixed64 => WireType::Fixed64,
+        Then::Text | Then::Label | Then::Walk(_) | Then::Value(_) => WireType::Len,
+        Then::Hook(_) => wire,
+        Then::Other => return false,
+    };
+    reads as u8 == wire as u8 && number >= 1 && number <= last
+}
+
+/// A row's key as a constant (as `wire::key` makes it), so that a table is
+/// a `match` on the key.
+struct Key<const NUMBER: u32, const WIRE: u8>;
+
+impl<const NUMBER: u32, const WIRE: u8> Key<NUMBER, WIRE> {
+    const KEY: u64 = (NUMBER as u64) << 3 | WIRE as u64;
+}
+
+/// A message and its table, written as `metrics.proto` declares it:
+/// `Name: hooks, last number; number, wire type => what to do, ...`.
+macro_rules! message {
+    ($(#[$doc:meta])* $name:ident: $hook:ty, last $last:expr;
+     $($number:expr, $wire:ident => $then:expr,)*) => {
+        $(#[$doc])*
+        pub(super) struct $name;
+
+        impl Message for $name {
+            type Hook = $hook;
+
+            const LAST: u32 = $last;
+
+            #[inline(always)]
+            fn then(key: u64) -> Then<$hook> {
+                match key {
+                    $(Key::<{ $number }, { WireType::$wire as u8 }>::KEY => $then,)*
+                    _ => Then::Other,
+                }
+            }
+        }
+
+        const _: () = {
+            $(assert!(row_is_sound::<$hook>($number, WireType::$wire, $last, $then));)*
+        };
+    };
+}
+
+/// What a message's reader does with the fields its table hooks.
+trait Reader {
+    type Message: Message;
+
+    /// Walks a message with nothing to record that this one holds:
+    /// inline, but in the reader of such a message (out of line there,
+    /// which also ends the recursion).
+    #[inline(always)]
+    fn plain(plain: Plain, b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+        walk_plain(plain, b, start, end)
+    }
+
+    /// Reads the value of a hooked field whose key was at `at`.
+    fn hook(
+        &mut self,
+        hook: <Self::Message as Message>::Hook,
+        b: &[u8],
+        fields: &mut Fields<'_>,
+        at: usize,
+    ) -> Result<(), ProtoError>;
+}
+
+/// Walks the message `b[start..end]` by its table: the one loop of the
+/// reader. Inlined into each reader, where the table is a constant.
+#[inline(always)]
+fn walk<R: Reader>(reader: &mut R, b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    let mut fields = Fields::new(b, start, end);
+    while !fields.is_done() {
+        let at = fields.at;
+        let key = fields.varint()?;
+        match R::Message::then(key) {
+            Then::Other => fields.other(key, at, R::Message::LAST)?,
+            Then::Varint => {
+                fields.varint()?;
+            }
+            Then::Fixed64 => {
+                fields.fixed64()?;
+            }
+            Then::Text => {
+                let (s, e) = fields.len_delimited()?;
+                utf8(b, s, e)?;
+            }
+            Then::Label => {
+                let (s, e) = fields.len_delimited()?;
+                let name = label_pair(b, s, e)?;
+                if !is_label_name(name.of(b)) {
+                    return fail(ProtoErrorKind::LabelName, name.start as usize);
+                }
+            }
+            Then::Walk(plain) => {
+                let (s, e) = fields.len_delimited()?;
+                R::plain(plain, b, s, e)?;
+            }
+            Then::Value(plain) => {
+                let (s, e) = fields.len_delimited()?;
+                if !(e - s == 9 && b[s] == 0x09) {
+                    R::plain(plain, b, s, e)?;
+                }
+            }
+            Then::Hook(hook) => reader.hook(hook, b, &mut fields, at)?,
+        }
+    }
+    Ok(())
+}
+
+/// The hooks of a message with nothing to record: none.
+#[derive(Clone, Copy)]
+enum Nothing {}
+
+/// The messages with nothing to record.
+#[derive(Clone, Copy)]
+enum Plain {
+    Gauge,
+    Counter,
+    Summary,
+    Quantile,
+    Bucket,
+    Exemplar,
+    Timestamp,
+}
+
+/// The reader of a message with nothing to record.
+struct PlainRead<M>(std::marker::PhantomData<M>);
+
+impl<M: Message<Hook = Nothing>> Reader for PlainRead<M> {
+    type Message = M;
+
+    fn plain(plain: Plain, b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+        walk_plain_out_of_line(plain, b, start, end)
+    }
+
+    fn hook(
+        &mut self,
+        hook: Nothing,
+        _: &[u8],
+        _: &mut Fields<'_>,
+        _: usize,
+    ) -> Result<(), ProtoError> {
+        match hook {}
+    }
+}
+
+/// Walks a message with nothing to record, by its table.
+#[inline(always)]
+fn walk_plain(plain: Plain, b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
+    #[inline(always)]
+    fn by<M: Message<Hook = Nothing>>(
+        b: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<(), ProtoError> {
+        walk(&mut PlainRead::<M>(std::marker::PhantomData), b, start, end)
+    }
+    match plain {
+        Plain::Gauge => by::<table::Gauge>(b, start, end),
+        Plain::Counter => by::<table::Counter>(b, start, end),
+        Plain::Summary => by::<table::Summary>(b, start, end),
+        Plain::Quantile => by::<table::Quantile>(b, start, end),
+        Plain::Bucket => by::<table::Bucket>(b, start, end),
+        Plain::Exemplar => by::<table::Exemplar>(b, start, end),
+        Plain::Timestamp => by::<table::Timestamp>(b, start, end),
+    }
+}
+
+#[inline(never)]
+fn walk_plain_out_of_line(
+    plain: Plain,
+    b: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<(), ProtoError> {
+    walk_plain(plain, b, start, end)
+}
+
+/// The tables: client_model `metrics.proto` (Prometheus main's), message
+/// by message. Deltas are packed (or one varint each), counts packed (or
+/// one double each): both encodings are rows.
+mod table {
+    use super::histogram_field as h;
+    use super::metric_field as m;
+    use super::{
+        row_is_sound, FamilyField, HistogramField, Key, Message, MetricField, Nothing, PairField,
+        Plain, Side, SpanField, Then, WireType,
+    };
+
+    message! { MetricFamily: FamilyField, last 5;
+        1, Len => Then::Hook(FamilyField::Name),
+        2, Len => Then::Hook(FamilyField::Help),
+        3, Varint => Then::Hook(FamilyField::Type),
+        4, Len => Then::Hook(FamilyField::Metric),
+        // Prometheus ignores the unit.
+        5, Len => Then::Text,
+    }
+
+    message! { Metric: MetricField, last m::HISTOGRAM;
+        m::LABEL, Len => Then::Hook(MetricField::Label),
+        m::GAUGE, Len => Then::Value(Plain::Gauge),
+        m::COUNTER, Len => Then::Value(Plain::Counter),
+        m::SUMMARY, Len => Then::Walk(Plain::Summary),
+        m::UNTYPED, Len => Then::Value(Plain::Gauge),
+        m::TIMESTAMP_MS, Varint => Then::Hook(MetricField::TimestampMs),
+        m::HISTOGRAM, Len => Then::Hook(MetricField::Histogram),
+    }
+
+    message! { LabelPair: PairField, last 2;
+        1, Len => Then::Hook(PairField::Name),
+        2, Len => Then::Text,
+    }
+
+    message! {
+        /// `Gauge`, and `Untyped` (the same table): value.
+        Gauge: Nothing, last 1;
+        1, Fixed64 => Then::Fixed64,
+    }
+
+    message! {
+        /// value, exemplar, created_timestamp.
+        Counter: Nothing, last 3;
+        1, Fixed64 => Then::Fixed64,
+        2, Len => Then::Walk(Plain::Exemplar),
+        3, Len => Then::Walk(Plain::Timestamp),
+    }
+
+    message! {
+        /// sample_count, sample_sum, quantile, created_timestamp.
+        Summary: Nothing, last 4;
+        1, Varint => Then::Varint,
+        2, Fixed64 => Then::Fixed64,
+        3, Len => Then::Walk(Plain::Quantile),
+        4, Len => Then::Walk(Plain::Timestamp),
+    }
+
+    message! {
+        /// quantile, value.
+        Quantile: Nothing, last 2;
+        1, Fixed64 => Then::Fixed64,
+        2, Fixed64 => Then::Fixed64,
+    }
+
+    message! {
+        /// Classic buckets and native-histogram fields.
+        Histogram: HistogramField, last h::EXEMPLARS;
+        h::SAMPLE_COUNT, Varint => Then::Varint,
+        h::SAMPLE_SUM, Fixed64 => Then::Fixed64,
+        h::BUCKET, Len => Then::Walk(Plain::Bucket),
+        h::SAMPLE_COUNT_FLOAT, Fixed64 => Then::Fixed64,
+        h::SCHEMA, Varint => Then::Hook(HistogramField::Schema),
+        h::ZERO_THRESHOLD, Fixed64 => Then::Hook(HistogramField::ZeroThreshold),
+        h::ZERO_COUNT, Varint => Then::Hook(HistogramField::ZeroCount),
+        h::ZERO_COUNT_FLOAT, Fixed64 => Then::Fixed64,
+        h::NEGATIVE_SPAN, Len => Then::Hook(HistogramField::Span(Side::Negative)),
+        h::NEGATIVE_DELTA, Len => Then::Hook(HistogramField::Deltas(Side::Negative)),
+        h::NEGATIVE_DELTA, Varint => Then::Hook(HistogramField::Delta(Side::Negative)),
+        h::NEGATIVE_COUNT, Len => Then::Hook(HistogramField::Counts(Side::Negative)),
+        h::NEGATIVE_COUNT, Fixed64 => Then::Hook(HistogramField::Count(Side::Negative)),
+        h::POSITIVE_SPAN, Len => Then::Hook(HistogramField::Span(Side::Positive)),
+        h::POSITIVE_DELTA, Len => Then::Hook(HistogramField::Deltas(Side::Positive)),
+        h::POSITIVE_DELTA, Varint => Then::Hook(HistogramField::Delta(Side::Positive)),
+        h::POSITIVE_COUNT, Len => Then::Hook(HistogramField::Counts(Side::Positive)),
+        h::POSITIVE_COUNT, Fixed64 => Then::Hook(HistogramField::Count(Side::Positive)),
+        h::CREATED_TIMESTAMP, Len => Then::Walk(Plain::Timestamp),
+        h::EXEMPLARS, Len => Then::Walk(Plain::Exemplar),
+    }
+
+    message! {
+        /// cumulative_count, upper_bound, exemplar, cumulative_count_float.
+        Bucket: Nothing, last 4;
+        1, Varint => Then::Varint,
+        2, Fixed64 => Then::Fixed64,
+        3, Len => Then::Walk(Plain::Exemplar),
+        4, Fixed64 => Then::Fixed64,
+    }
+
+    message! {
+        /// offset (sint32), length (uint32).
+        BucketSpan: SpanField, last 2;
+        1, Varint => Then::Hook(SpanField::Offset),
+        2, Varint => Then::Hook(SpanField::Length),
+    }
+
+    message! {
+        /// label, value, timestamp.
+        Exemplar: Nothing, last 3;
+        1, Len => Then::Label,
+        2, Fixed64 => Then::Fixed64,
+        3, Len => Then::Walk(Plain::Timestamp),
+    }
+
+    message! {
+        /// `google.protobuf.Timestamp`: seconds, nanos.
+        Timestamp: Nothing, last 2;
+        1, Varint => Then::Varint,
+        2, Varint => Then::Varint,
+    }
+}
+
+// The readers of the messages that record something.
+
+#[derive(Clone, Copy)]
+enum FamilyField {
+    Name,
+    Help,
+    Type,
+    Metric,
+}
+
+struct FamilyRead<'i> {
+    index: &'i mut Index,
+    metric_limit: usize,
+    name: Span,
+    help: Option<Span>,
+    metric_type: MetricType,
+    /// The union of its metrics' flags.
+    flags: u8,
+}
+
+impl Reader for FamilyRead<'_> {
+    type Message = table::MetricFamily;
+
+    #[inline(always)]
+    fn hook(
+        &mut self,
+        field: FamilyField,
+        b: &[u8],
+        fields: &mut Fields<'_>,
+        at: usize,
+    ) -> Result<(), ProtoError> {
+        match field {
+            FamilyField::Name => {
+                let (s, e) = fields.len_delimited()?;
+                self.name = span(s, e);
+            }
+            FamilyField::Help => {
+                let (s, e) = fields.len_delimited()?;
+                utf8(b, s, e)?;
+                self.help = Some(span(s, e));
+            }
+            FamilyField::Type => {
+                let value = fields.varint()?;
+                self.metric_type = MetricType::from_wire(value)
+                    .map_or_else(|| fail(ProtoErrorKind::MetricType, at), Ok)?;
+            }
+            FamilyField::Metric => {
+                let (s, e) = fields.len_delimited()?;
+                let metric = self.index.metric(b, s, e)?;
+                self.flags |= metric.flags;
+                self.index.metrics.push(metric);
+                if self.index.metrics.len() > self.metric_limit {
+                    return fail(ProtoErrorKind::TooManyMetrics, s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum MetricField {
+    Label,
+    TimestampMs,
+    Histogram,
+}
+
+struct MetricRead<'i> {
+    index: &'i mut Index,
+    /// End of the label fields that open the message (its start when none).
+    labels_end: usize,
+    flags: u8,
+    label_bits: u16,
+    /// Whether every label so far repeats the previous metric's, in order
+    /// (then none is recorded), and how many there were.
+    repeating: bool,
+    labels: usize,
+}
+
+impl Reader for MetricRead<'_> {
+    type Message = table::Metric;
+
+    #[inline(always)]
+    fn hook(
+        &mut self,
+        field: MetricField,
+        b: &[u8],
+        fields: &mut Fields<'_>,
+        at: usize,
+    ) -> Result<(), ProtoError> {
+        match field {
+            MetricField::Label => {
+                let (s, e) = fields.len_delimited()?;
+                self.label(b, s, e)?;
+                // A label right after the labels that open the message
+                // extends them; any field in between interleaves them.
+                if at == self.labels_end {
+                    self.labels_end = fields.at;
+                } else {
+                    self.flags |= LABELS_INTERLEAVED;
+                }
+            }
+            MetricField::TimestampMs => {
+                // int64: a negative one is a ten-byte varint. Text readers
+                // refuse a negative timestamp (the text parser too), and it
+                // would be one once converted down.
+                if (fields.varint()? as i64) < 0 {
+                    return fail(ProtoErrorKind::NegativeTimestamp, at);
+                }
+            }
+            MetricField::Histogram => {
+                let (s, e) = fields.len_delimited()?;
+                if histogram(b, s, e)? {
+                    self.flags |= NATIVE_HISTOGRAM;
+                    self.index.native_histograms += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MetricRead<'_> {
+    /// One of the metric's labels, the `LabelPair` at `s..e`: a name
+    /// that repeats the previous metric's in order is compared, not
+    /// validated again.
+    #[inline(always)]
+    fn label(&mut self, b: &[u8], s: usize, e: usize) -> Result<(), ProtoError> {
+        let name = label_pair(b, s, e)?;
+        let bytes = name.of(b);
+        let index = &mut *self.index;
+        let repeats = self.repeating
+            && index
+                .previous_labels
+                .get(self.labels)
+                .is_some_and(|previous| same_bytes(previous.of(b), bytes));
+        if !repeats {
+            if self.repeating {
+                self.repeating = false;
+                index.seen_labels.clear();
+                index
+                    .seen_labels
+                    .extend_from_slice(&index.previous_labels[..self.labels]);
+            }
+            if !is_label_name(bytes) {
+                return fail(ProtoErrorKind::LabelName, name.start as usize);
+            }
+            // Reserved for Prometheus: a second `__name__` fails the scrape,
+            // Python's parser refuses any `__` name (as the text parser does).
+            if bytes.starts_with(b"__") {
+                return fail(ProtoErrorKind::ReservedLabelName, name.start as usize);
+            }
+            index.label_names.insert(bytes);
+            if index.seen_labels.len() < PAIRWISE_LABEL_CHECK
+                && index.seen_labels.iter().any(|seen| seen.of(b) == bytes)
+            {
+                return fail(ProtoErrorKind::DuplicateLabel, s);
+            }
+            index.seen_labels.push(name);
+        }
+        self.labels += 1;
+        self.label_bits |= label_bit(bytes);
+        if bytes == b"le" {
+            self.flags |= HAS_LE;
+        } else if bytes == b"quantile" {
+            self.flags |= HAS_QUANTILE;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Negative,
+    Positive,
+}
+
+#[derive(Clone, Copy)]
+enum HistogramField {
+    Schema,
+    ZeroThreshold,
+    ZeroCount,
+    Span(Side),
+    Deltas(Side),
+    Delta(Side),
+    Counts(Side),
+    Count(Side),
+}
+
+/// Per-side counts of a native histogram, checked when its message ends.
+#[derive(Default)]
+struct Buckets {
+    spans: u32,
+    announced: u64,
+    deltas: u64,
+    counts: u64,
+}
+
+#[derive(Default)]
+struct HistogramRead {
+    schema: i64,
+    schema_at: usize,
+    zero_bucket: bool,
+    /// By [`Side`].
+    sides: [Buckets; 2],
+}
+
+impl Reader for HistogramRead {
+    type Message = table::Histogram;
+
+    #[inline(always)]
+    fn hook(
+        &mut self,
+        field: HistogramField,
+        b: &[u8],
+        fields: &mut Fields<'_>,
+        at: usize,
+    ) -> Result<(), ProtoError> {
+        match field {
+            HistogramField::Schema => {
+                self.schema_at = at;
+                self.schema = zigzag(fields.varint()?);
+            }
+            HistogramField::ZeroThreshold => self.zero_bucket |= fields.double()? > 0.0,
+            HistogramField::ZeroCount => self.zero_bucket |= fields.varint()? > 0,
+            HistogramField::Span(side) => {
+                let (s, e) = fields.len_delimited()?;
+                let mut span = SpanRead::default();
+                walk(&mut span, b, s, e)?;
+                let side = &mut self.sides[side as usize];
+                if side.spans > 0 && span.offset < 0 {
+                    return fail(ProtoErrorKind::SpanOffset, s);
+                }
+                side.spans += 1;
+                side.announced += span.length;
+            }
+            HistogramField::Deltas(side) => {
+                let (s, e) = fields.len_delimited()?;
+                self.sides[side as usize].deltas += packed_varints(b, s, e)?;
+            }
+            HistogramField::Delta(side) => {
+                fields.varint()?;
+                self.sides[side as usize].deltas += 1;
+            }
+            HistogramField::Counts(side) => {
+                let (s, e) = fields.len_delimited()?;
+                if (e - s) % 8 != 0 {
+                    return fail(ProtoErrorKind::Truncated, s);
+                }
+                self.sides[side as usize].counts += ((e - s) / 8) as u64;
+            }
+            HistogramField::Count(side) => {
+                fields.fixed64()?;
+                self.sides[side as usize].counts += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Histogram`: returns whether it is a native histogram (the rule of
+/// Prometheus' `isNativeHistogram`: any span, or a zero bucket), whose
+/// spans must announce as many buckets as there are deltas or counts,
+/// and whose schema must be from -4 to 8.
+#[inline(never)]
+fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
+    let mut histogram = HistogramRead {
+        schema_at: start,
+        ..HistogramRead::default()
+    };
+    walk(&mut histogram, b, start, end)?;
+    for side in &histogram.sides {
+        let matches = (side.deltas == side.announced && side.counts == 0)
+            || (side.counts == side.announced && side.deltas == 0);
+        if !matches {
+            return fail(ProtoErrorKind::BucketCount, start);
+        }
+    }
+    let native = histogram.sides.iter().any(|side| side.spans > 0) || histogram.zero_bucket;
+    if native && !(-4..=8).contains(&histogram.schema) {
+        return fail(ProtoErrorKind::Schema, histogram.schema_at);
+    }
+    Ok(native)
+}
+
+#[derive(Clone, Copy)]
+enum SpanField {
+    Offset,
+    Length,
+}
+
+#[derive(Default)]
+struct SpanRead {
+    offset: i64,
+    length: u64,
+}
+
+impl Reader for SpanRead {
+    type Message = table::BucketSpan;
+
+    #[inline(always)]
+    fn hook(
+        &mut self,
+        field: SpanField,
+        _: &[u8],
+        fields: &mut Fields<'_>,
+        _: usize,
+    ) -> Result<(), ProtoError> {
+        match field {
+            SpanField::Offset => self.offset = zigzag(fields.varint()?),
+            SpanField::Length => self.length = fields.varint()? & u64::from(u32::MAX),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PairField {
+    Name,
+}
+
+struct PairRead {
+    name: Span,
+}
+
+impl Reader for PairRead {
+    type Message = table::LabelPair;
+
+    #[inline(always)]
+    fn hook(
+        &mut self,
+        field: PairField,
+        _: &[u8],
+        fields: &mut Fields<'_>,
+        _: usize,
+    ) -> Result<(), ProtoError> {
+        match field {
+            PairField::Name => {
+                let (s, e) = fields.len_delimited()?;
+                self.name = span(s, e);
+            }
+        }
+        Ok(())
+    }
+}
 
 /// `LabelPair`: checks the value is UTF-8 and returns the name's span (the
 /// caller checks the name). The encoding every producer writes (name, then
-/// value, each shorter than 128 bytes) is read without the field loop.
+/// value, each shorter than 128 bytes) is read without walking.
 #[inline(always)]
 fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
     if let (Some(&0x0a), Some(&name_len)) = (b.get(start), b.get(start + 1)) {
@@ -766,208 +1286,11 @@ fn label_pair(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
 
 #[inline(never)]
 fn label_pair_slow(b: &[u8], start: usize, end: usize) -> Result<Span, ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    let mut name = span(start, start);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            LABEL_NAME => {
-                let (s, e) = fields.len_delimited()?;
-                name = span(s, e);
-            }
-            LABEL_VALUE => {
-                let (s, e) = fields.len_delimited()?;
-                utf8(b, s, e)?;
-            }
-            other => fields.other(other, tag_at, 2)?,
-        }
-    }
-    Ok(name)
-}
-
-/// A message whose known fields are all doubles or varints with the given
-/// numbers (`Gauge`, `Untyped`, `Quantile`, `Timestamp`...).
-fn scalars(
-    b: &[u8],
-    start: usize,
-    end: usize,
-    doubles: &[u32],
-    varints: &[u32],
-) -> Result<(), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        let tag = fields.tag()?;
-        if doubles.contains(&tag.number) {
-            if tag.wire != WireType::Fixed64 {
-                return fail(ProtoErrorKind::WireType, tag_at);
-            }
-            fields.fixed64()?;
-        } else if varints.contains(&tag.number) {
-            if tag.wire != WireType::Varint {
-                return fail(ProtoErrorKind::WireType, tag_at);
-            }
-            fields.varint()?;
-        } else {
-            fields.skip(tag)?;
-        }
-    }
-    Ok(())
-}
-
-/// `Gauge`, `Untyped`: value = 1. What every producer writes (the value
-/// alone: tag 0x09 and eight bytes) needs no field loop.
-#[inline]
-fn simple_value(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    if end - start == 9 && b.get(start) == Some(&0x09) {
-        return Ok(());
-    }
-    scalars(b, start, end, &[1], &[])
-}
-
-/// `google.protobuf.Timestamp`: seconds = 1, nanos = 2.
-fn timestamp(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    scalars(b, start, end, &[], &[1, 2])
-}
-
-/// `Exemplar`: label = 1, value = 2, timestamp = 3.
-fn exemplar(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    const LABEL: u64 = key(1, WireType::Len);
-    const VALUE: u64 = key(2, WireType::Fixed64);
-    const TIMESTAMP: u64 = key(3, WireType::Len);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            LABEL => {
-                let (s, e) = fields.len_delimited()?;
-                let name = label_pair(b, s, e)?;
-                if !is_label_name(name.of(b)) {
-                    return fail(ProtoErrorKind::LabelName, name.start as usize);
-                }
-            }
-            VALUE => {
-                fields.fixed64()?;
-            }
-            TIMESTAMP => {
-                let (s, e) = fields.len_delimited()?;
-                timestamp(b, s, e)?;
-            }
-            other => fields.other(other, tag_at, 3)?,
-        }
-    }
-    Ok(())
-}
-
-/// `Counter`: value = 1, exemplar = 2, created_timestamp = 3.
-#[inline]
-fn counter(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    if end - start == 9 && b.get(start) == Some(&0x09) {
-        return Ok(());
-    }
-    counter_fields(b, start, end)
-}
-
-#[inline(never)]
-fn counter_fields(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    const VALUE: u64 = key(1, WireType::Fixed64);
-    const EXEMPLAR: u64 = key(2, WireType::Len);
-    const CREATED: u64 = key(3, WireType::Len);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            VALUE => {
-                fields.fixed64()?;
-            }
-            EXEMPLAR => {
-                let (s, e) = fields.len_delimited()?;
-                exemplar(b, s, e)?;
-            }
-            CREATED => {
-                let (s, e) = fields.len_delimited()?;
-                timestamp(b, s, e)?;
-            }
-            other => fields.other(other, tag_at, 3)?,
-        }
-    }
-    Ok(())
-}
-
-/// `Summary`: sample_count = 1, sample_sum = 2, quantile = 3 (quantile = 1,
-/// value = 2), created_timestamp = 4.
-#[inline(never)]
-fn summary(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    const COUNT: u64 = key(1, WireType::Varint);
-    const SUM: u64 = key(2, WireType::Fixed64);
-    const QUANTILE: u64 = key(3, WireType::Len);
-    const CREATED: u64 = key(4, WireType::Len);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            COUNT => {
-                fields.varint()?;
-            }
-            SUM => {
-                fields.fixed64()?;
-            }
-            QUANTILE => {
-                let (s, e) = fields.len_delimited()?;
-                scalars(b, s, e, &[1, 2], &[])?;
-            }
-            CREATED => {
-                let (s, e) = fields.len_delimited()?;
-                timestamp(b, s, e)?;
-            }
-            other => fields.other(other, tag_at, 4)?,
-        }
-    }
-    Ok(())
-}
-
-/// `Bucket`: cumulative_count = 1, upper_bound = 2, exemplar = 3,
-/// cumulative_count_float = 4.
-fn bucket(b: &[u8], start: usize, end: usize) -> Result<(), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    const COUNT: u64 = key(1, WireType::Varint);
-    const UPPER_BOUND: u64 = key(2, WireType::Fixed64);
-    const EXEMPLAR: u64 = key(3, WireType::Len);
-    const COUNT_FLOAT: u64 = key(4, WireType::Fixed64);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            COUNT => {
-                fields.varint()?;
-            }
-            UPPER_BOUND | COUNT_FLOAT => {
-                fields.fixed64()?;
-            }
-            EXEMPLAR => {
-                let (s, e) = fields.len_delimited()?;
-                exemplar(b, s, e)?;
-            }
-            other => fields.other(other, tag_at, 4)?,
-        }
-    }
-    Ok(())
-}
-
-/// `BucketSpan`: offset = 1 (sint32), length = 2 (uint32). Returns both.
-fn bucket_span(b: &[u8], start: usize, end: usize) -> Result<(i64, u64), ProtoError> {
-    let mut fields = Fields::new(b, start, end);
-    let (mut offset, mut length) = (0i64, 0u64);
-    const OFFSET: u64 = key(1, WireType::Varint);
-    const LENGTH: u64 = key(2, WireType::Varint);
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        match fields.varint()? {
-            OFFSET => offset = zigzag(fields.varint()?),
-            LENGTH => length = fields.varint()? & u64::from(u32::MAX),
-            other => fields.other(other, tag_at, 2)?,
-        }
-    }
-    Ok((offset, length))
+    let mut pair = PairRead {
+        name: span(start, start),
+    };
+    walk(&mut pair, b, start, end)?;
+    Ok(pair.name)
 }
 
 /// Varints in a packed run: the bytes without their high bit each end one.
@@ -986,124 +1309,6 @@ fn packed_varints(b: &[u8], start: usize, end: usize) -> Result<u64, ProtoError>
         }
     }
     Ok(count as u64)
-}
-
-/// `Histogram` (classic buckets and native-histogram fields). Returns
-/// whether it is a native histogram (the rule of Prometheus'
-/// `isNativeHistogram`: any span, or a zero bucket).
-#[inline(never)]
-fn histogram(b: &[u8], start: usize, end: usize) -> Result<bool, ProtoError> {
-    use histogram_field as h;
-    use WireType::{Fixed64, Len, Varint};
-    const SAMPLE_COUNT: u64 = key(h::SAMPLE_COUNT, Varint);
-    const SAMPLE_SUM: u64 = key(h::SAMPLE_SUM, Fixed64);
-    const SAMPLE_COUNT_FLOAT: u64 = key(h::SAMPLE_COUNT_FLOAT, Fixed64);
-    const ZERO_COUNT_FLOAT: u64 = key(h::ZERO_COUNT_FLOAT, Fixed64);
-    const ZERO_THRESHOLD: u64 = key(h::ZERO_THRESHOLD, Fixed64);
-    const ZERO_COUNT: u64 = key(h::ZERO_COUNT, Varint);
-    const SCHEMA: u64 = key(h::SCHEMA, Varint);
-    const BUCKET: u64 = key(h::BUCKET, Len);
-    const CREATED_TIMESTAMP: u64 = key(h::CREATED_TIMESTAMP, Len);
-    const EXEMPLARS: u64 = key(h::EXEMPLARS, Len);
-    const NEGATIVE_SPAN: u64 = key(h::NEGATIVE_SPAN, Len);
-    const POSITIVE_SPAN: u64 = key(h::POSITIVE_SPAN, Len);
-    // Deltas are packed (or one varint each), counts packed (or one
-    // double each).
-    const NEGATIVE_DELTAS: u64 = key(h::NEGATIVE_DELTA, Len);
-    const NEGATIVE_DELTA: u64 = key(h::NEGATIVE_DELTA, Varint);
-    const POSITIVE_DELTAS: u64 = key(h::POSITIVE_DELTA, Len);
-    const POSITIVE_DELTA: u64 = key(h::POSITIVE_DELTA, Varint);
-    const NEGATIVE_COUNTS: u64 = key(h::NEGATIVE_COUNT, Len);
-    const NEGATIVE_COUNT: u64 = key(h::NEGATIVE_COUNT, Fixed64);
-    const POSITIVE_COUNTS: u64 = key(h::POSITIVE_COUNT, Len);
-    const POSITIVE_COUNT: u64 = key(h::POSITIVE_COUNT, Fixed64);
-    let mut fields = Fields::new(b, start, end);
-    let mut schema = 0i64;
-    let mut schema_at = start;
-    let mut zero_bucket = false;
-    let mut negative = Buckets::default();
-    let mut positive = Buckets::default();
-    while !fields.is_done() {
-        let tag_at = fields.at;
-        let tag = fields.varint()?;
-        // Fields 9 to 11 are the negative side's, 12 to 14 the positive's.
-        let side = if tag < POSITIVE_SPAN {
-            &mut negative
-        } else {
-            &mut positive
-        };
-        match tag {
-            SAMPLE_COUNT => {
-                fields.varint()?;
-            }
-            SAMPLE_SUM | SAMPLE_COUNT_FLOAT | ZERO_COUNT_FLOAT => {
-                fields.fixed64()?;
-            }
-            ZERO_THRESHOLD => {
-                zero_bucket |= fields.double()? > 0.0;
-            }
-            ZERO_COUNT => {
-                zero_bucket |= fields.varint()? > 0;
-            }
-            SCHEMA => {
-                schema_at = tag_at;
-                schema = zigzag(fields.varint()?);
-            }
-            BUCKET => {
-                let (s, e) = fields.len_delimited()?;
-                bucket(b, s, e)?;
-            }
-            CREATED_TIMESTAMP => {
-                let (s, e) = fields.len_delimited()?;
-                timestamp(b, s, e)?;
-            }
-            EXEMPLARS => {
-                let (s, e) = fields.len_delimited()?;
-                exemplar(b, s, e)?;
-            }
-            NEGATIVE_SPAN | POSITIVE_SPAN => {
-                let (s, e) = fields.len_delimited()?;
-                let (offset, length) = bucket_span(b, s, e)?;
-                if side.spans > 0 && offset < 0 {
-                    return fail(ProtoErrorKind::SpanOffset, s);
-                }
-                side.spans += 1;
-                side.announced += length;
-            }
-            NEGATIVE_DELTAS | POSITIVE_DELTAS => {
-                let (s, e) = fields.len_delimited()?;
-                side.deltas += packed_varints(b, s, e)?;
-            }
-            NEGATIVE_DELTA | POSITIVE_DELTA => {
-                fields.varint()?;
-                side.deltas += 1;
-            }
-            NEGATIVE_COUNTS | POSITIVE_COUNTS => {
-                let (s, e) = fields.len_delimited()?;
-                if (e - s) % 8 != 0 {
-                    return fail(ProtoErrorKind::Truncated, s);
-                }
-                side.counts += ((e - s) / 8) as u64;
-            }
-            NEGATIVE_COUNT | POSITIVE_COUNT => {
-                fields.fixed64()?;
-                side.counts += 1;
-            }
-            other => fields.other(other, tag_at, 16)?,
-        }
-    }
-    for side in [&negative, &positive] {
-        let matches = (side.deltas == side.announced && side.counts == 0)
-            || (side.counts == side.announced && side.deltas == 0);
-        if !matches {
-            return fail(ProtoErrorKind::BucketCount, start);
-        }
-    }
-    let native = negative.spans > 0 || positive.spans > 0 || zero_bucket;
-    if native && !(-4..=8).contains(&schema) {
-        return fail(ProtoErrorKind::Schema, schema_at);
-    }
-    Ok(native)
 }
 
 #[cfg(test)]

@@ -2,9 +2,85 @@
 //! `io.prometheus.client` messages need it: varints, tags, length-delimited
 //! fields, and skipping a field of any wire type. Decoding never panics and
 //! reports the absolute position in the body where the bytes went wrong;
-//! encoding appends to a caller's buffer.
+//! encoding appends to a caller's buffer. The error type of a body, its
+//! wire faults and the client_model rules the reader checks, is here so
+//! that the reader depends on this module and not the other way round.
 
-use super::read::{ProtoError, ProtoErrorKind};
+use std::fmt;
+
+/// Why a protobuf body was rejected, and at which byte of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtoError {
+    pub offset: u64,
+    pub kind: ProtoErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoErrorKind {
+    TooLarge,
+    Truncated,
+    Varint,
+    WireType,
+    FieldNumber,
+    Nesting,
+    MetricName,
+    LabelName,
+    DuplicateLabel,
+    ReservedLabel,
+    InvalidUtf8,
+    MetricType,
+    Schema,
+    SpanOffset,
+    BucketCount,
+    TooManyMetrics,
+    FamilyType,
+    ReservedLabelName,
+    NegativeTimestamp,
+}
+
+impl ProtoErrorKind {
+    pub fn message(self) -> &'static str {
+        match self {
+            ProtoErrorKind::TooLarge => "expected a body smaller than 4 GiB",
+            ProtoErrorKind::Truncated => "expected a length or value that ends inside its message",
+            ProtoErrorKind::Varint => "expected a varint of at most 10 bytes",
+            ProtoErrorKind::WireType => "expected the wire type the field is declared with",
+            ProtoErrorKind::FieldNumber => "expected a field number from 1 to 2^29-1",
+            ProtoErrorKind::Nesting => "expected groups nested at most 16 deep",
+            ProtoErrorKind::MetricName => "expected a metric name [a-zA-Z_:][a-zA-Z0-9_:]*",
+            ProtoErrorKind::LabelName => "expected a label name [a-zA-Z_][a-zA-Z0-9_]*",
+            ProtoErrorKind::DuplicateLabel => "expected each label name at most once per metric",
+            ProtoErrorKind::ReservedLabel => {
+                "expected no le label on a histogram's metric nor quantile on a summary's"
+            }
+            ProtoErrorKind::InvalidUtf8 => "expected a UTF-8 string",
+            ProtoErrorKind::MetricType => {
+                "expected a metric type from 0 (counter) to 5 (gauge histogram)"
+            }
+            ProtoErrorKind::Schema => "expected a native histogram schema from -4 to 8",
+            ProtoErrorKind::SpanOffset => {
+                "expected a non-negative offset for every span after the first"
+            }
+            ProtoErrorKind::BucketCount => {
+                "expected as many bucket deltas or counts as the spans announce, not both"
+            }
+            ProtoErrorKind::TooManyMetrics => "expected fewer metrics for the body's size",
+            ProtoErrorKind::FamilyType => "expected a family name that comes back to keep its type",
+            ProtoErrorKind::ReservedLabelName => {
+                "expected a label name that does not start with __"
+            }
+            ProtoErrorKind::NegativeTimestamp => "expected a timestamp of 0 or more milliseconds",
+        }
+    }
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {}: {}", self.offset, self.kind.message())
+    }
+}
+
+impl std::error::Error for ProtoError {}
 
 /// The wire types of the encoding spec (3 and 4 are the deprecated groups),
 /// numbered as on the wire.
