@@ -2,11 +2,13 @@
 //! about 10k series (counters, gauges, histograms, summaries, escaped label
 //! values). Prints MB/s of input body processed.
 //!
-//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3 [text|openmetrics]]]`
+//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3|families [text|openmetrics]]]`
 //! (ROUNDS defaults to 500; a small count suits `valgrind --tool=callgrind`,
 //! whose instruction counts are immune to machine load; `1` or `3` runs only
-//! the 1-container or the 3-container case; the output is text 0.0.4 and
-//! then OpenMetrics 1.0, or only the one named).
+//! the 1-container or the 3-container case, `families` only a body of
+//! 65,536 one-sample families (issue 19's costliest shape per byte, which
+//! the other cases leave out); the output is text 0.0.4 and then
+//! OpenMetrics 1.0, or only the one named).
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +106,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let mut busy = Duration::ZERO;
     let mut parsing = Duration::ZERO;
     let mut samples = 0;
+    let mut families = 0;
     let mut index_bytes = 0;
     for round in 0..rounds + 3 {
         // Refilling the bodies stands for the socket read; not timed.
@@ -131,6 +134,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
             parsing += parsed;
         }
         samples = snapshots.iter().map(Snapshot::sample_count).sum::<usize>();
+        families = snapshots.iter().map(Snapshot::family_count).sum::<usize>();
         index_bytes = snapshots.iter().map(Snapshot::index_bytes).sum::<usize>();
     }
     let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
@@ -145,8 +149,9 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
         (busy - parsing).as_secs_f64() * 1e6 / f64::from(rounds),
     );
     println!(
-        "  index: {index_bytes} bytes, {:.1} per sample",
-        index_bytes as f64 / samples.max(1) as f64
+        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family",
+        index_bytes as f64 / samples.max(1) as f64,
+        index_bytes as f64 / families.max(1) as f64
     );
 }
 
@@ -160,6 +165,16 @@ fn main() {
         _ => &[OutputFormat::Text, OutputFormat::OpenMetrics],
     };
     for &format in formats {
+        if only == Some("families") {
+            let body = multiplexer_bench::synth::one_sample_families(65_536, 1);
+            run(
+                "1 container x 65,536 one-sample families",
+                std::slice::from_ref(&body),
+                rounds,
+                format,
+            );
+            continue;
+        }
         if only != Some("3") {
             let body = synthetic_body(1_000_000);
             run(
