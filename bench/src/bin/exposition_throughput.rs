@@ -10,10 +10,39 @@
 //! the other cases leave out); the output is text 0.0.4 and then
 //! OpenMetrics 1.0, or only the one named).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use multiplexer::exposition::negotiate::OutputFormat;
 use multiplexer::exposition::{Merger, Snapshot, Source};
+
+/// Counts the bytes allocated and live, so that the merge's own records
+/// (what a build holds per family beside the indexes) can be measured.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// Builds the synthetic body deterministically.
 fn synthetic_body(target_bytes: usize) -> Vec<u8> {
@@ -108,6 +137,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let mut samples = 0;
     let mut families = 0;
     let mut index_bytes = 0;
+    let mut merge_bytes = 0;
     for round in 0..rounds + 3 {
         // Refilling the bodies stands for the socket read; not timed.
         for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(bodies) {
@@ -127,8 +157,13 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
                 snapshot,
             })
             .collect();
+        let live = LIVE.load(Ordering::Relaxed) - out.capacity();
         merger.merge_as(&sources, format, &mut out);
         let elapsed = start.elapsed();
+        if round == 0 {
+            // What the first merge kept, beside its output.
+            merge_bytes = LIVE.load(Ordering::Relaxed) - out.capacity() - live;
+        }
         if round >= 3 {
             busy += elapsed; // the first rounds warm buffers up
             parsing += parsed;
@@ -149,9 +184,10 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
         (busy - parsing).as_secs_f64() * 1e6 / f64::from(rounds),
     );
     println!(
-        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family",
+        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family; merge records: {merge_bytes} bytes, {:.1} per family",
         index_bytes as f64 / samples.max(1) as f64,
-        index_bytes as f64 / families.max(1) as f64
+        index_bytes as f64 / families.max(1) as f64,
+        merge_bytes as f64 / families.max(1) as f64
     );
 }
 
@@ -170,6 +206,12 @@ fn main() {
             run(
                 "1 container x 65,536 one-sample families",
                 std::slice::from_ref(&body),
+                rounds,
+                format,
+            );
+            run(
+                "3 containers x 65,536 one-sample families",
+                &[body.clone(), body.clone(), body],
                 rounds,
                 format,
             );
