@@ -1,7 +1,7 @@
 //! The command line (lexopt) and its validation into a `Config`.
 //!
-//! Two steps, as ripgrep does it: [`parse_raw`] turns the arguments into raw
-//! strings, each remembering the flag spelling the user wrote; [`validate`]
+//! Two steps, as ripgrep does it: `parse_raw` turns the arguments into raw
+//! strings, each remembering the flag spelling the user wrote; `validate`
 //! turns those into a [`Config`] or the first [`ConfigError`] in a fixed order
 //! (single-valued flags in the order of the help text, then every `-m` in
 //! command-line order, then every `-x`).

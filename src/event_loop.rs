@@ -44,18 +44,18 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::budget::Budget;
-use crate::catch_up::CatchUp;
-use crate::client_table::{self, ClientId, ClientTable};
 use crate::config::{Config, ScrapeMode};
-use crate::container::ContainerState;
-use crate::downstream::{self, Client};
 use crate::exposition::negotiate::{self, Demand};
-use crate::listen::{self, Listening};
-use crate::output::Output;
-use crate::rounds::Rounds;
+use crate::scrape::budget::Budget;
+use crate::scrape::catch_up::CatchUp;
+use crate::scrape::container::ContainerState;
+use crate::scrape::rounds::Rounds;
+use crate::scrape::upstream::Upstream;
+use crate::serve::client_table::{self, ClientId, ClientTable};
+use crate::serve::downstream::{self, Client};
+use crate::serve::listen::{self, Listening};
+use crate::serve::output::Output;
 use crate::timer::{TimerId, TimerWheel};
-use crate::upstream::Upstream;
 
 mod metrics_body;
 mod on_demand;
@@ -83,6 +83,9 @@ const MAX_CLIENTS: usize = 512;
 /// (`over_budget`). Receive buffers get about the largest body held and an
 /// eighth (`budget`).
 const HELD_BODIES_EIGHTHS_OF_MAX_BODY: usize = 31;
+/// A response not fully taken by the client in this time is abandoned
+/// (a response being written, `serving`; a held one answered, `on_demand`).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the loop could not start or went on no longer.
 #[derive(Debug)]

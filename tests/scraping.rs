@@ -306,13 +306,18 @@ fn a_container_that_starts_late_appears_within_two_intervals() {
     assert!(log.contains("container late is up"), "{log}");
     assert!(
         log.contains(
-            "INFO  [multiplexer::container] container late is not up yet, waiting (refused): "
+            "INFO  [multiplexer::scrape::container] container late is not up yet, waiting (refused): "
         ),
         "{log}"
     );
     assert!(!log.contains("WARN"), "{log}");
 }
 
+/// The wiring of the cadence: both containers keep being scraped, and never
+/// more often than the interval allows. The grid itself (fixed ticks, missed
+/// ticks skipped) is timer.rs's `next_tick_keeps_the_grid_and_skips_missed_ticks`
+/// on a fake clock; here only bounds that load cannot break are checked (a
+/// loaded machine scrapes less often, never more), so the test cannot flake.
 #[test]
 fn each_container_is_scraped_at_the_configured_cadence() {
     let a = Stub::start(Behaviour::ContentLength(body("a", 1)));
@@ -321,30 +326,21 @@ fn each_container_is_scraped_at_the_configured_cadence() {
     assert!(wait_until(Duration::from_secs(10), || a.request_count()
         >= 3
         && b.request_count() >= 3));
-    let window = Duration::from_secs(3);
     let (a_before, b_before) = (a.request_count(), b.request_count());
     let started = Instant::now();
-    std::thread::sleep(window);
+    // Three more scrapes of each, however long a loaded machine takes.
+    assert!(wait_until(Duration::from_secs(30), || a.request_count()
+        >= a_before + 3
+        && b.request_count() >= b_before + 3));
     let elapsed = started.elapsed().as_secs_f64();
     for (name, stub, before) in [("a", &a, a_before), ("b", &b, b_before)] {
         let count = (stub.request_count() - before) as f64;
-        let expected = elapsed / 0.1;
+        // One tick per 100 ms, plus the request in flight at each end.
+        let most = elapsed / 0.1 + 2.0;
         assert!(
-            count >= expected * 0.8 && count <= expected + 2.0,
-            "{name}: {count} requests in {elapsed:.2} s, expected about {expected:.0}"
+            count <= most,
+            "{name}: {count} requests in {elapsed:.2} s, at most {most:.0} allowed"
         );
-    }
-    // Fixed cadence: no two requests to one container closer than half an
-    // interval (missed ticks are skipped, never burst).
-    for stub in [&a, &b] {
-        let times = stub.request_times.lock().unwrap();
-        for pair in times.windows(2).skip(1) {
-            assert!(
-                pair[1] - pair[0] >= Duration::from_millis(50),
-                "burst: {:?}",
-                pair[1] - pair[0]
-            );
-        }
     }
 }
 

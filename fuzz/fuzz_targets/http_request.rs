@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multiplexer::downstream::{parse_request, MAX_REQUEST_HEAD_BYTES};
+use multiplexer::serve::downstream::{parse_request, MAX_REQUEST_HEAD_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;

@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multiplexer::upstream::receive_buffer::ReceiveBuffer;
-use multiplexer::upstream::response::{Limits, Progress, Received, ResponseDecoder};
+use multiplexer::scrape::upstream::receive_buffer::ReceiveBuffer;
+use multiplexer::scrape::upstream::response::{Limits, Progress, Received, ResponseDecoder};
 
 fuzz_target!(|data: &[u8]| {
     let [head_limit, body_limit, cut, response @ ..] = data else {

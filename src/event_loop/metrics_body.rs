@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use log::debug;
 
-use crate::downstream::Coding;
-use crate::encoded::Body;
 use crate::exposition::negotiate::OutputKind;
 use crate::scrape::FailureReason;
-use crate::self_metrics::ProcessStats;
+use crate::serve::downstream::Coding;
+use crate::serve::encoded::Body;
+use crate::serve::self_metrics::ProcessStats;
 
 use super::Sidecar;
 

@@ -22,15 +22,14 @@ use std::time::Instant;
 
 use log::debug;
 
-use crate::client_table::ClientId;
 use crate::config::ScrapeMode;
-use crate::downstream::{Request, Status};
 use crate::exposition::negotiate::Richness;
 use crate::exposition::Format;
-use crate::rounds::Ask;
+use crate::scrape::rounds::Ask;
+use crate::serve::client_table::ClientId;
+use crate::serve::downstream::{Request, Status};
 
-use super::serving::WRITE_TIMEOUT;
-use super::{Sidecar, TimerKey};
+use super::{Sidecar, TimerKey, WRITE_TIMEOUT};
 
 /// A request parked on a round.
 #[derive(Clone, Copy)]

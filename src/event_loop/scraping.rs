@@ -6,12 +6,12 @@
 
 use std::time::Instant;
 
-use crate::budget::{Budget, Growth};
 use crate::config::ScrapeMode;
-use crate::container::ContainerState;
+use crate::scrape::budget::{Budget, Growth};
+use crate::scrape::container::ContainerState;
+use crate::scrape::upstream::Allowance;
 use crate::scrape::{FailureReason, Finished, Outcome};
 use crate::timer;
-use crate::upstream::Allowance;
 
 use super::{Sidecar, TimerKey};
 

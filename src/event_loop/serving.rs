@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::client_table::ClientId;
-use crate::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
-use crate::encoded::Body;
 use crate::exposition::negotiate::Richness;
+use crate::serve::client_table::ClientId;
+use crate::serve::downstream::{self, Client, Coding, Request, Route, SocketState, Status};
+use crate::serve::encoded::Body;
 use crate::timer::TimerId;
 
-use super::{Sidecar, TimerKey};
+use super::{Sidecar, TimerKey, WRITE_TIMEOUT};
 
 /// A request head must arrive whole within this time of its first byte
 /// (or of the connection opening): slow-loris clients are closed.
@@ -26,8 +26,6 @@ pub(super) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A kept-alive connection with no request for this long is closed.
 /// Longer than the usual 60 s scrape interval so Prometheus can reuse it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// A response not fully taken by the client in this time is abandoned.
-pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a closing response, the client has this long to close its side
 /// (nginx's lingering_timeout); then the socket is closed anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -240,7 +240,7 @@ pub fn parse_response(bytes: &[u8]) -> std::io::Result<(Response, usize)> {
 }
 
 /// The sidecar's first read of a scrape asks for the previous body plus
-/// this much room for the head (src/upstream/mod.rs): a response of exactly
+/// this much room for the head (src/scrape/upstream/mod.rs): a response of exactly
 /// the previous body's size plus this ends exactly where the read does.
 pub const FIRST_READ_ROOM_FOR_THE_HEAD: usize = 1024;
 

@@ -22,6 +22,7 @@ use miniz_oxide::deflate::core::{
 use miniz_oxide::inflate::core::{decompress as miniz_decompress, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 use multiplexer::exposition::{Merger, Snapshot, Source};
+use multiplexer_bench::runner;
 
 /// Counts heap bytes in use and their peak, so a compressor's state can be
 /// measured rather than estimated.
@@ -246,8 +247,19 @@ fn main() {
         Box::new(ZlibRs(3)),
         Box::new(ZlibRs(6)),
     ];
-    println!("| input | codec | text KB | gzip KB | ratio | deflate MB/s | inflate MB/s | compressor heap KiB |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    print!(
+        "{}",
+        runner::table_head(&[
+            "input",
+            "codec",
+            "text KB",
+            "gzip KB",
+            "ratio",
+            "deflate MB/s",
+            "inflate MB/s",
+            "compressor heap KiB"
+        ])
+    );
     let budget = Duration::from_secs_f64(seconds);
     for (name, input) in &inputs {
         for codec in &codecs {

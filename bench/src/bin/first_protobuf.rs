@@ -15,36 +15,21 @@
 //! `../target/release/metrics-multiplexer-sidecar` or `$MULTIPLEXER_SIDECAR`).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use multiplexer_bench::runner::{free_port, wait_for, Running};
 
 /// What Prometheus 2.42 with `--enable-feature=native-histograms` sends.
 const PROMETHEUS_NATIVE_ACCEPT: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn wait_for_listener(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        thread::sleep(Duration::from_millis(20));
+    if let Err(error) = wait_for(&format!("a listener on {port}"), || {
+        TcpStream::connect(("127.0.0.1", port))
+    }) {
+        panic!("{error}");
     }
 }
 
@@ -76,7 +61,7 @@ fn main() {
         .unwrap_or(10);
     let sidecar = std::env::var("MULTIPLEXER_SIDECAR")
         .unwrap_or_else(|_| "../target/release/metrics-multiplexer-sidecar".to_string());
-    let node_port = free_port();
+    let node_port = free_port().expect("a free port");
     let _node = Running(
         Command::new("prometheus-node-exporter")
             .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
@@ -92,7 +77,7 @@ fn main() {
     );
     let (mut firsts, mut nexts) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let port = free_port();
+        let port = free_port().expect("a free port");
         let _sidecar = Running(
             Command::new(&sidecar)
                 .args(["-e", &port.to_string(), "-m", &format!("node:{node_port}")])

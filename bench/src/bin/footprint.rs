@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
 use multiplexer_bench::load::{self, Client, LoadReport};
-use multiplexer_bench::process::{free_port, Running};
 use multiplexer_bench::procfs::{self, Reading};
+use multiplexer_bench::runner::{self, free_port, wait_healthy, Running};
 use multiplexer_bench::stub::{self, Cadence, Framing, Stub, StubOptions};
 use multiplexer_bench::synth;
 
@@ -45,13 +45,7 @@ OPTIONS (seconds unless stated):
 ";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("footprint: {message}");
-            ExitCode::from(2)
-        }
-    }
+    runner::exit("footprint", run())
 }
 
 struct Settings {
@@ -515,22 +509,6 @@ fn floor_scraper(ports: &str, interval_ms: u64) -> Result<(), String> {
     }
 }
 
-fn wait_healthy(port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let healthy = Client::connect(port, "/healthz")
-            .and_then(|mut client| client.get())
-            .is_ok_and(|reply| reply.status == 200);
-        if healthy {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("sidecar not healthy on port {port} after 10 s"));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// One request at `start`, `start + every`, ... while inside the window.
 fn scrape_periodically(
     client: &mut Client,
@@ -787,11 +765,19 @@ fn markdown(outcomes: &[Outcome], elapsed_s: f64) -> String {
          mean (min–max) in ms. Load average of the machine (2 cores, shared) at the window's start. \
          Whole run: {elapsed_s:.0} s.\n"
     );
-    let _ = writeln!(md, "| scenario | containers × body | interval | CPU mc | RSS / peak MB | wake-ups/s | cadence ms | scraped | clients | load avg | target |");
-    let _ = writeln!(
-        md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
+    md.push_str(&runner::table_head(&[
+        "scenario",
+        "containers × body",
+        "interval",
+        "CPU mc",
+        "RSS / peak MB",
+        "wake-ups/s",
+        "cadence ms",
+        "scraped",
+        "clients",
+        "load avg",
+        "target",
+    ]));
     for o in outcomes.iter().filter(|o| o.group == "main") {
         let interval = if o.interval_ms == 0 {
             "on demand".to_string()
@@ -820,11 +806,17 @@ fn markdown(outcomes: &[Outcome], elapsed_s: f64) -> String {
     let sweep: Vec<&Outcome> = outcomes.iter().filter(|o| o.group == "sweep").collect();
     if !sweep.is_empty() {
         let _ = writeln!(md, "\n## Growth sweep (200 ms interval)\n");
-        let _ = writeln!(md, "| containers | body | scraped MB/s | CPU mc | mc per MB/s | RSS / peak MB | wake-ups/s | cadence ms | load avg |");
-        let _ = writeln!(
-            md,
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
+        md.push_str(&runner::table_head(&[
+            "containers",
+            "body",
+            "scraped MB/s",
+            "CPU mc",
+            "mc per MB/s",
+            "RSS / peak MB",
+            "wake-ups/s",
+            "cadence ms",
+            "load avg",
+        ]));
         for o in &sweep {
             let scraped = o.bytes_scraped_per_s / 1e6;
             let _ = writeln!(

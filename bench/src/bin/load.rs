@@ -9,15 +9,10 @@ use std::time::Duration;
 
 use multiplexer_bench::args::Args;
 use multiplexer_bench::load;
+use multiplexer_bench::runner;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("load: {message}");
-            ExitCode::from(2)
-        }
-    }
+    runner::exit("load", run())
 }
 
 fn run() -> Result<(), String> {

@@ -37,24 +37,20 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
+use multiplexer_bench::cgroup::Cgroup;
 use multiplexer_bench::load::Client;
 use multiplexer_bench::procfs;
+use multiplexer_bench::runner::{self, free_port, wait_healthy, Running};
 use multiplexer_bench::stub::{find_head_end, Framing, Stub, StubOptions};
 use multiplexer_bench::synth;
-
-// The tests' cgroup harness; they use more of it than this runner does.
-#[allow(dead_code)]
-#[path = "../../../tests/util/cgroup.rs"]
-mod cgroup;
-use cgroup::Cgroup;
 
 /// The limit of the cgroup the sidecar runs in, and what its peak may reach.
 const CGROUP_LIMIT: u64 = 32 << 20;
@@ -80,13 +76,7 @@ OPTIONS (seconds unless stated):
 const UP: &str = "multiplexer_up{container=\"";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("memory: {message}");
-            ExitCode::from(2)
-        }
-    }
+    runner::exit("memory", run())
 }
 
 struct Settings {
@@ -491,24 +481,6 @@ fn human(bytes: usize) -> String {
     }
 }
 
-/// Kills the sidecar however the measurement ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
 fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> {
     let mut stubs = Vec::new();
     let bodies: Vec<&[Arc<Vec<u8>>; 2]> = scenario
@@ -550,18 +522,7 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
             None
         }
     };
-    let mut command = match &cgroup {
-        // The shell moves itself in, then becomes the sidecar.
-        Some(cgroup) => {
-            let mut command = Command::new("sh");
-            command
-                .arg("-c")
-                .arg(format!("{} exec \"$0\" \"$@\"", cgroup.enter_then()))
-                .arg(&settings.sidecar);
-            command
-        }
-        None => Command::new(&settings.sidecar),
-    };
+    let mut command = runner::command_in(cgroup.as_ref(), &settings.sidecar);
     for (name, stub) in names.iter().zip(&stubs) {
         command.arg(format!("-m={name}:{}", stub.port));
     }
@@ -671,22 +632,6 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
         up,
         reply,
     })
-}
-
-fn wait_healthy(port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let healthy = Client::connect(port, "/healthz")
-            .and_then(|mut client| client.get())
-            .is_ok_and(|reply| reply.status == 200);
-        if healthy {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("sidecar not healthy on port {port} after 10 s"));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Asks for the output (gzip or identity) and never reads the answer.
@@ -820,10 +765,17 @@ fn markdown(outcomes: &[Outcome], settings: &Settings) -> String {
             continue;
         }
         let _ = writeln!(s, "## {title}\n");
-        let _ = writeln!(
-            s,
-            "| scenario | held | peak MiB | cgroup MiB | bound MiB | end MiB | up | CPU mc | reply |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
+        s.push_str(&runner::table_head(&[
+            "scenario",
+            "held",
+            "peak MiB",
+            "cgroup MiB",
+            "bound MiB",
+            "end MiB",
+            "up",
+            "CPU mc",
+            "reply",
+        ]));
         for outcome in rows {
             let _ = writeln!(s, "{}", row(outcome));
         }

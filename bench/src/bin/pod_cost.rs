@@ -18,13 +18,13 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
-use multiplexer_bench::process::{free_port, Running};
 use multiplexer_bench::procfs;
+use multiplexer_bench::runner::{self, free_port, quiet, wait_for, Running};
 
 const USAGE: &str = "\
 pod_cost: node_exporter + sidecar CPU per scrape mode, and Prometheus scraping node_exporter directly
@@ -42,13 +42,7 @@ pod_cost: node_exporter + sidecar CPU per scrape mode, and Prometheus scraping n
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("pod_cost: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    runner::exit("pod_cost", run())
 }
 
 /// Who the Prometheus-like client scrapes.
@@ -257,30 +251,15 @@ fn node_exporter_version(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Retries `attempt` every 20 ms for up to 10 s.
-fn wait_for<T>(what: &str, mut attempt: impl FnMut() -> io::Result<T>) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match attempt() {
-            Ok(value) => return Ok(value),
-            Err(error) if Instant::now() > deadline => {
-                return Err(format!("{what} not ready after 10 s: {error}"))
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
 fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> {
     let node_port = free_port()?;
     let node = Running(
-        Command::new(&settings.node_exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", settings.node_exporter.display()))?,
+        quiet(
+            Command::new(&settings.node_exporter)
+                .arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
+        )
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", settings.node_exporter.display()))?,
     );
     // One identity scrape to learn the body size (and that it is up).
     let body_bytes = wait_for("node_exporter", || {
@@ -294,16 +273,15 @@ fn measure(settings: &Settings, scenario: &Scenario) -> Result<Outcome, String> 
         Target::NodeExporter { .. } => Some(node_port),
         Target::Sidecar { interval_ms } => {
             let export_port = free_port()?;
-            let child = Command::new(&settings.sidecar)
-                .arg(format!("-m=node:{node_port}"))
-                .arg(format!("--export_to={export_port}"))
-                .arg(format!("--scrape_interval={interval_ms}"))
-                .arg("--log_level=warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("start {}: {e}", settings.sidecar.display()))?;
+            let child = quiet(
+                Command::new(&settings.sidecar)
+                    .arg(format!("-m=node:{node_port}"))
+                    .arg(format!("--export_to={export_port}"))
+                    .arg(format!("--scrape_interval={interval_ms}"))
+                    .arg("--log_level=warn"),
+            )
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", settings.sidecar.display()))?;
             sidecar = Some(Running(child));
             Some(export_port)
         }
@@ -532,10 +510,16 @@ fn markdown(settings: &Settings, outcomes: &[Outcome], version: &str, elapsed: D
         elapsed.as_secs_f64(),
         outcomes.first().map_or(0, |outcome| outcome.body_bytes),
     ));
-    text.push_str(
-        "| scenario | node_exporter CPU | sidecar CPU | pod CPU | node_exporter requests | node_exporter RSS | sidecar RSS | load average |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
-    );
+    text.push_str(&runner::table_head(&[
+        "scenario",
+        "node_exporter CPU",
+        "sidecar CPU",
+        "pod CPU",
+        "node_exporter requests",
+        "node_exporter RSS",
+        "sidecar RSS",
+        "load average",
+    ]));
     for outcome in outcomes {
         text.push_str(&format!(
             "| {} | {:.2} mc | {} | **{:.2} mc** | {} | {:.1} MB | {} | {} |\n",

@@ -13,11 +13,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::procfs;
+use multiplexer_bench::runner::{free_port, wait_for, Running};
 
 const TEXT: &[u8] = include_bytes!("../../../tests/fixtures/node_exporter_pb_twin.prom");
 const PROTOBUF: &[u8] = include_bytes!("../../../tests/fixtures/node_exporter.pb");
@@ -96,15 +97,6 @@ fn get(port: u16, accept: &str) -> usize {
     reply.len() - head_end - 4
 }
 
-struct Sidecar(Child);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     let window = Duration::from_secs(
         std::env::args()
@@ -116,16 +108,13 @@ fn main() {
         .unwrap_or_else(|_| "../target/release/metrics-multiplexer-sidecar".to_string());
     for (name, accept) in [("text", TEXT_ACCEPT), ("protobuf", PROTOBUF_ACCEPT)] {
         let ports: Vec<u16> = (0..3).map(|_| stub()).collect();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port().expect("a free port");
         let mut args = vec!["-e".to_string(), port.to_string()];
         for (index, stub_port) in ports.iter().enumerate() {
             args.push("-m".to_string());
             args.push(format!("c{index}:{stub_port}"));
         }
-        let sidecar = Sidecar(
+        let sidecar = Running(
             Command::new(&binary)
                 .args(&args)
                 .stderr(Stdio::null())
@@ -133,10 +122,8 @@ fn main() {
                 .unwrap_or_else(|error| panic!("start {binary}: {error}")),
         );
         let pid = sidecar.0.id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
+        // Measured even when it never listens: its figures then say so.
+        let _ = wait_for("the sidecar", || TcpStream::connect(("127.0.0.1", port)));
         // Warm up: one request in the format, so the containers are asked
         // for it from then on.
         get(port, accept);

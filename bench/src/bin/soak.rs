@@ -17,34 +17,24 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use multiplexer_bench::args::Args;
+use multiplexer_bench::cgroup::Cgroup;
 use multiplexer_bench::load::Client;
 use multiplexer_bench::procfs;
+use multiplexer_bench::runner::{self, free_port, quiet, Running};
 use multiplexer_bench::synth;
-
-// The tests' cgroup harness; they use more of it than this runner does.
-#[allow(dead_code)]
-#[path = "../../../tests/util/cgroup.rs"]
-mod cgroup;
-use cgroup::Cgroup;
 
 const ACCEPT_PROTOBUF: &str = "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3\r\n";
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("soak: {message}");
-            ExitCode::from(2)
-        }
-    }
+    runner::exit("soak", run())
 }
 
 /// An exporter that can be stopped whole: listener and every connection.
@@ -122,24 +112,6 @@ fn versions(prefix: &str, bytes: usize) -> [Arc<Vec<u8>>; 2] {
     [Arc::new(body.into_bytes()), Arc::new(other.into_bytes())]
 }
 
-/// Kills the sidecar however the soak ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
 /// Asks for the output and closes after the first KiB of the answer.
 fn disconnect_mid_body(port: u16) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -184,26 +156,14 @@ fn run() -> Result<(), String> {
             None
         }
     };
-    let mut command = match &cgroup {
-        Some(cgroup) => {
-            let mut command = Command::new("sh");
-            command
-                .arg("-c")
-                .arg(format!("{} exec \"$0\" \"$@\"", cgroup.enter_then()))
-                .arg(&sidecar);
-            command
-        }
-        None => Command::new(&sidecar),
-    };
+    let mut command = runner::command_in(cgroup.as_ref(), &sidecar);
     command
         .arg(format!("-mapp:{app_port}"))
         .arg(format!("-mrestarting:{restarting_port}"))
         .arg(format!("-mmoving:{moving_port}"))
         .arg(format!("--export_to={port}"))
-        .arg("--log_level=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .arg("--log_level=warn");
+    quiet(&mut command);
     let mut running = Running(command.spawn().map_err(|e| format!("start sidecar: {e}"))?);
     let pid = running.0.id();
     thread::sleep(Duration::from_millis(500));
@@ -223,7 +183,10 @@ fn run() -> Result<(), String> {
     let mut next_owner = start + Duration::from_secs(60);
     let mut errors = 0;
     let mut samples: Vec<(f64, f64, usize, Option<f64>)> = Vec::new();
-    println!("| s | RSS MiB | fds | cgroup MiB |\n| --- | --- | --- | --- |");
+    print!(
+        "{}",
+        runner::table_head(&["s", "RSS MiB", "fds", "cgroup MiB"])
+    );
     while start.elapsed() < duration {
         let now = Instant::now();
         if let Ok(Some(status)) = running.0.try_wait() {

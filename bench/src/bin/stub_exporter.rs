@@ -11,17 +11,12 @@ use std::thread;
 use std::time::Duration;
 
 use multiplexer_bench::args::Args;
+use multiplexer_bench::runner;
 use multiplexer_bench::stub::{Framing, Stub, StubOptions};
 use multiplexer_bench::synth;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("stub_exporter: {message}");
-            ExitCode::from(2)
-        }
-    }
+    runner::exit("stub_exporter", run())
 }
 
 fn run() -> Result<(), String> {

@@ -1,15 +1,15 @@
 //! The protobuf exposition format (delimited `io.prometheus.client.MetricFamily`
 //! messages, the only format that carries native histograms), with no I/O:
 //!
-//! - [`read`]: validates a body whole and indexes its families and metrics
+//! - `read`: validates a body whole and indexes its families and metrics
 //!   as offsets into it (like the text parser's index);
 //! - [`write`]: delimited `MetricFamily` messages with the container label
 //!   added to every metric (`exported_` rule), copied from a body;
-//! - [`down`]: protobuf families as text 0.0.4 lines, as client_golang's
+//! - `down`: protobuf families as text 0.0.4 lines, as client_golang's
 //!   text encoder writes them;
-//! - [`up`]: text families as `Metric` messages (classic histograms and
+//! - `up`: text families as `Metric` messages (classic histograms and
 //!   summaries grouped by label set);
-//! - [`wire`]: varints, tags, skipping by wire type.
+//! - `wire`: varints, tags, skipping by wire type.
 //!
 //! References: prometheus/client_model `metrics.proto` (field numbers),
 //! Prometheus `model/textparse/protobufparse.go` (what a scraper reads and

@@ -1,11 +1,33 @@
-//! What a finished scrape hands over, from the connection that ran it
-//! (`upstream`) to the policy that keeps the container's latest result
-//! (`container`): one [`Finished`] record. And why a scrape failed: a fixed
-//! set of [`FailureReason`]s, each the `reason` label value of
-//! `multiplexer_scrape_failures_total` (`self_metrics`).
+//! The scrape side: asking every container for its body and keeping what
+//! it answered. One room, one job: from a scrape tick (or a request held for
+//! a round) to each container's latest body, ready for the serve side to
+//! merge. It imports `exposition` (to read a body's format) and nothing of
+//! the serve side; the serve side reads what it keeps.
 //!
-//! This module knows no socket and no format, so each of those three rooms
-//! can use it without importing another.
+//! - [`upstream`]: the client state machine for one container, its socket
+//!   calls, and the response's framing.
+//! - [`container`]: what is known of one container: its latest completed
+//!   scrape, its health, and the numbers of its own metrics.
+//! - [`budget`]: the pod's memory budget for container bodies and the
+//!   buffers scrapes read into.
+//! - [`rounds`]: requests held while containers are scraped (on demand, or
+//!   for a catch-up), answered together.
+//! - [`catch_up`]: which containers a client must wait for, scraped again
+//!   with a richer `Accept`.
+//!
+//! This file holds what a finished scrape hands over, from the connection
+//! that ran it (`upstream`) to the policy that keeps the container's latest
+//! result (`container`): one [`Finished`] record. And why a scrape failed: a
+//! fixed set of [`FailureReason`]s, each the `reason` label value of
+//! `multiplexer_scrape_failures_total` (the serve side's `self_metrics`).
+//! These types know no socket and no format, so each of those rooms can use
+//! them without importing another.
+
+pub mod budget;
+pub mod catch_up;
+pub mod container;
+pub mod rounds;
+pub mod upstream;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use crate::encoded::Body;
-use crate::encoding;
 use crate::exposition::negotiate::{Accept, Negotiated};
+use crate::serve::encoded::Body;
+use crate::serve::encoding;
 
 /// Largest request head accepted; Prometheus sends about 300 bytes. Above
 /// this the client gets 431 and is closed.

@@ -15,7 +15,7 @@
 
 use std::rc::Rc;
 
-use crate::encoding::{self, GzipWriter, Inflater};
+use crate::serve::encoding::{self, GzipWriter, Inflater};
 
 /// The merge hands over its text in pieces of about this size.
 pub const PIECE_BYTES: usize = 64 * 1024;

@@ -12,24 +12,10 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use crate::exposition::escape_label_value;
+use crate::scrape::container::ContainerStats;
 use crate::scrape::FailureReason;
-
-/// What is kept per container for its own metrics (by `container`).
-#[derive(Debug, Default, Clone)]
-pub struct ContainerStats {
-    /// The latest completed scrape succeeded.
-    pub up: bool,
-    pub last_scrape_duration: Duration,
-    pub last_body_bytes: u64,
-    pub last_samples: u64,
-    pub scrapes_total: u64,
-    /// Indexed by [`FailureReason::index`].
-    pub failures_total: [u64; FailureReason::ALL.len()],
-    pub family_conflicts_total: u64,
-}
 
 /// The sidecar process itself, as client_golang's process collector reports it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -331,6 +317,8 @@ fn write_f64(out: &mut Vec<u8>, value: f64) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn sample_output() -> Vec<u8> {

@@ -102,7 +102,7 @@ impl Budget {
     }
 
     /// What receive buffers may hold: the largest body held and an eighth,
-    /// plus room for a head, and at least [`RECEIVE_FLOOR`].
+    /// plus room for a head, and at least `RECEIVE_FLOOR`.
     pub fn receive_limit(&self) -> usize {
         let largest = self.held.iter().copied().max().unwrap_or(0);
         (largest + largest / 8 + HEAD_ROOM).max(RECEIVE_FLOOR)

@@ -41,7 +41,7 @@ const BODY_SLACK: usize = 1024;
 const HEAD_READ: usize = 2048;
 
 /// Asked before the receive buffer grows: the pod's budget across
-/// containers decides (see [`crate::budget`]), and may hand a larger idle
+/// containers decides (see [`crate::scrape::budget`]), and may hand a larger idle
 /// buffer instead. Refused, the scrape pauses: it reads nothing more until
 /// [`Upstream::resume`].
 pub trait Allowance {
@@ -49,7 +49,7 @@ pub trait Allowance {
     fn grow(&mut self, capacity: usize) -> Growth;
 }
 
-pub use crate::budget::Growth;
+pub use crate::scrape::budget::Growth;
 
 /// Where the current scrape is. `Idle` may hold an open keep-alive
 /// connection for the next scrape.

@@ -23,13 +23,14 @@ use std::time::Instant;
 
 use log::{error, warn};
 
-use crate::container::ContainerState;
-use crate::downstream::Coding;
-use crate::encoded::{Body, Encoded, EncodedBuilder, PIECE_BYTES};
 use crate::exposition::negotiate::OutputKind;
 use crate::exposition::{Merger, Snapshot, Source};
-use crate::published::Published;
-use crate::self_metrics::{self, ContainerStats, ProcessStats};
+use crate::scrape::container::ContainerState;
+use crate::scrape::container::ContainerStats;
+use crate::serve::downstream::Coding;
+use crate::serve::encoded::{Body, Encoded, EncodedBuilder, PIECE_BYTES};
+use crate::serve::published::Published;
+use crate::serve::self_metrics::{self, ProcessStats};
 
 /// Bytes of earlier outputs that slow clients may keep alive, of both
 /// formats together (texts of at most 512 KiB, or gzip members, a seventh

@@ -22,8 +22,8 @@
 
 use std::rc::Rc;
 
-use crate::encoded::Encoded;
 use crate::exposition::negotiate::{Escaping, OutputFormat, OutputKind};
+use crate::serve::encoded::Encoded;
 
 /// Output kinds that can have an edition: three formats, four escapings.
 const SLOTS: usize = 12;
@@ -164,7 +164,7 @@ impl Published {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoded::{Body, EncodedBuilder};
+    use crate::serve::encoded::{Body, EncodedBuilder};
 
     /// Builds and publishes `text` (kept as text: it is small); returns
     /// the text buffer shared with a client and what was evicted.

@@ -37,7 +37,6 @@ use log::{debug, info, warn};
 use crate::exposition::negotiate::{self, BodyFormat};
 use crate::exposition::{Format, Snapshot};
 use crate::scrape::{FailureReason, Finished, Outcome};
-use crate::self_metrics::ContainerStats;
 
 /// A body may hold at most one line per this many bytes of
 /// `--max_body_bytes` (65536 lines at the default 4 MiB; real exporters
@@ -57,6 +56,21 @@ pub const WAITING_GRACE: Duration = Duration::from_secs(60);
 pub const HEALTH_LOG_BURST: u32 = 4;
 /// Past the burst, one up/down line per container per this period.
 pub const HEALTH_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// What is kept per container for its own metrics (rendered by the serve
+/// side's `self_metrics`).
+#[derive(Debug, Default, Clone)]
+pub struct ContainerStats {
+    /// The latest completed scrape succeeded.
+    pub up: bool,
+    pub last_scrape_duration: Duration,
+    pub last_body_bytes: u64,
+    pub last_samples: u64,
+    pub scrapes_total: u64,
+    /// Indexed by [`FailureReason::index`].
+    pub failures_total: [u64; FailureReason::ALL.len()],
+    pub family_conflicts_total: u64,
+}
 
 /// A container as last seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
