@@ -11,6 +11,7 @@
 mod cli;
 mod encoding;
 mod exposition;
+mod house;
 mod listen;
 mod memory;
 mod negotiation;

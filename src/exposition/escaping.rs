@@ -39,11 +39,38 @@ pub(crate) fn is_legacy_name(name: &[u8], label: bool) -> bool {
     match name.split_first() {
         None => false,
         Some((&first, rest)) => {
-            is_valid_legacy_byte(first, 0, label)
-                && rest.iter().all(|&c| is_valid_legacy_byte(c, 1, label))
+            // Bit 0: valid after the first byte; bit 1: first byte too; bit
+            // 2: `:` (not in a label name). One lookup a byte.
+            let not = if label { LEGACY_COLON } else { 0 };
+            LEGACY_BYTES[usize::from(first)] & (LEGACY_FIRST | not) == LEGACY_FIRST
+                && rest
+                    .iter()
+                    .all(|&c| LEGACY_BYTES[usize::from(c)] & (LEGACY_REST | not) == LEGACY_REST)
         }
     }
 }
+
+const LEGACY_REST: u8 = 1;
+const LEGACY_FIRST: u8 = 2;
+const LEGACY_COLON: u8 = 4;
+
+/// [`is_valid_legacy_byte`] of every byte, as the bits above.
+const LEGACY_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphabetic() || b == b'_' {
+            table[c] = LEGACY_REST | LEGACY_FIRST;
+        } else if b == b':' {
+            table[c] = LEGACY_REST | LEGACY_FIRST | LEGACY_COLON;
+        } else if b.is_ascii_digit() {
+            table[c] = LEGACY_REST;
+        }
+        c += 1;
+    }
+    table
+};
 
 /// Go's `isValidLegacyRune` for an ASCII byte at byte index `i` (`:` not
 /// for a label).
@@ -355,6 +382,24 @@ mod tests {
         for &(name, scheme, as_metric, as_label) in table {
             assert_eq!(run(metric, name, scheme), as_metric, "{name:?} {scheme:?}");
             assert_eq!(run(label, name, scheme), as_label, "{name:?} {scheme:?}");
+        }
+    }
+
+    #[test]
+    fn the_legacy_byte_table_is_the_byte_rule() {
+        for label in [false, true] {
+            for first in 0..=255u8 {
+                for rest in [b'a', b'0', b':', 0x80, first] {
+                    let name = [first, rest];
+                    let by_rule = is_valid_legacy_byte(first, 0, label)
+                        && is_valid_legacy_byte(rest, 1, label);
+                    assert_eq!(is_legacy_name(&name, label), by_rule, "{name:?} {label}");
+                    assert_eq!(
+                        is_legacy_name(&[first], label),
+                        is_valid_legacy_byte(first, 0, label)
+                    );
+                }
+            }
         }
     }
 

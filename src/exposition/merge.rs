@@ -47,7 +47,7 @@ use super::protobuf::write::{
 };
 use super::snapshot::{ProtoView, Snapshot, SourceView};
 use super::text::{
-    escape_label_value, find_byte, hash_name, om_timestamp_millis, parse_int_timestamp, same_bytes,
+    escape_label_value, find_byte, hash_name, om_millis, parse_int_timestamp, same_bytes,
     scan_quote_stop, unescape_into, write_help, write_label_value, NameTable, ValueForm,
 };
 
@@ -1352,15 +1352,6 @@ impl SampleWriter<'_> {
     }
 }
 
-/// An OpenMetrics timestamp in milliseconds as Prometheus converts it
-/// (`om_timestamp_millis`); whole seconds below 2^40 without a float.
-fn om_millis(timestamp: &[u8]) -> Option<i64> {
-    match parse_int_timestamp(timestamp) {
-        Some(seconds) if seconds.unsigned_abs() < 1 << 40 => Some(seconds * 1000),
-        _ => om_timestamp_millis(timestamp),
-    }
-}
-
 /// Whether a validated label set has a label named `name` (after escaping).
 fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
     LabelIter::new(labels).any(|label| {
@@ -1896,8 +1887,10 @@ impl Merger {
             // The names as written: two that escape alike clash.
             let name = merged_key(sources, merged, &self.written);
             let suffixes = merged.om.suffixes();
-            let claimed = |suffix: &[u8], this: &Self| {
-                let mut key = name.to_vec();
+            let mut key = std::mem::take(&mut self.scratch);
+            let mut claimed = |suffix: &[u8], this: &Self| {
+                key.clear();
+                key.extend_from_slice(name);
                 key.extend_from_slice(suffix);
                 this.claims
                     .find(hash_name(&key), |i| {
@@ -1906,6 +1899,7 @@ impl Merger {
                     .is_some()
             };
             let clash = claimed(b"", self) || suffixes.iter().any(|suffix| claimed(suffix, self));
+            self.scratch = key;
             if clash {
                 for i in range.start as usize..range.end as usize {
                     if self.sorted[i].resolution != Resolution::Dropped {
@@ -1959,6 +1953,9 @@ impl Merger {
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
                     let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    let item_name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
+                    let mut source_group = GroupHash::default();
+                    source_group.add(b"", &c.source.to_le_bytes());
                     for k in 0..count {
                         let sample = if c.parent {
                             let (_, family, index) = self.order[k];
@@ -1969,9 +1966,9 @@ impl Merger {
                         self.check_text_sample(
                             view,
                             &sample,
-                            c.source,
+                            source_group,
                             family_type,
-                            item_of(sources, c.source, c.family, c.parent, c.whole).name,
+                            item_name,
                             &mut check,
                         );
                         if !check.ok {
@@ -2225,12 +2222,13 @@ impl Merger {
         }
     }
 
-    /// Feeds one text sample to the family's check.
+    /// Feeds one text sample to the family's check (`group`: the hash of
+    /// its source alone).
     fn check_text_sample(
         &mut self,
         view: IndexView<'_>,
         sample: &Sample,
-        source: u32,
+        mut group: GroupHash,
         family_type: OpenMetricsType,
         name: &[u8],
         check: &mut Check,
@@ -2246,27 +2244,29 @@ impl Merger {
             (OpenMetricsType::StateSet, _) => name,
             _ => b"",
         };
-        let mut group = GroupHash::default();
-        group.add(b"", &source.to_le_bytes());
         let mut bound = None;
         let mut has_state_label = false;
-        let mut each = |label_name: &[u8], value: &[u8]| {
-            if !bound_label.is_empty() && label_name == bound_label {
-                has_state_label = true;
-                bound = Some(bound_value(value));
-            } else {
-                group.add(label_name, value);
-            }
-        };
-        let labels = sample.labels.of(body);
         if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
             let label_scratch = &mut self.candidate;
-            for label in LabelIter::new(labels) {
+            for label in LabelIter::new(sample.labels.of(body)) {
                 label_scratch.clear();
-                each(label.name(label_scratch), label.value);
+                let label_name = label.name(label_scratch);
+                if !bound_label.is_empty() && label_name == bound_label {
+                    has_state_label = true;
+                    bound = Some(bound_value(label.value));
+                } else {
+                    group.add(label_name, label.value);
+                }
             }
         } else {
-            canonical_labels(labels, each);
+            canonical_labels_in(body, sample.labels, |name, value| {
+                if !bound_label.is_empty() && body[name.clone()] == *bound_label {
+                    has_state_label = true;
+                    bound = Some(bound_value(&body[value]));
+                } else {
+                    group.add_in(body, name, value);
+                }
+            });
         }
         // Gauges and unknown samples are checked for their grouping only.
         let needs_value = !matches!(
@@ -2275,6 +2275,14 @@ impl Merger {
         );
         let value = match sample.value_form {
             ValueForm::Decimal if !needs_value => 0.0,
+            // A counter's samples are checked for their sign only: a
+            // decimal without `-` is not negative.
+            ValueForm::Decimal
+                if family_type == OpenMetricsType::Counter
+                    && body.get(sample.value.start as usize) != Some(&b'-') =>
+            {
+                0.0
+            }
             ValueForm::Decimal => decimal_value(sample.value.of(body)),
             ValueForm::NaN => f64::NAN,
             ValueForm::PosInf => f64::INFINITY,
@@ -2329,6 +2337,9 @@ fn openmetrics_samples(
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
 /// in that spelling (NaN otherwise, which the check refuses).
 fn bound_value(raw: &[u8]) -> f64 {
+    if let Some(value) = short_decimal(raw) {
+        return value;
+    }
     match raw {
         b"+Inf" => f64::INFINITY,
         _ => match std::str::from_utf8(raw)
@@ -2576,6 +2587,11 @@ mod openmetrics_tests {
     }
 }
 
+/// 10^0 to 10^15, each exact in a double (`powi` is a call per value).
+const POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
 /// A decimal the parser validated, as a float: short plain decimals (the
 /// common case) exactly from their digits, anything else by `str::parse`.
 fn decimal_value(text: &[u8]) -> f64 {
@@ -2606,11 +2622,73 @@ fn decimal_value(text: &[u8]) -> f64 {
     }
     // Both exact in a double (15 digits, a power of ten up to 10^15), so the
     // division is correctly rounded, as parsing the text is.
-    let value = mantissa as f64 / 10f64.powi(fraction_digits);
+    let value = mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize];
     if negative {
         -value
     } else {
         value
+    }
+}
+
+/// A short plain decimal (`-`, up to 15 digits, at most one `.`, at least
+/// one digit) as `str::parse` reads it, without its cost: both the digits
+/// and the power of ten are exact in a double, so the division is
+/// correctly rounded as parsing is. None for anything else.
+fn short_decimal(text: &[u8]) -> Option<f64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut fraction_digits = 0i32;
+    let mut seen_dot = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                fraction_digits += i32::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if seen_dot && digits.len() == 1 {
+        return None;
+    }
+    let value = mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize];
+    Some(if negative { -value } else { value })
+}
+
+/// [`canonical_labels`] of the label set at `labels` in `body`, as the
+/// positions of each name and raw value: values are scanned in the body,
+/// so the eight-byte scan runs up to their closing quote instead of
+/// stopping eight bytes before the set's end.
+fn canonical_labels_in(
+    body: &[u8],
+    labels: Span,
+    mut each: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
+) {
+    let end = labels.end as usize;
+    let mut p = labels.start as usize;
+    while p < end {
+        let equals = find_byte(body, p, b'=');
+        let value_start = equals + 2;
+        let mut q = value_start;
+        loop {
+            q = scan_quote_stop(body, q);
+            match body.get(q) {
+                Some(b'\\') => q += 2,
+                _ => break,
+            }
+        }
+        if q >= end {
+            return;
+        }
+        each(p..equals, value_start..q);
+        p = q + 2;
     }
 }
 

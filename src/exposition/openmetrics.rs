@@ -215,6 +215,55 @@ pub(super) struct CheckedSample<'a> {
     pub(super) has_state_label: bool,
 }
 
+/// A sample name's suffix after its family's name, told apart once per
+/// sample (comparing it with each suffix's bytes again cost more than the
+/// rest of the check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Suffix {
+    None,
+    Total,
+    Created,
+    Bucket,
+    Count,
+    Sum,
+    GCount,
+    GSum,
+    Info,
+    Other,
+}
+
+impl Suffix {
+    fn of(suffix: &[u8]) -> Suffix {
+        match suffix {
+            b"" => Suffix::None,
+            b"_total" => Suffix::Total,
+            b"_created" => Suffix::Created,
+            b"_bucket" => Suffix::Bucket,
+            b"_count" => Suffix::Count,
+            b"_sum" => Suffix::Sum,
+            b"_gcount" => Suffix::GCount,
+            b"_gsum" => Suffix::GSum,
+            b"_info" => Suffix::Info,
+            _ => Suffix::Other,
+        }
+    }
+
+    /// Whether [`OpenMetricsType::suffixes`] of `t` lists it.
+    fn allowed_in(self, t: OpenMetricsType) -> bool {
+        use Suffix as S;
+        match t {
+            OpenMetricsType::Counter => matches!(self, S::Total | S::Created),
+            OpenMetricsType::Histogram => {
+                matches!(self, S::Bucket | S::Count | S::Sum | S::Created)
+            }
+            OpenMetricsType::GaugeHistogram => matches!(self, S::Bucket | S::GCount | S::GSum),
+            OpenMetricsType::Summary => matches!(self, S::None | S::Count | S::Sum | S::Created),
+            OpenMetricsType::Info => self == S::Info,
+            _ => self == S::None,
+        }
+    }
+}
+
 /// The rules prometheus_client's strict parser holds a family to, checked
 /// sample by sample in output order (its `text_fd_to_metric_families` and
 /// `_check_histogram`); `ok` is false once one is broken.
@@ -268,7 +317,8 @@ impl Check {
             return;
         }
         let t = self.family_type;
-        if !t.suffixes().contains(&sample.suffix) {
+        let suffix = Suffix::of(sample.suffix);
+        if !suffix.allowed_in(t) {
             self.ok = false;
             return;
         }
@@ -306,24 +356,20 @@ impl Check {
             self.group_timestamp = Some(sample.timestamp);
         }
         let value = sample.value;
-        let suffix = sample.suffix;
+        use Suffix as S;
         let counter_like = matches!(
             suffix,
-            b"_total" | b"_sum" | b"_count" | b"_bucket" | b"_gcount" | b"_gsum"
+            S::Total | S::Sum | S::Count | S::Bucket | S::GCount | S::GSum
         );
         if counter_like && value.is_nan() {
             self.ok = false;
             return;
         }
-        if matches!(
-            suffix,
-            b"_total" | b"_sum" | b"_count" | b"_bucket" | b"_gcount"
-        ) && value < 0.0
-        {
+        if matches!(suffix, S::Total | S::Sum | S::Count | S::Bucket | S::GCount) && value < 0.0 {
             self.ok = false;
             return;
         }
-        if matches!(suffix, b"_bucket" | b"_count" | b"_gcount") && value.fract() != 0.0 {
+        if matches!(suffix, S::Bucket | S::Count | S::GCount) && value.fract() != 0.0 {
             self.ok = false;
             return;
         }
@@ -334,7 +380,7 @@ impl Check {
                 self.ok = false;
             }
             OpenMetricsType::Info if value != 1.0 => self.ok = false,
-            OpenMetricsType::Summary if suffix.is_empty() => {
+            OpenMetricsType::Summary if suffix == S::None => {
                 let quantile_ok = sample.bound.is_some_and(|q| (0.0..=1.0).contains(&q));
                 if !quantile_ok || value < 0.0 {
                     self.ok = false;
@@ -345,11 +391,11 @@ impl Check {
         }
     }
 
-    fn histogram_sample(&mut self, suffix: &[u8], bound: Option<f64>, value: f64) {
+    fn histogram_sample(&mut self, suffix: Suffix, bound: Option<f64>, value: f64) {
         let h = &mut self.histogram;
         h.any = true;
         match suffix {
-            b"_bucket" => {
+            Suffix::Bucket => {
                 let Some(bound) = bound.filter(|b| !b.is_nan()) else {
                     self.ok = false;
                     return;
@@ -364,9 +410,9 @@ impl Check {
                 h.bucket = Some(bound);
                 h.value = value;
             }
-            b"_count" | b"_gcount" => h.count = Some(value),
-            b"_sum" => h.has_sum = true,
-            b"_gsum" => {
+            Suffix::Count | Suffix::GCount => h.count = Some(value),
+            Suffix::Sum => h.has_sum = true,
+            Suffix::GSum => {
                 h.has_gsum = true;
                 h.negative_gsum |= value < 0.0;
             }
@@ -414,7 +460,23 @@ pub(super) struct GroupHash(u64);
 impl GroupHash {
     /// Adds one label (or the source's number, as a label of its own).
     pub(super) fn add(&mut self, name: &[u8], value: &[u8]) {
-        let hash = fx_bytes(fx_bytes(name.len() as u64, name), value);
+        self.add_hash(fx_bytes(fx_bytes(name.len() as u64, name), value));
+    }
+
+    /// [`GroupHash::add`] of the label whose name is `body[name]` and
+    /// whose value is `body[value]`, reading short pieces as one word of
+    /// the body (the same hash, for less work per label).
+    pub(super) fn add_in(
+        &mut self,
+        body: &[u8],
+        name: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) {
+        let hash = fx_bytes_in(name.len() as u64, body, name);
+        self.add_hash(fx_bytes_in(hash, body, value));
+    }
+
+    fn add_hash(&mut self, hash: u64) {
         // One avalanche per label, so that a sum of hashes does not cancel.
         let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         self.0 = self.0.wrapping_add(mixed ^ (mixed >> 32));
@@ -425,19 +487,59 @@ impl GroupHash {
     }
 }
 
-/// FxHash's mixing over bytes, eight at a time.
+const FX_K: u64 = 0x517c_c1b7_2722_0a95;
+
+#[inline]
+fn fx_mix(hash: u64, word: u64) -> u64 {
+    (hash.rotate_left(5) ^ word).wrapping_mul(FX_K)
+}
+
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// FxHash's mixing over bytes, eight at a time, then the length: the last
+/// word is the last eight bytes (overlapping the one before), or a short
+/// piece's bytes as a little-endian word padded with zeros.
 fn fx_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let mut at = 0;
+    while at + 8 < bytes.len() {
+        hash = fx_mix(hash, word_at(bytes, at));
+        at += 8;
     }
-    let rest = chunks.remainder();
-    let mut word = [0xffu8; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K)
+    let last = if bytes.len() >= 8 {
+        word_at(bytes, bytes.len() - 8)
+    } else {
+        short_word(bytes)
+    };
+    fx_mix(fx_mix(hash, last), bytes.len() as u64)
+}
+
+/// `fx_bytes(hash, &body[range])`; a piece shorter than a word is read as
+/// one masked word when the body goes on for eight bytes from its start.
+#[inline]
+fn fx_bytes_in(hash: u64, body: &[u8], range: std::ops::Range<usize>) -> u64 {
+    let len = range.len();
+    if len < 8 && range.start + 8 <= body.len() {
+        let mask = if len == 0 {
+            0
+        } else {
+            u64::MAX >> (64 - 8 * len)
+        };
+        let word = word_at(body, range.start) & mask;
+        return fx_mix(fx_mix(hash, word), len as u64);
+    }
+    fx_bytes(hash, &body[range])
+}
+
+fn short_word(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |word, &b| (word << 8) | u64::from(b))
 }
 
 /// Keys that are hashes already.
@@ -517,6 +619,60 @@ mod tests {
             check.sample(s);
         }
         check.finish()
+    }
+
+    #[test]
+    fn labels_hash_alike_in_the_body_and_alone() {
+        let body = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for start in 0..body.len() {
+            for end in start..=body.len() {
+                for name_end in start..=end {
+                    let mut alone = GroupHash::default();
+                    alone.add(&body[start..name_end], &body[name_end..end]);
+                    let mut within = GroupHash::default();
+                    within.add_in(body, start..name_end, name_end..end);
+                    assert_eq!(alone.finish(), within.finish(), "{start} {name_end} {end}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn suffix_classes_match_the_suffix_lists() {
+        use OpenMetricsType as T;
+        let names: &[&[u8]] = &[
+            b"",
+            b"_total",
+            b"_created",
+            b"_bucket",
+            b"_count",
+            b"_sum",
+            b"_gcount",
+            b"_gsum",
+            b"_info",
+            b"_other",
+            b"_Total",
+        ];
+        for t in [
+            T::Counter,
+            T::Gauge,
+            T::Histogram,
+            T::GaugeHistogram,
+            T::Summary,
+            T::Info,
+            T::StateSet,
+            T::Unknown,
+            T::None,
+        ] {
+            for &name in names {
+                assert_eq!(
+                    Suffix::of(name).allowed_in(t),
+                    t.suffixes().contains(&name),
+                    "{t:?} {}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
     }
 
     #[test]

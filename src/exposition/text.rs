@@ -349,6 +349,15 @@ pub(crate) fn om_timestamp_millis(t: &[u8]) -> Option<i64> {
     }
 }
 
+/// [`om_timestamp_millis`], with whole seconds below 2^40 (whose product
+/// is exact in a double) converted without a float.
+pub(crate) fn om_millis(timestamp: &[u8]) -> Option<i64> {
+    match parse_int_timestamp(timestamp) {
+        Some(seconds) if seconds.unsigned_abs() < 1 << 40 => Some(seconds * 1000),
+        _ => om_timestamp_millis(timestamp),
+    }
+}
+
 /// Decodes the escapes of a quoted string's content (`\\`, `\"`, `\n`; any
 /// other backslash is kept literally) into `out`.
 pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {

@@ -14,11 +14,17 @@
 //! and the first after [`DEMAND_WINDOW`] without one. From then on every
 //! scrape asks for it, and nothing is held.
 //!
-//! What a container answered the last time it was asked for protobuf is
-//! remembered: one that answered text (Python's `prometheus_client`, most
-//! exporters) is never waited for, so it is not scraped out of cadence for
-//! each protobuf client. Every scrape that asks for protobuf refreshes it,
-//! so a container upgraded to speak protobuf is seen at its next one.
+//! What a container answered the last time it was asked for protobuf, and
+//! the last time it was asked for OpenMetrics, is remembered: one that
+//! answered text to protobuf (Python's `prometheus_client`, most exporters)
+//! is never waited for by a protobuf client, one that answered text to
+//! OpenMetrics (an exporter that only speaks text) never by an OpenMetrics
+//! or UTF-8 client, so it is not scraped out of cadence for a client it
+//! cannot give more. Every scrape that asks for it refreshes it, so a
+//! container upgraded to speak it is seen at its next one. (A container
+//! that answers text 1.0.0 with UTF-8 names but not OpenMetrics counts as
+//! one that does not: the body's format does not tell text 1.0.0 from
+//! 0.0.4.)
 //!
 //! No socket, no clock: told when a scrape starts and what it left.
 //!
@@ -33,6 +39,10 @@ pub struct CatchUp {
     /// What its body was the last time a scrape asked it for protobuf and
     /// left one: `Some(false)` when it answered text. `None` until then.
     speaks_protobuf: Option<bool>,
+    /// What its body was the last time a scrape asked it for OpenMetrics
+    /// (and not for protobuf, or for both and it answered one of them) and
+    /// left one: `Some(false)` when it answered text. `None` until then.
+    speaks_openmetrics: Option<bool>,
     /// What the scrape that left the body it holds asked for.
     held_asked: Richness,
     /// What the scrape in flight asked for.
@@ -53,6 +63,11 @@ impl CatchUp {
             if asked.protobuf {
                 self.speaks_protobuf = Some(format == Format::Protobuf);
             }
+            // A protobuf answer to a scrape that asked for both says
+            // nothing of OpenMetrics.
+            if asked.openmetrics && !(asked.protobuf && format == Format::Protobuf) {
+                self.speaks_openmetrics = Some(format != Format::Text);
+            }
         }
     }
 
@@ -64,11 +79,9 @@ impl CatchUp {
     /// - Protobuf: unless the container answered text when last asked for
     ///   protobuf, while the body it holds is text or the scrape in flight
     ///   does not ask for protobuf.
-    /// - OpenMetrics: while the body it holds was asked without it, or the
-    ///   scrape in flight asks without it. Whether a container speaks
-    ///   OpenMetrics is not remembered (the body's format does not say), so
-    ///   one that does not is scraped once more at the first such request
-    ///   after a spell without one: from then on every scrape asks for it.
+    /// - OpenMetrics: unless the container answered text when last asked
+    ///   for OpenMetrics, while the body it holds was asked without it, or
+    ///   the scrape in flight asks without it.
     pub fn lacks(&self, need: Richness, held: Option<Format>) -> bool {
         let in_flight_lacks =
             |part: fn(Richness) -> bool| self.in_flight.is_some_and(|asked| !part(asked));
@@ -77,6 +90,7 @@ impl CatchUp {
             && (held.is_some_and(|format| format != Format::Protobuf)
                 || in_flight_lacks(|asked| asked.protobuf));
         let openmetrics = need.openmetrics
+            && self.speaks_openmetrics != Some(false)
             && ((held.is_some() && !self.held_asked.openmetrics)
                 || in_flight_lacks(|asked| asked.openmetrics));
         protobuf || openmetrics
@@ -86,6 +100,12 @@ impl CatchUp {
     /// or no body came back).
     pub fn speaks_protobuf(&self) -> Option<bool> {
         self.speaks_protobuf
+    }
+
+    /// What it answered when last asked for OpenMetrics (see
+    /// [`CatchUp::ended`]; `None`: never asked, or no answer told).
+    pub fn speaks_openmetrics(&self) -> Option<bool> {
+        self.speaks_openmetrics
     }
 }
 
@@ -191,10 +211,11 @@ mod tests {
 
     /// A Python container (text, or OpenMetrics when asked): an
     /// OpenMetrics client waits for a scrape that asks for OpenMetrics,
-    /// once; a protobuf client does not wait for it once it answered text
-    /// to protobuf, whatever else it is asked.
+    /// once; a protobuf client does not wait for it once it answered
+    /// OpenMetrics to protobuf, whatever else it is asked.
     #[test]
     fn an_openmetrics_client_waits_once_for_an_openmetrics_scrape() {
+        use Format::OpenMetrics;
         // (step, what a client needs, held, expected)
         let mut container = CatchUp::default();
         container.started(asked::TEXT);
@@ -210,24 +231,34 @@ mod tests {
                 true,
             ),
             (
-                &|c| c.ended(Some(Text)),
+                &|c| c.ended(Some(OpenMetrics)),
                 asked::OPENMETRICS,
-                Some(Text),
+                Some(OpenMetrics),
                 false,
             ),
-            (&|_| {}, asked::BOTH, Some(Text), true),
-            (&|c| c.started(asked::BOTH), asked::BOTH, Some(Text), true),
-            (&|c| c.ended(Some(Text)), asked::BOTH, Some(Text), false),
-            (&|_| {}, asked::PROTOBUF, Some(Text), false),
-            // The OpenMetrics client went away: a text scrape in flight
-            // would bring a body without OpenMetrics again.
+            (&|_| {}, asked::BOTH, Some(OpenMetrics), true),
+            (
+                &|c| c.started(asked::BOTH),
+                asked::BOTH,
+                Some(OpenMetrics),
+                true,
+            ),
+            (
+                &|c| c.ended(Some(OpenMetrics)),
+                asked::BOTH,
+                Some(OpenMetrics),
+                false,
+            ),
+            (&|_| {}, asked::PROTOBUF, Some(OpenMetrics), false),
+            // The OpenMetrics client went away: a scrape in flight that
+            // does not ask for it would bring a body without OpenMetrics.
             (
                 &|c| c.started(asked::PROTOBUF),
                 asked::OPENMETRICS,
-                Some(Text),
+                Some(OpenMetrics),
                 true,
             ),
-            (&|_| {}, asked::PROTOBUF, Some(Text), false),
+            (&|_| {}, asked::PROTOBUF, Some(OpenMetrics), false),
             (
                 &|c| c.ended(Some(Text)),
                 asked::OPENMETRICS,
@@ -247,6 +278,62 @@ mod tests {
             step(&mut container);
             assert_eq!(container.lacks(*need, *held), *lacks, "row {row}");
         }
+        assert_eq!(container.speaks_openmetrics(), Some(true));
+        assert_eq!(container.speaks_protobuf(), Some(false));
+    }
+
+    /// An exporter that speaks only text (node_exporter built without
+    /// OpenMetrics, a shell script): once it answered text to OpenMetrics,
+    /// a new OpenMetrics or UTF-8 client after a spell of text-only
+    /// clients is answered at once, as it cannot give more; an upgrade is
+    /// seen at the next scrape that asks for OpenMetrics. (Before the
+    /// sidecar remembered it, each such client waited for a scrape out of
+    /// cadence that brought the same text.)
+    #[test]
+    fn a_container_that_answered_text_to_openmetrics_is_not_waited_for() {
+        use Format::OpenMetrics;
+        let mut container = CatchUp::default();
+        container.started(asked::TEXT);
+        container.ended(Some(Text));
+        assert!(container.lacks(asked::OPENMETRICS, Some(Text)));
+        container.started(asked::OPENMETRICS);
+        container.ended(Some(Text));
+        assert_eq!(container.speaks_openmetrics(), Some(false));
+        assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
+        // The OpenMetrics clients went away; its scrapes ask for text.
+        container.started(asked::TEXT);
+        assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
+        container.ended(Some(Text));
+        assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
+        // Text to a scrape that asked for both: neither is spoken.
+        container.started(asked::BOTH);
+        container.ended(Some(Text));
+        assert_eq!(container.speaks_protobuf(), Some(false));
+        assert!(!container.lacks(asked::BOTH, Some(Text)));
+        // Upgraded: the next scrape that asks for OpenMetrics sees it.
+        container.started(asked::OPENMETRICS);
+        container.ended(Some(OpenMetrics));
+        assert_eq!(container.speaks_openmetrics(), Some(true));
+        container.started(asked::TEXT);
+        container.ended(Some(Text));
+        assert!(container.lacks(asked::OPENMETRICS, Some(Text)));
+    }
+
+    /// A protobuf answer to a scrape that asked for both tells nothing of
+    /// OpenMetrics; an OpenMetrics answer to it, that protobuf is not
+    /// spoken.
+    #[test]
+    fn a_protobuf_answer_to_both_teaches_nothing_of_openmetrics() {
+        use Format::OpenMetrics;
+        let mut container = CatchUp::default();
+        container.started(asked::BOTH);
+        container.ended(Some(Protobuf));
+        assert_eq!(container.speaks_openmetrics(), None);
+        assert_eq!(container.speaks_protobuf(), Some(true));
+        container.started(asked::BOTH);
+        container.ended(Some(OpenMetrics));
+        assert_eq!(container.speaks_openmetrics(), Some(true));
+        assert_eq!(container.speaks_protobuf(), Some(false));
     }
 
     /// client_golang, asked for both: its protobuf body covers both needs

@@ -183,8 +183,13 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
         parsing.as_secs_f64() * 1e6 / f64::from(rounds),
         (busy - parsing).as_secs_f64() * 1e6 / f64::from(rounds),
     );
+    // A digest of the output, so that runs of two versions of the code can
+    // be compared for the same output (FNV-1a).
+    let digest = out.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     println!(
-        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family; merge records: {merge_bytes} bytes, {:.1} per family",
+        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family; merge records: {merge_bytes} bytes, {:.1} per family; output digest {digest:016x}",
         index_bytes as f64 / samples.max(1) as f64,
         index_bytes as f64 / families.max(1) as f64,
         merge_bytes as f64 / families.max(1) as f64

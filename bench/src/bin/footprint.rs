@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use multiplexer::exposition::negotiate::ACCEPT_OPENMETRICS;
 use multiplexer_bench::args::Args;
 use multiplexer_bench::load::{self, Client, LoadReport};
 use multiplexer_bench::procfs::{self, Reading};
@@ -39,7 +40,7 @@ OPTIONS (seconds unless stated):
     --client_window S       window of the 15 s client scenarios [60]
     --client_every S        interval of the periodic client [15]
     --clients K             keep-alive clients of the served scenario [2]
-    --only LIST             comma list of: S,floor,L,X,served,on_demand,sweep
+    --only LIST             comma list of: S,floor,L,X,served,on_demand,openmetrics,sweep
     --out DIR               where results go [bench/results]
     --quick                 short windows for development (5/2/3/30)
 ";
@@ -70,6 +71,10 @@ enum Clients {
     Every(Duration),
     /// The same, asking for gzip as Prometheus does.
     EveryGzip(Duration),
+    /// The same, with Prometheus 3's `Accept` (OpenMetrics first, UTF-8
+    /// names), so the sidecar asks its containers for OpenMetrics and
+    /// merges into OpenMetrics.
+    EveryOpenMetrics(Duration),
 }
 
 /// Which process the window measures.
@@ -349,6 +354,31 @@ fn scenarios(settings: &Settings) -> Result<Vec<Scenario>, String> {
             settings.client_window,
         ));
     }
+    if wanted("openmetrics") {
+        // S with a text client, then with an OpenMetrics one (issue 18:
+        // no dearer); the stubs answer text whatever they are asked.
+        let every_s = settings.client_every.as_secs_f64();
+        let name = format!("S, interval mode, 1 client every {every_s} s");
+        list.push(scenario(
+            &name,
+            "main",
+            3,
+            &node_exporter,
+            200,
+            every,
+            settings.client_window,
+        ));
+        let name = format!("S, interval mode, 1 OpenMetrics client every {every_s} s");
+        list.push(scenario(
+            &name,
+            "main",
+            3,
+            &node_exporter,
+            200,
+            Clients::EveryOpenMetrics(settings.client_every),
+            settings.client_window,
+        ));
+    }
     if wanted("sweep") {
         // Bodies up to 4 MB: under the default --max_body_bytes of 4 MiB.
         let grid: [(usize, &[usize]); 4] = [
@@ -432,10 +462,14 @@ fn measure(
     }
 
     let mut periodic_client = match scenario.clients {
-        Clients::Every(_) | Clients::EveryGzip(_) => {
-            let gzip = matches!(scenario.clients, Clients::EveryGzip(_));
-            let mut client =
-                Client::connect_with(export_port, "/metrics", gzip).map_err(|e| e.to_string())?;
+        Clients::Every(_) | Clients::EveryGzip(_) | Clients::EveryOpenMetrics(_) => {
+            let headers = match scenario.clients {
+                Clients::EveryGzip(_) => "Accept-Encoding: gzip\r\n".to_string(),
+                Clients::EveryOpenMetrics(_) => format!("Accept: {ACCEPT_OPENMETRICS}\r\n"),
+                _ => String::new(),
+            };
+            let mut client = Client::connect_with_headers(export_port, "/metrics", &headers)
+                .map_err(|e| e.to_string())?;
             // Steady state: connections already open, as with Prometheus.
             client.get().map_err(|e| format!("first scrape: {e}"))?;
             Some(client)
@@ -454,7 +488,7 @@ fn measure(
                 .map_err(|e| format!("load: {e}"))?;
             load_report = Some(report);
         }
-        Clients::Every(every) | Clients::EveryGzip(every) => {
+        Clients::Every(every) | Clients::EveryGzip(every) | Clients::EveryOpenMetrics(every) => {
             let client = periodic_client.as_mut().ok_or("no client")?;
             periodic = Some(scrape_periodically(
                 client,

@@ -1843,3 +1843,74 @@ fn a_metric_converted_down_is_handed_on_line_by_line() {
         );
     }
 }
+
+/// OpenMetrics timestamps into protobuf give Prometheus what it stores
+/// scraping the text directly: openmetricsparse.go computes
+/// `int64(ts * 1000)` (a float product, truncated; on amd64 i64::MIN past
+/// int64 milliseconds, values checked with Go 1.19), protobufparse.go reads
+/// `timestamp_ms` as it is and an exemplar's `seconds*1000 + nanos/1e6`.
+/// Integer seconds whose product passed int64 lost their timestamp, 2^53+1
+/// seconds came out exact instead of the float product, and exemplar
+/// timestamps were exact decimals (1.001 s read back 1001 ms, not 1000) or
+/// saturated (1e300 s).
+#[test]
+fn openmetrics_timestamps_into_protobuf_read_back_as_a_direct_scrape() {
+    let cases: &[(&str, i64)] = &[
+        ("12345678901234567890.1234567890", i64::MIN),
+        ("9300000000000000", i64::MIN),
+        ("9007199254740993", 9_007_199_254_740_992_000),
+        ("1.001", 1000),
+        ("1e300", i64::MIN),
+        ("-1.5", -1500),
+        ("1700000000.25", 1_700_000_000_250),
+    ];
+    let mut body = String::new();
+    for (i, (ts, _)) in cases.iter().enumerate() {
+        body.push_str(&format!(
+            "# TYPE c{i} counter\nc{i}_total 1 {ts}\n# TYPE e{i} counter\ne{i}_total 1 # {{t=\"x\"}} 1 {ts}\n"
+        ));
+    }
+    body.push_str("# EOF\n");
+    let mut snapshot = Snapshot::new();
+    snapshot.replace_as(
+        &mut body.into_bytes(),
+        crate::exposition::Format::OpenMetrics,
+    );
+    snapshot.index().unwrap();
+    let sources = [Source {
+        container: None,
+        snapshot: &snapshot,
+    }];
+    let mut out = Vec::new();
+    Merger::new("container").merge_as(
+        &sources,
+        crate::exposition::negotiate::OutputFormat::Protobuf,
+        &mut out,
+    );
+    let families = decode_all(&out);
+    for (i, &(ts, millis)) in cases.iter().enumerate() {
+        let find = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("{name} missing"))
+                .metric[0]
+                .clone()
+        };
+        let sample = find(&format!("c{i}_total"));
+        assert_eq!(sample.timestamp_ms, Some(millis), "sample at {ts}");
+        let exemplar = find(&format!("e{i}_total"))
+            .counter
+            .unwrap()
+            .exemplar
+            .unwrap()
+            .timestamp
+            .unwrap();
+        let read_back = exemplar
+            .seconds
+            .unwrap_or(0)
+            .wrapping_mul(1000)
+            .wrapping_add(i64::from(exemplar.nanos.unwrap_or(0) / 1_000_000));
+        assert_eq!(read_back, millis, "exemplar at {ts}");
+    }
+}

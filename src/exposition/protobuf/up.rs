@@ -33,7 +33,8 @@ use crate::exposition::labels::LabelIter;
 use crate::exposition::negotiate::Escaping;
 use crate::exposition::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use crate::exposition::text::{
-    hash_name, om_timestamp_millis, parse_int_timestamp, unescape_into, NameTable, ValueForm,
+    hash_name, om_millis, om_timestamp_millis, parse_int_timestamp, unescape_into, NameTable,
+    ValueForm,
 };
 
 /// Go's `math.NaN()`: what Prometheus' text parser produces for `NaN`.
@@ -146,10 +147,9 @@ impl TextSource<'_> {
         }
         let text = sample.timestamp.of(self.view.body());
         if self.view.is_openmetrics() {
-            match parse_int_timestamp(text) {
-                Some(seconds) => seconds.checked_mul(1000),
-                None => om_timestamp_millis(text),
-            }
+            // What a direct scrape stores (Go's `int64(ts * 1000)`, i64::MIN
+            // past int64 milliseconds), which `timestamp_ms` carries as is.
+            om_millis(text)
         } else {
             parse_int_timestamp(text)
         }
@@ -597,17 +597,35 @@ fn put_timestamp(number: u32, seconds: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The fields of a `google.protobuf.Timestamp` (seconds = 1, nanos = 2)
-/// of OpenMetrics seconds text: exact for a plain decimal, through a float
-/// for an exponent form.
+/// of OpenMetrics seconds text, such that Prometheus reads back from them
+/// (`seconds*1000 + nanos/1e6`, in wrapping int64) the milliseconds it
+/// reads from the text directly (`int64(ts * 1000)`: truncated after a
+/// float product, i64::MIN past int64 milliseconds): a plain decimal's
+/// exact seconds and nanoseconds where they give the same, else the
+/// seconds and milliseconds of that product.
 fn put_timestamp_fields(text: &[u8], out: &mut Vec<u8>) {
-    let (seconds, nanos) = decimal_seconds(text).unwrap_or_else(|| {
+    let of_float = || {
         let value = parse_number(text);
         let seconds = value.floor();
         (
             seconds as i64,
             ((value - seconds) * 1e9).round().min(999_999_999.0) as i32,
         )
-    });
+    };
+    let (seconds, nanos) = match om_timestamp_millis(text) {
+        Some(millis) => decimal_seconds(text)
+            .filter(|&(seconds, nanos)| {
+                seconds
+                    .wrapping_mul(1000)
+                    .wrapping_add(i64::from(nanos / 1_000_000))
+                    == millis
+            })
+            .unwrap_or((
+                millis.div_euclid(1000),
+                (millis.rem_euclid(1000) * 1_000_000) as i32,
+            )),
+        None => of_float(),
+    };
     if seconds != 0 {
         put_uint(1, seconds as u64, out);
     }
