@@ -19,11 +19,11 @@
 //!
 //! [`clear`]: LabelScanner::clear
 
-use super::parse::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
 use super::text::{
     escape_quoted_name, is_float64, is_label_continue, is_label_start, same_bytes, scan_class,
     NameRule, LABEL_CONTINUE,
 };
+use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
 
 /// Label sets up to this many names are checked for duplicates pairwise as
 /// each name is read; wider ones once at the closing brace, by sorting.

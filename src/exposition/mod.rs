@@ -51,6 +51,7 @@ mod parse;
 pub mod protobuf;
 mod snapshot;
 mod text;
+mod tokens;
 
 pub use merge::{Merger, Source, RESERVED_PREFIX};
 pub use parse::{ParseError, ParseErrorKind};

@@ -651,6 +651,63 @@ impl NameTable {
     }
 }
 
+/// A [`NameTable`] that keeps only indexes (4 bytes a slot where it keeps
+/// 8): for a caller whose entries keep their own hash, which `matches`
+/// compares before the name. Its growth asks the caller for the hash of
+/// each entry again (`hash_of`).
+#[derive(Default)]
+pub(crate) struct IndexTable {
+    /// index + 1; 0 marks an empty slot.
+    slots: Vec<u32>,
+    len: usize,
+}
+
+impl IndexTable {
+    pub(crate) fn find(&self, hash: u32, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                return None;
+            }
+            if matches(slot - 1) {
+                return Some(slot - 1);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Inserts an index the caller has just checked is absent.
+    pub(crate) fn insert(&mut self, hash: u32, index: u32, hash_of: impl Fn(u32) -> u32) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let size = (self.slots.len() * 2).max(64);
+            let old = std::mem::replace(&mut self.slots, vec![0; size]);
+            for slot in old.into_iter().filter(|&slot| slot != 0) {
+                self.place(hash_of(slot - 1), slot);
+            }
+        }
+        self.place(hash, index + 1);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u32, slot: u32) {
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        while self.slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = slot;
+    }
+
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,6 +759,33 @@ mod tests {
             assert_eq!(table.find(hash, same), Some(first[&key]));
         }
         assert_eq!(table.len, first.len());
+    }
+
+    /// The index table finds what the name table finds, through growth
+    /// and colliding hashes.
+    #[test]
+    fn index_table_finds_what_name_table_finds() {
+        let keys: Vec<u32> = (0..2000u32).map(|i| i.wrapping_mul(7919) % 600).collect();
+        let hash = |key: u32| key % 37;
+        let mut names = NameTable::default();
+        let mut indexes = IndexTable::default();
+        let mut entries: Vec<u32> = Vec::new();
+        for &key in &keys {
+            let same = |other: u32| entries[other as usize] == key;
+            let found = indexes.find(hash(key), same);
+            assert_eq!(found, names.find(hash(key), same));
+            if found.is_none() {
+                let index = entries.len() as u32;
+                entries.push(key);
+                names.insert(hash(key), index);
+                indexes.insert(hash(key), index, |i| hash(entries[i as usize]));
+            }
+        }
+        assert_eq!(indexes.len, 600);
+        for (index, &key) in entries.iter().enumerate() {
+            let same = |other: u32| entries[other as usize] == key;
+            assert_eq!(indexes.find(hash(key), same), Some(index as u32));
+        }
     }
 
     #[test]

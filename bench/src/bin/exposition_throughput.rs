@@ -2,16 +2,47 @@
 //! about 10k series (counters, gauges, histograms, summaries, escaped label
 //! values). Prints MB/s of input body processed.
 //!
-//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3 [text|openmetrics]]]`
+//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3|families [text|openmetrics]]]`
 //! (ROUNDS defaults to 500; a small count suits `valgrind --tool=callgrind`,
 //! whose instruction counts are immune to machine load; `1` or `3` runs only
-//! the 1-container or the 3-container case; the output is text 0.0.4 and
-//! then OpenMetrics 1.0, or only the one named).
+//! the 1-container or the 3-container case, `families` only a body of
+//! 65,536 one-sample families (issue 19's costliest shape per byte, which
+//! the other cases leave out); the output is text 0.0.4 and then
+//! OpenMetrics 1.0, or only the one named).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use multiplexer::exposition::negotiate::OutputFormat;
 use multiplexer::exposition::{Merger, Snapshot, Source};
+
+/// Counts the bytes allocated and live, so that the merge's own records
+/// (what a build holds per family beside the indexes) can be measured.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// Builds the synthetic body deterministically.
 fn synthetic_body(target_bytes: usize) -> Vec<u8> {
@@ -104,7 +135,9 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let mut busy = Duration::ZERO;
     let mut parsing = Duration::ZERO;
     let mut samples = 0;
+    let mut families = 0;
     let mut index_bytes = 0;
+    let mut merge_bytes = 0;
     for round in 0..rounds + 3 {
         // Refilling the bodies stands for the socket read; not timed.
         for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(bodies) {
@@ -124,13 +157,19 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
                 snapshot,
             })
             .collect();
+        let live = LIVE.load(Ordering::Relaxed) - out.capacity();
         merger.merge_as(&sources, format, &mut out);
         let elapsed = start.elapsed();
+        if round == 0 {
+            // What the first merge kept, beside its output.
+            merge_bytes = LIVE.load(Ordering::Relaxed) - out.capacity() - live;
+        }
         if round >= 3 {
             busy += elapsed; // the first rounds warm buffers up
             parsing += parsed;
         }
         samples = snapshots.iter().map(Snapshot::sample_count).sum::<usize>();
+        families = snapshots.iter().map(Snapshot::family_count).sum::<usize>();
         index_bytes = snapshots.iter().map(Snapshot::index_bytes).sum::<usize>();
     }
     let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
@@ -150,8 +189,10 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     println!(
-        "  index: {index_bytes} bytes, {:.1} per sample; output digest {digest:016x}",
-        index_bytes as f64 / samples.max(1) as f64
+        "  index: {index_bytes} bytes, {:.1} per sample, {:.1} per family; merge records: {merge_bytes} bytes, {:.1} per family; output digest {digest:016x}",
+        index_bytes as f64 / samples.max(1) as f64,
+        index_bytes as f64 / families.max(1) as f64,
+        merge_bytes as f64 / families.max(1) as f64
     );
 }
 
@@ -165,6 +206,22 @@ fn main() {
         _ => &[OutputFormat::Text, OutputFormat::OpenMetrics],
     };
     for &format in formats {
+        if only == Some("families") {
+            let body = multiplexer_bench::synth::one_sample_families(65_536, 1);
+            run(
+                "1 container x 65,536 one-sample families",
+                std::slice::from_ref(&body),
+                rounds,
+                format,
+            );
+            run(
+                "3 containers x 65,536 one-sample families",
+                &[body.clone(), body.clone(), body],
+                rounds,
+                format,
+            );
+            continue;
+        }
         if only != Some("3") {
             let body = synthetic_body(1_000_000);
             run(
