@@ -12,7 +12,7 @@
 //! - **receive**: the buffers of scrapes in flight plus the *pool* of idle
 //!   buffers (a finished scrape's buffer, usually the previous body's, goes
 //!   to the pool, not back to its container), at most about the largest
-//!   body held and a quarter: one body's worth, not one per container. A
+//!   body held and an eighth: one body's worth, not one per container. A
 //!   scrape starts with the pool's best-fitting buffer; one that must grow
 //!   takes a large enough pooled buffer if there is one (its bytes so far
 //!   are copied), else grows within the limit (releasing pooled buffers,
