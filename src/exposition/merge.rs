@@ -80,10 +80,11 @@ enum Resolution {
     Dropped,
 }
 
-/// One source's family, as a part of a merged family.
+/// One source's family, as a part of a merged family: 12 bytes, one per
+/// family of each source (its merged family's number is held apart, in
+/// `Merger::destinations`, only until the contributions are grouped).
 #[derive(Clone, Copy)]
 struct Contribution {
-    merged: u32,
     source: u32,
     /// The family's number in its source's index (OpenMetrics output from
     /// an OpenMetrics body: its parent family's number when `parent`).
@@ -92,22 +93,39 @@ struct Contribution {
     kind: Kind,
     resolution: Resolution,
     /// OpenMetrics output: its type there, and whether `family` numbers a
-    /// parent family, or a counter written whole as `unknown`.
+    /// parent family ([`PARENT`]), or a counter written whole as `unknown`
+    /// ([`WHOLE`]).
     om: OpenMetricsType,
-    parent: bool,
-    whole: bool,
+    item: u8,
 }
 
+// What the memory budget counts a family at (`MERGE_BYTES_PER_FAMILY`).
+const _: () = assert!(std::mem::size_of::<Contribution>() == 12);
+const _: () = assert!(std::mem::size_of::<Merged>() == 16);
+
+/// `Contribution::item`'s bits.
+const PARENT: u8 = 1;
+const WHOLE: u8 = 2;
+
+impl Contribution {
+    fn item(parent: bool, whole: bool) -> u8 {
+        (u8::from(parent) * PARENT) | (u8::from(whole) * WHOLE)
+    }
+
+    fn parent(&self) -> bool {
+        self.item & PARENT != 0
+    }
+
+    fn whole(&self) -> bool {
+        self.item & WHOLE != 0
+    }
+}
+
+/// One merged family: 16 bytes, one per distinct name.
 struct Merged {
-    /// The family's first contribution: where its name is read from.
-    source: u32,
-    family: u32,
     kind: Kind,
-    /// OpenMetrics output: its type, and whether `family` numbers a parent
-    /// (or a counter written whole, see [`openmetrics_item`]).
+    /// OpenMetrics output: its type.
     om: OpenMetricsType,
-    parent: bool,
-    whole: bool,
     /// Named as OpenMetrics names it ([`openmetrics_item`]).
     openmetrics: bool,
     /// The name as the output's escaping writes it, in `Merger::written`;
@@ -117,8 +135,11 @@ struct Merged {
     /// A source without a container has this family and its name has the
     /// reserved prefix (rule 0).
     reserved: bool,
-    /// Range of `Merger::sorted`.
-    contributions: Span,
+    /// Its first contribution in `Merger::contributions` (the one its
+    /// name is read from): as pushed, then once grouped (the same record,
+    /// the grouping being stable), where its last is before the next
+    /// family's first ([`Merger::group`]).
+    first: u32,
 }
 
 /// Where a source's added label is in `Merger::source_labels`.
@@ -149,9 +170,12 @@ pub struct Merger {
     label: Vec<u8>,
     table: NameTable,
     merged: Vec<Merged>,
+    /// Every source's families, grouped by merged family (in source order
+    /// within one) before conflicts are resolved.
     contributions: Vec<Contribution>,
-    sorted: Vec<Contribution>,
-    starts: Vec<u32>,
+    /// Each contribution's merged family as it is pushed, then where it
+    /// goes when grouped (a stable counting sort, applied in place).
+    destinations: Vec<u32>,
     conflict_names: Vec<u8>,
     conflicts: Vec<(usize, Span)>,
     /// `,label="escaped container"` and `{label="escaped container"}` of
@@ -201,8 +225,7 @@ impl Merger {
             table: NameTable::default(),
             merged: Vec::new(),
             contributions: Vec::new(),
-            sorted: Vec::new(),
-            starts: Vec::new(),
+            destinations: Vec::new(),
             conflict_names: Vec::new(),
             conflicts: Vec::new(),
             source_labels: Vec::new(),
@@ -299,12 +322,23 @@ impl Merger {
         self.table.clear();
         self.merged.clear();
         self.contributions.clear();
+        self.destinations.clear();
         self.conflict_names.clear();
         self.conflicts.clear();
         self.source_labels.clear();
         self.source_label_spans.clear();
         self.proto_labels.clear();
         self.proto_targets.clear();
+
+        // One contribution per family of each source, at most: held at
+        // that, not at the next power of two (the budget counts them).
+        let families = sources
+            .iter()
+            .filter(|source| source.snapshot.is_indexed())
+            .map(|source| source.snapshot.family_count())
+            .sum();
+        self.contributions.reserve_exact(families);
+        self.destinations.reserve_exact(families);
 
         let mut estimate = 0;
         for (source_index, source) in sources.iter().enumerate() {
@@ -359,23 +393,20 @@ impl Merger {
                     let key = written.of(&self.written);
                     (key, hash_name(key))
                 };
-                let (merged_list, written_names) = (&self.merged, &self.written);
+                let (merged_list, firsts, written_names) =
+                    (&self.merged, &self.contributions, &self.written);
                 let merged = self.table.find_or_insert(hash, id, |m| {
                     let m = &merged_list[m as usize];
-                    same_bytes(merged_key(sources, m, written_names), key)
+                    same_bytes(merged_key(sources, firsts, m, written_names), key)
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {
-                        source: source_index as u32,
-                        family: family_index as u32,
                         kind: family.kind,
                         om: OpenMetricsType::None,
-                        parent: false,
-                        whole: false,
                         openmetrics: false,
                         written,
                         reserved: false,
-                        contributions: Span::default(),
+                        first: self.contributions.len() as u32,
                     });
                     id
                 });
@@ -384,15 +415,14 @@ impl Merger {
                     self.merged[merged as usize].reserved = true;
                 }
                 self.contributions.push(Contribution {
-                    merged,
                     source: source_index as u32,
                     family: family_index as u32,
                     kind: family.kind,
                     resolution: Resolution::Kept,
                     om: OpenMetricsType::None,
-                    parent: false,
-                    whole: false,
+                    item: 0,
                 });
+                self.destinations.push(merged);
             }
         }
         if format == OutputFormat::OpenMetrics {
@@ -417,29 +447,55 @@ impl Merger {
         }
     }
 
-    /// Stable counting sort of contributions by merged family.
+    /// Stable counting sort of contributions by merged family, in place:
+    /// each family's `first` counts its contributions, then becomes the
+    /// cursor its contributions' destinations are taken from, then its
+    /// first; the contributions are moved by following the permutation's
+    /// cycles. No second copy of the records.
     fn group_contributions(&mut self) {
-        self.starts.clear();
-        self.starts.resize(self.merged.len() + 1, 0);
-        for c in &self.contributions {
-            self.starts[c.merged as usize + 1] += 1;
+        for merged in &mut self.merged {
+            merged.first = 0;
         }
-        for i in 1..self.starts.len() {
-            self.starts[i] += self.starts[i - 1];
+        for &m in &self.destinations {
+            self.merged[m as usize].first += 1;
         }
-        for (m, merged) in self.merged.iter_mut().enumerate() {
-            merged.contributions = Span {
-                start: self.starts[m],
-                end: self.starts[m + 1],
-            };
+        let mut start = 0;
+        for merged in &mut self.merged {
+            let count = merged.first;
+            merged.first = start;
+            start += count;
         }
-        // Every entry is overwritten below.
-        self.sorted.clear();
-        self.sorted.extend_from_slice(&self.contributions);
-        for c in &self.contributions {
-            let at = &mut self.starts[c.merged as usize];
-            self.sorted[*at as usize] = *c;
-            *at += 1;
+        for destination in &mut self.destinations {
+            let merged = &mut self.merged[*destination as usize];
+            *destination = merged.first;
+            merged.first += 1;
+        }
+        // Each `first` is now the next family's first: shift them back.
+        let mut previous = 0;
+        for merged in &mut self.merged {
+            previous = std::mem::replace(&mut merged.first, previous);
+        }
+        for i in 0..self.destinations.len() {
+            loop {
+                let to = self.destinations[i] as usize;
+                if to == i {
+                    break;
+                }
+                self.contributions.swap(i, to);
+                self.destinations.swap(i, to);
+            }
+        }
+    }
+
+    /// Merged family `m`'s range of `contributions` (once grouped).
+    fn group(&self, m: usize) -> Span {
+        let end = self
+            .merged
+            .get(m + 1)
+            .map_or(self.contributions.len() as u32, |next| next.first);
+        Span {
+            start: self.merged[m].first,
+            end,
         }
     }
 
@@ -447,19 +503,19 @@ impl Merger {
         let kind_of = |c: &Contribution| c.kind;
         let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
         for m in 0..self.merged.len() {
-            let range = self.merged[m].contributions;
+            let range = self.group(m);
             let whole = range.start as usize..range.end as usize;
             let reserved = self.merged[m].reserved;
             // Rule 0: in a reserved family only the own sources contend.
             if reserved {
                 for i in whole.clone() {
-                    if !is_own(&self.sorted[i]) {
-                        self.sorted[i].resolution = Resolution::Dropped;
+                    if !is_own(&self.contributions[i]) {
+                        self.contributions[i].resolution = Resolution::Dropped;
                         self.report(sources, i);
                     }
                 }
             }
-            let contending = &self.sorted[whole.clone()];
+            let contending = &self.contributions[whole.clone()];
             let contends = |c: &&Contribution| !reserved || is_own(c);
             let Some(first) = contending.iter().find(contends).map(kind_of) else {
                 continue;
@@ -483,9 +539,9 @@ impl Merger {
                 Resolution::Dropped
             };
             for i in whole {
-                let c = &self.sorted[i];
+                let c = &self.contributions[i];
                 if contends(&c) && kind_of(c) != first {
-                    self.sorted[i].resolution = lost;
+                    self.contributions[i].resolution = lost;
                     self.report(sources, i);
                 }
             }
@@ -495,7 +551,7 @@ impl Merger {
     fn resolve_suffix_clashes(&mut self, sources: &[Source<'_>]) {
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let name = merged_key(sources, merged, &self.written);
+            let name = merged_key(sources, &self.contributions, merged, &self.written);
             let (base, allows_summary) = if let Some(base) = name.strip_suffix(b"_bucket") {
                 (base, false)
             } else if let Some(base) = name
@@ -508,11 +564,15 @@ impl Merger {
             };
             let Some(base) = self.table.find(hash_name(base), |x| {
                 let x = &self.merged[x as usize];
-                same_bytes(merged_key(sources, x, &self.written), base)
+                same_bytes(
+                    merged_key(sources, &self.contributions, x, &self.written),
+                    base,
+                )
             }) else {
                 continue;
             };
-            let base = &self.merged[base as usize];
+            let base_index = base as usize;
+            let base = &self.merged[base_index];
             let clash =
                 base.kind == Kind::Histogram || (allows_summary && base.kind == Kind::Summary);
             if !clash {
@@ -520,13 +580,13 @@ impl Merger {
             }
             // The family that goes: this one, unless its name is reserved.
             let dropped = if merged.reserved && !base.reserved {
-                base.contributions
+                self.group(base_index)
             } else {
-                merged.contributions
+                self.group(m)
             };
             for i in dropped.start as usize..dropped.end as usize {
-                let previous = self.sorted[i].resolution;
-                self.sorted[i].resolution = Resolution::Dropped;
+                let previous = self.contributions[i].resolution;
+                self.contributions[i].resolution = Resolution::Dropped;
                 if previous == Resolution::Kept {
                     self.report(sources, i);
                 }
@@ -535,7 +595,7 @@ impl Merger {
     }
 
     fn report(&mut self, sources: &[Source<'_>], contribution: usize) {
-        let c = self.sorted[contribution];
+        let c = self.contributions[contribution];
         let name = name_of(sources, c.source, c.family);
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
@@ -556,15 +616,15 @@ impl Merger {
         pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
-        let range = merged.contributions;
-        let contributions = &self.sorted[range.start as usize..range.end as usize];
+        let range = self.group(m);
+        let contributions = &self.contributions[range.start as usize..range.end as usize];
         if contributions
             .iter()
             .all(|c| c.resolution == Resolution::Dropped)
         {
             return;
         }
-        let name = merged_key(sources, merged, &self.written);
+        let name = merged_key(sources, &self.contributions, merged, &self.written);
         let help = contributions
             .iter()
             .filter(|c| c.resolution != Resolution::Dropped)
@@ -602,7 +662,7 @@ impl Merger {
         }
 
         for i in range.start as usize..range.end as usize {
-            let c = self.sorted[i];
+            let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
                 continue;
             }
@@ -706,9 +766,8 @@ impl Merger {
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
-        let merged = &self.merged[m];
-        let range = merged.contributions;
-        let contributions = &self.sorted[range.start as usize..range.end as usize];
+        let range = self.group(m);
+        let contributions = &self.contributions[range.start as usize..range.end as usize];
         if contributions
             .iter()
             .all(|c| c.resolution == Resolution::Dropped)
@@ -753,9 +812,9 @@ impl Merger {
         pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
-        let range = merged.contributions;
-        let contributions = &self.sorted[range.start as usize..range.end as usize];
-        let name = merged_key(sources, merged, &self.written);
+        let range = self.group(m);
+        let contributions = &self.contributions[range.start as usize..range.end as usize];
+        let name = merged_key(sources, &self.contributions, merged, &self.written);
         let kind = merged.kind;
         let kept = || {
             contributions
@@ -1036,20 +1095,27 @@ fn escape_written(name: &[u8], escaping: Escaping, written: &mut Vec<u8>) -> Spa
 
 /// A merged family's name as the output writes it (escaped, or as its
 /// first source wrote it).
-fn merged_key<'a>(sources: &[Source<'a>], merged: &Merged, written: &'a [u8]) -> &'a [u8] {
+fn merged_key<'a>(
+    sources: &[Source<'a>],
+    contributions: &[Contribution],
+    merged: &Merged,
+    written: &'a [u8],
+) -> &'a [u8] {
     if !merged.written.is_empty() {
-        merged.written.of(written)
-    } else if merged.openmetrics {
+        return merged.written.of(written);
+    }
+    let first = &contributions[merged.first as usize];
+    if merged.openmetrics {
         item_of(
             sources,
-            merged.source,
-            merged.family,
-            merged.parent,
-            merged.whole,
+            first.source,
+            first.family,
+            first.parent(),
+            first.whole(),
         )
         .name
     } else {
-        name_of(sources, merged.source, merged.family)
+        name_of(sources, first.source, first.family)
     }
 }
 
@@ -1756,23 +1822,20 @@ impl Merger {
                 } else {
                     written.of(&self.written)
                 };
-                let (merged_list, written_names) = (&self.merged, &self.written);
+                let (merged_list, firsts, written_names) =
+                    (&self.merged, &self.contributions, &self.written);
                 let merged = self.table.find_or_insert(hash_name(key), id, |m| {
                     let m = &merged_list[m as usize];
-                    same_bytes(merged_key(sources, m, written_names), key)
+                    same_bytes(merged_key(sources, firsts, m, written_names), key)
                 });
                 let merged = merged.unwrap_or_else(|| {
                     self.merged.push(Merged {
-                        source: source_index,
-                        family: item,
                         kind: Kind::Untyped,
                         om: this.om,
-                        parent,
-                        whole,
                         openmetrics: true,
                         written,
                         reserved: false,
-                        contributions: Span::default(),
+                        first: self.contributions.len() as u32,
                     });
                     id
                 });
@@ -1780,15 +1843,14 @@ impl Merger {
                     self.merged[merged as usize].reserved = true;
                 }
                 self.contributions.push(Contribution {
-                    merged,
                     source: source_index,
                     family: item,
                     kind: Kind::Untyped,
                     resolution: Resolution::Kept,
                     om: this.om,
-                    parent,
-                    whole,
+                    item: Contribution::item(parent, whole),
                 });
+                self.destinations.push(merged);
             }
         }
         // Stable: each parent's families stay in order.
@@ -1808,8 +1870,8 @@ impl Merger {
     }
 
     fn report_openmetrics(&mut self, sources: &[Source<'_>], contribution: usize) {
-        let c = self.sorted[contribution];
-        let name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
+        let c = self.contributions[contribution];
+        let name = item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -1824,19 +1886,19 @@ impl Merger {
     fn resolve_openmetrics_types(&mut self, sources: &[Source<'_>]) {
         let is_own = |c: &Contribution| sources[c.source as usize].container.is_none();
         for m in 0..self.merged.len() {
-            let range = self.merged[m].contributions;
+            let range = self.group(m);
             let whole = range.start as usize..range.end as usize;
             let reserved = self.merged[m].reserved;
             if reserved {
                 for i in whole.clone() {
-                    if !is_own(&self.sorted[i]) {
-                        self.sorted[i].resolution = Resolution::Dropped;
+                    if !is_own(&self.contributions[i]) {
+                        self.contributions[i].resolution = Resolution::Dropped;
                         self.report_openmetrics(sources, i);
                     }
                 }
             }
             let contends = |c: &Contribution| !reserved || is_own(c);
-            let Some(first) = self.sorted[whole.clone()]
+            let Some(first) = self.contributions[whole.clone()]
                 .iter()
                 .find(|c| contends(c))
                 .map(|c| c.om)
@@ -1844,7 +1906,11 @@ impl Merger {
                 continue;
             };
             self.merged[m].om = first;
-            let contending = || self.sorted[whole.clone()].iter().filter(|c| contends(c));
+            let contending = || {
+                self.contributions[whole.clone()]
+                    .iter()
+                    .filter(|c| contends(c))
+            };
             if contending().all(|c| c.om == first) {
                 continue;
             }
@@ -1855,9 +1921,9 @@ impl Merger {
                 first
             };
             for i in whole {
-                let c = self.sorted[i];
+                let c = self.contributions[i];
                 if contends(&c) && c.om != first {
-                    self.sorted[i].resolution = if all_simple {
+                    self.contributions[i].resolution = if all_simple {
                         Resolution::Downgraded
                     } else {
                         Resolution::Dropped
@@ -1877,15 +1943,15 @@ impl Merger {
         self.claim_spans.clear();
         for m in 0..self.merged.len() {
             let merged = &self.merged[m];
-            let range = merged.contributions;
-            let kept = self.sorted[range.start as usize..range.end as usize]
+            let range = self.group(m);
+            let kept = self.contributions[range.start as usize..range.end as usize]
                 .iter()
                 .any(|c| c.resolution != Resolution::Dropped);
             if !kept {
                 continue;
             }
             // The names as written: two that escape alike clash.
-            let name = merged_key(sources, merged, &self.written);
+            let name = merged_key(sources, &self.contributions, merged, &self.written);
             let suffixes = merged.om.suffixes();
             let mut key = std::mem::take(&mut self.scratch);
             let mut claimed = |suffix: &[u8], this: &Self| {
@@ -1902,8 +1968,8 @@ impl Merger {
             self.scratch = key;
             if clash {
                 for i in range.start as usize..range.end as usize {
-                    if self.sorted[i].resolution != Resolution::Dropped {
-                        self.sorted[i].resolution = Resolution::Dropped;
+                    if self.contributions[i].resolution != Resolution::Dropped {
+                        self.contributions[i].resolution = Resolution::Dropped;
                         self.report_openmetrics(sources, i);
                     }
                 }
@@ -1934,30 +2000,31 @@ impl Merger {
         pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
-        let range = merged.contributions;
-        if self.sorted[range.start as usize..range.end as usize]
+        let range = self.group(m);
+        if self.contributions[range.start as usize..range.end as usize]
             .iter()
             .all(|c| c.resolution == Resolution::Dropped)
         {
             return;
         }
         let family_type = merged.om;
-        let name = merged_key(sources, merged, written);
+        let name = merged_key(sources, &self.contributions, merged, written);
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
         check.reset(family_type);
         for i in range.start as usize..range.end as usize {
-            let c = self.sorted[i];
+            let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
                 continue;
             }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
                     let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
-                    let item_name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
+                    let item_name =
+                        item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
                     let mut source_group = GroupHash::default();
                     source_group.add(b"", &c.source.to_le_bytes());
                     for k in 0..count {
-                        let sample = if c.parent {
+                        let sample = if c.parent() {
                             let (_, family, index) = self.order[k];
                             view.sample_at(family, index)
                         } else {
@@ -2005,12 +2072,12 @@ impl Merger {
         // unless no source had one, UNIT where the name ends with it.
         let whole = range.start as usize..range.end as usize;
         let kept = || {
-            self.sorted[whole.clone()]
+            self.contributions[whole.clone()]
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
         let help =
-            kept().find_map(|c| item_of(sources, c.source, c.family, c.parent, c.whole).help);
+            kept().find_map(|c| item_of(sources, c.source, c.family, c.parent(), c.whole()).help);
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
@@ -2037,7 +2104,7 @@ impl Merger {
             out.push(b'\n');
         }
         let unit = kept()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent, c.whole).unit)
+            .find_map(|c| item_of(sources, c.source, c.family, c.parent(), c.whole()).unit)
             .filter(|unit| {
                 family_type.takes_unit()
                     && !unit.is_empty()
@@ -2053,7 +2120,7 @@ impl Merger {
             out.push(b'\n');
         }
         for i in whole {
-            let c = self.sorted[i];
+            let c = self.contributions[i];
             if c.resolution != Resolution::Dropped {
                 self.write_openmetrics_contribution(
                     sources,
@@ -2079,9 +2146,9 @@ impl Merger {
         pieces: &mut Option<Pieces<'_>>,
     ) {
         let merged = &self.merged[m];
-        let range = merged.contributions;
+        let range = self.group(m);
         let family_type = merged.om;
-        let name = merged_key(sources, merged, written);
+        let name = merged_key(sources, &self.contributions, merged, written);
         let mut suffixes: Vec<&[u8]> = vec![b""];
         suffixes.extend(family_type.suffixes().iter().filter(|s| !s.is_empty()));
         for suffix in suffixes {
@@ -2095,7 +2162,7 @@ impl Merger {
             let before = out.len();
             self.series_seen.clear();
             for i in range.start as usize..range.end as usize {
-                let c = self.sorted[i];
+                let c = self.contributions[i];
                 if c.resolution == Resolution::Dropped {
                     continue;
                 }
@@ -2132,7 +2199,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
-                let raw_name = item_of(sources, c.source, c.family, c.parent, c.whole).name;
+                let raw_name = item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
@@ -2149,7 +2216,7 @@ impl Merger {
                 let count = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
                 for k in 0..count {
-                    let sample = if c.parent {
+                    let sample = if c.parent() {
                         let (_, family, index) = self.order[k];
                         view.sample_at(family, index)
                     } else {
@@ -2317,7 +2384,7 @@ fn openmetrics_samples(
     order: &mut Vec<(u32, u32, u32)>,
 ) -> usize {
     order.clear();
-    if !c.parent {
+    if !c.parent() {
         return view.family_sample_count(c.family);
     }
     let at =
