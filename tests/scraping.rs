@@ -159,6 +159,13 @@ fn a_type_conflict_is_counted_and_logged_once() {
             &[&format!("container=\"{container}\"")],
         )
     };
+    // Both containers served once first: on a loaded machine the first
+    // container's first answer can come after the second's.
+    assert!(wait_until(Duration::from_secs(30), || {
+        let metrics = sidecar.metrics();
+        metrics.contains("shared{container=\"first\"} 1\n")
+            && metrics.contains("other{container=\"second\"} 2\n")
+    }));
     // Several rebuilds, each after new scrapes.
     for _ in 0..5 {
         let before = second.request_count();
