@@ -20,12 +20,10 @@
 //! first answer already has the names as the container writes them, in
 //! either scrape mode, and the containers are asked for them from then on.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use multiplexer::exposition::negotiate::{
@@ -34,7 +32,7 @@ use multiplexer::exposition::negotiate::{
 };
 
 use super::real_world::ScratchDir;
-use crate::util::{container_args, parse_response, raw_exchange, wait_until, Sidecar};
+use crate::util::{accept_container, container_args, get_metrics_as, wait_until, Sidecar};
 
 /// Where Debian's golang-github-prometheus-common-dev puts its sources.
 const GOPATH: &str = "/usr/share/gocode";
@@ -263,75 +261,25 @@ const ESCAPED_BODY: &str = "# HELP http_server_requests_total Requests.\n# TYPE 
 /// `Accept` allows them, underscores (text 0.0.4) otherwise; returns its
 /// port and the `Accept` of each request, in order.
 fn utf8_container() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepts = Arc::new(Mutex::new(Vec::new()));
-    let log = accepts.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            thread::spawn(move || answer_by_accept(stream, &log));
+    accept_container(|accept| {
+        if accept.contains("escaping=allow-utf-8") {
+            (
+                "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+                UTF8_BODY.as_bytes(),
+            )
+        } else {
+            (
+                "text/plain; version=0.0.4; charset=utf-8",
+                ESCAPED_BODY.as_bytes(),
+            )
         }
-    });
-    (port, accepts)
-}
-
-fn answer_by_accept(mut stream: TcpStream, log: &Mutex<Vec<String>>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let Ok(read) = stream.read(&mut chunk) else {
-            return;
-        };
-        if read == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            buffer.drain(..end + 4);
-            let accept = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("accept")
-                        .then(|| value.trim().to_string())
-                })
-                .unwrap_or_default();
-            let (content_type, body) = if accept.contains("escaping=allow-utf-8") {
-                (
-                    "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
-                    UTF8_BODY,
-                )
-            } else {
-                ("text/plain; version=0.0.4; charset=utf-8", ESCAPED_BODY)
-            };
-            log.lock().unwrap().push(accept);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(response.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
+    })
 }
 
 fn get(sidecar: &Sidecar, accept: &str) -> (String, String) {
-    let request = format!("GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n");
-    let bytes = raw_exchange(sidecar.port, request.as_bytes()).expect("ask the sidecar");
-    let (response, _) = parse_response(&bytes).expect("a response");
-    assert_eq!(response.status, 200);
-    let content_type = response
-        .header("content-type")
-        .unwrap_or_default()
-        .to_string();
+    let (content_type, body) = get_metrics_as(sidecar, accept);
     // Lossy: a protobuf answer is looked at for its type only.
-    (
-        content_type,
-        String::from_utf8_lossy(&response.body).into_owned(),
-    )
+    (content_type, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn accepts_of(log: &Mutex<Vec<String>>) -> Vec<String> {

@@ -7,17 +7,15 @@
 //! answer, in either scrape mode; a container that answers text when asked
 //! for protobuf is not scraped again for each protobuf client.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use multiplexer::exposition::negotiate::{ACCEPT_PROTOBUF, ACCEPT_TEXT, PROTOBUF_CONTENT_TYPE};
 use multiplexer::exposition::protobuf::Converter;
 
 use crate::util::{
-    container_args, gunzip, parse_response, raw_exchange, wait_until, Behaviour, Sidecar, Stub,
+    accept_container, container_args, get_metrics_as, gunzip, parse_response, raw_exchange,
+    wait_until, Behaviour, Sidecar, Stub,
 };
 
 /// The sidecar's `Content-Type` for a protobuf answer (expfmt's, with
@@ -26,74 +24,21 @@ const PROTOBUF_ANSWER: &str = "application/vnd.google.protobuf; proto=io.prometh
 const PROTOBUF_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.pb");
 const TEXT_BODY: &[u8] = include_bytes!("fixtures/client_golang_native.txt");
 
-/// A keep-alive container answering by `Accept`; returns its port and the
-/// `Accept` of each request, in order.
-fn container() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepts = Arc::new(Mutex::new(Vec::new()));
-    let log = accepts.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            thread::spawn(move || answer_by_accept(stream, &log));
-        }
-    });
-    (port, accepts)
-}
-
-fn answer_by_accept(mut stream: TcpStream, log: &Mutex<Vec<String>>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let Ok(read) = stream.read(&mut chunk) else {
-            return;
-        };
-        if read == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            buffer.drain(..end + 4);
-            let accept = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("accept")
-                        .then(|| value.trim().to_string())
-                })
-                .unwrap_or_default();
-            let protobuf = accept.starts_with("application/vnd.google.protobuf");
-            log.lock().unwrap().push(accept);
-            let (content_type, body) = if protobuf {
-                (PROTOBUF_CONTENT_TYPE, PROTOBUF_BODY)
-            } else {
-                ("text/plain; version=0.0.4; charset=utf-8", TEXT_BODY)
-            };
-            let mut response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            response.extend_from_slice(body);
-            if stream.write_all(&response).is_err() {
-                return;
-            }
-        }
+/// The container's answer: protobuf when asked for it first, else text.
+fn answer(accept: &str) -> (&'static str, &'static [u8]) {
+    if accept.starts_with("application/vnd.google.protobuf") {
+        (PROTOBUF_CONTENT_TYPE, PROTOBUF_BODY)
+    } else {
+        ("text/plain; version=0.0.4; charset=utf-8", TEXT_BODY)
     }
 }
 
+fn container() -> (u16, Arc<Mutex<Vec<String>>>) {
+    accept_container(answer)
+}
+
 fn get(sidecar: &Sidecar, accept: &str) -> (String, Vec<u8>) {
-    let request = format!("GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n");
-    let bytes = raw_exchange(sidecar.port, request.as_bytes()).expect("ask the sidecar");
-    let (response, _) = parse_response(&bytes).expect("a response");
-    assert_eq!(response.status, 200);
-    let content_type = response
-        .header("content-type")
-        .unwrap_or_default()
-        .to_string();
-    (content_type, response.body)
+    get_metrics_as(sidecar, accept)
 }
 
 #[test]

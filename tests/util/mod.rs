@@ -699,3 +699,74 @@ pub fn skip(test: &str, why: &str, ci_may_skip: bool) {
     );
     let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
 }
+
+/// How an [`accept_container`] answers a request: `Content-Type` and body
+/// for the request's `Accept` (empty when it sent none).
+pub type AnswerByAccept = fn(&str) -> (&'static str, &'static [u8]);
+
+/// A keep-alive container answering each request by its `Accept`; returns
+/// its port and the `Accept` of each request, in order.
+pub fn accept_container(answer: AnswerByAccept) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepts = Arc::new(Mutex::new(Vec::new()));
+    let log = accepts.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            thread::spawn(move || answer_by_accept(stream, &log, answer));
+        }
+    });
+    (port, accepts)
+}
+
+fn answer_by_accept(mut stream: TcpStream, log: &Mutex<Vec<String>>, answer: AnswerByAccept) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(read) = stream.read(&mut chunk) else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + 4);
+            let accept = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("accept")
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_default();
+            let (content_type, body) = answer(&accept);
+            log.lock().unwrap().push(accept);
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(body);
+            if stream.write_all(&response).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `GET /metrics` with this `Accept` over HTTP/1.0; must be answered 200.
+/// Returns the `Content-Type` and the body.
+pub fn get_metrics_as(sidecar: &Sidecar, accept: &str) -> (String, Vec<u8>) {
+    let request = format!("GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n");
+    let bytes = raw_exchange(sidecar.port, request.as_bytes()).expect("ask the sidecar");
+    let (response, _) = parse_response(&bytes).expect("a response");
+    assert_eq!(response.status, 200);
+    let content_type = response
+        .header("content-type")
+        .unwrap_or_default()
+        .to_string();
+    (content_type, response.body)
+}
