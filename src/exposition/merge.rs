@@ -31,8 +31,8 @@ use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
-    takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, OpenMetricsType,
-    EXEMPLAR_LABEL_CHARACTERS,
+    takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet,
+    OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -209,7 +209,7 @@ pub struct Merger {
     written: Vec<u8>,
     /// OpenMetrics output, a family written as `unknown` families: the
     /// series of the one being written (a series twice is written once).
-    series_seen: std::collections::HashSet<u64>,
+    series_seen: SeriesSet,
     check: Check,
     claims: NameTable,
     claim_names: Vec<u8>,
@@ -244,7 +244,7 @@ impl Merger {
             plain: NameTable::default(),
             escaping: Escaping::Underscores,
             written: Vec::new(),
-            series_seen: std::collections::HashSet::new(),
+            series_seen: SeriesSet::default(),
             check: Check::new(OpenMetricsType::None),
             claims: NameTable::default(),
             claim_names: Vec::new(),
@@ -426,7 +426,7 @@ impl Merger {
             }
         }
         if format == OutputFormat::OpenMetrics {
-            self.merge_openmetrics(sources, kind.escaping, out, &mut pieces);
+            self.merge_openmetrics(sources, out, &mut pieces);
             return;
         }
         self.group_contributions();
@@ -1754,11 +1754,9 @@ impl Merger {
     fn merge_openmetrics(
         &mut self,
         sources: &[Source<'_>],
-        escaping: Escaping,
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
-        let _ = escaping;
         self.children.clear();
         // First the items of every source, and the names of those that are
         // not counters: a text counter `x_total`
@@ -2149,9 +2147,8 @@ impl Merger {
         let range = self.group(m);
         let family_type = merged.om;
         let name = merged_key(sources, &self.contributions, merged, written);
-        let mut suffixes: Vec<&[u8]> = vec![b""];
-        suffixes.extend(family_type.suffixes().iter().filter(|s| !s.is_empty()));
-        for suffix in suffixes {
+        let suffixes = family_type.suffixes().iter().filter(|s| !s.is_empty());
+        for suffix in std::iter::once(&b""[..]).chain(suffixes.copied()) {
             let header = out.len();
             out.extend_from_slice(b"# TYPE ");
             self.scratch.clear();
@@ -2228,9 +2225,12 @@ impl Merger {
                             sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
                         if let Some(only) = only {
                             if suffix != Some(only)
-                                || !self
-                                    .series_seen
-                                    .insert(series_hash(view, &sample, c.source))
+                                || !self.series_seen.insert(series_hash(
+                                    view,
+                                    &sample,
+                                    c.source,
+                                    &mut self.candidate,
+                                ))
                             {
                                 // Not this family's, or the same series again:
                                 // Prometheus keeps the first (and counts the
@@ -2729,10 +2729,11 @@ fn short_decimal(text: &[u8]) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
-/// [`canonical_labels`] of the label set at `labels` in `body`, as the
-/// positions of each name and raw value: values are scanned in the body,
-/// so the eight-byte scan runs up to their closing quote instead of
-/// stopping eight bytes before the set's end.
+/// The labels of a canonical label set (`name="value",...`: legacy names,
+/// no blanks, no trailing comma; what the parser left without
+/// [`SampleFlags::SLOW_LABELS`]) at `labels` in `body`, as the positions of
+/// each name and raw value, found eight bytes at a time; values are scanned
+/// in the body, so the scan runs up to their closing quote.
 fn canonical_labels_in(
     body: &[u8],
     labels: Span,
@@ -2759,10 +2760,10 @@ fn canonical_labels_in(
     }
 }
 
-/// The labels of a canonical label set (`name="value",...`: legacy names,
-/// no blanks, no trailing comma; what the parser left without
-/// [`SampleFlags::SLOW_LABELS`]) as (name, raw value), found eight bytes at
-/// a time.
+/// [`canonical_labels_in`] over a label set as a slice, with names and
+/// values as slices. Kept apart on purpose: routing `series_hash` through
+/// `canonical_labels_in` made the OpenMetrics merge 2.8 M instructions
+/// dearer (callgrind, 1 MB x 6 rounds), as its other caller is inlined less.
 fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
     let mut p = 0;
     while p < labels.len() {
@@ -2785,18 +2786,17 @@ fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
 }
 
 /// A text sample's series within the output: its source and every label.
-fn series_hash(view: IndexView<'_>, sample: &Sample, source: u32) -> u64 {
+fn series_hash(view: IndexView<'_>, sample: &Sample, source: u32, scratch: &mut Vec<u8>) -> u64 {
     let mut group = GroupHash::default();
     group.add(b"", &source.to_le_bytes());
-    let labels = sample.labels.of(view.body());
+    let body = view.body();
     if sample.flags.intersects(SampleFlags::SLOW_LABELS) {
-        let mut scratch = Vec::new();
-        for label in LabelIter::new(labels) {
+        for label in LabelIter::new(sample.labels.of(body)) {
             scratch.clear();
-            group.add(label.name(&mut scratch), label.value);
+            group.add(label.name(scratch), label.value);
         }
     } else {
-        canonical_labels(labels, |name, value| group.add(name, value));
+        canonical_labels(sample.labels.of(body), |name, value| group.add(name, value));
     }
     group.finish()
 }

@@ -544,7 +544,7 @@ fn short_word(bytes: &[u8]) -> u64 {
 
 /// Keys that are hashes already.
 #[derive(Default)]
-struct IdentityHasher(u64);
+pub(super) struct IdentityHasher(u64);
 
 impl std::hash::Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
@@ -562,7 +562,9 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
-type HashSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
+/// A set of 64-bit hashes, used as they are (hashing them again is waste).
+pub(super) type HashSet =
+    std::collections::HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
 
 #[cfg(test)]
 mod tests {
