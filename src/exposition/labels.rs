@@ -391,6 +391,15 @@ impl<'a> Label<'a> {
             self.raw_name
         }
     }
+
+    /// Appends [`Label::name`] to `out`.
+    pub fn push_name(&self, out: &mut Vec<u8>) {
+        if self.quoted {
+            escape_quoted_name(self.raw_name, NameRule::Label, out);
+        } else {
+            out.extend_from_slice(self.raw_name);
+        }
+    }
 }
 
 /// Iterates the labels of a label set the parser validated. Never panics,
