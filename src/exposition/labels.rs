@@ -21,7 +21,7 @@
 
 use super::text::{
     escape_quoted_name, is_float64, is_label_continue, is_label_start, same_bytes, scan_class,
-    NameRule, LABEL_CONTINUE,
+    unescape_into, NameRule, LABEL_CONTINUE,
 };
 use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
 
@@ -386,6 +386,21 @@ impl<'a> Label<'a> {
     {
         if self.quoted {
             escape_quoted_name(self.raw_name, NameRule::Label, scratch);
+            scratch
+        } else {
+            self.raw_name
+        }
+    }
+
+    /// The name as it was meant (a quoted one unescaped into `scratch`),
+    /// before any escaping scheme is applied.
+    pub fn unescaped_name<'s>(&self, scratch: &'s mut Vec<u8>) -> &'s [u8]
+    where
+        'a: 's,
+    {
+        if self.quoted {
+            scratch.clear();
+            unescape_into(self.raw_name, scratch);
             scratch
         } else {
             self.raw_name

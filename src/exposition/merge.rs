@@ -1270,13 +1270,7 @@ impl SampleWriter<'_> {
             if i > 0 {
                 out.push(b',');
             }
-            scratch.clear();
-            let name: &[u8] = if label.quoted {
-                unescape_into(label.raw_name, scratch);
-                scratch
-            } else {
-                label.raw_name
-            };
+            let name = label.unescaped_name(scratch);
             write_name(name, self.escaping, true, out);
             out.extend_from_slice(b"=\"");
             write_label_value(label.value, out);
@@ -1382,13 +1376,7 @@ impl SampleWriter<'_> {
         for label in LabelIter::new(labels) {
             out.push(if written == 0 { b'{' } else { b',' });
             written += 1;
-            scratch.clear();
-            let name: &[u8] = if label.quoted {
-                unescape_into(label.raw_name, scratch);
-                scratch
-            } else {
-                label.raw_name
-            };
+            let name = label.unescaped_name(scratch);
             if self.target.is_some() && name == self.label {
                 // Prometheus (scrape.go): prefix `exported_` until unused.
                 candidate.clear();
@@ -1811,45 +1799,47 @@ impl Merger {
                         })
                         .is_some()
             };
-            {
-                let this = openmetrics_item(view, item, parent, whole);
-                let id = self.merged.len() as u32;
-                let written = escape_written(this.name, self.escaping, &mut self.written);
-                let key = if written.is_empty() {
-                    this.name
-                } else {
-                    written.of(&self.written)
-                };
-                let (merged_list, firsts, written_names) =
-                    (&self.merged, &self.contributions, &self.written);
-                let merged = self.table.find_or_insert(hash_name(key), id, |m| {
-                    let m = &merged_list[m as usize];
-                    same_bytes(merged_key(sources, firsts, m, written_names), key)
-                });
-                let merged = merged.unwrap_or_else(|| {
-                    self.merged.push(Merged {
-                        kind: Kind::Untyped,
-                        om: this.om,
-                        openmetrics: true,
-                        written,
-                        reserved: false,
-                        first: self.contributions.len() as u32,
-                    });
-                    id
-                });
-                if source.container.is_none() && this.name.starts_with(RESERVED_PREFIX.as_bytes()) {
-                    self.merged[merged as usize].reserved = true;
-                }
-                self.contributions.push(Contribution {
-                    source: source_index,
-                    family: item,
+            let this = if whole {
+                openmetrics_item(view, item, parent, whole)
+            } else {
+                named
+            };
+            let id = self.merged.len() as u32;
+            let written = escape_written(this.name, self.escaping, &mut self.written);
+            let key = if written.is_empty() {
+                this.name
+            } else {
+                written.of(&self.written)
+            };
+            let (merged_list, firsts, written_names) =
+                (&self.merged, &self.contributions, &self.written);
+            let merged = self.table.find_or_insert(hash_name(key), id, |m| {
+                let m = &merged_list[m as usize];
+                same_bytes(merged_key(sources, firsts, m, written_names), key)
+            });
+            let merged = merged.unwrap_or_else(|| {
+                self.merged.push(Merged {
                     kind: Kind::Untyped,
-                    resolution: Resolution::Kept,
                     om: this.om,
-                    item: Contribution::item(parent, whole),
+                    openmetrics: true,
+                    written,
+                    reserved: false,
+                    first: self.contributions.len() as u32,
                 });
-                self.destinations.push(merged);
+                id
+            });
+            if source.container.is_none() && this.name.starts_with(RESERVED_PREFIX.as_bytes()) {
+                self.merged[merged as usize].reserved = true;
             }
+            self.contributions.push(Contribution {
+                source: source_index,
+                family: item,
+                kind: Kind::Untyped,
+                resolution: Resolution::Kept,
+                om: this.om,
+                item: Contribution::item(parent, whole),
+            });
+            self.destinations.push(merged);
         }
         // Stable: each parent's families stay in order.
         self.children
