@@ -7,7 +7,9 @@
 //! prometheus_client's rules (not the sidecar's parser): Prometheus main
 //! and prometheus_client must take the allow-utf-8 output; the others must
 //! also be taken by Prometheus 2.42, which reads no quoted name (so an
-//! underscores, dots or values output with one is refused).
+//! underscores, dots or values output with one is refused). Then the
+//! first body is replaced by the second: the merger, which remembers what
+//! its check learnt, must write what a fresh one writes.
 use libfuzzer_sys::fuzz_target;
 use multiplexer::exposition::negotiate::{Escaping, OutputFormat, OutputKind};
 use multiplexer::exposition::{Format, Merger, Snapshot, Source};
@@ -43,5 +45,26 @@ fuzz_target!(|data: &[u8]| {
         if let Err(refusal) = oracle::judge(&out, readers) {
             panic!("oracle refuses the {escaping:?} output: {refusal:?}\n{}", String::from_utf8_lossy(&out));
         }
+    }
+    // The merger remembers what the check learnt of the families it just
+    // wrote; with the first body replaced by the second (the same names
+    // and labels, perhaps, and other values), it must write what a fresh
+    // merger writes.
+    if let [_, second, third] = &snapshots[..] {
+        let changed = [
+            Source { container: Some("a"), snapshot: second },
+            Source { container: Some("container"), snapshot: second },
+            Source { container: None, snapshot: third },
+        ];
+        let kind = OutputKind { format: OutputFormat::OpenMetrics, escaping: Escaping::AllowUtf8 };
+        merger.merge_as(&changed, kind, &mut out);
+        let mut fresh = Vec::new();
+        Merger::new("container").merge_as(&changed, kind, &mut fresh);
+        assert!(
+            out == fresh,
+            "a remembering merger wrote\n{}\na fresh one\n{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&fresh)
+        );
     }
 });

@@ -31,8 +31,8 @@ use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
-    takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet,
-    OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
+    fingerprint_text, takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash,
+    HashSet as SeriesSet, IdentityHasher, OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -211,6 +211,12 @@ pub struct Merger {
     /// series of the one being written (a series twice is written once).
     series_seen: SeriesSet,
     check: Check,
+    /// OpenMetrics output: the text contributions remembered from the last
+    /// build (see [`Remembered`]), those the family being checked adds,
+    /// and the number of the build.
+    remembered: RememberedSet,
+    pending: Vec<(u64, Remembered)>,
+    build: u32,
     claims: NameTable,
     claim_names: Vec<u8>,
     claim_spans: Vec<Span>,
@@ -246,6 +252,9 @@ impl Merger {
             written: Vec::new(),
             series_seen: SeriesSet::default(),
             check: Check::new(OpenMetricsType::None),
+            remembered: RememberedSet::default(),
+            pending: Vec::new(),
+            build: 0,
             claims: NameTable::default(),
             claim_names: Vec::new(),
             claim_spans: Vec::new(),
@@ -1745,6 +1754,7 @@ impl Merger {
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
+        self.build = self.build.wrapping_add(1);
         self.children.clear();
         // First the items of every source, and the names of those that are
         // not counters: a text counter `x_total`
@@ -1854,6 +1864,8 @@ impl Merger {
             emit_if_full(out, pieces);
         }
         self.written = written;
+        let build = self.build;
+        self.remembered.retain(|_, r| r.build == build);
         out.extend_from_slice(b"# EOF\n");
     }
 
@@ -2009,8 +2021,33 @@ impl Merger {
                     let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
                     let item_name =
                         item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
+                    let key = remembered_key(&c);
+                    let rememberable =
+                        count >= REMEMBERED_MIN_SAMPLES && Check::takes_known(family_type);
+                    let seed = (family_type as u64) << 32 | item_name.len() as u64;
+                    let remembered = self.remembered.get(&key).copied().filter(|r| {
+                        rememberable && r.family_type == family_type && r.samples == count as u32
+                    });
+                    if let Some(r) = remembered {
+                        let saved = check.save();
+                        let fingerprint =
+                            self.check_known_text(view, &c, &r, item_name, seed, &mut check);
+                        if fingerprint == r.fingerprint {
+                            if let Some(r) = self.remembered.get_mut(&key) {
+                                r.build = self.build;
+                            }
+                            if !check.ok {
+                                break;
+                            }
+                            continue;
+                        }
+                        // Its names or labels changed: checked whole.
+                        check.restore(saved);
+                    }
                     let mut source_group = GroupHash::default();
                     source_group.add(b"", &c.source.to_le_bytes());
+                    let mut fingerprint = seed;
+                    let mut groups = GroupSizes::default();
                     for k in 0..count {
                         let sample = if c.parent() {
                             let (_, family, index) = self.order[k];
@@ -2018,7 +2055,7 @@ impl Merger {
                         } else {
                             view.sample_at(c.family, k as u32)
                         };
-                        self.check_text_sample(
+                        let group = self.check_text_sample(
                             view,
                             &sample,
                             source_group,
@@ -2029,6 +2066,22 @@ impl Merger {
                         if !check.ok {
                             break;
                         }
+                        if rememberable {
+                            fingerprint = sample_fingerprint(fingerprint, view.body(), &sample);
+                            groups.add(group);
+                        }
+                    }
+                    if let (true, Some(group_size)) = (rememberable && check.ok, groups.uniform()) {
+                        self.pending.push((
+                            key,
+                            Remembered {
+                                fingerprint,
+                                samples: count as u32,
+                                group_size,
+                                family_type,
+                                build: self.build,
+                            },
+                        ));
                     }
                 }
                 SourceView::Protobuf(view) => {
@@ -2051,6 +2104,16 @@ impl Merger {
         }
         let valid = check.finish();
         self.check = check;
+        // A family that kept every rule: what its names and labels passed
+        // holds for the next build while they stay the same bytes.
+        for (key, remembered) in self.pending.drain(..) {
+            if valid
+                && (self.remembered.len() < REMEMBERED_FAMILIES
+                    || self.remembered.contains_key(&key))
+            {
+                self.remembered.insert(key, remembered);
+            }
+        }
         if !valid {
             self.write_openmetrics_unknowns(sources, m, written, out, pieces);
             return;
@@ -2289,11 +2352,11 @@ impl Merger {
         family_type: OpenMetricsType,
         name: &[u8],
         check: &mut Check,
-    ) {
+    ) -> u64 {
         let body = view.body();
         let Some(suffix) = sample_suffix(body, sample, name, &mut self.scratch) else {
             check.ok = false;
-            return;
+            return 0;
         };
         let bound_label: &[u8] = match (family_type, suffix) {
             (OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram, b"_bucket") => b"le",
@@ -2324,41 +2387,188 @@ impl Merger {
             has_state_label = true;
             bound = Some(bound_value(&body[value]));
         }
-        // Gauges and unknown samples are checked for their grouping only.
-        let needs_value = !matches!(
-            family_type,
-            OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
-        );
-        let value = match sample.value_form {
-            ValueForm::Decimal if !needs_value => 0.0,
-            // A counter's samples are checked for their sign only: a
-            // decimal without `-` is not negative.
-            ValueForm::Decimal
-                if family_type == OpenMetricsType::Counter
-                    && body.get(sample.value.start as usize) != Some(&b'-') =>
-            {
-                0.0
-            }
-            ValueForm::Decimal => decimal_value(sample.value.of(body)),
-            ValueForm::NaN => f64::NAN,
-            ValueForm::PosInf => f64::INFINITY,
-            ValueForm::NegInf => f64::NEG_INFINITY,
-        };
-        let timestamp = if sample.timestamp.is_empty() {
-            None
-        } else if view.is_openmetrics() {
-            super::openmetrics::millis_of_seconds(sample.timestamp.of(body))
-        } else {
-            parse_int_timestamp(sample.timestamp.of(body))
-        };
+        let (value, timestamp) = checked_value(view, sample, family_type, suffix);
+        let group = group.finish();
         check.sample(&CheckedSample {
             suffix,
-            group: group.finish(),
+            group,
             bound,
             value,
             timestamp,
             has_state_label,
         });
+        group
+    }
+
+    /// Feeds a text contribution remembered (with its groups' size) to
+    /// the family's check for its values and timestamps only
+    /// ([`Check::known_sample`]); returns the fingerprint of its names and
+    /// labels (from `seed`), which must be the one remembered for that to
+    /// hold. Every sample is read for it, even once the check failed.
+    fn check_known_text(
+        &mut self,
+        view: IndexView<'_>,
+        c: &Contribution,
+        remembered: &Remembered,
+        name: &[u8],
+        seed: u64,
+        check: &mut Check,
+    ) -> u64 {
+        let body = view.body();
+        let (family_type, group_size) = (remembered.family_type, remembered.group_size);
+        let count = if c.parent() {
+            self.order.len()
+        } else {
+            view.family_sample_count(c.family)
+        };
+        let mut fingerprint = seed;
+        let mut left_in_group = 0;
+        for k in 0..count {
+            let sample = if c.parent() {
+                let (_, family, index) = self.order[k];
+                view.sample_at(family, index)
+            } else {
+                view.sample_at(c.family, k as u32)
+            };
+            fingerprint = sample_fingerprint(fingerprint, body, &sample);
+            let new_group = left_in_group == 0;
+            if new_group {
+                left_in_group = group_size;
+            }
+            left_in_group -= 1;
+            if check.ok {
+                let suffix = sample_suffix(body, &sample, name, &mut self.scratch).unwrap_or(b"");
+                let (value, timestamp) = checked_value(view, &sample, family_type, suffix);
+                check.known_sample(suffix, new_group, value, timestamp);
+            }
+        }
+        fingerprint
+    }
+}
+
+/// A text sample (whose name ends in `suffix`) value and timestamp
+/// (milliseconds) as the check reads them. Gauges and unknown samples are
+/// checked for their grouping only; a counter's samples, a sum's and a
+/// summary's quantiles for their sign (a decimal without `-` is not
+/// negative): their decimals are not read. Buckets and counts are
+/// compared, so read.
+fn checked_value(
+    view: IndexView<'_>,
+    sample: &Sample,
+    family_type: OpenMetricsType,
+    suffix: &[u8],
+) -> (f64, Option<i64>) {
+    let body = view.body();
+    let needs_value = !matches!(
+        family_type,
+        OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
+    );
+    let sign_only = family_type == OpenMetricsType::Counter
+        || matches!(suffix, b"_sum" | b"_gsum")
+        || (family_type == OpenMetricsType::Summary && suffix.is_empty());
+    let value = match sample.value_form {
+        ValueForm::Decimal if !needs_value => 0.0,
+        ValueForm::Decimal if sign_only && body.get(sample.value.start as usize) != Some(&b'-') => {
+            0.0
+        }
+        ValueForm::Decimal => decimal_value(sample.value.of(body)),
+        ValueForm::NaN => f64::NAN,
+        ValueForm::PosInf => f64::INFINITY,
+        ValueForm::NegInf => f64::NEG_INFINITY,
+    };
+    let timestamp = if sample.timestamp.is_empty() {
+        None
+    } else if view.is_openmetrics() {
+        super::openmetrics::millis_of_seconds(sample.timestamp.of(body))
+    } else {
+        parse_int_timestamp(sample.timestamp.of(body))
+    };
+    (value, timestamp)
+}
+
+/// The fingerprint of a text sample's name and labels, after `hash`: the
+/// text from its name up to its `}` (a quoted name is inside the braces),
+/// or its name alone.
+#[inline]
+fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample) -> u64 {
+    let end = if sample.flags.contains(SampleFlags::BRACES) {
+        sample.labels.end.max(sample.name.end)
+    } else {
+        sample.name.end
+    };
+    fingerprint_text(hash, body, sample.name.start as usize..end as usize)
+}
+
+/// OpenMetrics output: what the full check learnt of one text
+/// contribution whose family kept every rule, for the next build. The
+/// rules that look at names and labels alone (suffixes, grouping, `le` and
+/// `quantile`) hold again while they are the same bytes, which the
+/// fingerprint of their text tells (as Prometheus' scrape cache trusts a
+/// series' text); then only values and timestamps are checked, without
+/// walking the labels. Only contributions whose metrics all have the same
+/// number of samples are remembered (the groups are found again by count).
+#[derive(Clone, Copy)]
+struct Remembered {
+    fingerprint: u64,
+    samples: u32,
+    group_size: u32,
+    family_type: OpenMetricsType,
+    /// The last build that checked it; older ones are forgotten.
+    build: u32,
+}
+
+type RememberedSet =
+    std::collections::HashMap<u64, Remembered, std::hash::BuildHasherDefault<IdentityHasher>>;
+
+/// A smaller contribution is checked whole every time (it costs little).
+const REMEMBERED_MIN_SAMPLES: usize = 4;
+
+/// At most this many contributions are remembered (33 bytes each in the
+/// table, at most half a MiB with its room to grow).
+const REMEMBERED_FAMILIES: usize = 8_192;
+
+/// A contribution's key among those remembered: its source, family and
+/// how it is written, one to one (sources and families fit in 24 and 32
+/// bits), then spread by an odd multiplier.
+fn remembered_key(c: &Contribution) -> u64 {
+    let key = u64::from(c.source) << 40 | u64::from(c.family) << 8 | u64::from(c.item);
+    key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The sizes of a contribution's groups, as the full check meets them.
+#[derive(Default)]
+struct GroupSizes {
+    last: Option<u64>,
+    current: u32,
+    size: Option<u32>,
+    uneven: bool,
+}
+
+impl GroupSizes {
+    fn add(&mut self, group: u64) {
+        if self.last == Some(group) {
+            self.current += 1;
+            return;
+        }
+        self.close();
+        self.last = Some(group);
+        self.current = 1;
+    }
+
+    fn close(&mut self) {
+        if self.current == 0 {
+            return;
+        }
+        match self.size {
+            None => self.size = Some(self.current),
+            Some(size) => self.uneven |= size != self.current,
+        }
+    }
+
+    /// The one size every group has, if they all have it.
+    fn uniform(mut self) -> Option<u32> {
+        self.close();
+        self.size.filter(|_| !self.uneven)
     }
 }
 
@@ -2572,6 +2782,83 @@ mod openmetrics_tests {
             assert_eq!(output, *expected, "{what}");
             assert_eq!(found, *conflicts, "{what}");
         }
+    }
+
+    /// A family the check remembers (its names and labels passed in the
+    /// build before) is judged as a fresh merger judges it: each value of
+    /// each body replaced in turn (negative, NaN, fractional, infinite, a
+    /// timestamp added), and names or labels changed, after a build of
+    /// the unchanged body.
+    #[test]
+    fn a_remembered_family_is_judged_as_a_fresh_one() {
+        // `@` stands for each value; every one `1` is a valid body.
+        let templates = [
+            "# TYPE c counter\nc_total{a=\"1\"} @\nc_created{a=\"1\"} @\nc_total{a=\"2\"} @\nc_created{a=\"2\"} @\n# EOF\n",
+            "# TYPE c_total counter\nc_total{a=\"1\",b=\"x\"} @\nc_total{a=\"2\",b=\"x\"} @\nc_total{a=\"3\",b=\"x\"} @\nc_total{a=\"4\",b=\"x\"} @\n",
+            "# TYPE h histogram\nh_bucket{r=\"a\",le=\"0.5\"} @\nh_bucket{r=\"a\",le=\"+Inf\"} @\nh_sum{r=\"a\"} @\nh_count{r=\"a\"} @\nh_bucket{r=\"b\",le=\"0.5\"} @\nh_bucket{r=\"b\",le=\"+Inf\"} @\nh_sum{r=\"b\"} @\nh_count{r=\"b\"} @\n",
+            "# TYPE h histogram\nh_bucket{le=\"-1\"} @\nh_bucket{le=\"+Inf\"} @\nh_count @\nh_sum @\n# EOF\n",
+            "# TYPE s summary\ns{quantile=\"0.5\"} @\ns{quantile=\"0.9\"} @\ns_sum @\ns_count @\n",
+            "# TYPE g gauge\ng{x=\"1\"} @\ng{x=\"2\"} @\ng{x=\"3\"} @\ng{x=\"4\"} @\n",
+            "u{x=\"1\"} @\nu{x=\"2\"} @ 1700000000000\nu{x=\"3\"} @\nu{x=\"4\"} @\n",
+        ];
+        let values = ["1", "2", "0", "-1", "NaN", "+Inf", "0.5", "1 1700000000000"];
+        let build = |merger: &mut Merger, body: &str| {
+            let mut snapshot = Snapshot::new();
+            snapshot.replace_as(
+                &mut body.as_bytes().to_vec(),
+                Format::guess(body.as_bytes()),
+            );
+            // A refused body is merged failed, as the sidecar keeps it.
+            let _ = snapshot.index();
+            let sources = [Source {
+                container: Some("a"),
+                snapshot: &snapshot,
+            }];
+            let mut out = Vec::new();
+            merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut out);
+            String::from_utf8(out).expect("utf-8")
+        };
+        let mut remembered = 0;
+        for template in templates {
+            let base = template.replace('@', "1");
+            let positions = template.matches('@').count();
+            let mut changed: Vec<String> = Vec::new();
+            for position in 0..positions {
+                for value in values {
+                    let mut k = 0;
+                    let body: String = template
+                        .split('@')
+                        .enumerate()
+                        .map(|(i, piece)| {
+                            if i == 0 {
+                                return piece.to_string();
+                            }
+                            k += 1;
+                            let v = if k - 1 == position { value } else { "1" };
+                            format!("{v}{piece}")
+                        })
+                        .collect();
+                    changed.push(body);
+                }
+            }
+            // Names and labels changed: a label set repeated apart, one
+            // renamed, a sample gone.
+            changed.push(base.replacen("x=\"2\"", "x=\"1\"", 1));
+            changed.push(base.replacen("a=\"2\"", "a=\"1\"", 1));
+            changed.push(base.replacen("r=\"b\"", "r=\"a\"", 1));
+            changed.push(base.replacen("le=\"+Inf\"", "le=\"2\"", 1));
+            changed.push(base.replacen("quantile=\"0.9\"", "quantile=\"1.5\"", 1));
+            changed.push(base.replacen("_sum", "_count", 1));
+            for body in &changed {
+                let mut warm = Merger::new("container");
+                build(&mut warm, &base);
+                remembered += warm.remembered.len();
+                let fresh = build(&mut Merger::new("container"), body);
+                assert_eq!(build(&mut warm, body), fresh, "{base}\nthen\n{body}");
+            }
+        }
+        // The fast path was taken (each template's family is remembered).
+        assert!(remembered > 0);
     }
 
     /// UTF-8 names (issue 18): kept as the source wrote them, written for

@@ -29,6 +29,8 @@
 //!   written as the shortest decimal that Prometheus reads back to the same
 //!   milliseconds (`int64(seconds * 1000)`, as its parser computes).
 
+use std::ops::Range;
+
 use super::parse::{Declared, Kind};
 use super::protobuf::read::MetricType;
 
@@ -276,9 +278,35 @@ pub(super) struct Check {
     /// Every group seen in the family.
     seen: HashSet,
     histogram: HistogramState,
+    known_groups: u64,
 }
 
-#[derive(Default)]
+/// See [`Check::save`].
+#[derive(Clone, Copy)]
+pub(super) struct SavedCheck {
+    ok: bool,
+    group: Option<u64>,
+    group_timestamp: Option<Option<i64>>,
+    histogram: HistogramState,
+}
+
+/// The groups [`Check::known_sample`] starts, told apart by a count.
+const KNOWN_GROUP: u64 = 0x6b6e_6f77_6e00_0000;
+
+/// What a value breaks whatever its labels: a counter-like value NaN or
+/// negative, a count not whole.
+fn value_breaks(suffix: Suffix, value: f64) -> bool {
+    use Suffix as S;
+    let counter_like = matches!(
+        suffix,
+        S::Total | S::Sum | S::Count | S::Bucket | S::GCount | S::GSum
+    );
+    (counter_like && value.is_nan())
+        || (matches!(suffix, S::Total | S::Sum | S::Count | S::Bucket | S::GCount) && value < 0.0)
+        || (matches!(suffix, S::Bucket | S::Count | S::GCount) && value.fract() != 0.0)
+}
+
+#[derive(Clone, Copy, Default)]
 struct HistogramState {
     bucket: Option<f64>,
     value: f64,
@@ -299,6 +327,7 @@ impl Check {
             group_timestamp: None,
             seen: HashSet::default(),
             histogram: HistogramState::default(),
+            known_groups: 0,
         }
     }
 
@@ -343,33 +372,13 @@ impl Check {
             }
             self.group = Some(group);
             self.group_timestamp = Some(sample.timestamp);
-        } else {
-            let previous = self.group_timestamp.flatten();
-            let backwards = t != OpenMetricsType::Info
-                && matches!((previous, sample.timestamp), (Some(a), Some(b)) if a > b);
-            if self.group_timestamp.map(|ts| ts.is_some()) != Some(sample.timestamp.is_some())
-                || backwards
-            {
-                self.ok = false;
-                return;
-            }
-            self.group_timestamp = Some(sample.timestamp);
+        } else if !self.timestamp_follows(sample.timestamp) {
+            self.ok = false;
+            return;
         }
         let value = sample.value;
         use Suffix as S;
-        let counter_like = matches!(
-            suffix,
-            S::Total | S::Sum | S::Count | S::Bucket | S::GCount | S::GSum
-        );
-        if counter_like && value.is_nan() {
-            self.ok = false;
-            return;
-        }
-        if matches!(suffix, S::Total | S::Sum | S::Count | S::Bucket | S::GCount) && value < 0.0 {
-            self.ok = false;
-            return;
-        }
-        if matches!(suffix, S::Bucket | S::Count | S::GCount) && value.fract() != 0.0 {
+        if value_breaks(suffix, value) {
             self.ok = false;
             return;
         }
@@ -389,6 +398,110 @@ impl Check {
             _ if histogram => self.histogram_sample(suffix, sample.bound, value),
             _ => {}
         }
+    }
+
+    /// [`Check::sample`] for a sample of a family whose names and labels,
+    /// the same bytes in the same order, passed it in an earlier build
+    /// (`merge.rs` remembers such families): only what its value and
+    /// timestamp may break is checked. `new_group`: its metric starts
+    /// here, as the full check found. Not for the types whose label rules
+    /// look at values (info, stateset, gauge histogram).
+    pub(super) fn known_sample(
+        &mut self,
+        suffix: &[u8],
+        new_group: bool,
+        value: f64,
+        timestamp: Option<i64>,
+    ) {
+        if !self.ok {
+            return;
+        }
+        let suffix = Suffix::of(suffix);
+        let histogram = self.family_type == OpenMetricsType::Histogram;
+        if new_group || self.group.is_none() {
+            if histogram && self.group.is_some() {
+                self.finish_histogram_group();
+            }
+            // Known to differ from every other group of the family; the
+            // next source's groups hash with its number, so differ too.
+            self.known_groups = self.known_groups.wrapping_add(1);
+            self.group = Some(KNOWN_GROUP ^ self.known_groups);
+            self.group_timestamp = Some(timestamp);
+        } else if !self.timestamp_follows(timestamp) {
+            self.ok = false;
+            return;
+        }
+        if value_breaks(suffix, value) {
+            self.ok = false;
+            return;
+        }
+        match self.family_type {
+            OpenMetricsType::Summary if suffix == Suffix::None && value < 0.0 => self.ok = false,
+            OpenMetricsType::Histogram => {
+                let h = &mut self.histogram;
+                h.any = true;
+                match suffix {
+                    Suffix::Bucket => {
+                        if value < h.value {
+                            self.ok = false;
+                            return;
+                        }
+                        // Its bounds were checked: they rise, to `+Inf`.
+                        h.bucket = Some(f64::INFINITY);
+                        h.value = value;
+                    }
+                    Suffix::Count => h.count = Some(value),
+                    Suffix::Sum => h.has_sum = true,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the family's type may be checked by [`Check::known_sample`].
+    pub(super) fn takes_known(family_type: OpenMetricsType) -> bool {
+        matches!(
+            family_type,
+            OpenMetricsType::Counter
+                | OpenMetricsType::Gauge
+                | OpenMetricsType::Unknown
+                | OpenMetricsType::None
+                | OpenMetricsType::Histogram
+                | OpenMetricsType::Summary
+        )
+    }
+
+    /// Whether a sample's timestamp may follow the last of its metric:
+    /// there if and only if that one's was, and not earlier (but in an
+    /// info family); then it is the metric's last.
+    fn timestamp_follows(&mut self, timestamp: Option<i64>) -> bool {
+        let previous = self.group_timestamp.flatten();
+        let backwards = self.family_type != OpenMetricsType::Info
+            && matches!((previous, timestamp), (Some(a), Some(b)) if a > b);
+        if self.group_timestamp.map(|ts| ts.is_some()) != Some(timestamp.is_some()) || backwards {
+            return false;
+        }
+        self.group_timestamp = Some(timestamp);
+        true
+    }
+
+    /// What [`Check::known_sample`] may change, to be put back when the
+    /// family turns out not to be the one remembered.
+    pub(super) fn save(&self) -> SavedCheck {
+        SavedCheck {
+            ok: self.ok,
+            group: self.group,
+            group_timestamp: self.group_timestamp,
+            histogram: self.histogram,
+        }
+    }
+
+    pub(super) fn restore(&mut self, saved: SavedCheck) {
+        self.ok = saved.ok;
+        self.group = saved.group;
+        self.group_timestamp = saved.group_timestamp;
+        self.histogram = saved.histogram;
     }
 
     fn histogram_sample(&mut self, suffix: Suffix, bound: Option<f64>, value: f64) {
@@ -513,6 +626,13 @@ fn fx_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
         short_word(bytes)
     };
     fx_mix(fx_mix(hash, last), bytes.len() as u64)
+}
+
+/// The fingerprint of the text at `range` in `body`, after `hash` (the
+/// text before it): FxHash's mixing, eight bytes at a time, and the length.
+#[inline]
+pub(super) fn fingerprint_text(hash: u64, body: &[u8], range: Range<usize>) -> u64 {
+    fx_bytes_in(hash, body, range)
 }
 
 /// `fx_bytes(hash, &body[range])`; a piece shorter than a word is read as
