@@ -2861,6 +2861,35 @@ mod openmetrics_tests {
         assert!(remembered > 0);
     }
 
+    /// What is remembered is bounded: past [`REMEMBERED_FAMILIES`]
+    /// contributions, families are checked whole every build, and the
+    /// output is the same.
+    #[test]
+    fn the_remembered_families_are_bounded() {
+        let mut body = String::new();
+        for family in 0..REMEMBERED_FAMILIES + 100 {
+            body.push_str(&format!("# TYPE g{family} gauge\n"));
+            for i in 0..REMEMBERED_MIN_SAMPLES {
+                body.push_str(&format!("g{family}{{i=\"{i}\"}} 1\n"));
+            }
+        }
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.into_bytes(), Format::Text);
+        snapshot.index().expect("parses");
+        let sources = [Source {
+            container: Some("a"),
+            snapshot: &snapshot,
+        }];
+        let mut merger = Merger::new("container");
+        let mut first = Vec::new();
+        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut first);
+        assert_eq!(merger.remembered.len(), REMEMBERED_FAMILIES);
+        let mut second = Vec::new();
+        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut second);
+        assert_eq!(merger.remembered.len(), REMEMBERED_FAMILIES);
+        assert!(first == second);
+    }
+
     /// UTF-8 names (issue 18): kept as the source wrote them, written for
     /// each client's escaping scheme; a sample name is its family's written
     /// name and its own suffix, so OpenMetrics families stay whole.
