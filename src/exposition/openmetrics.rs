@@ -22,6 +22,9 @@
 //!   together, and so on. A family that breaks one is written as one
 //!   `unknown` family per sample name instead: every series and value is
 //!   kept, the type is lost (what a reader stores as series is the same).
+//!   What a text family's names and labels passed is remembered by the
+//!   merge for the next build: while they are the same bytes, only values
+//!   and timestamps are checked ([`Check::known_sample`]).
 //! - Exemplars are written only where OpenMetrics 1.0 has a place for them
 //!   (a counter's `_total`, a histogram's or gauge histogram's `_bucket`)
 //!   and their label set is at most 128 characters; others are dropped.
