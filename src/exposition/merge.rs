@@ -2049,12 +2049,7 @@ impl Merger {
                     let mut fingerprint = seed;
                     let mut groups = GroupSizes::default();
                     for k in 0..count {
-                        let sample = if c.parent() {
-                            let (_, family, index) = self.order[k];
-                            view.sample_at(family, index)
-                        } else {
-                            view.sample_at(c.family, k as u32)
-                        };
+                        let sample = contribution_sample(view, &c, &self.order, k);
                         let group = self.check_text_sample(
                             view,
                             &sample,
@@ -2266,12 +2261,7 @@ impl Merger {
                 let count = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
                 for k in 0..count {
-                    let sample = if c.parent() {
-                        let (_, family, index) = self.order[k];
-                        view.sample_at(family, index)
-                    } else {
-                        view.sample_at(c.family, k as u32)
-                    };
+                    let sample = contribution_sample(view, c, &self.order, k);
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
                         let suffix =
@@ -2424,12 +2414,7 @@ impl Merger {
         let mut fingerprint = seed;
         let mut left_in_group = 0;
         for k in 0..count {
-            let sample = if c.parent() {
-                let (_, family, index) = self.order[k];
-                view.sample_at(family, index)
-            } else {
-                view.sample_at(c.family, k as u32)
-            };
+            let sample = contribution_sample(view, c, &self.order, k);
             fingerprint = sample_fingerprint(fingerprint, body, &sample);
             let new_group = left_in_group == 0;
             if new_group {
@@ -2598,6 +2583,23 @@ fn openmetrics_samples(
     }
     order.sort_unstable_by_key(|&(position, _, _)| position);
     order.len()
+}
+
+/// Sample `k` of contribution `c` in the order it is written (`order`: as
+/// [`openmetrics_samples`] left it).
+#[inline]
+fn contribution_sample(
+    view: IndexView<'_>,
+    c: &Contribution,
+    order: &[(u32, u32, u32)],
+    k: usize,
+) -> Sample {
+    if c.parent() {
+        let (_, family, index) = order[k];
+        view.sample_at(family, index)
+    } else {
+        view.sample_at(c.family, k as u32)
+    }
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
