@@ -31,8 +31,8 @@ use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
-    fingerprint_text, takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash,
-    HashSet as SeriesSet, IdentityHasher, OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
+    fingerprint_text, hash_key, takes_exemplar, write_seconds_of_millis, Check, CheckedSample,
+    GroupHash, HashSet as SeriesSet, IdentityHasher, OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -2011,6 +2011,17 @@ impl Merger {
         let name = merged_key(sources, &self.contributions, merged, written);
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
         check.reset(family_type);
+        // Two families of one source written as one (names that escape
+        // alike): a label set of one repeated in the other breaks the
+        // family, which only the full check of both sees.
+        let repeated_source = {
+            let kept = self.contributions[range.start as usize..range.end as usize]
+                .iter()
+                .filter(|c| c.resolution != Resolution::Dropped);
+            kept.clone()
+                .zip(kept.skip(1))
+                .any(|(a, b)| a.source == b.source)
+        };
         for i in range.start as usize..range.end as usize {
             let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
@@ -2022,9 +2033,10 @@ impl Merger {
                     let item_name =
                         item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
                     let key = remembered_key(&c);
-                    let rememberable =
-                        count >= REMEMBERED_MIN_SAMPLES && Check::takes_known(family_type);
-                    let seed = (family_type as u64) << 32 | item_name.len() as u64;
+                    let rememberable = count >= REMEMBERED_MIN_SAMPLES
+                        && Check::takes_known(family_type)
+                        && !repeated_source;
+                    let seed = hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64);
                     let remembered = self.remembered.get(&key).copied().filter(|r| {
                         rememberable && r.family_type == family_type && r.samples == count as u32
                     });
@@ -2033,6 +2045,7 @@ impl Merger {
                         let fingerprint =
                             self.check_known_text(view, &c, &r, item_name, seed, &mut check);
                         if fingerprint == r.fingerprint {
+                            check.end_known();
                             if let Some(r) = self.remembered.get_mut(&key) {
                                 r.build = self.build;
                             }
@@ -2044,7 +2057,7 @@ impl Merger {
                         // Its names or labels changed: checked whole.
                         check.restore(saved);
                     }
-                    let mut source_group = GroupHash::default();
+                    let mut source_group = GroupHash::new();
                     source_group.add(b"", &c.source.to_le_bytes());
                     let mut fingerprint = seed;
                     let mut groups = GroupSizes::default();
@@ -2472,15 +2485,12 @@ fn checked_value(
 }
 
 /// The fingerprint of a text sample's name and labels, after `hash`: the
-/// text from its name up to its `}` (a quoted name is inside the braces),
-/// or its name alone.
+/// text from its name to the end of its labels.
 #[inline]
 fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample) -> u64 {
-    let end = if sample.flags.contains(SampleFlags::BRACES) {
-        sample.labels.end.max(sample.name.end)
-    } else {
-        sample.name.end
-    };
+    // A quoted name is inside the braces, where BRACES is not set: the
+    // labels' span (empty at the name's end when there are none) ends it.
+    let end = sample.labels.end.max(sample.name.end);
     fingerprint_text(hash, body, sample.name.start as usize..end as usize)
 }
 
@@ -2491,7 +2501,10 @@ fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample) -> u64 {
 /// fingerprint of their text tells (as Prometheus' scrape cache trusts a
 /// series' text); then only values and timestamps are checked, without
 /// walking the labels. Only contributions whose metrics all have the same
-/// number of samples are remembered (the groups are found again by count).
+/// number of samples are remembered (the groups are found again by count),
+/// and none of a family that takes two contributions of one source. The
+/// fingerprint starts from the process' random key (`hash_key`): a
+/// container cannot make two label texts collide on purpose.
 #[derive(Clone, Copy)]
 struct Remembered {
     fingerprint: u64,
@@ -2892,6 +2905,334 @@ mod openmetrics_tests {
         assert!(first == second);
     }
 
+    /// (container, body) inputs, indexed (a refused body kept failed).
+    fn indexed_inputs(inputs: &[(Option<&str>, &str)]) -> Vec<Snapshot> {
+        inputs
+            .iter()
+            .map(|(_, body)| {
+                let mut snapshot = Snapshot::new();
+                snapshot.replace_as(
+                    &mut body.as_bytes().to_vec(),
+                    Format::guess(body.as_bytes()),
+                );
+                let _ = snapshot.index();
+                snapshot
+            })
+            .collect()
+    }
+
+    fn build_as(
+        merger: &mut Merger,
+        inputs: &[(Option<&str>, &str)],
+        escaping: Escaping,
+    ) -> String {
+        let snapshots = indexed_inputs(inputs);
+        let sources: Vec<Source<'_>> = snapshots
+            .iter()
+            .zip(inputs)
+            .map(|(snapshot, (container, _))| Source {
+                container: *container,
+                snapshot,
+            })
+            .collect();
+        let mut out = Vec::new();
+        let kind = OutputKind {
+            format: OutputFormat::OpenMetrics,
+            escaping,
+        };
+        merger.merge_as(&sources, kind, &mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// A then B with one merger, B with a fresh one: (warm, fresh, how
+    /// many contributions the warm merger remembered after A).
+    fn warm_and_fresh(
+        a: &[(Option<&str>, &str)],
+        a_escaping: Escaping,
+        b: &[(Option<&str>, &str)],
+        b_escaping: Escaping,
+    ) -> (String, String, usize) {
+        let mut warm = Merger::new("container");
+        build_as(&mut warm, a, a_escaping);
+        let remembered = warm.remembered.len();
+        let warm_out = build_as(&mut warm, b, b_escaping);
+        let fresh_out = build_as(&mut Merger::new("container"), b, b_escaping);
+        (warm_out, fresh_out, remembered)
+    }
+
+    /// Two families of one source whose names escape alike are one
+    /// family with two contributions of the same source: a label set
+    /// repeated across them breaks the family, which a remembered
+    /// contribution (its groups never entered in `seen`) must not hide.
+    #[test]
+    fn two_families_of_one_source_written_as_one_are_checked_whole() {
+        let body = "# TYPE \"a.b\" gauge\n{\"a.b\",x=\"1\"} 1\n{\"a.b\",x=\"2\"} 1\n{\"a.b\",x=\"3\"} 1\n{\"a.b\",x=\"4\"} 1\n\
+                    # TYPE a_b gauge\na_b{x=\"1\"} 1\na_b{x=\"2\"} 1\na_b{x=\"3\"} 1\na_b{x=\"4\"} 1\n";
+        let other = body.replace("a_b{x=\"", "a_b{x=\"9");
+        // The same bodies, allow-utf-8 then underscores.
+        let (warm, fresh, remembered) = warm_and_fresh(
+            &[(Some("a"), body)],
+            Escaping::AllowUtf8,
+            &[(Some("a"), body)],
+            Escaping::Underscores,
+        );
+        assert!(remembered > 0);
+        assert_eq!(warm, fresh, "escaping changed, same body");
+        // Underscores both times; the second family's labels changed to
+        // repeat the first's.
+        let (warm, fresh, _) = warm_and_fresh(
+            &[(Some("a"), &other)],
+            Escaping::Underscores,
+            &[(Some("a"), body)],
+            Escaping::Underscores,
+        );
+        assert_eq!(warm, fresh, "underscores, labels repeated");
+    }
+
+    /// Generated A/B pairs: the same structure (sources, families, label
+    /// sets) perturbed a little for B, values drawn anew; warm (A then B)
+    /// against fresh (B), under allow-utf-8 and underscores.
+    #[test]
+    fn remembering_mergers_write_what_fresh_ones_write() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+            fn chance(&mut self, percent: u64) -> bool {
+                self.below(100) < percent
+            }
+        }
+        #[derive(Clone)]
+        struct Family {
+            kind: u8, // 0 gauge, 1 counter, 2 histogram, 3 summary, 4 untyped, 5 "a.b" gauge, 6 a_b gauge, 7 whole pair
+            groups: Vec<u8>,
+            timestamps: bool,
+        }
+        #[derive(Clone)]
+        struct Src {
+            om: bool,
+            families: Vec<Family>,
+            container: Option<&'static str>,
+        }
+        let value = |rng: &mut Rng| -> &'static str {
+            if rng.chance(85) {
+                "1"
+            } else {
+                ["0", "-1", "NaN", "2", "0.5", "+Inf", "-Inf", "3"][rng.below(8) as usize]
+            }
+        };
+        let render = |rng: &mut Rng, src: &Src| -> String {
+            let mut out = String::new();
+            for (i, f) in src.families.iter().enumerate() {
+                let ts = |rng: &mut Rng| -> String {
+                    if !f.timestamps {
+                        return String::new();
+                    }
+                    let t = if rng.chance(90) {
+                        0
+                    } else {
+                        rng.below(3) as i64 - 1
+                    };
+                    if src.om {
+                        format!(" {}", 1_700_000_000 + t)
+                    } else {
+                        format!(" {}", 1_700_000_000_000 + 1000 * t)
+                    }
+                };
+                let line = |rng: &mut Rng, out: &mut String, name: &str, labels: &str| {
+                    let v = value(rng);
+                    let t = ts(rng);
+                    if let Some(quoted) = name.strip_prefix('"') {
+                        let sep = if labels.is_empty() { "" } else { "," };
+                        out.push_str(&format!("{{\"{quoted}{sep}{labels}}} {v}{t}\n"));
+                    } else {
+                        out.push_str(&format!("{name}{{{labels}}} {v}{t}\n"));
+                    }
+                };
+                let n = format!("f{i}");
+                match f.kind {
+                    0 | 4 | 5 | 6 => {
+                        let (name, typ) = match f.kind {
+                            0 => (n.clone(), Some("gauge")),
+                            4 => (n.clone(), None),
+                            5 => ("\"a.b\"".to_string(), Some("gauge")),
+                            _ => ("a_b".to_string(), Some("gauge")),
+                        };
+                        if let Some(typ) = typ {
+                            out.push_str(&format!("# TYPE {name} {typ}\n"));
+                        }
+                        for g in &f.groups {
+                            line(rng, &mut out, &name, &format!("l=\"{g}\""));
+                        }
+                    }
+                    1 => {
+                        if src.om {
+                            out.push_str(&format!("# TYPE {n} counter\n"));
+                        } else {
+                            out.push_str(&format!("# TYPE {n}_total counter\n"));
+                        }
+                        for g in &f.groups {
+                            line(rng, &mut out, &format!("{n}_total"), &format!("l=\"{g}\""));
+                            if src.om && rng.chance(30) {
+                                line(
+                                    rng,
+                                    &mut out,
+                                    &format!("{n}_created"),
+                                    &format!("l=\"{g}\""),
+                                );
+                            }
+                        }
+                    }
+                    2 => {
+                        out.push_str(&format!("# TYPE {n} histogram\n"));
+                        for g in &f.groups {
+                            let neg = *g >= 5;
+                            let bounds: &[&str] =
+                                if neg { &["-1", "+Inf"] } else { &["1", "+Inf"] };
+                            for b in bounds {
+                                line(
+                                    rng,
+                                    &mut out,
+                                    &format!("{n}_bucket"),
+                                    &format!("l=\"{g}\",le=\"{b}\""),
+                                );
+                            }
+                            if !neg || rng.chance(20) {
+                                line(rng, &mut out, &format!("{n}_sum"), &format!("l=\"{g}\""));
+                                line(rng, &mut out, &format!("{n}_count"), &format!("l=\"{g}\""));
+                            }
+                        }
+                    }
+                    3 => {
+                        out.push_str(&format!("# TYPE {n} summary\n"));
+                        for g in &f.groups {
+                            for q in ["0.5", "0.9"] {
+                                line(rng, &mut out, &n, &format!("l=\"{g}\",quantile=\"{q}\""));
+                            }
+                            line(rng, &mut out, &format!("{n}_sum"), &format!("l=\"{g}\""));
+                            line(rng, &mut out, &format!("{n}_count"), &format!("l=\"{g}\""));
+                        }
+                    }
+                    _ => {
+                        // A gauge `wN` and a counter `wN_total`: written whole.
+                        out.push_str(&format!("# TYPE w{i} gauge\n"));
+                        for g in &f.groups {
+                            line(rng, &mut out, &format!("w{i}"), &format!("l=\"{g}\""));
+                        }
+                        out.push_str(&format!("# TYPE w{i}_total counter\n"));
+                        for g in &f.groups {
+                            line(rng, &mut out, &format!("w{i}_total"), &format!("l=\"{g}\""));
+                        }
+                    }
+                }
+            }
+            if src.om {
+                out.push_str("# EOF\n");
+            }
+            out
+        };
+        let new_family = |rng: &mut Rng| Family {
+            kind: rng.below(8) as u8,
+            groups: (0..2 + rng.below(4))
+                .map(|_| 1 + rng.below(6) as u8)
+                .collect(),
+            timestamps: rng.chance(20),
+        };
+        let perturb = |rng: &mut Rng, sources: &[Src]| -> Vec<Src> {
+            let mut b: Vec<Src> = sources.to_vec();
+            if b.len() > 1 && rng.chance(10) {
+                let at = rng.below(b.len() as u64) as usize;
+                b.remove(at);
+            }
+            for s in &mut b {
+                if rng.chance(5) {
+                    s.om = !s.om;
+                }
+                if rng.chance(10) && s.families.len() > 1 {
+                    let i = rng.below(s.families.len() as u64) as usize;
+                    let j = rng.below(s.families.len() as u64) as usize;
+                    s.families.swap(i, j);
+                }
+                for f in &mut s.families {
+                    if rng.chance(10) && !f.groups.is_empty() {
+                        let k = rng.below(f.groups.len() as u64) as usize;
+                        f.groups[k] = 1 + rng.below(6) as u8;
+                    }
+                    if rng.chance(5) {
+                        f.timestamps = !f.timestamps;
+                    }
+                }
+                if rng.chance(5) {
+                    s.families.push(new_family(rng));
+                }
+            }
+            b
+        };
+        let containers = [Some("a"), Some("b"), None];
+        let escapings = [Escaping::AllowUtf8, Escaping::Underscores];
+        let mut failures = Vec::new();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let rounds = 3000;
+        let mut remembered_total = 0;
+        for round in 0..rounds {
+            let sources: Vec<Src> = (0..1 + rng.below(3))
+                .map(|i| Src {
+                    om: rng.chance(40),
+                    families: (0..1 + rng.below(4))
+                        .map(|_| new_family(&mut rng))
+                        .collect(),
+                    container: containers[i as usize],
+                })
+                .collect();
+            let b = perturb(&mut rng, &sources);
+            let a_bodies: Vec<String> = sources.iter().map(|s| render(&mut rng, s)).collect();
+            let b_bodies: Vec<String> = b.iter().map(|s| render(&mut rng, s)).collect();
+            let a_in: Vec<(Option<&str>, &str)> = sources
+                .iter()
+                .zip(&a_bodies)
+                .map(|(s, body)| (s.container, body.as_str()))
+                .collect();
+            let b_in: Vec<(Option<&str>, &str)> = b
+                .iter()
+                .zip(&b_bodies)
+                .map(|(s, body)| (s.container, body.as_str()))
+                .collect();
+            let ea = escapings[rng.below(2) as usize];
+            let eb = if rng.chance(80) {
+                ea
+            } else {
+                escapings[rng.below(2) as usize]
+            };
+            let (warm, fresh, remembered) = warm_and_fresh(&a_in, ea, &b_in, eb);
+            remembered_total += remembered;
+            if warm != fresh {
+                failures.push(format!(
+                    "round {round} {ea:?} -> {eb:?}\nA:\n{}\nB:\n{}\nwarm:\n{warm}\nfresh:\n{fresh}",
+                    a_bodies.join("-----\n"),
+                    b_bodies.join("-----\n")
+                ));
+            }
+        }
+        // The fast path was taken, and never wrote otherwise.
+        assert!(
+            remembered_total > rounds / 4,
+            "{remembered_total} remembered"
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {rounds} differ; the first:\n{}",
+            failures.len(),
+            failures[0]
+        );
+    }
+
     /// UTF-8 names (issue 18): kept as the source wrote them, written for
     /// each client's escaping scheme; a sample name is its family's written
     /// name and its own suffix, so OpenMetrics families stay whole.
@@ -3108,7 +3449,7 @@ fn canonical_labels(labels: &[u8], mut each: impl FnMut(&[u8], &[u8])) {
 
 /// A text sample's series within the output: its source and every label.
 fn series_hash(view: IndexView<'_>, sample: &Sample, source: u32, scratch: &mut Vec<u8>) -> u64 {
-    let mut group = GroupHash::default();
+    let mut group = GroupHash::new();
     group.add(b"", &source.to_le_bytes());
     let body = view.body();
     if sample.flags.intersects(SampleFlags::SLOW_LABELS) {

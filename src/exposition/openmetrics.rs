@@ -462,6 +462,19 @@ impl Check {
         }
     }
 
+    /// Ends a contribution checked by [`Check::known_sample`]: its last
+    /// metric is finished here and no group is current, so that the next
+    /// sample, of another source, starts one whatever its hash (one equal
+    /// to the synthetic group left would continue it, and never enter the
+    /// groups seen).
+    pub(super) fn end_known(&mut self) {
+        if self.ok && self.family_type == OpenMetricsType::Histogram && self.group.is_some() {
+            self.finish_histogram_group();
+        }
+        self.group = None;
+        self.group_timestamp = None;
+    }
+
     /// Whether the family's type may be checked by [`Check::known_sample`].
     pub(super) fn takes_known(family_type: OpenMetricsType) -> bool {
         matches!(
@@ -568,15 +581,27 @@ impl Check {
 }
 
 /// The hash of a label set, whatever the order of its labels (a sum of
-/// each label's hash), as prometheus_client compares them: collisions only
-/// make a family look broken, which writes it as `unknown`, never invalid.
-#[derive(Clone, Copy, Default)]
-pub(super) struct GroupHash(u64);
+/// each label's hash), as prometheus_client compares them. Two label sets
+/// taken for one would hide a label set repeated apart, so every hash
+/// starts from the process' [`hash_key`].
+#[derive(Clone, Copy)]
+pub(super) struct GroupHash {
+    sum: u64,
+    key: u64,
+}
 
 impl GroupHash {
+    pub(super) fn new() -> GroupHash {
+        GroupHash {
+            sum: 0,
+            key: hash_key(),
+        }
+    }
+
     /// Adds one label (or the source's number, as a label of its own).
     pub(super) fn add(&mut self, name: &[u8], value: &[u8]) {
-        self.add_hash(fx_bytes(fx_bytes(name.len() as u64, name), value));
+        let hash = mix_bytes(mix_bytes(self.key ^ name.len() as u64, name), value);
+        self.add_hash(hash);
     }
 
     /// Adds one label of a text body by its text `name="value` (the raw
@@ -586,25 +611,46 @@ impl GroupHash {
     /// a quoted or blank-separated label is written out in this form first).
     #[inline]
     pub(super) fn add_text(&mut self, bytes: &[u8], range: std::ops::Range<usize>) {
-        self.add_hash(fx_bytes_in(0, bytes, range));
+        self.add_hash(mix_bytes_in(self.key, bytes, range));
     }
 
     fn add_hash(&mut self, hash: u64) {
         // One avalanche per label, so that a sum of hashes does not cancel.
         let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.0 = self.0.wrapping_add(mixed ^ (mixed >> 32));
+        self.sum = self.sum.wrapping_add(mixed ^ (mixed >> 32));
     }
 
     pub(super) fn finish(self) -> u64 {
-        self.0
+        self.sum
     }
 }
 
-const FX_K: u64 = 0x517c_c1b7_2722_0a95;
+/// A key drawn once per process from the operating system's randomness
+/// (through std's `RandomState`). The hashes the check trusts (label sets,
+/// and the fingerprints of what it remembers) start from it, so that a
+/// container cannot write label text that collides on purpose: a
+/// collision would let a family the strict parser refuses through, and it
+/// would refuse the whole body.
+pub(super) fn hash_key() -> u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x006b_6579);
+        hasher.finish()
+    })
+}
 
+const MIX_K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One word into a hash: a multiply, then the high half folded into the
+/// low, so that no difference between two words passes a round whatever
+/// the hash before it (FxHash's rotate and multiply let a difference in a
+/// word's top bit through unchanged, whatever the key).
 #[inline]
-fn fx_mix(hash: u64, word: u64) -> u64 {
-    (hash.rotate_left(5) ^ word).wrapping_mul(FX_K)
+fn mix(hash: u64, word: u64) -> u64 {
+    let x = (hash ^ word).wrapping_mul(MIX_K);
+    x ^ (x >> 32)
 }
 
 #[inline]
@@ -614,13 +660,13 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// FxHash's mixing over bytes, eight at a time, then the length: the last
-/// word is the last eight bytes (overlapping the one before), or a short
-/// piece's bytes as a little-endian word padded with zeros.
-fn fx_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
+/// [`mix`] over bytes, eight at a time, then the length: the last word is
+/// the last eight bytes (overlapping the one before), or a short piece's
+/// bytes as a little-endian word padded with zeros.
+fn mix_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut at = 0;
     while at + 8 < bytes.len() {
-        hash = fx_mix(hash, word_at(bytes, at));
+        hash = mix(hash, word_at(bytes, at));
         at += 8;
     }
     let last = if bytes.len() >= 8 {
@@ -628,20 +674,20 @@ fn fx_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
     } else {
         short_word(bytes)
     };
-    fx_mix(fx_mix(hash, last), bytes.len() as u64)
+    mix(mix(hash, last), bytes.len() as u64)
 }
 
 /// The fingerprint of the text at `range` in `body`, after `hash` (the
-/// text before it): FxHash's mixing, eight bytes at a time, and the length.
+/// text before it, or [`hash_key`]): [`mix_bytes`] of it.
 #[inline]
 pub(super) fn fingerprint_text(hash: u64, body: &[u8], range: Range<usize>) -> u64 {
-    fx_bytes_in(hash, body, range)
+    mix_bytes_in(hash, body, range)
 }
 
-/// `fx_bytes(hash, &body[range])`; a piece shorter than a word is read as
+/// `mix_bytes(hash, &body[range])`; a piece shorter than a word is read as
 /// one masked word when the body goes on for eight bytes from its start.
 #[inline]
-fn fx_bytes_in(hash: u64, body: &[u8], range: std::ops::Range<usize>) -> u64 {
+fn mix_bytes_in(hash: u64, body: &[u8], range: std::ops::Range<usize>) -> u64 {
     let len = range.len();
     if len < 8 && range.start + 8 <= body.len() {
         let mask = if len == 0 {
@@ -650,9 +696,9 @@ fn fx_bytes_in(hash: u64, body: &[u8], range: std::ops::Range<usize>) -> u64 {
             u64::MAX >> (64 - 8 * len)
         };
         let word = word_at(body, range.start) & mask;
-        return fx_mix(fx_mix(hash, word), len as u64);
+        return mix(mix(hash, word), len as u64);
     }
-    fx_bytes(hash, &body[range])
+    mix_bytes(hash, &body[range])
 }
 
 fn short_word(bytes: &[u8]) -> u64 {
@@ -748,9 +794,9 @@ mod tests {
         let body = b"abcdefghijklmnopqrstuvwxyz0123456789";
         for start in 0..body.len() {
             for end in start..=body.len() {
-                let mut alone = GroupHash::default();
+                let mut alone = GroupHash::new();
                 alone.add_text(&body[start..end], 0..end - start);
-                let mut within = GroupHash::default();
+                let mut within = GroupHash::new();
                 within.add_text(body, start..end);
                 assert_eq!(alone.finish(), within.finish(), "{start} {end}");
             }

@@ -634,7 +634,7 @@ pub(in crate::exposition) fn check_openmetrics(
     source: u32,
     check: &mut Check,
 ) {
-    let mut group = GroupHash::default();
+    let mut group = GroupHash::new();
     group.add(b"", &source.to_le_bytes());
     for_each_label(body, metric, |name, value| group.add(name, value));
     let group = group.finish();
