@@ -56,15 +56,18 @@ fuzz_target!(|data: &[u8]| {
             Source { container: Some("container"), snapshot: second },
             Source { container: None, snapshot: third },
         ];
-        let kind = OutputKind { format: OutputFormat::OpenMetrics, escaping: Escaping::AllowUtf8 };
-        merger.merge_as(&changed, kind, &mut out);
-        let mut fresh = Vec::new();
-        Merger::new("container").merge_as(&changed, kind, &mut fresh);
-        assert!(
-            out == fresh,
-            "a remembering merger wrote\n{}\na fresh one\n{}",
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&fresh)
-        );
+        // Names that escape alike are one family under underscores only.
+        for escaping in [Escaping::Underscores, Escaping::AllowUtf8] {
+            let kind = OutputKind { format: OutputFormat::OpenMetrics, escaping };
+            merger.merge_as(&changed, kind, &mut out);
+            let mut fresh = Vec::new();
+            Merger::new("container").merge_as(&changed, kind, &mut fresh);
+            assert!(
+                out == fresh,
+                "a remembering merger wrote ({escaping:?})\n{}\na fresh one\n{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&fresh)
+            );
+        }
     }
 });
