@@ -147,8 +147,9 @@ impl Sidecar {
     /// output served is out of date.
     fn end_scrape_bookkeeping(&mut self, index: usize) {
         let held = self.held_format(index);
+        let utf8_names = self.containers[index].holds_utf8_names();
         let scraper = &mut self.scrapers[index];
-        scraper.catch_up.ended(held);
+        scraper.catch_up.ended(held, utf8_names);
         if let Some(timer) = scraper.deadline.take() {
             self.timers.cancel(timer);
         }

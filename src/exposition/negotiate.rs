@@ -646,6 +646,38 @@ pub fn body_format(content_type: Option<&[u8]>) -> BodyFormat {
     }
 }
 
+/// Whether a text body's `Content-Type` says it may carry UTF-8 names:
+/// `escaping=allow-utf-8`, or `version=1.0.0` naming no other escaping
+/// (prometheus/common writes text 1.0.0 for clients that allow them).
+pub fn text_allows_utf8_names(content_type: Option<&[u8]>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let mut parts = content_type.split(|&c| c == b';');
+    let media = parts.next().unwrap_or_default().trim_ascii();
+    if !media.eq_ignore_ascii_case(b"text/plain") {
+        return false;
+    }
+    let mut version_1 = false;
+    let mut escaping: Option<&[u8]> = None;
+    for parameter in parts {
+        let Some(equals) = parameter.iter().position(|&c| c == b'=') else {
+            continue;
+        };
+        let name = parameter[..equals].trim_ascii();
+        let value = parameter[equals + 1..].trim_ascii();
+        if name.eq_ignore_ascii_case(b"version") {
+            version_1 = value == b"1.0.0";
+        } else if name.eq_ignore_ascii_case(b"escaping") {
+            escaping = Some(value);
+        }
+    }
+    match escaping {
+        Some(scheme) => scheme == b"allow-utf-8",
+        None => version_1,
+    }
+}
+
 /// Remembers when a client last needed each part of [`Richness`]; handed
 /// `now`, no clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -887,6 +919,40 @@ mod tests {
         for (content_type, expected) in table {
             assert_eq!(
                 body_format(content_type.map(str::as_bytes)),
+                *expected,
+                "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_content_types_that_allow_utf8_names() {
+        let table: &[(Option<&str>, bool)] = &[
+            (None, false),
+            (Some("text/plain; version=0.0.4; charset=utf-8"), false),
+            (
+                Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+                false,
+            ),
+            (
+                Some("text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"),
+                true,
+            ),
+            (Some("text/plain; version=1.0.0; charset=utf-8"), true),
+            (
+                Some("text/plain; version=1.0.0; charset=utf-8; escaping=values"),
+                false,
+            ),
+            (Some("Text/Plain;Version=1.0.0"), true),
+            (Some("text/plain; escaping=allow-utf-8"), true),
+            (
+                Some("application/openmetrics-text; version=1.0.0; escaping=allow-utf-8"),
+                false,
+            ),
+        ];
+        for (content_type, expected) in table {
+            assert_eq!(
+                text_allows_utf8_names(content_type.map(str::as_bytes)),
                 *expected,
                 "{content_type:?}"
             );

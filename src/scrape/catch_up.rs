@@ -21,10 +21,10 @@
 //! OpenMetrics (an exporter that only speaks text) never by an OpenMetrics
 //! or UTF-8 client, so it is not scraped out of cadence for a client it
 //! cannot give more. Every scrape that asks for it refreshes it, so a
-//! container upgraded to speak it is seen at its next one. (A container
-//! that answers text 1.0.0 with UTF-8 names but not OpenMetrics counts as
-//! one that does not: the body's format does not tell text 1.0.0 from
-//! 0.0.4.)
+//! container upgraded to speak it is seen at its next one. A container
+//! that answers text 1.0.0 (UTF-8 names, as its `Content-Type` says) but
+//! not OpenMetrics counts as one that speaks it: a client of UTF-8 names
+//! would get its names escaped from a body asked without them.
 //!
 //! No socket, no clock: told when a scrape starts and what it left.
 //!
@@ -56,8 +56,11 @@ impl CatchUp {
     }
 
     /// The scrape in flight ended; `held` is the format of the body the
-    /// container holds now (`None`: it failed, or its body was refused).
-    pub fn ended(&mut self, held: Option<Format>) {
+    /// container holds now (`None`: it failed, or its body was refused),
+    /// `utf8_names` whether that body is text that says it may carry UTF-8
+    /// names (text 1.0.0: to a client of UTF-8 names it is as good as
+    /// OpenMetrics, which is asked for with them).
+    pub fn ended(&mut self, held: Option<Format>, utf8_names: bool) {
         if let (Some(asked), Some(format)) = (self.in_flight.take(), held) {
             self.held_asked = asked;
             if asked.protobuf {
@@ -66,7 +69,7 @@ impl CatchUp {
             // A protobuf answer to a scrape that asked for both says
             // nothing of OpenMetrics.
             if asked.openmetrics && !(asked.protobuf && format == Format::Protobuf) {
-                self.speaks_openmetrics = Some(format != Format::Text);
+                self.speaks_openmetrics = Some(format != Format::Text || utf8_names);
             }
         }
     }
@@ -142,31 +145,31 @@ mod tests {
         container.started(asked::TEXT);
         // Its first body will be text: wait, then ask again.
         assert!(container.lacks(asked::PROTOBUF, None));
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         assert_eq!(container.speaks_protobuf(), None);
         container.started(asked::PROTOBUF);
         // Still text held: wait for the scrape in flight.
         assert!(container.lacks(asked::PROTOBUF, Some(Text)));
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         assert!(!container.lacks(asked::PROTOBUF, Some(Protobuf)));
         assert_eq!(container.speaks_protobuf(), Some(true));
         // While a protobuf scrape is in flight over a protobuf body.
         container.started(asked::PROTOBUF);
         assert!(!container.lacks(asked::PROTOBUF, Some(Protobuf)));
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
     }
 
     #[test]
     fn after_a_text_only_spell_it_is_waited_for_again() {
         let mut container = CatchUp::default();
         container.started(asked::PROTOBUF);
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         // Nobody wanted protobuf for a while: its scrapes ask for text.
         container.started(asked::TEXT);
         // A text scrape in flight would replace the protobuf body.
         assert!(container.lacks(asked::PROTOBUF, Some(Protobuf)));
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         assert_eq!(container.speaks_protobuf(), Some(true));
     }
@@ -176,20 +179,20 @@ mod tests {
     fn a_container_that_answered_text_to_protobuf_is_not_waited_for() {
         let mut container = CatchUp::default();
         container.started(asked::TEXT);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         container.started(asked::PROTOBUF);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert_eq!(container.speaks_protobuf(), Some(false));
         assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
         // Not even while a text scrape is in flight after a text spell.
         container.started(asked::TEXT);
         assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(!container.lacks(asked::PROTOBUF, Some(Text)));
         // Upgraded: the next scrape that asks for protobuf sees it.
         container.started(asked::PROTOBUF);
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         assert_eq!(container.speaks_protobuf(), Some(true));
     }
 
@@ -197,15 +200,15 @@ mod tests {
     fn a_failed_scrape_teaches_nothing_and_leaves_nothing_to_wait_for() {
         let mut container = CatchUp::default();
         container.started(asked::PROTOBUF);
-        container.ended(None);
+        container.ended(None, false);
         assert_eq!(container.speaks_protobuf(), None);
         assert!(!container.lacks(asked::PROTOBUF, None));
         // A text body from before a failed protobuf scrape cannot be held
         // (a failure clears it), but the rule does not depend on it.
         container.started(asked::PROTOBUF);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         container.started(asked::PROTOBUF);
-        container.ended(None);
+        container.ended(None, false);
         assert_eq!(container.speaks_protobuf(), Some(false));
     }
 
@@ -219,7 +222,7 @@ mod tests {
         // (step, what a client needs, held, expected)
         let mut container = CatchUp::default();
         container.started(asked::TEXT);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         type Step<'a> = &'a dyn Fn(&mut CatchUp);
         let table: &[(Step, Richness, Option<Format>, bool)] = &[
             (&|_| {}, asked::OPENMETRICS, Some(Text), true),
@@ -231,7 +234,7 @@ mod tests {
                 true,
             ),
             (
-                &|c| c.ended(Some(OpenMetrics)),
+                &|c| c.ended(Some(OpenMetrics), false),
                 asked::OPENMETRICS,
                 Some(OpenMetrics),
                 false,
@@ -244,7 +247,7 @@ mod tests {
                 true,
             ),
             (
-                &|c| c.ended(Some(OpenMetrics)),
+                &|c| c.ended(Some(OpenMetrics), false),
                 asked::BOTH,
                 Some(OpenMetrics),
                 false,
@@ -260,7 +263,7 @@ mod tests {
             ),
             (&|_| {}, asked::PROTOBUF, Some(OpenMetrics), false),
             (
-                &|c| c.ended(Some(Text)),
+                &|c| c.ended(Some(Text), false),
                 asked::OPENMETRICS,
                 Some(Text),
                 true,
@@ -272,7 +275,7 @@ mod tests {
                 None,
                 false,
             ),
-            (&|c| c.ended(None), asked::OPENMETRICS, None, false),
+            (&|c| c.ended(None, false), asked::OPENMETRICS, None, false),
         ];
         for (row, (step, need, held, lacks)) in table.iter().enumerate() {
             step(&mut container);
@@ -294,28 +297,28 @@ mod tests {
         use Format::OpenMetrics;
         let mut container = CatchUp::default();
         container.started(asked::TEXT);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(container.lacks(asked::OPENMETRICS, Some(Text)));
         container.started(asked::OPENMETRICS);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert_eq!(container.speaks_openmetrics(), Some(false));
         assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
         // The OpenMetrics clients went away; its scrapes ask for text.
         container.started(asked::TEXT);
         assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(!container.lacks(asked::OPENMETRICS, Some(Text)));
         // Text to a scrape that asked for both: neither is spoken.
         container.started(asked::BOTH);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert_eq!(container.speaks_protobuf(), Some(false));
         assert!(!container.lacks(asked::BOTH, Some(Text)));
         // Upgraded: the next scrape that asks for OpenMetrics sees it.
         container.started(asked::OPENMETRICS);
-        container.ended(Some(OpenMetrics));
+        container.ended(Some(OpenMetrics), false);
         assert_eq!(container.speaks_openmetrics(), Some(true));
         container.started(asked::TEXT);
-        container.ended(Some(Text));
+        container.ended(Some(Text), false);
         assert!(container.lacks(asked::OPENMETRICS, Some(Text)));
     }
 
@@ -327,11 +330,11 @@ mod tests {
         use Format::OpenMetrics;
         let mut container = CatchUp::default();
         container.started(asked::BOTH);
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         assert_eq!(container.speaks_openmetrics(), None);
         assert_eq!(container.speaks_protobuf(), Some(true));
         container.started(asked::BOTH);
-        container.ended(Some(OpenMetrics));
+        container.ended(Some(OpenMetrics), false);
         assert_eq!(container.speaks_openmetrics(), Some(true));
         assert_eq!(container.speaks_protobuf(), Some(false));
     }
@@ -342,7 +345,7 @@ mod tests {
     fn a_scrape_asked_for_both_covers_both() {
         let mut container = CatchUp::default();
         container.started(asked::BOTH);
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         for need in [
             asked::TEXT,
             asked::PROTOBUF,
@@ -363,12 +366,30 @@ mod tests {
         let mut container = CatchUp::default();
         for _ in 0..3 {
             container.started(asked::TEXT);
-            container.ended(Some(Text));
+            container.ended(Some(Text), false);
         }
         assert_eq!(container.speaks_protobuf(), None);
         assert!(container.lacks(asked::PROTOBUF, Some(Text)));
         // Ending with no scrape in flight (a late end) changes nothing.
-        container.ended(Some(Protobuf));
+        container.ended(Some(Protobuf), false);
         assert_eq!(container.speaks_protobuf(), None);
+    }
+
+    /// A container answering text 1.0.0 with UTF-8 names to an OpenMetrics
+    /// request (client_golang without OpenMetrics) is waited for by a
+    /// client of UTF-8 names after a spell of text, as one answering
+    /// OpenMetrics is; one answering text 0.0.4 is not.
+    #[test]
+    fn a_container_that_answers_utf8_names_in_text_is_waited_for() {
+        for (utf8_names, waited) in [(true, true), (false, false)] {
+            let mut container = CatchUp::default();
+            container.started(asked::OPENMETRICS);
+            container.ended(Some(Text), utf8_names);
+            assert_eq!(container.speaks_openmetrics(), Some(utf8_names));
+            // A spell without such clients: asked for text again.
+            container.started(asked::TEXT);
+            container.ended(Some(Text), false);
+            assert_eq!(container.lacks(asked::OPENMETRICS, Some(Text)), waited);
+        }
     }
 }

@@ -161,6 +161,9 @@ pub struct ContainerState {
     /// The loopback address of its last successful scrape: named in the up
     /// line when it is `::1`, a change while up logged.
     answered_on: Option<SocketAddr>,
+    /// Whether the body held is text whose `Content-Type` allows UTF-8
+    /// names (text 1.0.0), for catch-ups.
+    utf8_names: bool,
 }
 
 impl ContainerState {
@@ -173,6 +176,7 @@ impl ContainerState {
             log: HealthLog::new(),
             max_lines: max_body_bytes / BODY_BYTES_PER_LINE,
             answered_on: None,
+            utf8_names: false,
         }
     }
 
@@ -182,6 +186,12 @@ impl ContainerState {
 
     pub fn stats(&self) -> &ContainerStats {
         &self.stats
+    }
+
+    /// Whether the body held is text whose `Content-Type` allows UTF-8
+    /// names (see `negotiate::text_allows_utf8_names`).
+    pub fn holds_utf8_names(&self) -> bool {
+        self.utf8_names
     }
 
     /// The latest successful body, indexed if [`Self::prepare_for_merge`]
@@ -218,6 +228,8 @@ impl ContainerState {
                         );
                     }
                 };
+                self.utf8_names = format == Format::Text
+                    && negotiate::text_allows_utf8_names(finished.content_type);
                 self.snapshot.swap_in_as(finished.body, format);
                 // The index of the previous body is not needed until a
                 // client asks, which may be a minute away: give its memory
@@ -232,6 +244,7 @@ impl ContainerState {
             }
             Outcome::Failure(reason) => {
                 self.stats.failures_total[reason.index()] += 1;
+                self.utf8_names = false;
                 self.snapshot.clear();
                 self.snapshot.shrink();
                 self.set_health(now, Health::Down(reason), finished.detail)
