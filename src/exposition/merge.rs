@@ -2419,11 +2419,8 @@ impl Merger {
     ) -> u64 {
         let body = view.body();
         let (family_type, group_size) = (remembered.family_type, remembered.group_size);
-        let count = if c.parent() {
-            self.order.len()
-        } else {
-            view.family_sample_count(c.family)
-        };
+        // The caller found it remembered with as many samples as it has.
+        let count = remembered.samples as usize;
         let mut fingerprint = seed;
         let mut left_in_group = 0;
         for k in 0..count {
@@ -2818,20 +2815,7 @@ mod openmetrics_tests {
         ];
         let values = ["1", "2", "0", "-1", "NaN", "+Inf", "0.5", "1 1700000000000"];
         let build = |merger: &mut Merger, body: &str| {
-            let mut snapshot = Snapshot::new();
-            snapshot.replace_as(
-                &mut body.as_bytes().to_vec(),
-                Format::guess(body.as_bytes()),
-            );
-            // A refused body is merged failed, as the sidecar keeps it.
-            let _ = snapshot.index();
-            let sources = [Source {
-                container: Some("a"),
-                snapshot: &snapshot,
-            }];
-            let mut out = Vec::new();
-            merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut out);
-            String::from_utf8(out).expect("utf-8")
+            build_as(merger, &[(Some("a"), body)], Escaping::Underscores)
         };
         let mut remembered = 0;
         for template in templates {

@@ -281,7 +281,6 @@ pub(super) struct Check {
     /// Every group seen in the family.
     seen: HashSet,
     histogram: HistogramState,
-    known_groups: u64,
 }
 
 /// See [`Check::save`].
@@ -293,7 +292,7 @@ pub(super) struct SavedCheck {
     histogram: HistogramState,
 }
 
-/// The groups [`Check::known_sample`] starts, told apart by a count.
+/// The group [`Check::known_sample`] keeps current while it checks.
 const KNOWN_GROUP: u64 = 0x6b6e_6f77_6e00_0000;
 
 /// What a value breaks whatever its labels: a counter-like value NaN or
@@ -330,7 +329,6 @@ impl Check {
             group_timestamp: None,
             seen: HashSet::default(),
             histogram: HistogramState::default(),
-            known_groups: 0,
         }
     }
 
@@ -425,10 +423,10 @@ impl Check {
             if histogram && self.group.is_some() {
                 self.finish_histogram_group();
             }
-            // Known to differ from every other group of the family; the
-            // next source's groups hash with its number, so differ too.
-            self.known_groups = self.known_groups.wrapping_add(1);
-            self.group = Some(KNOWN_GROUP ^ self.known_groups);
+            // Its value is never compared: `new_group` tells where each
+            // metric starts, and `end_known` clears it before another
+            // source's samples.
+            self.group = Some(KNOWN_GROUP);
             self.group_timestamp = Some(timestamp);
         } else if !self.timestamp_follows(timestamp) {
             self.ok = false;
