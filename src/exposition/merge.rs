@@ -103,6 +103,11 @@ struct Contribution {
 const _: () = assert!(std::mem::size_of::<Contribution>() == 12);
 const _: () = assert!(std::mem::size_of::<Merged>() == 16);
 
+/// `Merger::name_kinds`' bits: a family has an item that is not a counter,
+/// or a text counter `x_total` named `x`.
+const NOT_COUNTER: u8 = 1;
+const STRIPPED_COUNTER: u8 = 2;
+
 /// `Contribution::item`'s bits.
 const PARENT: u8 = 1;
 const WHOLE: u8 = 2;
@@ -200,10 +205,11 @@ pub struct Merger {
     /// sample)`, the rules' check, and the names families claimed.
     children: Vec<Child>,
     order: Vec<(u32, u32, u32)>,
-    /// OpenMetrics output: every source's items `(source, family,
-    /// parent)`, and those not renamed, by name.
-    items: Vec<(u32, u32, bool)>,
-    plain: NameTable,
+    /// OpenMetrics output: what each merged family holds
+    /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]), and whether a stripped
+    /// counter must move to its whole name.
+    name_kinds: Vec<u8>,
+    moves_counters: bool,
     /// The output's escaping scheme, and the names it escaped.
     escaping: Escaping,
     written: Vec<u8>,
@@ -217,9 +223,6 @@ pub struct Merger {
     remembered: RememberedSet,
     pending: Vec<(u64, Remembered)>,
     build: u32,
-    claims: NameTable,
-    claim_names: Vec<u8>,
-    claim_spans: Vec<Span>,
 }
 
 impl Merger {
@@ -246,8 +249,8 @@ impl Merger {
             help: Vec::new(),
             children: Vec::new(),
             order: Vec::new(),
-            items: Vec::new(),
-            plain: NameTable::default(),
+            name_kinds: Vec::new(),
+            moves_counters: false,
             escaping: Escaping::Underscores,
             written: Vec::new(),
             series_seen: SeriesSet::default(),
@@ -255,9 +258,6 @@ impl Merger {
             remembered: RememberedSet::default(),
             pending: Vec::new(),
             build: 0,
-            claims: NameTable::default(),
-            claim_names: Vec::new(),
-            claim_spans: Vec::new(),
         }
     }
 
@@ -1670,6 +1670,60 @@ fn openmetrics_item(
     }
 }
 
+/// The names a family of type `om` claims: its name with each suffix of
+/// its type, and alone (prometheus_client's parser adds the name alone to
+/// every type's suffixes).
+fn claimed_suffixes(om: OpenMetricsType) -> impl Iterator<Item = &'static [u8]> + Clone {
+    let suffixes = om.suffixes();
+    let alone = (!suffixes.contains(&&b""[..])).then_some(&b""[..]);
+    alone.into_iter().chain(suffixes.iter().copied())
+}
+
+/// Every suffix some type claims, the name alone included.
+const ALL_CLAIMED_SUFFIXES: [&[u8]; 9] = [
+    b"",
+    b"_total",
+    b"_created",
+    b"_bucket",
+    b"_count",
+    b"_sum",
+    b"_gcount",
+    b"_gsum",
+    b"_info",
+];
+
+/// Calls `each(item, parent)` for each OpenMetrics item of a source in
+/// order: its families, except that an OpenMetrics body's families of one
+/// parent are one item, the parent (`parent` true), given with its first.
+/// With `children`, each such family is added there.
+fn for_each_openmetrics_item(
+    view: SourceView<'_>,
+    source_index: u32,
+    mut children: Option<&mut Vec<Child>>,
+    mut each: impl FnMut(u32, bool),
+) {
+    let mut next_parent = 0u32;
+    for family in 0..view.family_count() as u32 {
+        let (item, parent) = match view {
+            SourceView::Text(text) => match text.parent(family) {
+                Some(p) => {
+                    if let Some(children) = children.as_deref_mut() {
+                        children.push((source_index, p, family));
+                    }
+                    if p != next_parent {
+                        continue;
+                    }
+                    next_parent += 1;
+                    (p, true)
+                }
+                None => (family, false),
+            },
+            SourceView::Protobuf(_) => (family, false),
+        };
+        each(item, parent);
+    }
+}
+
 /// A counter whose OpenMetrics name is its name without `_total`.
 fn is_stripped_counter(
     view: SourceView<'_>,
@@ -1756,100 +1810,31 @@ impl Merger {
     ) {
         self.build = self.build.wrapping_add(1);
         self.children.clear();
-        // First the items of every source, and the names of those that are
-        // not counters: a text counter `x_total`
-        // beside a family `x` (node_exporter's `go_memstats_alloc_bytes`
-        // gauge and `..._total` counter) cannot both be OpenMetrics
-        // families named `x`, so the counter keeps its series as
-        // `unknown` `x_total` rather than losing them to a conflict.
-        self.items.clear();
-        self.plain.clear();
+        self.name_kinds.clear();
+        self.moves_counters = false;
+        let mut children = std::mem::take(&mut self.children);
         for (source_index, source) in sources.iter().enumerate() {
             if !source.snapshot.is_indexed() {
                 continue;
             }
             let view = source.snapshot.view();
-            let mut next_parent = 0u32;
-            for family in 0..view.family_count() as u32 {
-                let (item, parent) = match view {
-                    SourceView::Text(text) => match text.parent(family) {
-                        Some(p) => {
-                            self.children.push((source_index as u32, p, family));
-                            if p != next_parent {
-                                continue;
-                            }
-                            next_parent += 1;
-                            (p, true)
-                        }
-                        None => (family, false),
-                    },
-                    SourceView::Protobuf(_) => (family, false),
-                };
-                let this = openmetrics_item(view, item, parent, false);
-                if this.om != OpenMetricsType::Counter {
-                    let index = self.items.len() as u32;
-                    self.plain.insert(hash_name(this.name), index);
-                }
-                self.items.push((source_index as u32, item, parent));
-            }
+            let source_index = source_index as u32;
+            for_each_openmetrics_item(view, source_index, Some(&mut children), |item, parent| {
+                self.add_openmetrics_item(sources, source_index, item, parent);
+            });
         }
-        for i in 0..self.items.len() {
-            let (source_index, item, parent) = self.items[i];
-            let source = &sources[source_index as usize];
-            let view = source.snapshot.view();
-            let named = openmetrics_item(view, item, parent, false);
-            let whole = {
-                let items = &self.items;
-                is_stripped_counter(view, item, parent, &named)
-                    && self
-                        .plain
-                        .find(hash_name(named.name), |j| {
-                            let (s, f, p) = items[j as usize];
-                            same_bytes(item_of(sources, s, f, p, false).name, named.name)
-                        })
-                        .is_some()
-            };
-            let this = if whole {
-                openmetrics_item(view, item, parent, whole)
-            } else {
-                named
-            };
-            let id = self.merged.len() as u32;
-            let written = escape_written(this.name, self.escaping, &mut self.written);
-            let key = if written.is_empty() {
-                this.name
-            } else {
-                written.of(&self.written)
-            };
-            let (merged_list, firsts, written_names) =
-                (&self.merged, &self.contributions, &self.written);
-            let merged = self.table.find_or_insert(hash_name(key), id, |m| {
-                let m = &merged_list[m as usize];
-                same_bytes(merged_key(sources, firsts, m, written_names), key)
-            });
-            let merged = merged.unwrap_or_else(|| {
-                self.merged.push(Merged {
-                    kind: Kind::Untyped,
-                    om: this.om,
-                    openmetrics: true,
-                    written,
-                    reserved: false,
-                    first: self.contributions.len() as u32,
-                });
-                id
-            });
-            if source.container.is_none() && this.name.starts_with(RESERVED_PREFIX.as_bytes()) {
-                self.merged[merged as usize].reserved = true;
+        self.children = children;
+        if self.moves_counters {
+            self.move_stripped_counters(sources);
+        }
+        for (c, &m) in self.contributions.iter().zip(&self.destinations) {
+            if sources[c.source as usize].container.is_none()
+                && item_of(sources, c.source, c.family, c.parent(), c.whole())
+                    .name
+                    .starts_with(RESERVED_PREFIX.as_bytes())
+            {
+                self.merged[m as usize].reserved = true;
             }
-            self.contributions.push(Contribution {
-                source: source_index,
-                family: item,
-                kind: Kind::Untyped,
-                resolution: Resolution::Kept,
-                om: this.om,
-                item: Contribution::item(parent, whole),
-            });
-            self.destinations.push(merged);
         }
         // Stable: each parent's families stay in order.
         self.children
@@ -1867,6 +1852,119 @@ impl Merger {
         let build = self.build;
         self.remembered.retain(|_, r| r.build == build);
         out.extend_from_slice(b"# EOF\n");
+    }
+
+    /// Adds an item to the family of its OpenMetrics name. A text counter
+    /// `x_total` beside a family `x` that is not a counter (node_exporter's
+    /// `go_memstats_alloc_bytes` gauge and `..._total` counter) cannot
+    /// share the OpenMetrics name `x`, so it keeps its series whole, as
+    /// `unknown` `x_total`, rather than losing them to a conflict: at once
+    /// when such an `x` came first, else moved there once one comes
+    /// ([`Merger::move_stripped_counters`]).
+    fn add_openmetrics_item(
+        &mut self,
+        sources: &[Source<'_>],
+        source: u32,
+        item: u32,
+        parent: bool,
+    ) {
+        let view = sources[source as usize].snapshot.view();
+        let named = openmetrics_item(view, item, parent, false);
+        let contribution = self.contributions.len() as u32;
+        let mut merged = self.openmetrics_family(sources, named.name, named.om, contribution);
+        let mut this = named;
+        let mut whole = false;
+        let kinds = self.name_kinds[merged as usize];
+        if is_stripped_counter(view, item, parent, &named) {
+            if kinds & NOT_COUNTER != 0 {
+                whole = true;
+                this = openmetrics_item(view, item, parent, true);
+                merged = self.openmetrics_family(sources, this.name, this.om, contribution);
+            } else {
+                self.name_kinds[merged as usize] |= STRIPPED_COUNTER;
+            }
+        } else if named.om != OpenMetricsType::Counter && kinds & NOT_COUNTER == 0 {
+            if kinds & STRIPPED_COUNTER != 0 {
+                // Its name is read from here on: the counters move away.
+                self.merged[merged as usize].first = contribution;
+                self.moves_counters = true;
+            }
+            self.name_kinds[merged as usize] |= NOT_COUNTER;
+        }
+        self.contributions.push(Contribution {
+            source,
+            family: item,
+            kind: Kind::Untyped,
+            resolution: Resolution::Kept,
+            om: this.om,
+            item: Contribution::item(parent, whole),
+        });
+        self.destinations.push(merged);
+    }
+
+    /// The family named `name` as the output writes it, new (first read
+    /// from `contribution`) if no family has that name yet.
+    fn openmetrics_family(
+        &mut self,
+        sources: &[Source<'_>],
+        name: &[u8],
+        om: OpenMetricsType,
+        contribution: u32,
+    ) -> u32 {
+        let id = self.merged.len() as u32;
+        let written = escape_written(name, self.escaping, &mut self.written);
+        let key = if written.is_empty() {
+            name
+        } else {
+            written.of(&self.written)
+        };
+        let (merged_list, firsts, written_names) =
+            (&self.merged, &self.contributions, &self.written);
+        let found = self.table.find_or_insert(hash_name(key), id, |m| {
+            let m = &merged_list[m as usize];
+            same_bytes(merged_key(sources, firsts, m, written_names), key)
+        });
+        if let Some(found) = found {
+            if !written.is_empty() {
+                self.written.truncate(written.start as usize);
+            }
+            return found;
+        }
+        self.merged.push(Merged {
+            kind: Kind::Untyped,
+            om,
+            openmetrics: true,
+            written,
+            reserved: false,
+            first: contribution,
+        });
+        self.name_kinds.push(0);
+        id
+    }
+
+    /// Moves each text counter `x_total` that came before a family `x`
+    /// that is not a counter to its whole name (see
+    /// [`Merger::add_openmetrics_item`]), in order, before the
+    /// contributions are grouped.
+    fn move_stripped_counters(&mut self, sources: &[Source<'_>]) {
+        for i in 0..self.contributions.len() {
+            let c = self.contributions[i];
+            let m = self.destinations[i] as usize;
+            if self.name_kinds[m] != NOT_COUNTER | STRIPPED_COUNTER || c.whole() {
+                continue;
+            }
+            let view = sources[c.source as usize].snapshot.view();
+            let named = openmetrics_item(view, c.family, c.parent(), false);
+            if !is_stripped_counter(view, c.family, c.parent(), &named) {
+                continue;
+            }
+            let this = openmetrics_item(view, c.family, c.parent(), true);
+            // Whole before it is looked up: a new family's name is read
+            // from it.
+            self.contributions[i].item = Contribution::item(false, true);
+            self.contributions[i].om = this.om;
+            self.destinations[i] = self.openmetrics_family(sources, this.name, this.om, i as u32);
+        }
     }
 
     fn report_openmetrics(&mut self, sources: &[Source<'_>], contribution: usize) {
@@ -1937,58 +2035,69 @@ impl Merger {
     /// Rule 3 for OpenMetrics: a family claims its name with each suffix of
     /// its type (and alone); a family that claims a name an earlier one
     /// claimed is dropped (the earlier one is reserved when either is).
+    /// A claimed name is found through the family it strips to, in the
+    /// table of names, so the claims cost no memory of their own.
     fn resolve_openmetrics_claims(&mut self, sources: &[Source<'_>]) {
-        self.claims.clear();
-        self.claim_names.clear();
-        self.claim_spans.clear();
+        let mut key = std::mem::take(&mut self.scratch);
         for m in 0..self.merged.len() {
-            let merged = &self.merged[m];
-            let range = self.group(m);
-            let kept = self.contributions[range.start as usize..range.end as usize]
-                .iter()
-                .any(|c| c.resolution != Resolution::Dropped);
-            if !kept {
+            if !self.is_kept(m) {
                 continue;
             }
+            let merged = &self.merged[m];
             // The names as written: two that escape alike clash.
             let name = merged_key(sources, &self.contributions, merged, &self.written);
-            let suffixes = merged.om.suffixes();
-            let mut key = std::mem::take(&mut self.scratch);
-            let mut claimed = |suffix: &[u8], this: &Self| {
+            let claims = claimed_suffixes(merged.om);
+            let clash = claims.clone().any(|suffix| {
                 key.clear();
                 key.extend_from_slice(name);
                 key.extend_from_slice(suffix);
-                this.claims
-                    .find(hash_name(&key), |i| {
-                        this.claim_spans[i as usize].of(&this.claim_names) == key.as_slice()
-                    })
-                    .is_some()
-            };
-            let clash = claimed(b"", self) || suffixes.iter().any(|suffix| claimed(suffix, self));
-            self.scratch = key;
+                self.claimed_before(sources, m, &key, suffix)
+            });
             if clash {
+                let range = self.group(m);
                 for i in range.start as usize..range.end as usize {
                     if self.contributions[i].resolution != Resolution::Dropped {
                         self.contributions[i].resolution = Resolution::Dropped;
                         self.report_openmetrics(sources, i);
                     }
                 }
-                continue;
-            }
-            // Its name alone (prometheus_client's parser adds it to every
-            // type's suffixes), then each suffix.
-            let alone = (!suffixes.contains(&&b""[..])).then_some(&b""[..]);
-            for suffix in alone.into_iter().chain(suffixes.iter().copied()) {
-                let start = self.claim_names.len();
-                self.claim_names.extend_from_slice(name);
-                self.claim_names.extend_from_slice(suffix);
-                let span = Span::new(start, self.claim_names.len());
-                let index = self.claim_spans.len() as u32;
-                self.claim_spans.push(span);
-                self.claims
-                    .insert(hash_name(span.of(&self.claim_names)), index);
             }
         }
+        self.scratch = key;
+    }
+
+    /// Whether a family before `m` still kept claims `key`, which family
+    /// `m` claims as its name and `own` (so not through that suffix).
+    fn claimed_before(&self, sources: &[Source<'_>], m: usize, key: &[u8], own: &[u8]) -> bool {
+        ALL_CLAIMED_SUFFIXES.iter().any(|&suffix| {
+            if suffix == own {
+                return false; // strips to `m` itself
+            }
+            let Some(base) = key.strip_suffix(suffix) else {
+                return false;
+            };
+            let found = self.table.find(hash_name(base), |x| {
+                let x = &self.merged[x as usize];
+                same_bytes(
+                    merged_key(sources, &self.contributions, x, &self.written),
+                    base,
+                )
+            });
+            found.is_some_and(|earlier| {
+                let earlier = earlier as usize;
+                earlier < m
+                    && claimed_suffixes(self.merged[earlier].om).any(|s| s == suffix)
+                    && self.is_kept(earlier)
+            })
+        })
+    }
+
+    /// Whether some contribution of family `m` is still written.
+    fn is_kept(&self, m: usize) -> bool {
+        let range = self.group(m);
+        self.contributions[range.start as usize..range.end as usize]
+            .iter()
+            .any(|c| c.resolution != Resolution::Dropped)
     }
 
     fn write_family_openmetrics(
@@ -2681,6 +2790,29 @@ mod openmetrics_tests {
     use super::*;
     use crate::exposition::Format;
 
+    /// A claim is found by stripping the suffixes of this list, so it must
+    /// hold every suffix any type claims.
+    #[test]
+    fn every_claimed_suffix_is_stripped() {
+        use OpenMetricsType::*;
+        let types = [
+            Counter,
+            Gauge,
+            Histogram,
+            GaugeHistogram,
+            Summary,
+            Info,
+            StateSet,
+            Unknown,
+            None,
+        ];
+        for om in types {
+            for suffix in claimed_suffixes(om) {
+                assert!(ALL_CLAIMED_SUFFIXES.contains(&suffix), "{om:?}");
+            }
+        }
+    }
+
     fn merge_openmetrics(inputs: &[(&str, &str)]) -> (String, Vec<String>) {
         let snapshots: Vec<Snapshot> = inputs
             .iter()
@@ -2768,6 +2900,16 @@ mod openmetrics_tests {
                 &["1:c"],
             ),
             (
+                "a family dropped for a claim claims nothing itself",
+                &[
+                    ("a", "# TYPE a counter\na_total 1\n# EOF\n"),
+                    ("b", "# TYPE a_total counter\na_total_total 1\n# EOF\n"),
+                    ("c", "# TYPE a_total_created gauge\na_total_created 3\n# EOF\n"),
+                ],
+                "# TYPE a counter\na_total{container=\"a\"} 1\n# TYPE a_total_created gauge\na_total_created{container=\"c\"} 3\n# EOF\n",
+                &["1:a_total"],
+            ),
+            (
                 "a text counter x_total beside a gauge x keeps its series as unknown x_total",
                 &[(
                     "a",
@@ -2775,6 +2917,24 @@ mod openmetrics_tests {
                 )],
                 "# TYPE x gauge\nx{container=\"a\"} 1\n# TYPE x_total unknown\nx_total{container=\"a\"} 2\n# EOF\n",
                 &[],
+            ),
+            (
+                "a text counter x_total before a gauge x moves to unknown x_total, after x",
+                &[
+                    ("a", "# TYPE x_total counter\nx_total 2\n# TYPE y gauge\ny 3\n"),
+                    ("b", "# TYPE x gauge\nx 1\n# TYPE x_total counter\nx_total 4\n"),
+                ],
+                "# TYPE x gauge\nx{container=\"b\"} 1\n# TYPE y gauge\ny{container=\"a\"} 3\n# TYPE x_total unknown\nx_total{container=\"a\"} 2\nx_total{container=\"b\"} 4\n# EOF\n",
+                &[],
+            ),
+            (
+                "a moved counter finds the family of its whole name, whose own counters moved",
+                &[
+                    ("a", "# TYPE c_total_total counter\nc_total_total 1\n# TYPE c_total counter\nc_total 2\n"),
+                    ("b", "# TYPE c_total gauge\nc_total 3\n# TYPE c gauge\nc 4\n"),
+                ],
+                "# TYPE c_total unknown\nc_total{container=\"a\"} 2\nc_total{container=\"b\"} 3\n# TYPE c gauge\nc{container=\"b\"} 4\n# TYPE c_total_total unknown\nc_total_total{container=\"a\"} 1\n# EOF\n",
+                &["1:c_total"],
             ),
             (
                 "a label set that comes back after another, in another order or form, breaks the family",
@@ -2942,6 +3102,43 @@ mod openmetrics_tests {
         let warm_out = build_as(&mut warm, b, b_escaping);
         let fresh_out = build_as(&mut Merger::new("container"), b, b_escaping);
         (warm_out, fresh_out, remembered)
+    }
+
+    /// Rule 0 in OpenMetrics: the sidecar's own family wins its name, and
+    /// only the family it ends in (a counter `x_total` moved to its whole
+    /// name leaves the name `x` to the containers).
+    #[test]
+    fn the_sidecars_own_families_win_their_openmetrics_names() {
+        let own_counter = "# TYPE multiplexer_x_total counter\nmultiplexer_x_total 1\n";
+        type Inputs<'a> = &'a [(Option<&'a str>, &'a str)];
+        let cases: [(Inputs<'_>, &str); 3] = [
+            (
+                &[
+                    (Some("a"), "# TYPE multiplexer_y gauge\nmultiplexer_y 5\n"),
+                    (None, "# TYPE multiplexer_y gauge\nmultiplexer_y 6\n"),
+                ],
+                "# TYPE multiplexer_y gauge\nmultiplexer_y 6\n# EOF\n",
+            ),
+            (
+                &[
+                    (None, own_counter),
+                    (Some("a"), "# TYPE multiplexer_x gauge\nmultiplexer_x 2\n"),
+                ],
+                "# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# EOF\n",
+            ),
+            (
+                &[
+                    (None, own_counter),
+                    (Some("a"), "# TYPE multiplexer_x gauge\nmultiplexer_x 2\n"),
+                    (Some("b"), "# TYPE multiplexer_x_total gauge\nmultiplexer_x_total 3\n"),
+                ],
+                "# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# EOF\n",
+            ),
+        ];
+        for (inputs, expected) in cases {
+            let output = build_as(&mut Merger::new("container"), inputs, Escaping::AllowUtf8);
+            assert_eq!(output, expected, "{inputs:?}");
+        }
     }
 
     /// Two families of one source whose names escape alike are one

@@ -11,6 +11,10 @@
 //!   name does not end in `_total`, or a protobuf one, cannot be written as
 //!   an OpenMetrics counter without renaming its series (which a direct
 //!   scrape would store under its own name), so it is written as `unknown`.
+//!   So is a text counter `x_total` where some source has a family `x` that
+//!   is not a counter (node_exporter's `go_memstats_alloc_bytes`): both
+//!   cannot be named `x`, and its series are kept rather than dropped in a
+//!   conflict.
 //! - A text family without a `# TYPE` line gets none; `untyped` is written
 //!   `unknown`.
 //! - Each family claims its name and its name with every suffix of its
