@@ -1679,7 +1679,13 @@ fn claimed_suffixes(om: OpenMetricsType) -> impl Iterator<Item = &'static [u8]> 
     alone.into_iter().chain(suffixes.iter().copied())
 }
 
-/// Every suffix some type claims, the name alone included.
+/// Whether `name` ends with `suffix` (one of [`ALL_CLAIMED_SUFFIXES`])
+/// after at least one byte; most names are told by their last byte.
+fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
+    name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
+}
+
+/// Every suffix some type claims, the name alone first.
 const ALL_CLAIMED_SUFFIXES: [&[u8]; 9] = [
     b"",
     b"_total",
@@ -2046,13 +2052,28 @@ impl Merger {
             let merged = &self.merged[m];
             // The names as written: two that escape alike clash.
             let name = merged_key(sources, &self.contributions, merged, &self.written);
-            let claims = claimed_suffixes(merged.om);
-            let clash = claims.clone().any(|suffix| {
-                key.clear();
-                key.extend_from_slice(name);
-                key.extend_from_slice(suffix);
-                self.claimed_before(sources, m, &key, suffix)
-            });
+            // No suffix ends with another, so `name` + a suffix is
+            // claimed before either as a family's own name, or, for
+            // `name` alone, as a family's name with a suffix `name` ends
+            // with.
+            let as_a_name = claimed_suffixes(merged.om)
+                .filter(|suffix| !suffix.is_empty())
+                .any(|suffix| {
+                    key.clear();
+                    key.extend_from_slice(name);
+                    key.extend_from_slice(suffix);
+                    self.claimed_before(sources, m, &key, b"")
+                });
+            let clash = as_a_name
+                || ALL_CLAIMED_SUFFIXES[1..].iter().any(|&suffix| {
+                    ends_with_suffix(name, suffix)
+                        && self.claimed_before(
+                            sources,
+                            m,
+                            &name[..name.len() - suffix.len()],
+                            suffix,
+                        )
+                });
             if clash {
                 let range = self.group(m);
                 for i in range.start as usize..range.end as usize {
@@ -2066,29 +2087,21 @@ impl Merger {
         self.scratch = key;
     }
 
-    /// Whether a family before `m` still kept claims `key`, which family
-    /// `m` claims as its name and `own` (so not through that suffix).
-    fn claimed_before(&self, sources: &[Source<'_>], m: usize, key: &[u8], own: &[u8]) -> bool {
-        ALL_CLAIMED_SUFFIXES.iter().any(|&suffix| {
-            if suffix == own {
-                return false; // strips to `m` itself
-            }
-            let Some(base) = key.strip_suffix(suffix) else {
-                return false;
-            };
-            let found = self.table.find(hash_name(base), |x| {
-                let x = &self.merged[x as usize];
-                same_bytes(
-                    merged_key(sources, &self.contributions, x, &self.written),
-                    base,
-                )
-            });
-            found.is_some_and(|earlier| {
-                let earlier = earlier as usize;
-                earlier < m
-                    && claimed_suffixes(self.merged[earlier].om).any(|s| s == suffix)
-                    && self.is_kept(earlier)
-            })
+    /// Whether a family before `m`, still kept, is named `base` and
+    /// claims `base` + `suffix`.
+    fn claimed_before(&self, sources: &[Source<'_>], m: usize, base: &[u8], suffix: &[u8]) -> bool {
+        let found = self.table.find(hash_name(base), |x| {
+            let x = &self.merged[x as usize];
+            same_bytes(
+                merged_key(sources, &self.contributions, x, &self.written),
+                base,
+            )
+        });
+        found.is_some_and(|earlier| {
+            let earlier = earlier as usize;
+            earlier < m
+                && claimed_suffixes(self.merged[earlier].om).any(|s| s == suffix)
+                && self.is_kept(earlier)
         })
     }
 
@@ -2791,7 +2804,8 @@ mod openmetrics_tests {
     use crate::exposition::Format;
 
     /// A claim is found by stripping the suffixes of this list, so it must
-    /// hold every suffix any type claims.
+    /// hold every suffix any type claims, and none of them may end with
+    /// another (`resolve_openmetrics_claims` looks no further).
     #[test]
     fn every_claimed_suffix_is_stripped() {
         use OpenMetricsType::*;
@@ -2809,6 +2823,12 @@ mod openmetrics_tests {
         for om in types {
             for suffix in claimed_suffixes(om) {
                 assert!(ALL_CLAIMED_SUFFIXES.contains(&suffix), "{om:?}");
+            }
+        }
+        assert!(ALL_CLAIMED_SUFFIXES[0].is_empty());
+        for a in &ALL_CLAIMED_SUFFIXES[1..] {
+            for b in &ALL_CLAIMED_SUFFIXES[1..] {
+                assert!(a == b || !a.ends_with(b), "{a:?} ends with {b:?}");
             }
         }
     }
