@@ -2257,8 +2257,15 @@ impl Merger {
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
-        let help =
-            kept().find_map(|c| item_of(sources, c.source, c.family, c.parent(), c.whole()).help);
+        let (mut help, mut unit) = (None, None);
+        for c in kept() {
+            let item = item_of(sources, c.source, c.family, c.parent(), c.whole());
+            help = help.or(item.help);
+            unit = unit.or(item.unit);
+            if help.is_some() && unit.is_some() {
+                break;
+            }
+        }
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
@@ -2284,15 +2291,13 @@ impl Merger {
             out.extend_from_slice(family_type.as_str().as_bytes());
             out.push(b'\n');
         }
-        let unit = kept()
-            .find_map(|c| item_of(sources, c.source, c.family, c.parent(), c.whole()).unit)
-            .filter(|unit| {
-                family_type.takes_unit()
-                    && !unit.is_empty()
-                    && name.len() > unit.len()
-                    && name.ends_with(unit)
-                    && name[name.len() - unit.len() - 1] == b'_'
-            });
+        let unit = unit.filter(|unit| {
+            family_type.takes_unit()
+                && !unit.is_empty()
+                && name.len() > unit.len()
+                && name.ends_with(unit)
+                && name[name.len() - unit.len() - 1] == b'_'
+        });
         if let Some(unit) = unit {
             out.extend_from_slice(b"# UNIT ");
             write_name(name, self.escaping, false, out);

@@ -282,8 +282,10 @@ pub(super) struct Check {
     /// The current metric (group) and what is known of it.
     group: Option<u64>,
     group_timestamp: Option<Option<i64>>,
-    /// Every group seen in the family.
+    /// Every group seen in the family, but its first while no other came
+    /// (`unentered`: most families have one metric, and need no set).
     seen: HashSet,
+    unentered: Option<u64>,
     histogram: HistogramState,
 }
 
@@ -332,6 +334,7 @@ impl Check {
             group: None,
             group_timestamp: None,
             seen: HashSet::default(),
+            unentered: None,
             histogram: HistogramState::default(),
         }
     }
@@ -343,6 +346,7 @@ impl Check {
         self.group = None;
         self.group_timestamp = None;
         self.seen.clear();
+        self.unentered = None;
         self.histogram = HistogramState::default();
     }
 
@@ -371,7 +375,12 @@ impl Check {
             if histogram && self.group.is_some() {
                 self.finish_histogram_group();
             }
-            if !self.seen.insert(group) {
+            if let Some(first) = self.unentered.take() {
+                self.seen.insert(first);
+            }
+            if self.seen.is_empty() {
+                self.unentered = Some(group);
+            } else if !self.seen.insert(group) {
                 self.ok = false;
                 return;
             }
