@@ -2159,9 +2159,10 @@ impl Merger {
                         && Check::takes_known(family_type)
                         && !repeated_source;
                     let seed = hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64);
-                    let remembered = self.remembered.get(&key).copied().filter(|r| {
-                        rememberable && r.family_type == family_type && r.samples == count as u32
-                    });
+                    let remembered = rememberable
+                        .then(|| self.remembered.get(&key).copied())
+                        .flatten()
+                        .filter(|r| r.family_type == family_type && r.samples == count as u32);
                     if let Some(r) = remembered {
                         let saved = check.save();
                         let fingerprint =
