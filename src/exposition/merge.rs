@@ -1931,7 +1931,13 @@ impl Merger {
             same_bytes(merged_key(sources, firsts, m, written_names), key)
         });
         if let Some(found) = found {
-            if !written.is_empty() {
+            let family = &mut self.merged[found as usize];
+            if family.written.is_empty() && !written.is_empty() {
+                // Its name was read from its first contribution, as it is:
+                // this one is named otherwise, and may become its first
+                // (a moved counter, or a family that is not a counter).
+                family.written = written;
+            } else if !written.is_empty() {
                 self.written.truncate(written.start as usize);
             }
             return found;
@@ -1970,6 +1976,45 @@ impl Merger {
             self.contributions[i].item = Contribution::item(false, true);
             self.contributions[i].om = this.om;
             self.destinations[i] = self.openmetrics_family(sources, this.name, this.om, i as u32);
+        }
+        self.order_families_by_first_contribution();
+    }
+
+    /// Puts the merged families in the order of their first contributions
+    /// again, after counters moved: as if each had gone to its whole name
+    /// at once, since the later of two families that claim one name is
+    /// the one dropped. Keeps one index a family while it runs.
+    fn order_families_by_first_contribution(&mut self) {
+        const PLACED: u32 = 1 << 31;
+        let mut new_index = vec![u32::MAX; self.merged.len()];
+        for (i, &m) in self.destinations.iter().enumerate() {
+            let first = &mut new_index[m as usize];
+            if *first == u32::MAX {
+                *first = i as u32;
+            }
+        }
+        // Each family's first contribution, in order, numbers it.
+        let mut next = 0;
+        for (i, &m) in self.destinations.iter().enumerate() {
+            if new_index[m as usize] == i as u32 {
+                new_index[m as usize] = PLACED | next;
+                next += 1;
+            }
+        }
+        for index in &mut new_index {
+            *index &= !PLACED;
+        }
+        for destination in &mut self.destinations {
+            *destination = new_index[*destination as usize];
+        }
+        self.table.renumber(|m| new_index[m as usize]);
+        for m in 0..new_index.len() {
+            while new_index[m] as usize != m {
+                let to = new_index[m] as usize;
+                self.merged.swap(m, to);
+                self.name_kinds.swap(m, to);
+                new_index.swap(m, to);
+            }
         }
     }
 
@@ -2945,12 +2990,12 @@ mod openmetrics_tests {
                 &[],
             ),
             (
-                "a text counter x_total before a gauge x moves to unknown x_total, after x",
+                "a text counter x_total before a gauge x goes to unknown x_total, where it came",
                 &[
                     ("a", "# TYPE x_total counter\nx_total 2\n# TYPE y gauge\ny 3\n"),
                     ("b", "# TYPE x gauge\nx 1\n# TYPE x_total counter\nx_total 4\n"),
                 ],
-                "# TYPE x gauge\nx{container=\"b\"} 1\n# TYPE y gauge\ny{container=\"a\"} 3\n# TYPE x_total unknown\nx_total{container=\"a\"} 2\nx_total{container=\"b\"} 4\n# EOF\n",
+                "# TYPE x_total unknown\nx_total{container=\"a\"} 2\nx_total{container=\"b\"} 4\n# TYPE y gauge\ny{container=\"a\"} 3\n# TYPE x gauge\nx{container=\"b\"} 1\n# EOF\n",
                 &[],
             ),
             (
@@ -2959,7 +3004,7 @@ mod openmetrics_tests {
                     ("a", "# TYPE c_total_total counter\nc_total_total 1\n# TYPE c_total counter\nc_total 2\n"),
                     ("b", "# TYPE c_total gauge\nc_total 3\n# TYPE c gauge\nc 4\n"),
                 ],
-                "# TYPE c_total unknown\nc_total{container=\"a\"} 2\nc_total{container=\"b\"} 3\n# TYPE c gauge\nc{container=\"b\"} 4\n# TYPE c_total_total unknown\nc_total_total{container=\"a\"} 1\n# EOF\n",
+                "# TYPE c_total_total unknown\nc_total_total{container=\"a\"} 1\n# TYPE c_total unknown\nc_total{container=\"a\"} 2\nc_total{container=\"b\"} 3\n# TYPE c gauge\nc{container=\"b\"} 4\n# EOF\n",
                 &["1:c_total"],
             ),
             (
@@ -3150,7 +3195,7 @@ mod openmetrics_tests {
                     (None, own_counter),
                     (Some("a"), "# TYPE multiplexer_x gauge\nmultiplexer_x 2\n"),
                 ],
-                "# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# EOF\n",
+                "# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# EOF\n",
             ),
             (
                 &[
@@ -3158,13 +3203,78 @@ mod openmetrics_tests {
                     (Some("a"), "# TYPE multiplexer_x gauge\nmultiplexer_x 2\n"),
                     (Some("b"), "# TYPE multiplexer_x_total gauge\nmultiplexer_x_total 3\n"),
                 ],
-                "# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# EOF\n",
+                "# TYPE multiplexer_x_total unknown\nmultiplexer_x_total 1\n# TYPE multiplexer_x gauge\nmultiplexer_x{container=\"a\"} 2\n# EOF\n",
             ),
         ];
         for (inputs, expected) in cases {
             let output = build_as(&mut Merger::new("container"), inputs, Escaping::AllowUtf8);
             assert_eq!(output, expected, "{inputs:?}");
         }
+    }
+
+    /// From the review of the moved counters: a family whose name was
+    /// read as its first contribution wrote it keeps its escaped name when
+    /// a contribution named otherwise (`x.y` for `x_y`) becomes its first,
+    /// and is written once.
+    #[test]
+    fn escaped_names_stay_escaped_when_counters_move() {
+        let cases: [&[(Option<&str>, &str)]; 3] = [
+            &[
+                (Some("a"), "# TYPE x_y_total counter\nx_y_total 1\n"),
+                (Some("b"), "# TYPE \"x.y\" gauge\n{\"x.y\"} 2\n"),
+            ],
+            &[
+                (Some("a"), "# TYPE x_y_total counter\nx_y_total 1\n"),
+                (Some("b"), "# TYPE \"x.y\" gauge\n{\"x.y\"} 2\n"),
+                (Some("c"), "# TYPE x_y gauge\nx_y 3\n"),
+            ],
+            &[
+                (
+                    Some("a"),
+                    "# TYPE \"x.y_total\" counter\n{\"x.y_total\"} 1\n",
+                ),
+                (
+                    Some("b"),
+                    "# TYPE x_y gauge\nx_y 2\n# TYPE x_y_total gauge\nx_y_total{l=\"1\"} 3\n",
+                ),
+            ],
+        ];
+        for inputs in cases {
+            let out = build_as(&mut Merger::new("container"), inputs, Escaping::Underscores);
+            assert!(!out.contains("x.y"), "an unescaped name:\n{out}");
+            let mut types: Vec<&str> = out.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+            let count = types.len();
+            types.sort();
+            types.dedup();
+            assert_eq!(types.len(), count, "a family written twice:\n{out}");
+        }
+    }
+
+    /// From the review: the family a counter moved out of keeps the place
+    /// of its first contribution that stays, so claims drop the family
+    /// they dropped when the counter went whole at once.
+    #[test]
+    fn a_moved_counter_does_not_change_which_claim_wins() {
+        let inputs: &[(Option<&str>, &str)] = &[
+            (Some("a"), "# TYPE x_total counter\nx_total 1\n"),
+            (Some("b"), "# TYPE x_count gauge\nx_count 2\n"),
+            (
+                Some("c"),
+                "# TYPE x summary\nx{quantile=\"0.5\"} 1\nx_sum 3\nx_count 2\n",
+            ),
+        ];
+        let mut merger = Merger::new("container");
+        let out = build_as(&mut merger, inputs, Escaping::AllowUtf8);
+        let conflicts: Vec<String> = merger
+            .conflicts()
+            .map(|(s, n)| format!("{s}:{}", String::from_utf8_lossy(n)))
+            .collect();
+        assert!(
+            out.contains("# TYPE x_count gauge\nx_count{container=\"b\"} 2\n"),
+            "{out}"
+        );
+        assert!(!out.contains("# TYPE x summary"), "{out}");
+        assert_eq!(conflicts, ["2:x"], "{out}");
     }
 
     /// Two families of one source whose names escape alike are one

@@ -612,6 +612,13 @@ impl NameTable {
         None
     }
 
+    /// Gives every entry the index `renumber` maps its index to.
+    pub(crate) fn renumber(&mut self, renumber: impl Fn(u32) -> u32) {
+        for slot in self.slots.iter_mut().filter(|slot| slot.1 != 0) {
+            slot.1 = renumber(slot.1 - 1) + 1;
+        }
+    }
+
     /// Inserts an index the caller has just checked is absent.
     pub(crate) fn insert(&mut self, hash: u32, index: u32) {
         if (self.len + 1) * 2 > self.slots.len() {
