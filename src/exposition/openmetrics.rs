@@ -14,7 +14,8 @@
 //!   So is a text counter `x_total` where some source has a family `x` that
 //!   is not a counter (node_exporter's `go_memstats_alloc_bytes`): both
 //!   cannot be named `x`, and its series are kept rather than dropped in a
-//!   conflict.
+//!   conflict. Names are compared as the output writes them: under
+//!   `underscores`, a family `"x.y"` is one beside a counter `x_y_total`.
 //! - A text family without a `# TYPE` line gets none; `untyped` is written
 //!   `unknown`.
 //! - Each family claims its name and its name with every suffix of its
