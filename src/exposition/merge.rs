@@ -1115,14 +1115,13 @@ fn merged_key<'a>(
     }
     let first = &contributions[merged.first as usize];
     if merged.openmetrics {
-        item_of(
+        name_of_item(
             sources,
             first.source,
             first.family,
             first.parent(),
             first.whole(),
         )
-        .name
     } else {
         name_of(sources, first.source, first.family)
     }
@@ -1784,6 +1783,44 @@ fn openmetrics_item_as_named(
     }
 }
 
+/// [`openmetrics_item`]'s name alone, for the many callers that need no
+/// more (the whole item costs its HELP and unit found and copied out).
+fn openmetrics_name(view: SourceView<'_>, family: u32, parent: bool, whole: bool) -> &[u8] {
+    let name = match view {
+        SourceView::Text(text) if parent => text.openmetrics_family(family).name,
+        _ => {
+            let name = view.name(family);
+            let counter = match view {
+                SourceView::Text(text) => text.family_kind(family) == Kind::Counter,
+                SourceView::Protobuf(_) => view.metric_type(family) == Some(MetricType::Counter),
+            };
+            if counter && !whole {
+                &name[..OpenMetricsType::of_text(Kind::Counter, true, name).1]
+            } else {
+                name
+            }
+        }
+    };
+    debug_assert_eq!(name, openmetrics_item(view, family, parent, whole).name);
+    name
+}
+
+/// [`openmetrics_name`] of a source's item.
+fn name_of_item<'a>(
+    sources: &[Source<'a>],
+    source: u32,
+    family: u32,
+    parent: bool,
+    whole: bool,
+) -> &'a [u8] {
+    openmetrics_name(
+        sources[source as usize].snapshot.view(),
+        family,
+        parent,
+        whole,
+    )
+}
+
 fn item_of<'a>(
     sources: &[Source<'a>],
     source: u32,
@@ -1835,8 +1872,7 @@ impl Merger {
         }
         for (c, &m) in self.contributions.iter().zip(&self.destinations) {
             if sources[c.source as usize].container.is_none()
-                && item_of(sources, c.source, c.family, c.parent(), c.whole())
-                    .name
+                && name_of_item(sources, c.source, c.family, c.parent(), c.whole())
                     .starts_with(RESERVED_PREFIX.as_bytes())
             {
                 self.merged[m as usize].reserved = true;
@@ -2020,7 +2056,7 @@ impl Merger {
 
     fn report_openmetrics(&mut self, sources: &[Source<'_>], contribution: usize) {
         let c = self.contributions[contribution];
-        let name = item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
+        let name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
         let start = self.conflict_names.len();
         self.conflict_names.extend_from_slice(name);
         self.conflicts.push((
@@ -2198,7 +2234,7 @@ impl Merger {
                 SourceView::Text(view) => {
                     let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
                     let item_name =
-                        item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
+                        name_of_item(sources, c.source, c.family, c.parent(), c.whole());
                     let key = remembered_key(&c);
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
@@ -2430,7 +2466,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
-                let raw_name = item_of(sources, c.source, c.family, c.parent(), c.whole()).name;
+                let raw_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
