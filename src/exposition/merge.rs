@@ -2265,6 +2265,7 @@ impl Merger {
                     source_group.add(b"", &c.source.to_le_bytes());
                     let mut fingerprint = seed;
                     let mut groups = GroupSizes::default();
+                    let mut timestamped = false;
                     for k in 0..count {
                         let sample = contribution_sample(view, &c, &self.order, k);
                         let group = self.check_text_sample(
@@ -2281,6 +2282,7 @@ impl Merger {
                         if rememberable {
                             fingerprint = sample_fingerprint(fingerprint, view.body(), &sample);
                             groups.add(group);
+                            timestamped |= !sample.timestamp.is_empty();
                         }
                     }
                     if let (true, Some(group_size)) = (rememberable && check.ok, groups.uniform()) {
@@ -2291,6 +2293,7 @@ impl Merger {
                                 samples: count as u32,
                                 group_size,
                                 family_type,
+                                timestamped,
                                 build: self.build,
                             },
                         ));
@@ -2631,6 +2634,13 @@ impl Merger {
         // The caller found it remembered with as many samples as it has.
         let count = remembered.samples as usize;
         let mut fingerprint = seed;
+        if family_type.is_simple() && !remembered.timestamped {
+            for k in 0..count {
+                let sample = contribution_sample(view, c, &self.order, k);
+                fingerprint = sample_fingerprint(fingerprint, body, &sample);
+            }
+            return fingerprint;
+        }
         let mut left_in_group = 0;
         for k in 0..count {
             let sample = contribution_sample(view, c, &self.order, k);
@@ -2691,13 +2701,19 @@ fn checked_value(
 }
 
 /// The fingerprint of a text sample's name and labels, after `hash`: the
-/// text from its name to the end of its labels.
+/// text from its name to the end of its labels, and whether it has a
+/// timestamp.
 #[inline]
 fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample) -> u64 {
     // A quoted name is inside the braces, where BRACES is not set: the
     // labels' span (empty at the name's end when there are none) ends it.
     let end = sample.labels.end.max(sample.name.end);
-    fingerprint_text(hash, body, sample.name.start as usize..end as usize)
+    let timestamped = u64::from(!sample.timestamp.is_empty());
+    fingerprint_text(
+        hash ^ timestamped,
+        body,
+        sample.name.start as usize..end as usize,
+    )
 }
 
 /// OpenMetrics output: what the full check learnt of one text
@@ -2717,9 +2733,17 @@ struct Remembered {
     samples: u32,
     group_size: u32,
     family_type: OpenMetricsType,
+    /// Some sample has a timestamp (whether each has one is in the
+    /// fingerprint). Without, the samples of a gauge or unknown family
+    /// have nothing left to check once their names and labels are known.
+    timestamped: bool,
     /// The last build that checked it; older ones are forgotten.
     build: u32,
 }
+
+// What the memory model counts a remembered contribution at (33 bytes:
+// this, its key and a control byte of the table).
+const _: () = assert!(std::mem::size_of::<Remembered>() == 24);
 
 type RememberedSet =
     std::collections::HashMap<u64, Remembered, std::hash::BuildHasherDefault<IdentityHasher>>;
@@ -3079,6 +3103,8 @@ mod openmetrics_tests {
             "# TYPE s summary\ns{quantile=\"0.5\"} @\ns{quantile=\"0.9\"} @\ns_sum @\ns_count @\n",
             "# TYPE g gauge\ng{x=\"1\"} @\ng{x=\"2\"} @\ng{x=\"3\"} @\ng{x=\"4\"} @\n",
             "u{x=\"1\"} @\nu{x=\"2\"} @ 1700000000000\nu{x=\"3\"} @\nu{x=\"4\"} @\n",
+            // Metrics of two samples each: a timestamp on one breaks it.
+            "# TYPE g gauge\ng{x=\"1\"} @\ng{x=\"1\"} @\ng{x=\"2\"} @\ng{x=\"2\"} @\n",
         ];
         let values = ["1", "2", "0", "-1", "NaN", "+Inf", "0.5", "1 1700000000000"];
         let build = |merger: &mut Merger, body: &str| {
