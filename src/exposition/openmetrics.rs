@@ -551,6 +551,13 @@ impl Check {
                 h.bucket = Some(bound);
                 h.value = value;
             }
+            // One count and one sum a metric: a second (the family's
+            // samples come back later in a text body) would be compared
+            // with the `+Inf` bucket by a reader where the check saw the
+            // last one.
+            Suffix::Count | Suffix::GCount if h.count.is_some() => self.ok = false,
+            Suffix::Sum if h.has_sum => self.ok = false,
+            Suffix::GSum if h.has_gsum => self.ok = false,
             Suffix::Count | Suffix::GCount => h.count = Some(value),
             Suffix::Sum => h.has_sum = true,
             Suffix::GSum => {
@@ -879,6 +886,26 @@ mod tests {
                 &[
                     sample(b"_bucket", 1, Some(inf), 2.0),
                     sample(b"_count", 1, None, 3.0),
+                    sample(b"_sum", 1, None, 3.0),
+                ],
+            ),
+            (
+                "a count twice in a metric",
+                T::Histogram,
+                &[
+                    sample(b"_bucket", 1, Some(inf), 4.0),
+                    sample(b"_count", 1, None, 2.0),
+                    sample(b"_sum", 1, None, 3.0),
+                    sample(b"_count", 1, None, 4.0),
+                ],
+            ),
+            (
+                "a sum twice in a metric",
+                T::Histogram,
+                &[
+                    sample(b"_bucket", 1, Some(inf), 4.0),
+                    sample(b"_count", 1, None, 4.0),
+                    sample(b"_sum", 1, None, 3.0),
                     sample(b"_sum", 1, None, 3.0),
                 ],
             ),
