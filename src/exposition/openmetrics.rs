@@ -502,11 +502,18 @@ impl Check {
 
     /// Whether a sample's timestamp may follow the last of its metric:
     /// there if and only if that one's was, and not earlier (but in an
-    /// info family); then it is the metric's last.
+    /// info family); then it is the metric's last. A (gauge) histogram's
+    /// samples share one: prometheus_client checks a histogram per label
+    /// set and timestamp, so one bucket at another time is a group of its
+    /// own without a `+Inf` bucket.
     fn timestamp_follows(&mut self, timestamp: Option<i64>) -> bool {
         let previous = self.group_timestamp.flatten();
+        let histogram = matches!(
+            self.family_type,
+            OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram
+        );
         let backwards = self.family_type != OpenMetricsType::Info
-            && matches!((previous, timestamp), (Some(a), Some(b)) if a > b);
+            && matches!((previous, timestamp), (Some(a), Some(b)) if a > b || (histogram && a != b));
         if self.group_timestamp.map(|ts| ts.is_some()) != Some(timestamp.is_some()) || backwards {
             return false;
         }
@@ -800,6 +807,13 @@ mod tests {
         }
     }
 
+    fn timed(sample: CheckedSample<'_>, millis: i64) -> CheckedSample<'_> {
+        CheckedSample {
+            timestamp: Some(millis),
+            ..sample
+        }
+    }
+
     fn checks(family_type: OpenMetricsType, samples: &[CheckedSample<'_>]) -> bool {
         let mut check = Check::new(family_type);
         for s in samples {
@@ -874,6 +888,8 @@ mod tests {
             sample(b"_sum", 2, None, 0.0),
         ];
         assert!(checks(T::Histogram, &good_histogram));
+        let at_one_time = good_histogram.map(|sample| timed(sample, 1000));
+        assert!(checks(T::Histogram, &at_one_time));
         let table: &[(&str, OpenMetricsType, &[CheckedSample<'_>])] = &[
             (
                 "no +Inf bucket",
@@ -887,6 +903,16 @@ mod tests {
                     sample(b"_bucket", 1, Some(inf), 2.0),
                     sample(b"_count", 1, None, 3.0),
                     sample(b"_sum", 1, None, 3.0),
+                ],
+            ),
+            (
+                "a histogram's samples at two times",
+                T::Histogram,
+                &[
+                    timed(sample(b"_bucket", 1, Some(1.0), 1.0), 1000),
+                    timed(sample(b"_bucket", 1, Some(inf), 2.0), 2000),
+                    timed(sample(b"_count", 1, None, 2.0), 2000),
+                    timed(sample(b"_sum", 1, None, 3.0), 2000),
                 ],
             ),
             (
