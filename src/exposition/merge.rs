@@ -2355,13 +2355,18 @@ impl Merger {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
             out.push(b' ');
-            self.help.clear();
-            match form {
-                HelpForm::Plain => self.help.extend_from_slice(help),
-                HelpForm::Text => unescape_help(help, false, &mut self.help),
-                HelpForm::OpenMetrics => unescape_help(help, true, &mut self.help),
+            if help.iter().any(|&b| matches!(b, b'\\' | b'"' | b'\n')) {
+                self.help.clear();
+                match form {
+                    HelpForm::Plain => self.help.extend_from_slice(help),
+                    HelpForm::Text => unescape_help(help, false, &mut self.help),
+                    HelpForm::OpenMetrics => unescape_help(help, true, &mut self.help),
+                }
+                super::openmetrics::escape_help(&self.help, out);
+            } else {
+                // Nothing escaped, in any form: the same bytes.
+                out.extend_from_slice(help);
             }
-            super::openmetrics::escape_help(&self.help, out);
             out.push(b'\n');
         }
         // A quoted name is read only after metadata of its own (a sample
