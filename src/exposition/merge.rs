@@ -32,7 +32,8 @@ use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
     fingerprint_text, hash_key, takes_exemplar, write_seconds_of_millis, Check, CheckedSample,
-    GroupHash, HashSet as SeriesSet, IdentityHasher, OpenMetricsType, EXEMPLAR_LABEL_CHARACTERS,
+    GroupHash, HashSet as SeriesSet, IdentityHasher, OpenMetricsType, ALL_SUFFIXES,
+    EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -1678,24 +1679,11 @@ fn claimed_suffixes(om: OpenMetricsType) -> impl Iterator<Item = &'static [u8]> 
     alone.into_iter().chain(suffixes.iter().copied())
 }
 
-/// Whether `name` ends with `suffix` (one of [`ALL_CLAIMED_SUFFIXES`])
+/// Whether `name` ends with `suffix` (one of [`ALL_SUFFIXES`])
 /// after at least one byte; most names are told by their last byte.
 fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
     name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
 }
-
-/// Every suffix some type claims, the name alone first.
-const ALL_CLAIMED_SUFFIXES: [&[u8]; 9] = [
-    b"",
-    b"_total",
-    b"_created",
-    b"_bucket",
-    b"_count",
-    b"_sum",
-    b"_gcount",
-    b"_gsum",
-    b"_info",
-];
 
 /// Calls `each(item, parent)` for each OpenMetrics item of a source in
 /// order: its families, except that an OpenMetrics body's families of one
@@ -2146,7 +2134,7 @@ impl Merger {
                     self.claimed_before(sources, m, &key, b"")
                 });
             let clash = as_a_name
-                || ALL_CLAIMED_SUFFIXES[1..].iter().any(|&suffix| {
+                || ALL_SUFFIXES[1..].iter().any(|&suffix| {
                     ends_with_suffix(name, suffix)
                         && self.claimed_before(
                             sources,
@@ -2938,12 +2926,12 @@ mod openmetrics_tests {
         ];
         for om in types {
             for suffix in claimed_suffixes(om) {
-                assert!(ALL_CLAIMED_SUFFIXES.contains(&suffix), "{om:?}");
+                assert!(ALL_SUFFIXES.contains(&suffix), "{om:?}");
             }
         }
-        assert!(ALL_CLAIMED_SUFFIXES[0].is_empty());
-        for a in &ALL_CLAIMED_SUFFIXES[1..] {
-            for b in &ALL_CLAIMED_SUFFIXES[1..] {
+        assert!(ALL_SUFFIXES[0].is_empty());
+        for a in &ALL_SUFFIXES[1..] {
+            for b in &ALL_SUFFIXES[1..] {
                 assert!(a == b || !a.ends_with(b), "{a:?} ends with {b:?}");
             }
         }
