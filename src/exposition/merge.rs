@@ -2218,6 +2218,11 @@ impl Merger {
             if c.resolution == Resolution::Dropped {
                 continue;
             }
+            if !repeated_source {
+                // The source is in each group's hash: label sets of two
+                // sources never match, so each source's are checked apart.
+                check.forget_groups();
+            }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
                     let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
@@ -3330,6 +3335,22 @@ mod openmetrics_tests {
         );
         assert!(!out.contains("# TYPE x summary"), "{out}");
         assert_eq!(conflicts, ["2:x"], "{out}");
+    }
+
+    /// Label sets are checked per source (the source is in each group's
+    /// hash), but two families of one source written as one are one
+    /// source's: a label set of the first that comes back in the second
+    /// breaks the family.
+    #[test]
+    fn a_label_set_back_in_the_same_sources_second_family_breaks_it() {
+        let body = "# TYPE \"a.b\" gauge\n{\"a.b\",x=\"1\"} 1\n{\"a.b\",x=\"2\"} 1\n# TYPE a_b gauge\na_b{x=\"1\"} 2\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), body), (Some("b"), body)],
+            Escaping::Underscores,
+        );
+        assert!(!out.contains("# TYPE a_b gauge"), "{out}");
+        assert!(out.contains("a_b{x=\"1\",container=\"b\"} 1"), "{out}");
     }
 
     /// Two families of one source whose names escape alike are one

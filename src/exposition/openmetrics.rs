@@ -488,6 +488,15 @@ impl Check {
         }
     }
 
+    /// Forgets the groups seen so far (not the current one): those of
+    /// another source, which cannot come back in this one's.
+    pub(super) fn forget_groups(&mut self) {
+        if !self.seen.is_empty() {
+            self.seen.clear();
+        }
+        self.unentered = None;
+    }
+
     /// Ends a contribution checked by [`Check::known_sample`]: its last
     /// metric is finished here and no group is current, so that the next
     /// sample, of another source, starts one whatever its hash (one equal
