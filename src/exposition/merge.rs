@@ -1745,15 +1745,10 @@ fn openmetrics_item_as_named(
         SourceView::Text(text) => {
             let f = text.family(family);
             let (om, len) = OpenMetricsType::of_text(f.kind, f.typed, f.name);
-            let form = if text.is_openmetrics() {
-                HelpForm::OpenMetrics
-            } else {
-                HelpForm::Text
-            };
             OpenMetricsItem {
                 name: &f.name[..len],
                 om,
-                help: f.help.map(|help| (help, form)),
+                help: f.help.map(|help| (help, help_form(view))),
                 unit: None,
             }
         }
@@ -1807,6 +1802,15 @@ fn name_of_item<'a>(
         parent,
         whole,
     )
+}
+
+/// How a source's HELP text is escaped.
+fn help_form(view: SourceView<'_>) -> HelpForm {
+    match view {
+        SourceView::Text(text) if text.is_openmetrics() => HelpForm::OpenMetrics,
+        SourceView::Text(_) => HelpForm::Text,
+        SourceView::Protobuf(_) => HelpForm::Plain,
+    }
 }
 
 fn item_of<'a>(
@@ -2335,11 +2339,18 @@ impl Merger {
                 .iter()
                 .filter(|c| c.resolution != Resolution::Dropped)
         };
+        // Only an OpenMetrics body's (parent) family has a unit: the
+        // others' HELP is read alone, without the whole item.
         let (mut help, mut unit) = (None, None);
         for c in kept() {
-            let item = item_of(sources, c.source, c.family, c.parent(), c.whole());
-            help = help.or(item.help);
-            unit = unit.or(item.unit);
+            if c.parent() {
+                let item = item_of(sources, c.source, c.family, true, c.whole());
+                help = help.or(item.help);
+                unit = unit.or(item.unit);
+            } else if help.is_none() {
+                let view = sources[c.source as usize].snapshot.view();
+                help = view.help(c.family).map(|help| (help, help_form(view)));
+            }
             if help.is_some() && unit.is_some() {
                 break;
             }
