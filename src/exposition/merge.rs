@@ -2650,6 +2650,19 @@ impl Merger {
             }
             return fingerprint;
         }
+        if family_type == OpenMetricsType::Counter && !c.parent() && !remembered.timestamped {
+            // A text 0.0.4 counter's samples are all its `_total`: only
+            // their sign is checked (Prometheus' rule for `_total`).
+            for k in 0..count {
+                let sample = contribution_sample(view, c, &self.order, k);
+                fingerprint = sample_fingerprint(fingerprint, body, &sample);
+                let (value, _) = checked_value(view, &sample, family_type, b"_total");
+                if value.is_nan() || value < 0.0 {
+                    check.ok = false;
+                }
+            }
+            return fingerprint;
+        }
         let mut left_in_group = 0;
         for k in 0..count {
             let sample = contribution_sample(view, c, &self.order, k);
