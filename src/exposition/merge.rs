@@ -2236,7 +2236,17 @@ impl Merger {
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
                         && !repeated_source;
-                    let seed = hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64);
+                    // The family's name once: each sample's fingerprint
+                    // reads only what follows it.
+                    let seed = if rememberable {
+                        fingerprint_text(
+                            hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64),
+                            item_name,
+                            0..item_name.len(),
+                        )
+                    } else {
+                        0 // not read
+                    };
                     let remembered = rememberable
                         .then(|| self.remembered.get(&key).copied())
                         .flatten()
@@ -2277,7 +2287,8 @@ impl Merger {
                             break;
                         }
                         if rememberable {
-                            fingerprint = sample_fingerprint(fingerprint, view.body(), &sample);
+                            fingerprint =
+                                sample_fingerprint(fingerprint, view.body(), &sample, item_name);
                             groups.add(group);
                             timestamped |= !sample.timestamp.is_empty();
                         }
@@ -2646,7 +2657,7 @@ impl Merger {
         if family_type.is_simple() && !remembered.timestamped {
             for k in 0..count {
                 let sample = contribution_sample(view, c, &self.order, k);
-                fingerprint = sample_fingerprint(fingerprint, body, &sample);
+                fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
             }
             return fingerprint;
         }
@@ -2655,7 +2666,7 @@ impl Merger {
             // their sign is checked (Prometheus' rule for `_total`).
             for k in 0..count {
                 let sample = contribution_sample(view, c, &self.order, k);
-                fingerprint = sample_fingerprint(fingerprint, body, &sample);
+                fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
                 let (value, _) = checked_value(view, &sample, family_type, b"_total");
                 if value.is_nan() || value < 0.0 {
                     check.ok = false;
@@ -2666,7 +2677,7 @@ impl Merger {
         let mut left_in_group = 0;
         for k in 0..count {
             let sample = contribution_sample(view, c, &self.order, k);
-            fingerprint = sample_fingerprint(fingerprint, body, &sample);
+            fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
             let new_group = left_in_group == 0;
             if new_group {
                 left_in_group = group_size;
@@ -2724,18 +2735,21 @@ fn checked_value(
 
 /// The fingerprint of a text sample's name and labels, after `hash`: the
 /// text from its name to the end of its labels, and whether it has a
-/// timestamp.
+/// timestamp. An unquoted sample name starts with its family's (`name`,
+/// as the parser sorted it): that part, in the seed, is not read again.
 #[inline]
-fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample) -> u64 {
+fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample, name: &[u8]) -> u64 {
     // A quoted name is inside the braces, where BRACES is not set: the
     // labels' span (empty at the name's end when there are none) ends it.
     let end = sample.labels.end.max(sample.name.end);
+    let known = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
+        0
+    } else {
+        name.len() as u32
+    };
     let timestamped = u64::from(!sample.timestamp.is_empty());
-    fingerprint_text(
-        hash ^ timestamped,
-        body,
-        sample.name.start as usize..end as usize,
-    )
+    let start = sample.name.start + known;
+    fingerprint_text(hash ^ timestamped, body, start as usize..end as usize)
 }
 
 /// OpenMetrics output: what the full check learnt of one text
