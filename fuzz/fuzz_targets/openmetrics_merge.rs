@@ -1,9 +1,9 @@
 #![no_main]
-//! Splits the input into up to three bodies at 0xFF bytes, read as text
-//! (0.0.4 or OpenMetrics: the parser tells them apart), text and delimited
-//! protobuf (a body that does not parse contributes nothing), merges them
-//! into OpenMetrics 1.0 with each escaping scheme and judges every output
-//! with the OpenMetrics oracle, written from Prometheus' and
+//! Splits the input into up to three bodies at 0xFF bytes, read as
+//! OpenMetrics when they end in `# EOF` (else text 0.0.4), the same, and
+//! delimited protobuf (a body that does not parse contributes nothing),
+//! merges them into OpenMetrics 1.0 with each escaping scheme and judges
+//! every output with the OpenMetrics oracle, written from Prometheus' and
 //! prometheus_client's rules (not the sidecar's parser): Prometheus main
 //! and prometheus_client must take the allow-utf-8 output; the others must
 //! also be taken by Prometheus 2.42, which reads no quoted name (so an
@@ -18,9 +18,11 @@ use multiplexer::exposition::{Format, Merger, Snapshot, Source};
 mod oracle;
 
 fuzz_target!(|data: &[u8]| {
-    let formats = [Format::Text, Format::Text, Format::Protobuf];
     let mut snapshots: Vec<Snapshot> = Vec::new();
-    for (part, format) in data.splitn(3, |&b| b == 0xFF).zip(formats) {
+    for (index, part) in data.splitn(3, |&b| b == 0xFF).enumerate() {
+        // The first two as their end tells (`# EOF`: OpenMetrics, as a
+        // container's Content-Type would say), the third as protobuf.
+        let format = if index < 2 { Format::guess(part) } else { Format::Protobuf };
         let mut snapshot = Snapshot::new();
         snapshot.replace_as(&mut part.to_vec(), format);
         // A refused body is kept, failed, as the sidecar keeps it.

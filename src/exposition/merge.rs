@@ -31,9 +31,9 @@ use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
-    fingerprint_text, hash_key, takes_exemplar, write_seconds_of_millis, Check, CheckedSample,
-    GroupHash, HashSet as SeriesSet, IdentityHasher, OpenMetricsType, ALL_SUFFIXES,
-    EXEMPLAR_LABEL_CHARACTERS,
+    fingerprint_text, hash_key, stamp_of_millis, stamp_of_seconds, takes_exemplar,
+    write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet, IdentityHasher,
+    OpenMetricsType, ALL_SUFFIXES, EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -2529,9 +2529,16 @@ impl Merger {
                         }
                         let exemplar_allowed = only.is_none()
                             && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
-                        exemplar = view
-                            .exemplar(&sample)
-                            .filter(|e| exemplar_allowed && exemplar_fits(view.body(), e));
+                        exemplar = view.exemplar(&sample).filter(|e| {
+                            exemplar_allowed
+                                && exemplar_fits(
+                                    view.body(),
+                                    e,
+                                    self.escaping,
+                                    &mut self.scratch,
+                                    &mut self.candidate,
+                                )
+                        });
                     }
                     writer.write_with(
                         &sample,
@@ -2726,9 +2733,9 @@ fn checked_value(
     let timestamp = if sample.timestamp.is_empty() {
         None
     } else if view.is_openmetrics() {
-        super::openmetrics::millis_of_seconds(sample.timestamp.of(body))
+        Some(stamp_of_seconds(sample.timestamp.of(body)))
     } else {
-        parse_int_timestamp(sample.timestamp.of(body))
+        parse_int_timestamp(sample.timestamp.of(body)).map(stamp_of_millis)
     };
     (value, timestamp)
 }
@@ -2919,8 +2926,14 @@ fn sample_suffix<'a>(
 }
 
 /// Whether an exemplar's labels are within the OpenMetrics limit (their
-/// names and unescaped values, in characters).
-fn exemplar_fits(body: &[u8], exemplar: &ExemplarSpans) -> bool {
+/// names as the output writes them and unescaped values, in characters).
+fn exemplar_fits(
+    body: &[u8],
+    exemplar: &ExemplarSpans,
+    escaping: Escaping,
+    scratch: &mut Vec<u8>,
+    written: &mut Vec<u8>,
+) -> bool {
     let characters = |bytes: &[u8]| {
         let mut count = 0;
         let mut escaped = false;
@@ -2940,7 +2953,16 @@ fn exemplar_fits(body: &[u8], exemplar: &ExemplarSpans) -> bool {
     };
     let mut total = 0;
     for label in LabelIter::new(exemplar.labels.of(body)) {
-        total += characters(label.raw_name) + characters(label.value);
+        let name = label.unescaped_name(scratch);
+        total += if escaping == Escaping::AllowUtf8 || is_legacy_name(name, true) {
+            characters(label.raw_name)
+        } else {
+            // Counted as written: an escaped name is longer.
+            written.clear();
+            write_name(name, escaping, true, written);
+            characters(written)
+        };
+        total += characters(label.value);
     }
     total <= EXEMPLAR_LABEL_CHARACTERS
 }
@@ -3373,6 +3395,64 @@ mod openmetrics_tests {
         );
         assert!(!out.contains("# TYPE x summary"), "{out}");
         assert_eq!(conflicts, ["2:x"], "{out}");
+    }
+
+    /// From the second review: an OpenMetrics timestamp is compared as
+    /// prometheus_client reads the text the output copies, to the
+    /// nanosecond, not as Prometheus' milliseconds.
+    #[test]
+    fn histogram_timestamps_apart_below_a_millisecond_are_two_groups() {
+        let body = "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 1.0001\nh_count 1 1.0002\nh_sum 1 1.0002\n# EOF\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), body)],
+            Escaping::AllowUtf8,
+        );
+        assert!(!out.contains("# TYPE h histogram"), "{out}");
+    }
+
+    #[test]
+    fn a_timestamp_backwards_below_a_millisecond_breaks_the_family() {
+        let backwards = "# TYPE g gauge\ng 1 1.0002\ng 2 1.0001\n# EOF\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), backwards)],
+            Escaping::AllowUtf8,
+        );
+        assert!(!out.contains("# TYPE g gauge"), "{out}");
+        // Written in two forms, which prometheus_client will not compare.
+        let forms = "# TYPE g gauge\ng 1 1000\ng 2 1e3\n# EOF\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), forms)],
+            Escaping::AllowUtf8,
+        );
+        assert!(!out.contains("# TYPE g gauge"), "{out}");
+        let forward = "# TYPE g gauge\ng 1 1.0001\ng 2 1.0002\n# EOF\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), forward)],
+            Escaping::AllowUtf8,
+        );
+        assert!(out.contains("# TYPE g gauge"), "{out}");
+    }
+
+    /// From the fuzz target, once it read OpenMetrics bodies: an exemplar's
+    /// label names count toward its 128 characters as the output writes
+    /// them (`U__a_2e_b` under `values`, 9 where `a.b` is 3).
+    #[test]
+    fn an_exemplar_is_measured_with_its_names_as_written() {
+        let value = "v".repeat(124);
+        let body = format!("# TYPE c counter\nc_total 1 # {{\"a.b\"=\"{value}\"}} 1\n# EOF\n");
+        let inputs = [(Some("a"), body.as_str())];
+        let kept = build_as(&mut Merger::new("container"), &inputs, Escaping::AllowUtf8);
+        assert!(kept.contains(" # {"), "{kept}");
+        let escaped = build_as(&mut Merger::new("container"), &inputs, Escaping::Values);
+        assert!(!escaped.contains(" # {"), "{escaped}");
+        assert!(
+            escaped.contains("c_total{container=\"a\"} 1\n"),
+            "{escaped}"
+        );
     }
 
     /// Label sets are checked per source (the source is in each group's

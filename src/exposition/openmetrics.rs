@@ -200,12 +200,53 @@ pub(super) fn write_seconds_of_millis(millis: i64, out: &mut Vec<u8>) {
     let _ = write!(out, "{seconds}");
 }
 
-/// Reads an OpenMetrics timestamp (seconds) as Prometheus does: a float,
-/// times 1000, truncated toward zero (saturating, as Rust's `as` does; Go's
-/// conversion of an out-of-range float is undefined).
-pub(super) fn millis_of_seconds(seconds: &[u8]) -> Option<i64> {
-    let seconds: f64 = std::str::from_utf8(seconds).ok()?.parse().ok()?;
-    seconds.is_finite().then_some((seconds * 1000.0) as i64)
+/// A timestamp as the check compares it, in nanoseconds, where the output
+/// cannot be compared by a strict reader: [`INEXACT`].
+pub(super) const INEXACT: i64 = i64::MIN;
+
+/// The check's timestamp of an OpenMetrics timestamp, which the output
+/// copies as written: read as prometheus_client reads it, whole seconds
+/// and up to nine digits of fraction, exactly (the fraction takes the sign
+/// of the whole seconds, so it reads `-0.5` as half a second after the
+/// epoch). Another form (an exponent) it reads as a float, which it
+/// refuses to compare with a timestamp of a metric's other samples.
+pub(super) fn stamp_of_seconds(text: &[u8]) -> i64 {
+    let (whole, fraction) = match text.iter().position(|&b| b == b'.') {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &b""[..]),
+    };
+    let (negative, digits) = match whole.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, whole),
+    };
+    if digits.is_empty() || !digits.iter().chain(fraction).all(u8::is_ascii_digit) {
+        return INEXACT;
+    }
+    let Some(seconds) = digits.iter().try_fold(0i64, |n, &d| {
+        n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+    }) else {
+        return INEXACT;
+    };
+    let seconds = if negative { -seconds } else { seconds };
+    let nanos = (0..9).fold(0i64, |n, i| {
+        n * 10 + fraction.get(i).map_or(0, |&d| i64::from(d - b'0'))
+    });
+    let nanos = if seconds < 0 { -nanos } else { nanos };
+    seconds
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(nanos))
+        .filter(|&n| n != INEXACT)
+        .unwrap_or(INEXACT)
+}
+
+/// The check's timestamp of one in milliseconds (text 0.0.4 and protobuf
+/// sources, written as the decimal [`write_seconds_of_millis`] makes).
+pub(super) fn stamp_of_millis(millis: i64) -> i64 {
+    millis
+        .checked_mul(1_000_000)
+        .filter(|&n| n != INEXACT)
+        .unwrap_or(INEXACT)
 }
 
 /// What one sample means to [`Check`].
@@ -219,7 +260,7 @@ pub(super) struct CheckedSample<'a> {
     /// `le` of a bucket, `quantile` of a summary's quantile sample.
     pub(super) bound: Option<f64>,
     pub(super) value: f64,
-    /// Milliseconds, as read back.
+    /// As the check compares it ([`stamp_of_seconds`], [`stamp_of_millis`]).
     pub(super) timestamp: Option<i64>,
     /// Whether the stateset's own label is there (statesets only).
     pub(super) has_state_label: bool,
@@ -531,6 +572,9 @@ impl Check {
     /// own without a `+Inf` bucket.
     fn timestamp_follows(&mut self, timestamp: Option<i64>) -> bool {
         let previous = self.group_timestamp.flatten();
+        if previous == Some(INEXACT) || timestamp == Some(INEXACT) {
+            return false;
+        }
         let histogram = matches!(
             self.family_type,
             OpenMetricsType::Histogram | OpenMetricsType::GaugeHistogram
@@ -785,6 +829,14 @@ pub(super) type HashSet =
 mod tests {
     use super::*;
 
+    /// Reads an OpenMetrics timestamp (seconds) as Prometheus does: a
+    /// float, times 1000, truncated toward zero (saturating, as Rust's `as`
+    /// does; Go's conversion of an out-of-range float is undefined).
+    fn millis_of_seconds(seconds: &[u8]) -> Option<i64> {
+        let seconds: f64 = std::str::from_utf8(seconds).ok()?.parse().ok()?;
+        seconds.is_finite().then_some((seconds * 1000.0) as i64)
+    }
+
     #[test]
     fn timestamps_read_back_to_the_same_milliseconds() {
         let cases = [
@@ -857,6 +909,28 @@ mod tests {
                 assert_eq!(alone.finish(), within.finish(), "{start} {end}");
             }
         }
+    }
+
+    /// prometheus_client's reading of a timestamp, to the nanosecond.
+    #[test]
+    fn timestamps_compare_as_the_strict_reader_reads_them() {
+        let cases: [(&str, i64); 9] = [
+            ("1", 1_000_000_000),
+            ("1.5", 1_500_000_000),
+            ("1.0001", 1_000_100_000),
+            ("1.0000000019", 1_000_000_001),
+            ("-1.5", -1_500_000_000),
+            // Its sign is the whole seconds': `-0` is none.
+            ("-0.5", 500_000_000),
+            ("1e3", INEXACT),
+            ("1.5e3", INEXACT),
+            ("99999999999999999999", INEXACT),
+        ];
+        for (text, stamp) in cases {
+            assert_eq!(stamp_of_seconds(text.as_bytes()), stamp, "{text}");
+        }
+        assert_eq!(stamp_of_millis(1_500), 1_500_000_000);
+        assert_eq!(stamp_of_millis(i64::MAX), INEXACT);
     }
 
     #[test]

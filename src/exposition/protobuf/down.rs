@@ -638,7 +638,9 @@ pub(in crate::exposition) fn check_openmetrics(
     group.add(b"", &source.to_le_bytes());
     for_each_label(body, metric, |name, value| group.add(name, value));
     let group = group.finish();
-    let timestamp = timestamp_ms(body, metric).filter(|&ms| ms != 0);
+    let timestamp = timestamp_ms(body, metric)
+        .filter(|&ms| ms != 0)
+        .map(super::super::openmetrics::stamp_of_millis);
     openmetrics_samples(body, metric_type, family_type, metric, |sample| {
         check.sample(&CheckedSample {
             suffix: sample.suffix,
