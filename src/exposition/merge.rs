@@ -2926,7 +2926,8 @@ fn sample_suffix<'a>(
 }
 
 /// Whether an exemplar's labels are within the OpenMetrics limit (their
-/// names as the output writes them and unescaped values, in characters).
+/// names as the output writes them and unescaped values, in characters),
+/// and hold no quote.
 fn exemplar_fits(
     body: &[u8],
     exemplar: &ExemplarSpans,
@@ -2953,6 +2954,12 @@ fn exemplar_fits(
     };
     let mut total = 0;
     for label in LabelIter::new(exemplar.labels.of(body)) {
+        // prometheus_client reads what follows a sample's value turning
+        // "in quotes" at every `"`, escaped or not: a quote inside a name
+        // or value derails it.
+        if label.raw_name.contains(&b'"') || label.value.contains(&b'"') {
+            return false;
+        }
         let name = label.unescaped_name(scratch);
         total += if escaping == Escaping::AllowUtf8 || is_legacy_name(name, true) {
             characters(label.raw_name)
@@ -3452,6 +3459,27 @@ mod openmetrics_tests {
         assert!(
             escaped.contains("c_total{container=\"a\"} 1\n"),
             "{escaped}"
+        );
+    }
+
+    /// From the fuzz target: prometheus_client turns "in quotes" at every
+    /// `"` after a sample's value, escaped or not, so an exemplar with a
+    /// quote in a label value is dropped (the sample kept).
+    #[test]
+    fn an_exemplar_with_a_quote_in_its_labels_is_dropped() {
+        let body = "# TYPE c counter\nc_total{a=\"1\"} 1 # {t=\"x\\\"y\"} 1\nc_total{a=\"2\"} 1 # {t=\"xy\"} 1\n# EOF\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), body)],
+            Escaping::AllowUtf8,
+        );
+        assert!(
+            out.contains("c_total{a=\"1\",container=\"a\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("c_total{a=\"2\",container=\"a\"} 1 # {t=\"xy\"} 1\n"),
+            "{out}"
         );
     }
 

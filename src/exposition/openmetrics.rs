@@ -33,7 +33,7 @@
 //! - Exemplars are written only where OpenMetrics 1.0 has a place for them
 //!   (a counter's `_total`, a histogram's or gauge histogram's `_bucket`)
 //!   and their label set is at most 128 characters, names counted as
-//!   written; others are dropped.
+//!   written, with no quote in it; others are dropped.
 //! - Timestamps are seconds: a text 0.0.4 timestamp in milliseconds is
 //!   written as the shortest decimal that Prometheus reads back to the same
 //!   milliseconds (`int64(seconds * 1000)`, as its parser computes).

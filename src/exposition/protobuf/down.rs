@@ -719,13 +719,19 @@ pub(in crate::exposition) fn write_openmetrics(
 }
 
 /// ` # {labels} value [timestamp]` of an `Exemplar` message, unless its
-/// labels are longer than OpenMetrics allows (then nothing).
+/// labels are longer than OpenMetrics allows or a value holds a quote
+/// (then nothing).
 fn write_exemplar(body: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
     let mut characters = 0;
     let mut fields = Fields::new(body, start, end);
     while let Some((number, s, e)) = next_len_field(&mut fields) {
         if number == 1 {
             let (name, value) = label_pair(body, s, e);
+            if value.contains(&b'"') {
+                // Written `\"`, which prometheus_client reads as the end of
+                // a quoted part (see `exemplar_fits` in merge.rs).
+                return;
+            }
             characters += utf8_characters(name) + utf8_characters(value);
         }
     }

@@ -1538,6 +1538,57 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
     );
 }
 
+/// An exemplar whose label value holds a quote is dropped from OpenMetrics
+/// output (written `\"`, prometheus_client reads the quote as the end of a
+/// quoted part); the sample is kept.
+#[test]
+fn openmetrics_output_drops_an_exemplar_with_a_quote() {
+    let counter = |value: f64, trace: &str| pb::Metric {
+        counter: Some(pb::Counter {
+            value: Some(value),
+            exemplar: Some(pb::Exemplar {
+                label: vec![pb::LabelPair {
+                    name: Some("trace_id".into()),
+                    value: Some(trace.into()),
+                }],
+                value: Some(1.0),
+                timestamp: None,
+            }),
+            created_timestamp: None,
+        }),
+        label: vec![pb::LabelPair {
+            name: Some("n".into()),
+            value: Some(trace.len().to_string()),
+        }],
+        ..Default::default()
+    };
+    let body = encode_all(&[family(
+        "requests_total",
+        0,
+        vec![counter(1.0, "a\"b"), counter(2.0, "ab")],
+    )]);
+    let mut snapshot = Snapshot::new();
+    snapshot.replace_as(&mut body.clone(), crate::exposition::Format::Protobuf);
+    snapshot.index().unwrap();
+    let sources = [Source {
+        container: Some("go"),
+        snapshot: &snapshot,
+    }];
+    let mut out = Vec::new();
+    Merger::new("container").merge_as(
+        &sources,
+        crate::exposition::negotiate::OutputFormat::OpenMetrics,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "# TYPE requests counter\n\
+         requests_total{n=\"3\",container=\"go\"} 1\n\
+         requests_total{n=\"2\",container=\"go\"} 2 # {trace_id=\"ab\"} 1\n\
+         # EOF\n"
+    );
+}
+
 /// Protobuf output of an OpenMetrics source keeps its exemplars (counter,
 /// bucket), created timestamps and units (issue 18), read back with prost.
 #[test]
