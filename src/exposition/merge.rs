@@ -2984,19 +2984,7 @@ mod openmetrics_tests {
     /// another (`resolve_openmetrics_claims` looks no further).
     #[test]
     fn every_claimed_suffix_is_stripped() {
-        use OpenMetricsType::*;
-        let types = [
-            Counter,
-            Gauge,
-            Histogram,
-            GaugeHistogram,
-            Summary,
-            Info,
-            StateSet,
-            Unknown,
-            None,
-        ];
-        for om in types {
+        for om in OpenMetricsType::ALL {
             for suffix in claimed_suffixes(om) {
                 assert!(ALL_SUFFIXES.contains(&suffix), "{om:?}");
             }

@@ -59,6 +59,20 @@ pub(super) enum OpenMetricsType {
 }
 
 impl OpenMetricsType {
+    /// Every type, for tests that go through them all.
+    #[cfg(test)]
+    pub(super) const ALL: [OpenMetricsType; 9] = [
+        OpenMetricsType::Counter,
+        OpenMetricsType::Gauge,
+        OpenMetricsType::Histogram,
+        OpenMetricsType::GaugeHistogram,
+        OpenMetricsType::Summary,
+        OpenMetricsType::Info,
+        OpenMetricsType::StateSet,
+        OpenMetricsType::Unknown,
+        OpenMetricsType::None,
+    ];
+
     pub(super) fn as_str(self) -> &'static str {
         match self {
             OpenMetricsType::Counter => "counter",
@@ -939,17 +953,7 @@ mod tests {
         use OpenMetricsType as T;
         let others: [&[u8]; 2] = [b"_other", b"_Total"];
         let names: Vec<&[u8]> = ALL_SUFFIXES.iter().chain(&others).copied().collect();
-        for t in [
-            T::Counter,
-            T::Gauge,
-            T::Histogram,
-            T::GaugeHistogram,
-            T::Summary,
-            T::Info,
-            T::StateSet,
-            T::Unknown,
-            T::None,
-        ] {
+        for t in T::ALL {
             for &name in &names {
                 assert_eq!(
                     Suffix::of(name).allowed_in(t),

@@ -1509,18 +1509,14 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
         family("latency_seconds", 4, vec![histogram]),
         family("events", 0, vec![plain]),
     ]);
-    let mut snapshot = Snapshot::new();
-    snapshot.replace_as(&mut body.clone(), crate::exposition::Format::Protobuf);
-    snapshot.index().unwrap();
+    let snapshot = snapshot(&body, crate::exposition::Format::Protobuf);
     let sources = [Source {
         container: Some("go"),
         snapshot: &snapshot,
     }];
-    let mut out = Vec::new();
-    Merger::new("container").merge_as(
+    let out = merge(
         &sources,
         crate::exposition::negotiate::OutputFormat::OpenMetrics,
-        &mut out,
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
@@ -1567,18 +1563,14 @@ fn openmetrics_output_drops_an_exemplar_with_a_quote() {
         0,
         vec![counter(1.0, "a\"b"), counter(2.0, "ab")],
     )]);
-    let mut snapshot = Snapshot::new();
-    snapshot.replace_as(&mut body.clone(), crate::exposition::Format::Protobuf);
-    snapshot.index().unwrap();
+    let snapshot = snapshot(&body, crate::exposition::Format::Protobuf);
     let sources = [Source {
         container: Some("go"),
         snapshot: &snapshot,
     }];
-    let mut out = Vec::new();
-    Merger::new("container").merge_as(
+    let out = merge(
         &sources,
         crate::exposition::negotiate::OutputFormat::OpenMetrics,
-        &mut out,
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
