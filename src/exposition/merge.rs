@@ -2997,35 +2997,30 @@ mod openmetrics_tests {
         }
     }
 
+    /// The OpenMetrics output (underscores) of `(container, body)` inputs,
+    /// each body asserted to parse, and the conflicts it reported.
     fn merge_openmetrics(inputs: &[(&str, &str)]) -> (String, Vec<String>) {
-        let snapshots: Vec<Snapshot> = inputs
-            .iter()
-            .map(|(_, body)| {
-                let mut snapshot = Snapshot::new();
-                snapshot.replace_as(
-                    &mut body.as_bytes().to_vec(),
-                    Format::guess(body.as_bytes()),
-                );
-                snapshot.index().expect("test body parses");
-                snapshot
-            })
-            .collect();
-        let sources: Vec<Source<'_>> = snapshots
-            .iter()
-            .zip(inputs)
-            .map(|(snapshot, (container, _))| Source {
-                container: Some(container),
-                snapshot,
-            })
-            .collect();
+        let inputs: Vec<(Option<&str>, &str)> = inputs.iter().map(|&(c, b)| (Some(c), b)).collect();
+        for snapshot in indexed_inputs(&inputs) {
+            assert!(snapshot.is_indexed(), "test body parses");
+        }
         let mut merger = Merger::new("container");
-        let mut out = Vec::new();
-        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut out);
-        let conflicts = merger
+        let out = build_as(&mut merger, &inputs, Escaping::Underscores);
+        (out, conflicts_of(&merger))
+    }
+
+    /// The conflicts a merge reported, as `source:name`.
+    fn conflicts_of(merger: &Merger) -> Vec<String> {
+        merger
             .conflicts()
             .map(|(source, name)| format!("{source}:{}", String::from_utf8_lossy(name)))
-            .collect();
-        (String::from_utf8(out).expect("utf-8"), conflicts)
+            .collect()
+    }
+
+    /// The OpenMetrics output (allow-utf-8) of one body of container `a`.
+    fn openmetrics_of(body: &str) -> String {
+        let inputs = [(Some("a"), body)];
+        build_as(&mut Merger::new("container"), &inputs, Escaping::AllowUtf8)
     }
 
     /// Each rule of `openmetrics.rs`, one case each, with the exact output.
@@ -3380,10 +3375,7 @@ mod openmetrics_tests {
         ];
         let mut merger = Merger::new("container");
         let out = build_as(&mut merger, inputs, Escaping::AllowUtf8);
-        let conflicts: Vec<String> = merger
-            .conflicts()
-            .map(|(s, n)| format!("{s}:{}", String::from_utf8_lossy(n)))
-            .collect();
+        let conflicts = conflicts_of(&merger);
         assert!(
             out.contains("# TYPE x_count gauge\nx_count{container=\"b\"} 2\n"),
             "{out}"
@@ -3398,37 +3390,21 @@ mod openmetrics_tests {
     #[test]
     fn histogram_timestamps_apart_below_a_millisecond_are_two_groups() {
         let body = "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 1.0001\nh_count 1 1.0002\nh_sum 1 1.0002\n# EOF\n";
-        let out = build_as(
-            &mut Merger::new("container"),
-            &[(Some("a"), body)],
-            Escaping::AllowUtf8,
-        );
+        let out = openmetrics_of(body);
         assert!(!out.contains("# TYPE h histogram"), "{out}");
     }
 
     #[test]
     fn a_timestamp_backwards_below_a_millisecond_breaks_the_family() {
         let backwards = "# TYPE g gauge\ng 1 1.0002\ng 2 1.0001\n# EOF\n";
-        let out = build_as(
-            &mut Merger::new("container"),
-            &[(Some("a"), backwards)],
-            Escaping::AllowUtf8,
-        );
+        let out = openmetrics_of(backwards);
         assert!(!out.contains("# TYPE g gauge"), "{out}");
         // Written in two forms, which prometheus_client will not compare.
         let forms = "# TYPE g gauge\ng 1 1000\ng 2 1e3\n# EOF\n";
-        let out = build_as(
-            &mut Merger::new("container"),
-            &[(Some("a"), forms)],
-            Escaping::AllowUtf8,
-        );
+        let out = openmetrics_of(forms);
         assert!(!out.contains("# TYPE g gauge"), "{out}");
         let forward = "# TYPE g gauge\ng 1 1.0001\ng 2 1.0002\n# EOF\n";
-        let out = build_as(
-            &mut Merger::new("container"),
-            &[(Some("a"), forward)],
-            Escaping::AllowUtf8,
-        );
+        let out = openmetrics_of(forward);
         assert!(out.contains("# TYPE g gauge"), "{out}");
     }
 
@@ -3456,11 +3432,7 @@ mod openmetrics_tests {
     #[test]
     fn an_exemplar_with_a_quote_in_its_labels_is_dropped() {
         let body = "# TYPE c counter\nc_total{a=\"1\"} 1 # {t=\"x\\\"y\"} 1\nc_total{a=\"2\"} 1 # {t=\"xy\"} 1\n# EOF\n";
-        let out = build_as(
-            &mut Merger::new("container"),
-            &[(Some("a"), body)],
-            Escaping::AllowUtf8,
-        );
+        let out = openmetrics_of(body);
         assert!(
             out.contains("c_total{a=\"1\",container=\"a\"} 1\n"),
             "{out}"
