@@ -202,10 +202,10 @@ pub struct Merger {
     converted_spans: Vec<Option<Span>>,
     help: Vec<u8>,
     /// OpenMetrics output: each OpenMetrics body's families by parent, the
-    /// order a contribution's samples are written in `(position, family,
-    /// sample)`, the rules' check, and the names families claimed.
+    /// order a contribution's samples are written in `(position, sample
+    /// number)`, the rules' check, and the names families claimed.
     children: Vec<Child>,
-    order: Vec<(u32, u32, u32)>,
+    order: Vec<(u32, u32)>,
     /// OpenMetrics output: what each merged family holds
     /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]), and whether a stripped
     /// counter must move to its whole name.
@@ -2229,7 +2229,8 @@ impl Merger {
             }
             match sources[c.source as usize].snapshot.view() {
                 SourceView::Text(view) => {
-                    let count = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    let samples = openmetrics_samples(view, &c, &self.children, &mut self.order);
+                    let count = samples.count as usize;
                     let item_name =
                         name_of_item(sources, c.source, c.family, c.parent(), c.whole());
                     let key = remembered_key(&c);
@@ -2253,8 +2254,8 @@ impl Merger {
                         .filter(|r| r.family_type == family_type && r.samples == count as u32);
                     if let Some(r) = remembered {
                         let saved = check.save();
-                        let fingerprint =
-                            self.check_known_text(view, &c, &r, item_name, seed, &mut check);
+                        let fingerprint = self
+                            .check_known_text(view, &c, samples, &r, item_name, seed, &mut check);
                         if fingerprint == r.fingerprint {
                             check.end_known();
                             if let Some(r) = self.remembered.get_mut(&key) {
@@ -2274,7 +2275,7 @@ impl Merger {
                     let mut groups = GroupSizes::default();
                     let mut timestamped = false;
                     for k in 0..count {
-                        let sample = contribution_sample(view, &c, &self.order, k);
+                        let sample = contribution_sample(view, samples, &self.order, k);
                         let group = self.check_text_sample(
                             view,
                             &sample,
@@ -2503,10 +2504,10 @@ impl Merger {
                     family_written: name,
                     family_raw_len: raw_name.len(),
                 };
-                let count = openmetrics_samples(view, c, &self.children, &mut self.order);
+                let samples = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut pending = Span::default();
-                for k in 0..count {
-                    let sample = contribution_sample(view, c, &self.order, k);
+                for k in 0..samples.count as usize {
+                    let sample = contribution_sample(view, samples, &self.order, k);
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
                         let suffix =
@@ -2647,10 +2648,12 @@ impl Merger {
     /// ([`Check::known_sample`]); returns the fingerprint of its names and
     /// labels (from `seed`), which must be the one remembered for that to
     /// hold. Every sample is read for it, even once the check failed.
+    #[allow(clippy::too_many_arguments)]
     fn check_known_text(
         &mut self,
         view: IndexView<'_>,
         c: &Contribution,
+        samples: SampleOrder,
         remembered: &Remembered,
         name: &[u8],
         seed: u64,
@@ -2659,20 +2662,34 @@ impl Merger {
         let body = view.body();
         let (family_type, group_size) = (remembered.family_type, remembered.group_size);
         // The caller found it remembered with as many samples as it has.
-        let count = remembered.samples as usize;
+        let count = samples.count as usize;
         let mut fingerprint = seed;
         if family_type.is_simple() && !remembered.timestamped {
             for k in 0..count {
-                let sample = contribution_sample(view, c, &self.order, k);
+                let sample = contribution_sample(view, samples, &self.order, k);
                 fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
             }
             return fingerprint;
         }
-        if family_type == OpenMetricsType::Counter && !c.parent() && !remembered.timestamped {
-            // A text 0.0.4 counter's samples are all its `_total`: only
-            // their sign is checked (Prometheus' rule for `_total`).
+        // A text 0.0.4 counter's samples are all its `_total`, and so are an
+        // OpenMetrics counter's of one sample name that its first sample
+        // shows is `_total` (the fingerprint holds the names to what the
+        // full check passed): only their sign is checked (Prometheus' rule
+        // for `_total`).
+        let all_total = family_type == OpenMetricsType::Counter
+            && !remembered.timestamped
+            && (!c.parent()
+                || (!samples.ordered
+                    && count > 0
+                    && sample_suffix(
+                        body,
+                        &contribution_sample(view, samples, &self.order, 0),
+                        name,
+                        &mut self.scratch,
+                    ) == Some(b"_total")));
+        if all_total {
             for k in 0..count {
-                let sample = contribution_sample(view, c, &self.order, k);
+                let sample = contribution_sample(view, samples, &self.order, k);
                 fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
                 let (value, _) = checked_value(view, &sample, family_type, b"_total");
                 if value.is_nan() || value < 0.0 {
@@ -2683,7 +2700,7 @@ impl Merger {
         }
         let mut left_in_group = 0;
         for k in 0..count {
-            let sample = contribution_sample(view, c, &self.order, k);
+            let sample = contribution_sample(view, samples, &self.order, k);
             fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
             let new_group = left_in_group == 0;
             if new_group {
@@ -2843,49 +2860,75 @@ impl GroupSizes {
     }
 }
 
-/// How many samples contribution `c` has; for a parent, the order they
-/// are written in, into `order` as `(position, family, sample)`: its
-/// families (found in `children`) merged back into body order. A family's
-/// samples are in order already: sample `k` is the `k`th.
+/// Where a contribution's samples are, in the order they are written: the
+/// body's samples numbered from `first` on (a text 0.0.4 family, or an
+/// OpenMetrics family of one sample name), or, for an OpenMetrics family
+/// of several (`ordered`), the numbers its families' samples (found in
+/// `children`) hold in the order [`openmetrics_samples`] left.
+#[derive(Clone, Copy)]
+struct SampleOrder {
+    first: u32,
+    count: u32,
+    ordered: bool,
+}
+
+/// Where contribution `c`'s samples are; for an OpenMetrics family of
+/// several sample names, their `(position, number)` in body order go into
+/// `order`. A family's samples are in body order already.
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
     children: &[Child],
-    order: &mut Vec<(u32, u32, u32)>,
-) -> usize {
+    order: &mut Vec<(u32, u32)>,
+) -> SampleOrder {
     order.clear();
+    let in_turn = |family: u32| SampleOrder {
+        first: view.first_sample_number(family),
+        count: view.family_sample_count(family) as u32,
+        ordered: false,
+    };
     if !c.parent() {
-        return view.family_sample_count(c.family);
+        return in_turn(c.family);
     }
     let at =
         children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
-    let children = children[at..]
+    let children = &children[at..];
+    let of_parent = children
         .iter()
-        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family);
-    for &(_, _, family) in children {
-        for (i, sample) in view.samples(family).enumerate() {
-            order.push((sample.name.start, family, i as u32));
+        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family)
+        .count();
+    if of_parent == 1 {
+        return in_turn(children[0].2);
+    }
+    for &(_, _, family) in &children[..of_parent] {
+        let first = view.first_sample_number(family);
+        for number in first..first + view.family_sample_count(family) as u32 {
+            order.push((view.sample_position(number), number));
         }
     }
-    order.sort_unstable_by_key(|&(position, _, _)| position);
-    order.len()
+    order.sort_unstable_by_key(|&(position, _)| position);
+    SampleOrder {
+        first: 0,
+        count: order.len() as u32,
+        ordered: true,
+    }
 }
 
-/// Sample `k` of contribution `c` in the order it is written (`order`: as
-/// [`openmetrics_samples`] left it).
+/// Sample `k` of a contribution whose samples are where `samples` and
+/// `order` (as [`openmetrics_samples`] left them) say.
 #[inline]
 fn contribution_sample(
     view: IndexView<'_>,
-    c: &Contribution,
-    order: &[(u32, u32, u32)],
+    samples: SampleOrder,
+    order: &[(u32, u32)],
     k: usize,
 ) -> Sample {
-    if c.parent() {
-        let (_, family, index) = order[k];
-        view.sample_at(family, index)
+    let number = if samples.ordered {
+        order[k].1
     } else {
-        view.sample_at(c.family, k as u32)
-    }
+        samples.first + k as u32
+    };
+    view.numbered_sample(number)
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only
@@ -3146,6 +3189,10 @@ mod openmetrics_tests {
         let templates = [
             "# TYPE c counter\nc_total{a=\"1\"} @\nc_created{a=\"1\"} @\nc_total{a=\"2\"} @\nc_created{a=\"2\"} @\n# EOF\n",
             "# TYPE c_total counter\nc_total{a=\"1\",b=\"x\"} @\nc_total{a=\"2\",b=\"x\"} @\nc_total{a=\"3\",b=\"x\"} @\nc_total{a=\"4\",b=\"x\"} @\n",
+            // OpenMetrics counters of one sample name: only `_total`, only
+            // `_created`.
+            "# TYPE c counter\nc_total{a=\"1\"} @\nc_total{a=\"2\"} @\nc_total{a=\"3\"} @\nc_total{a=\"4\"} @\n# EOF\n",
+            "# TYPE c counter\nc_created{a=\"1\"} @\nc_created{a=\"2\"} @\nc_created{a=\"3\"} @\nc_created{a=\"4\"} @\n# EOF\n",
             "# TYPE h histogram\nh_bucket{r=\"a\",le=\"0.5\"} @\nh_bucket{r=\"a\",le=\"+Inf\"} @\nh_sum{r=\"a\"} @\nh_count{r=\"a\"} @\nh_bucket{r=\"b\",le=\"0.5\"} @\nh_bucket{r=\"b\",le=\"+Inf\"} @\nh_sum{r=\"b\"} @\nh_count{r=\"b\"} @\n",
             "# TYPE h histogram\nh_bucket{le=\"-1\"} @\nh_bucket{le=\"+Inf\"} @\nh_count @\nh_sum @\n# EOF\n",
             "# TYPE s summary\ns{quantile=\"0.5\"} @\ns{quantile=\"0.9\"} @\ns_sum @\ns_count @\n",

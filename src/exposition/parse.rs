@@ -405,12 +405,31 @@ impl<'a> IndexView<'a> {
         (range.end - range.start) as usize
     }
 
-    /// Sample `i` of `family` (in input order); panics if out of range (a
-    /// bug in the caller).
-    pub(super) fn sample_at(self, family: u32, i: u32) -> Sample {
-        let range = self.index.sample_range(family);
-        let packed = &self.index.samples[(range.start + i) as usize];
-        self.index.sample(packed, self.body)
+    /// The number of `family`'s first sample among the body's, for
+    /// [`IndexView::numbered_sample`]: its `i`th is that plus `i`.
+    pub(super) fn first_sample_number(self, family: u32) -> u32 {
+        self.index.sample_range(family).start
+    }
+
+    /// The body's sample numbered `number` (in input order); panics if out
+    /// of range (a bug in the caller).
+    pub(super) fn numbered_sample(self, number: u32) -> Sample {
+        self.index
+            .sample(&self.index.samples[number as usize], self.body)
+    }
+
+    /// Where the body's sample numbered `number` starts (its name's
+    /// position), without decoding the rest of it.
+    pub(super) fn sample_position(self, number: u32) -> u32 {
+        let packed = &self.index.samples[number as usize];
+        if packed.flags.contains(SampleFlags::LONG) {
+            self.index
+                .long_samples
+                .get(packed.start as usize)
+                .map_or(0, |sample| sample.name.start)
+        } else {
+            packed.start
+        }
     }
 
     /// The body was OpenMetrics: HELP uses its escapes and timestamps are

@@ -2,13 +2,15 @@
 //! about 10k series (counters, gauges, histograms, summaries, escaped label
 //! values). Prints MB/s of input body processed.
 //!
-//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3|families [text|openmetrics]]]`
+//! Run: `cd bench && cargo run --release --bin exposition_throughput [ROUNDS [1|3|families [text|openmetrics [text|openmetrics]]]]`
 //! (ROUNDS defaults to 500; a small count suits `valgrind --tool=callgrind`,
 //! whose instruction counts are immune to machine load; `1` or `3` runs only
 //! the 1-container or the 3-container case, `families` only a body of
 //! 65,536 one-sample families (issue 19's costliest shape per byte, which
 //! the other cases leave out); the output is text 0.0.4 and then
-//! OpenMetrics 1.0, or only the one named).
+//! OpenMetrics 1.0, or only the one named; the bodies are text 0.0.4, or
+//! with a last `openmetrics` the synthetic families as OpenMetrics 1.0, as a
+//! container answers while an OpenMetrics client is served).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,6 +125,23 @@ fn synthetic_body(target_bytes: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The synthetic body as OpenMetrics 1.0: a counter's metadata names the
+/// family, without `_total`, and the body ends in `# EOF`.
+fn as_openmetrics(body: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(body).expect("synthetic body is UTF-8");
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        if line.starts_with("# ") && line.contains("_total ") {
+            out.push_str(&line.replacen("_total ", " ", 1));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out.into_bytes()
+}
+
 fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let names: Vec<String> = (0..bodies.len())
         .map(|i| format!("container-{i}"))
@@ -204,6 +223,18 @@ fn main() {
         Some("text") => &[OutputFormat::Text],
         Some("openmetrics") => &[OutputFormat::OpenMetrics],
         _ => &[OutputFormat::Text, OutputFormat::OpenMetrics],
+    };
+    // The bodies' format: text 0.0.4, or the same families as OpenMetrics
+    // 1.0 (what a container answers the sidecar's Accept while an
+    // OpenMetrics client is served).
+    let openmetrics_in = args.get(4).map(String::as_str) == Some("openmetrics");
+    let synthetic_body = |target_bytes| {
+        let body = synthetic_body(target_bytes);
+        if openmetrics_in {
+            as_openmetrics(&body)
+        } else {
+            body
+        }
     };
     for &format in formats {
         if only == Some("families") {
