@@ -33,7 +33,7 @@ use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
     fingerprint_text, hash_key, stamp_of_millis, stamp_of_seconds, takes_exemplar,
     write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet, IdentityHasher,
-    OpenMetricsType, ALL_SUFFIXES, EXEMPLAR_LABEL_CHARACTERS,
+    OpenMetricsType, Suffix, ALL_SUFFIXES, EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -206,6 +206,9 @@ pub struct Merger {
     /// number)`, the rules' check, and the names families claimed.
     children: Vec<Child>,
     order: Vec<(u32, u32)>,
+    /// The remembered contributions of the family being written in one
+    /// walk, by key ([`Merger::write_known_family_openmetrics`]).
+    known: Vec<(u64, Remembered)>,
     /// OpenMetrics output: what each merged family holds
     /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]), and whether a stripped
     /// counter must move to its whole name.
@@ -250,6 +253,7 @@ impl Merger {
             help: Vec::new(),
             children: Vec::new(),
             order: Vec::new(),
+            known: Vec::new(),
             name_kinds: Vec::new(),
             moves_counters: false,
             escaping: Escaping::Underscores,
@@ -2194,7 +2198,6 @@ impl Merger {
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
     ) {
-        let merged = &self.merged[m];
         let range = self.group(m);
         if self.contributions[range.start as usize..range.end as usize]
             .iter()
@@ -2202,6 +2205,10 @@ impl Merger {
         {
             return;
         }
+        if self.write_known_family_openmetrics(sources, m, written, out, pieces) {
+            return;
+        }
+        let merged = &self.merged[m];
         let family_type = merged.om;
         let name = merged_key(sources, &self.contributions, merged, written);
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
@@ -2240,11 +2247,7 @@ impl Merger {
                     // The family's name once: each sample's fingerprint
                     // reads only what follows it.
                     let seed = if rememberable {
-                        fingerprint_text(
-                            hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64),
-                            item_name,
-                            0..item_name.len(),
-                        )
+                        remembered_seed(family_type, item_name)
                     } else {
                         0 // not read
                     };
@@ -2343,9 +2346,149 @@ impl Merger {
             return;
         }
 
-        // The header: HELP of the first kept source that has one, TYPE
-        // unless no source had one, UNIT where the name ends with it.
         let whole = range.start as usize..range.end as usize;
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
+        for i in whole {
+            let c = self.contributions[i];
+            if c.resolution != Resolution::Dropped {
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    family_type,
+                    name,
+                    None,
+                    out,
+                    pieces,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// A family whose every kept contribution is a remembered text one,
+    /// each of another source, checked as it is written: one walk over its
+    /// samples where [`Merger::write_family_openmetrics`] takes two. Its
+    /// output is handed on only once the walk stands, so a walk that does
+    /// not (a value breaking a rule, names or labels changed, more output
+    /// than a piece) is taken back, and the family is written by the two
+    /// walks. Returns whether it was written.
+    fn write_known_family_openmetrics(
+        &mut self,
+        sources: &[Source<'_>],
+        m: usize,
+        written: &[u8],
+        out: &mut Vec<u8>,
+        pieces: &mut Option<Pieces<'_>>,
+    ) -> bool {
+        let merged = &self.merged[m];
+        let family_type = merged.om;
+        if !Check::takes_known(family_type) {
+            return false;
+        }
+        let range = self.group(m);
+        let whole = range.start as usize..range.end as usize;
+        self.known.clear();
+        let mut last_source = None;
+        for c in &self.contributions[whole.clone()] {
+            if c.resolution == Resolution::Dropped {
+                continue;
+            }
+            // Two of one source: only the full check sees a label set of
+            // one repeated in the other.
+            if last_source == Some(c.source)
+                || !matches!(
+                    sources[c.source as usize].snapshot.view(),
+                    SourceView::Text(_)
+                )
+            {
+                return false;
+            }
+            last_source = Some(c.source);
+            let key = remembered_key(c);
+            match self.remembered.get(&key) {
+                Some(r) if r.family_type == family_type => self.known.push((key, *r)),
+                _ => return false,
+            }
+        }
+        let name = merged_key(sources, &self.contributions, merged, written);
+        // The family is written whole into this piece: one that has less
+        // room left than a family usually takes is handed on first.
+        let out_limit = match pieces {
+            Some((piece_bytes, emit)) => {
+                if out.len() + *piece_bytes / 4 > *piece_bytes {
+                    emit(out);
+                    out.clear();
+                }
+                *piece_bytes
+            }
+            None => usize::MAX,
+        };
+        let mark = out.len();
+        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        check.reset(family_type);
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
+        let mut stands = true;
+        let mut known = 0;
+        for i in whole {
+            let c = self.contributions[i];
+            if c.resolution == Resolution::Dropped {
+                continue;
+            }
+            // The source is in each group's hash: label sets of two
+            // sources never match, so each source's are checked apart.
+            check.forget_groups();
+            let remembered = self.known[known].1;
+            known += 1;
+            let mut walk = KnownWrite {
+                remembered,
+                check: &mut check,
+                out_limit,
+                abandoned: false,
+                fingerprint: 0,
+            };
+            self.write_openmetrics_contribution(
+                sources,
+                &c,
+                family_type,
+                name,
+                None,
+                out,
+                &mut None,
+                Some(&mut walk),
+            );
+            let same_names = !walk.abandoned && walk.fingerprint == remembered.fingerprint;
+            // Its last metric is finished here: nothing is left for
+            // `Check::finish`.
+            check.end_known();
+            if !same_names || !check.ok {
+                stands = false;
+                break;
+            }
+        }
+        self.check = check;
+        if !stands {
+            out.truncate(mark);
+            return false;
+        }
+        for &(key, _) in &self.known {
+            if let Some(r) = self.remembered.get_mut(&key) {
+                r.build = self.build;
+            }
+        }
+        emit_if_full(out, pieces);
+        true
+    }
+
+    /// A valid family's header: HELP of the first kept source that has
+    /// one, TYPE unless no source had one, UNIT where the name ends with it.
+    fn write_openmetrics_header(
+        &mut self,
+        sources: &[Source<'_>],
+        whole: std::ops::Range<usize>,
+        family_type: OpenMetricsType,
+        name: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let kept = || {
             self.contributions[whole.clone()]
                 .iter()
@@ -2411,20 +2554,6 @@ impl Merger {
             out.extend_from_slice(unit);
             out.push(b'\n');
         }
-        for i in whole {
-            let c = self.contributions[i];
-            if c.resolution != Resolution::Dropped {
-                self.write_openmetrics_contribution(
-                    sources,
-                    &c,
-                    family_type,
-                    name,
-                    None,
-                    out,
-                    pieces,
-                );
-            }
-        }
     }
 
     /// A family that breaks its type's rules: one `unknown` family per
@@ -2465,6 +2594,7 @@ impl Merger {
                     Some(suffix),
                     out,
                     pieces,
+                    None,
                 );
             }
             if out.len() == before && header <= out.len() {
@@ -2485,6 +2615,7 @@ impl Merger {
         only: Option<&[u8]>,
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
+        mut known: Option<&mut KnownWrite<'_>>,
     ) {
         let spans = self.source_label_spans[c.source as usize];
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
@@ -2505,9 +2636,29 @@ impl Merger {
                     family_raw_len: raw_name.len(),
                 };
                 let samples = openmetrics_samples(view, c, &self.children, &mut self.order);
+                let mut walk = match known.as_deref_mut() {
+                    None => None,
+                    Some(known) if samples.count != known.remembered.samples => {
+                        known.abandoned = true;
+                        return;
+                    }
+                    Some(known) => Some(KnownWalk::start(
+                        view,
+                        c,
+                        samples,
+                        &self.order,
+                        &known.remembered,
+                        raw_name,
+                        remembered_seed(family_type, raw_name),
+                        &mut self.scratch,
+                    )),
+                };
                 let mut pending = Span::default();
                 for k in 0..samples.count as usize {
                     let sample = contribution_sample(view, samples, &self.order, k);
+                    if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
+                        walk.sample(view, &sample, raw_name, &mut self.scratch, known.check);
+                    }
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
                         let suffix =
@@ -2556,8 +2707,17 @@ impl Merger {
                             out.clear();
                         }
                     }
+                    if let Some(known) = known.as_deref_mut() {
+                        if out.len() + (pending.end - pending.start) as usize > known.out_limit {
+                            known.abandoned = true;
+                            return;
+                        }
+                    }
                 }
                 writer.flush(&mut pending, out);
+                if let (Some(walk), Some(known)) = (walk, known) {
+                    known.fingerprint = walk.fingerprint;
+                }
             }
             SourceView::Protobuf(view) => {
                 let target = comma
@@ -2630,7 +2790,7 @@ impl Merger {
             has_state_label = true;
             bound = Some(bound_value(&body[value]));
         }
-        let (value, timestamp) = checked_value(view, sample, family_type, suffix);
+        let (value, timestamp) = checked_value(view, sample, family_type, Suffix::of(suffix));
         let group = group.finish();
         check.sample(&CheckedSample {
             suffix,
@@ -2659,61 +2819,148 @@ impl Merger {
         seed: u64,
         check: &mut Check,
     ) -> u64 {
-        let body = view.body();
-        let (family_type, group_size) = (remembered.family_type, remembered.group_size);
-        // The caller found it remembered with as many samples as it has.
-        let count = samples.count as usize;
-        let mut fingerprint = seed;
-        if family_type.is_simple() && !remembered.timestamped {
-            for k in 0..count {
-                let sample = contribution_sample(view, samples, &self.order, k);
-                fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
-            }
-            return fingerprint;
+        let mut walk = KnownWalk::start(
+            view,
+            c,
+            samples,
+            &self.order,
+            remembered,
+            name,
+            seed,
+            &mut self.scratch,
+        );
+        for k in 0..samples.count as usize {
+            let sample = contribution_sample(view, samples, &self.order, k);
+            walk.sample(view, &sample, name, &mut self.scratch, check);
         }
+        walk.fingerprint
+    }
+}
+
+/// The walk over a remembered text contribution's samples: the fingerprint
+/// of their names and labels so far, and what the check reads of each.
+struct KnownWalk {
+    fingerprint: u64,
+    family_type: OpenMetricsType,
+    reads: KnownReads,
+    group_size: u32,
+    /// Samples left in the metric being read.
+    left_in_group: u32,
+}
+
+/// What is checked of each sample of a remembered contribution once its
+/// names and labels are known to be the ones that passed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KnownReads {
+    /// Nothing: a gauge or unknown family without timestamps.
+    Nothing,
+    /// Each value's sign: a counter whose samples are all `_total`.
+    Signs,
+    /// Values and timestamps, by [`Check::known_sample`].
+    Values,
+}
+
+/// A remembered contribution checked as it is written
+/// ([`Merger::write_known_family_openmetrics`]).
+struct KnownWrite<'k> {
+    remembered: Remembered,
+    check: &'k mut Check,
+    /// The output may grow to this length; past it the walk is abandoned.
+    out_limit: usize,
+    /// The walk cannot stand: more output than `out_limit`, or another
+    /// number of samples than remembered.
+    abandoned: bool,
+    /// The fingerprint of the names and labels written.
+    fingerprint: u64,
+}
+
+impl KnownWalk {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        view: IndexView<'_>,
+        c: &Contribution,
+        samples: SampleOrder,
+        order: &[(u32, u32)],
+        remembered: &Remembered,
+        name: &[u8],
+        seed: u64,
+        scratch: &mut Vec<u8>,
+    ) -> KnownWalk {
+        let family_type = remembered.family_type;
         // A text 0.0.4 counter's samples are all its `_total`, and so are an
         // OpenMetrics counter's of one sample name that its first sample
         // shows is `_total` (the fingerprint holds the names to what the
         // full check passed): only their sign is checked (Prometheus' rule
         // for `_total`).
-        let all_total = family_type == OpenMetricsType::Counter
-            && !remembered.timestamped
-            && (!c.parent()
+        let mut all_total = || {
+            !c.parent()
                 || (!samples.ordered
-                    && count > 0
+                    && samples.count > 0
                     && sample_suffix(
-                        body,
-                        &contribution_sample(view, samples, &self.order, 0),
+                        view.body(),
+                        &contribution_sample(view, samples, order, 0),
                         name,
-                        &mut self.scratch,
-                    ) == Some(b"_total")));
-        if all_total {
-            for k in 0..count {
-                let sample = contribution_sample(view, samples, &self.order, k);
-                fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
-                let (value, _) = checked_value(view, &sample, family_type, b"_total");
+                        scratch,
+                    ) == Some(b"_total"))
+        };
+        let reads = if remembered.timestamped {
+            KnownReads::Values
+        } else if family_type.is_simple() {
+            KnownReads::Nothing
+        } else if family_type == OpenMetricsType::Counter && all_total() {
+            KnownReads::Signs
+        } else {
+            KnownReads::Values
+        };
+        KnownWalk {
+            fingerprint: seed,
+            family_type,
+            reads,
+            group_size: remembered.group_size,
+            left_in_group: 0,
+        }
+    }
+
+    /// Reads the contribution's next sample.
+    #[inline]
+    fn sample(
+        &mut self,
+        view: IndexView<'_>,
+        sample: &Sample,
+        name: &[u8],
+        scratch: &mut Vec<u8>,
+        check: &mut Check,
+    ) {
+        let body = view.body();
+        self.fingerprint = sample_fingerprint(self.fingerprint, body, sample, name);
+        match self.reads {
+            KnownReads::Nothing => {}
+            KnownReads::Signs => {
+                let (value, _) = checked_value(view, sample, self.family_type, Suffix::Total);
                 if value.is_nan() || value < 0.0 {
                     check.ok = false;
                 }
             }
-            return fingerprint;
-        }
-        let mut left_in_group = 0;
-        for k in 0..count {
-            let sample = contribution_sample(view, samples, &self.order, k);
-            fingerprint = sample_fingerprint(fingerprint, body, &sample, name);
-            let new_group = left_in_group == 0;
-            if new_group {
-                left_in_group = group_size;
+            KnownReads::Values => {
+                let new_group = self.left_in_group == 0;
+                if new_group {
+                    self.left_in_group = self.group_size;
+                }
+                self.left_in_group -= 1;
+                if check.ok {
+                    // Told by its length: the names are the ones that passed
+                    // (or the fingerprint will differ and this is undone).
+                    let suffix = if sample.flags.contains(SampleFlags::QUOTED_NAME) {
+                        Suffix::of(sample_suffix(body, sample, name, scratch).unwrap_or(b""))
+                    } else {
+                        let length = (sample.name.end - sample.name.start) as usize;
+                        Suffix::of_length(self.family_type, length.saturating_sub(name.len()))
+                    };
+                    let (value, timestamp) = checked_value(view, sample, self.family_type, suffix);
+                    check.known_sample(suffix, new_group, value, timestamp);
+                }
             }
-            left_in_group -= 1;
-            if check.ok {
-                let suffix = sample_suffix(body, &sample, name, &mut self.scratch).unwrap_or(b"");
-                let (value, timestamp) = checked_value(view, &sample, family_type, suffix);
-                check.known_sample(suffix, new_group, value, timestamp);
-            }
         }
-        fingerprint
     }
 }
 
@@ -2727,7 +2974,7 @@ fn checked_value(
     view: IndexView<'_>,
     sample: &Sample,
     family_type: OpenMetricsType,
-    suffix: &[u8],
+    suffix: Suffix,
 ) -> (f64, Option<i64>) {
     let body = view.body();
     let needs_value = !matches!(
@@ -2735,8 +2982,8 @@ fn checked_value(
         OpenMetricsType::Gauge | OpenMetricsType::Unknown | OpenMetricsType::None
     );
     let sign_only = family_type == OpenMetricsType::Counter
-        || matches!(suffix, b"_sum" | b"_gsum")
-        || (family_type == OpenMetricsType::Summary && suffix.is_empty());
+        || matches!(suffix, Suffix::Sum | Suffix::GSum)
+        || (family_type == OpenMetricsType::Summary && suffix == Suffix::None);
     let value = match sample.value_form {
         ValueForm::Decimal if !needs_value => 0.0,
         ValueForm::Decimal if sign_only && body.get(sample.value.start as usize) != Some(&b'-') => {
@@ -2821,6 +3068,17 @@ const REMEMBERED_FAMILIES: usize = 8_192;
 fn remembered_key(c: &Contribution) -> u64 {
     let key = u64::from(c.source) << 40 | u64::from(c.family) << 8 | u64::from(c.item);
     key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Where a remembered fingerprint starts: the process' key, the family's
+/// type and its name (once: each sample's fingerprint reads only what
+/// follows it).
+fn remembered_seed(family_type: OpenMetricsType, item_name: &[u8]) -> u64 {
+    fingerprint_text(
+        hash_key() ^ ((family_type as u64) << 32 | item_name.len() as u64),
+        item_name,
+        0..item_name.len(),
+    )
 }
 
 /// The sizes of a contribution's groups, as the full check meets them.
@@ -3246,6 +3504,50 @@ mod openmetrics_tests {
         }
         // The fast path was taken (each template's family is remembered).
         assert!(remembered > 0);
+    }
+
+    /// A remembered family is written in one walk and handed on only once
+    /// it stands, but never as more than a piece: one larger than a piece
+    /// is written again by the two walks, in pieces, and the output is the
+    /// same.
+    #[test]
+    fn a_remembered_family_larger_than_a_piece_is_handed_on_in_pieces() {
+        let mut body = String::from("# TYPE small gauge\n");
+        for i in 0..8 {
+            body.push_str(&format!("small{{i=\"{i}\"}} 1\n"));
+        }
+        body.push_str("# TYPE large gauge\n");
+        for i in 0..2_000 {
+            body.push_str(&format!("large{{path=\"/api/v1/items/{i}\"}} {i}\n"));
+        }
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.into_bytes(), Format::Text);
+        snapshot.index().expect("parses");
+        let sources = [Source {
+            container: Some("a"),
+            snapshot: &snapshot,
+        }];
+        let mut merger = Merger::new("container");
+        let mut whole = Vec::new();
+        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
+        assert_eq!(merger.remembered.len(), 2);
+        for piece_bytes in [64, 4096] {
+            let (mut joined, mut largest, mut piece) = (Vec::new(), 0, Vec::new());
+            merger.merge_in_pieces(
+                &sources,
+                OutputFormat::OpenMetrics,
+                &mut piece,
+                piece_bytes,
+                &mut |bytes| {
+                    largest = largest.max(bytes.len());
+                    joined.extend_from_slice(bytes);
+                },
+            );
+            assert!(joined == whole);
+            assert!(largest < piece_bytes + 100, "{largest} for {piece_bytes}");
+            // Still remembered: the walk was only abandoned.
+            assert_eq!(merger.remembered.len(), 2);
+        }
     }
 
     /// What is remembered is bounded: past [`REMEMBERED_FAMILIES`]

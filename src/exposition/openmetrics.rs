@@ -299,7 +299,7 @@ pub(super) const ALL_SUFFIXES: [&[u8]; 9] = [
 /// sample (comparing it with each suffix's bytes again cost more than the
 /// rest of the check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Suffix {
+pub(super) enum Suffix {
     None,
     Total,
     Created,
@@ -313,7 +313,7 @@ enum Suffix {
 }
 
 impl Suffix {
-    fn of(suffix: &[u8]) -> Suffix {
+    pub(super) fn of(suffix: &[u8]) -> Suffix {
         match suffix {
             b"" => Suffix::None,
             b"_total" => Suffix::Total,
@@ -324,6 +324,22 @@ impl Suffix {
             b"_gcount" => Suffix::GCount,
             b"_gsum" => Suffix::GSum,
             b"_info" => Suffix::Info,
+            _ => Suffix::Other,
+        }
+    }
+
+    /// The suffix of `length` bytes that a sample name of a family of
+    /// type `t` may have ([`Check::takes_known`]'s types, whose suffixes
+    /// differ in length): how a sample of a remembered family, whose names
+    /// passed the check, is read without comparing its bytes again.
+    pub(super) fn of_length(t: OpenMetricsType, length: usize) -> Suffix {
+        match (t, length) {
+            (_, 0) => Suffix::None,
+            (OpenMetricsType::Counter, 6) => Suffix::Total,
+            (_, 8) => Suffix::Created,
+            (OpenMetricsType::Histogram, 7) => Suffix::Bucket,
+            (OpenMetricsType::Histogram | OpenMetricsType::Summary, 6) => Suffix::Count,
+            (OpenMetricsType::Histogram | OpenMetricsType::Summary, 4) => Suffix::Sum,
             _ => Suffix::Other,
         }
     }
@@ -382,7 +398,19 @@ fn value_breaks(suffix: Suffix, value: f64) -> bool {
     );
     (counter_like && value.is_nan())
         || (matches!(suffix, S::Total | S::Sum | S::Count | S::Bucket | S::GCount) && value < 0.0)
-        || (matches!(suffix, S::Bucket | S::Count | S::GCount) && value.fract() != 0.0)
+        || (matches!(suffix, S::Bucket | S::Count | S::GCount) && !is_integral(value))
+}
+
+/// `value.fract() == 0.0` (false for NaN and the infinities) without
+/// libm's `trunc`, which baseline x86-64 has no instruction for: a double
+/// of 2^52 or more is integral, and a smaller one is whole exactly when it
+/// comes back unchanged from an i64.
+fn is_integral(value: f64) -> bool {
+    if value.abs() < 4_503_599_627_370_496.0 {
+        (value as i64) as f64 == value
+    } else {
+        value.is_finite()
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -493,7 +521,7 @@ impl Check {
     /// look at values (info, stateset, gauge histogram).
     pub(super) fn known_sample(
         &mut self,
-        suffix: &[u8],
+        suffix: Suffix,
         new_group: bool,
         value: f64,
         timestamp: Option<i64>,
@@ -501,7 +529,6 @@ impl Check {
         if !self.ok {
             return;
         }
-        let suffix = Suffix::of(suffix);
         let histogram = self.family_type == OpenMetricsType::Histogram;
         if new_group || self.group.is_none() {
             if histogram && self.group.is_some() {
@@ -843,6 +870,66 @@ pub(super) type HashSet =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A remembered family's suffix told by its length is the one its
+    /// bytes name, for every suffix the types it is used for may have
+    /// (and none, a text counter's).
+    #[test]
+    fn suffixes_are_told_apart_by_length_in_the_remembered_types() {
+        use OpenMetricsType as T;
+        let types = [
+            T::Counter,
+            T::Gauge,
+            T::Histogram,
+            T::GaugeHistogram,
+            T::Summary,
+            T::Info,
+            T::StateSet,
+            T::Unknown,
+            T::None,
+        ];
+        let mut checked = 0;
+        for t in types.into_iter().filter(|&t| Check::takes_known(t)) {
+            for suffix in t.suffixes().iter().copied().chain([&b""[..]]) {
+                assert_eq!(
+                    Suffix::of_length(t, suffix.len()),
+                    Suffix::of(suffix),
+                    "{t:?} {}",
+                    String::from_utf8_lossy(suffix)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 14);
+    }
+
+    #[test]
+    fn integral_values_are_the_ones_without_a_fraction() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            -1.5,
+            1e-300,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            9_007_199_254_740_993.0,
+            9.223_372_036_854_776e18,
+            -9.223_372_036_854_776e18,
+            1.8e19,
+            1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for value in values {
+            assert_eq!(is_integral(value), value.fract() == 0.0, "{value}");
+        }
+    }
 
     /// Reads an OpenMetrics timestamp (seconds) as Prometheus does: a
     /// float, times 1000, truncated toward zero (saturating, as Rust's `as`
