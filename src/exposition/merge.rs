@@ -2382,7 +2382,7 @@ impl Merger {
     ) -> bool {
         let merged = &self.merged[m];
         let family_type = merged.om;
-        if !Check::takes_known(family_type) {
+        if self.remembered.is_empty() || !Check::takes_known(family_type) {
             return false;
         }
         let range = self.group(m);
@@ -2395,15 +2395,17 @@ impl Merger {
             }
             // Two of one source: only the full check sees a label set of
             // one repeated in the other.
-            if last_source == Some(c.source)
-                || !matches!(
-                    sources[c.source as usize].snapshot.view(),
-                    SourceView::Text(_)
-                )
-            {
+            if last_source == Some(c.source) {
                 return false;
             }
             last_source = Some(c.source);
+            // Too few samples to be remembered: no lookup.
+            let SourceView::Text(view) = sources[c.source as usize].snapshot.view() else {
+                return false;
+            };
+            if openmetrics_sample_count(view, c, &self.children) < REMEMBERED_MIN_SAMPLES {
+                return false;
+            }
             let key = remembered_key(c);
             match self.remembered.get(&key) {
                 Some(r) if r.family_type == family_type => self.known.push((key, *r)),
@@ -2481,6 +2483,7 @@ impl Merger {
 
     /// A valid family's header: HELP of the first kept source that has
     /// one, TYPE unless no source had one, UNIT where the name ends with it.
+    #[inline(always)]
     fn write_openmetrics_header(
         &mut self,
         sources: &[Source<'_>],
@@ -2790,7 +2793,8 @@ impl Merger {
             has_state_label = true;
             bound = Some(bound_value(&body[value]));
         }
-        let (value, timestamp) = checked_value(view, sample, family_type, Suffix::of(suffix));
+        let suffix = Suffix::of(suffix);
+        let (value, timestamp) = checked_value(view, sample, family_type, suffix);
         let group = group.finish();
         check.sample(&CheckedSample {
             suffix,
@@ -3140,10 +3144,13 @@ fn openmetrics_samples(
     order: &mut Vec<(u32, u32)>,
 ) -> SampleOrder {
     order.clear();
-    let in_turn = |family: u32| SampleOrder {
-        first: view.first_sample_number(family),
-        count: view.family_sample_count(family) as u32,
-        ordered: false,
+    let in_turn = |family: u32| {
+        let numbers = view.sample_numbers(family);
+        SampleOrder {
+            first: numbers.start,
+            count: numbers.len() as u32,
+            ordered: false,
+        }
     };
     if !c.parent() {
         return in_turn(c.family);
@@ -3159,8 +3166,7 @@ fn openmetrics_samples(
         return in_turn(children[0].2);
     }
     for &(_, _, family) in &children[..of_parent] {
-        let first = view.first_sample_number(family);
-        for number in first..first + view.family_sample_count(family) as u32 {
+        for number in view.sample_numbers(family) {
             order.push((view.sample_position(number), number));
         }
     }
@@ -3170,6 +3176,21 @@ fn openmetrics_samples(
         count: order.len() as u32,
         ordered: true,
     }
+}
+
+/// How many samples contribution `c` has (what [`openmetrics_samples`]
+/// counts, without ordering them).
+fn openmetrics_sample_count(view: IndexView<'_>, c: &Contribution, children: &[Child]) -> usize {
+    if !c.parent() {
+        return view.family_sample_count(c.family);
+    }
+    let at =
+        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
+    children[at..]
+        .iter()
+        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family)
+        .map(|&(_, _, family)| view.family_sample_count(family))
+        .sum()
 }
 
 /// Sample `k` of a contribution whose samples are where `samples` and

@@ -266,9 +266,10 @@ pub(super) fn stamp_of_millis(millis: i64) -> i64 {
 
 /// What one sample means to [`Check`].
 #[derive(Clone, Copy, Debug)]
-pub(super) struct CheckedSample<'a> {
-    /// The sample name's suffix after the family name (may be empty).
-    pub(super) suffix: &'a [u8],
+pub(super) struct CheckedSample {
+    /// The sample name's suffix after the family name ([`Suffix::None`]
+    /// for none).
+    pub(super) suffix: Suffix,
     /// Hash of the metric's label set without the label its type adds
     /// (`le`, `quantile`, the stateset's own).
     pub(super) group: u64,
@@ -449,12 +450,12 @@ impl Check {
         self.histogram = HistogramState::default();
     }
 
-    pub(super) fn sample(&mut self, sample: &CheckedSample<'_>) {
+    pub(super) fn sample(&mut self, sample: &CheckedSample) {
         if !self.ok {
             return;
         }
         let t = self.family_type;
-        let suffix = Suffix::of(sample.suffix);
+        let suffix = sample.suffix;
         if !suffix.allowed_in(t) {
             self.ok = false;
             return;
@@ -973,9 +974,9 @@ mod tests {
         }
     }
 
-    fn sample(suffix: &[u8], group: u64, bound: Option<f64>, value: f64) -> CheckedSample<'_> {
+    fn sample(suffix: &[u8], group: u64, bound: Option<f64>, value: f64) -> CheckedSample {
         CheckedSample {
-            suffix,
+            suffix: Suffix::of(suffix),
             group,
             bound,
             value,
@@ -984,14 +985,14 @@ mod tests {
         }
     }
 
-    fn timed(sample: CheckedSample<'_>, millis: i64) -> CheckedSample<'_> {
+    fn timed(sample: CheckedSample, millis: i64) -> CheckedSample {
         CheckedSample {
             timestamp: Some(millis),
             ..sample
         }
     }
 
-    fn checks(family_type: OpenMetricsType, samples: &[CheckedSample<'_>]) -> bool {
+    fn checks(family_type: OpenMetricsType, samples: &[CheckedSample]) -> bool {
         let mut check = Check::new(family_type);
         for s in samples {
             check.sample(s);
@@ -1068,7 +1069,7 @@ mod tests {
         assert!(checks(T::Histogram, &good_histogram));
         let at_one_time = good_histogram.map(|sample| timed(sample, 1000));
         assert!(checks(T::Histogram, &at_one_time));
-        let table: &[(&str, OpenMetricsType, &[CheckedSample<'_>])] = &[
+        let table: &[(&str, OpenMetricsType, &[CheckedSample])] = &[
             (
                 "no +Inf bucket",
                 T::Histogram,

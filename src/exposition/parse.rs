@@ -405,10 +405,11 @@ impl<'a> IndexView<'a> {
         (range.end - range.start) as usize
     }
 
-    /// The number of `family`'s first sample among the body's, for
-    /// [`IndexView::numbered_sample`]: its `i`th is that plus `i`.
-    pub(super) fn first_sample_number(self, family: u32) -> u32 {
-        self.index.sample_range(family).start
+    /// The numbers of `family`'s samples among the body's, for
+    /// [`IndexView::numbered_sample`] (in input order).
+    pub(super) fn sample_numbers(self, family: u32) -> std::ops::Range<u32> {
+        let range = self.index.sample_range(family);
+        range.start..range.end
     }
 
     /// The body's sample numbered `number` (in input order); panics if out

@@ -28,7 +28,7 @@ use super::wire::{Fields, WireType};
 use super::write::{for_each_label, label_pair};
 use crate::exposition::openmetrics::{
     takes_exemplar, write_seconds_of_millis, Check, CheckedSample, GroupHash, OpenMetricsType,
-    EXEMPLAR_LABEL_CHARACTERS,
+    Suffix, EXEMPLAR_LABEL_CHARACTERS,
 };
 use crate::exposition::text::escape_label_value;
 
@@ -643,7 +643,7 @@ pub(in crate::exposition) fn check_openmetrics(
         .map(super::super::openmetrics::stamp_of_millis);
     openmetrics_samples(body, metric_type, family_type, metric, |sample| {
         check.sample(&CheckedSample {
-            suffix: sample.suffix,
+            suffix: Suffix::of(sample.suffix),
             group,
             bound: sample.bound.map(|(_, bound)| bound),
             value: sample.value,
