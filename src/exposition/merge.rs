@@ -2926,7 +2926,7 @@ impl KnownWalk {
     }
 
     /// Reads the contribution's next sample.
-    #[inline]
+    #[inline(always)]
     fn sample(
         &mut self,
         view: IndexView<'_>,
@@ -2974,6 +2974,7 @@ impl KnownWalk {
 /// summary's quantiles for their sign (a decimal without `-` is not
 /// negative): their decimals are not read. Buckets and counts are
 /// compared, so read.
+#[inline(always)]
 fn checked_value(
     view: IndexView<'_>,
     sample: &Sample,
@@ -3012,7 +3013,7 @@ fn checked_value(
 /// text from its name to the end of its labels, and whether it has a
 /// timestamp. An unquoted sample name starts with its family's (`name`,
 /// as the parser sorted it): that part, in the seed, is not read again.
-#[inline]
+#[inline(always)]
 fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample, name: &[u8]) -> u64 {
     // A quoted name is inside the braces, where BRACES is not set: the
     // labels' span (empty at the name's end when there are none) ends it.
