@@ -520,6 +520,7 @@ impl Check {
     /// timestamp may break is checked. `new_group`: its metric starts
     /// here, as the full check found. Not for the types whose label rules
     /// look at values (info, stateset, gauge histogram).
+    #[inline(always)]
     pub(super) fn known_sample(
         &mut self,
         suffix: Suffix,
