@@ -29,7 +29,8 @@
 //!   kept, the type is lost (what a reader stores as series is the same).
 //!   What a text family's names and labels passed is remembered by the
 //!   merge for the next build: while they are the same bytes, only values
-//!   and timestamps are checked ([`Check::known_sample`]).
+//!   and timestamps are checked ([`Check::known_sample`]), as the family is
+//!   written; the merge takes the family back if it does not stand.
 //! - Exemplars are written only where OpenMetrics 1.0 has a place for them
 //!   (a counter's `_total`, a histogram's or gauge histogram's `_bucket`)
 //!   and their label set is at most 128 characters, names counted as
