@@ -1634,8 +1634,39 @@ mod tests {
     }
 }
 
+/// Whether HELP text in `form` reads the same in OpenMetrics: each escape
+/// one OpenMetrics has too, and nothing it escapes left bare (what
+/// [`rewrite_help`] would give back unchanged).
+fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
+    let mut i = 0;
+    while i < help.len() {
+        match help[i] {
+            b'\\' if form != HelpForm::Plain => match help.get(i + 1) {
+                Some(b'\\' | b'n') => i += 2,
+                Some(b'"') if form == HelpForm::OpenMetrics => i += 2,
+                _ => return false,
+            },
+            b'\\' | b'"' | b'\n' => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+/// HELP text in `form` as OpenMetrics escapes it (`scratch` holds it
+/// unescaped).
+fn rewrite_help(help: &[u8], form: HelpForm, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    scratch.clear();
+    match form {
+        HelpForm::Plain => scratch.extend_from_slice(help),
+        HelpForm::Text => unescape_help(help, false, scratch),
+        HelpForm::OpenMetrics => unescape_help(help, true, scratch),
+    }
+    super::openmetrics::escape_help(scratch, out);
+}
+
 /// How a family's raw HELP text is escaped in its source.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum HelpForm {
     /// Text 0.0.4: `\\` and `\n`.
     Text,
@@ -2517,17 +2548,10 @@ impl Merger {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
             out.push(b' ');
-            if help.iter().any(|&b| matches!(b, b'\\' | b'"' | b'\n')) {
-                self.help.clear();
-                match form {
-                    HelpForm::Plain => self.help.extend_from_slice(help),
-                    HelpForm::Text => unescape_help(help, false, &mut self.help),
-                    HelpForm::OpenMetrics => unescape_help(help, true, &mut self.help),
-                }
-                super::openmetrics::escape_help(&self.help, out);
-            } else {
-                // Nothing escaped, in any form: the same bytes.
+            if help_written_as_is(help, form) {
                 out.extend_from_slice(help);
+            } else {
+                rewrite_help(help, form, &mut self.help, out);
             }
             out.push(b'\n');
         }
@@ -3526,6 +3550,34 @@ mod openmetrics_tests {
         }
         // The fast path was taken (each template's family is remembered).
         assert!(remembered > 0);
+    }
+
+    /// HELP copied as it stands is what unescaping and escaping it again
+    /// writes: every string of up to five bytes of letters, backslashes,
+    /// quotes, `n` and newlines, in each form.
+    #[test]
+    fn help_copied_as_is_reads_the_same() {
+        let alphabet = [b'a', b'\\', b'"', b'n', b'\n'];
+        let mut copied = 0;
+        for length in 0..=5u32 {
+            for mut code in 0..alphabet.len().pow(length) {
+                let mut help = Vec::new();
+                for _ in 0..length {
+                    help.push(alphabet[code % alphabet.len()]);
+                    code /= alphabet.len();
+                }
+                for form in [HelpForm::Plain, HelpForm::Text, HelpForm::OpenMetrics] {
+                    if help_written_as_is(&help, form) {
+                        let mut rewritten = Vec::new();
+                        rewrite_help(&help, form, &mut Vec::new(), &mut rewritten);
+                        assert_eq!(rewritten, help, "{:?}", String::from_utf8_lossy(&help));
+                        copied += 1;
+                    }
+                }
+            }
+        }
+        // Escapes were among them, not only plain letters.
+        assert!(copied > 500, "{copied}");
     }
 
     /// A remembered family is written in one walk and handed on only once
