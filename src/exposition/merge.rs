@@ -1639,18 +1639,19 @@ mod tests {
 /// [`rewrite_help`] would give back unchanged).
 fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
     let mut i = 0;
-    while i < help.len() {
-        match help[i] {
-            b'\\' if form != HelpForm::Plain => match help.get(i + 1) {
+    loop {
+        // The next backslash, quote or newline, eight bytes at a time.
+        i = scan_quote_stop(help, i);
+        match help.get(i) {
+            None => return true,
+            Some(b'\\') if form != HelpForm::Plain => match help.get(i + 1) {
                 Some(b'\\' | b'n') => i += 2,
                 Some(b'"') if form == HelpForm::OpenMetrics => i += 2,
                 _ => return false,
             },
-            b'\\' | b'"' | b'\n' => return false,
-            _ => i += 1,
+            Some(_) => return false,
         }
     }
-    true
 }
 
 /// HELP text in `form` as OpenMetrics escapes it (`scratch` holds it
