@@ -2272,6 +2272,17 @@ impl Merger {
                     let count = samples.count as usize;
                     let item_name =
                         name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+                    if count == 1 && family_type.is_simple() && !repeated_source {
+                        // One sample named as its family, of a type with no
+                        // suffix and no rule on values: alone in its source,
+                        // it is one metric that keeps every rule.
+                        let sample = contribution_sample(view, samples, &self.order, 0);
+                        if sample_suffix(view.body(), &sample, item_name, &mut self.scratch)
+                            == Some(b"")
+                        {
+                            continue;
+                        }
+                    }
                     let key = remembered_key(&c);
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
@@ -3399,6 +3410,12 @@ mod openmetrics_tests {
                 "a histogram the strict parser refuses (no +Inf) becomes one unknown family per sample name",
                 &[("a", "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n")],
                 "# TYPE h_bucket unknown\nh_bucket{le=\"1\",container=\"a\"} 1\n# TYPE h_count unknown\nh_count{container=\"a\"} 1\n# TYPE h_sum unknown\nh_sum{container=\"a\"} 1\n# EOF\n",
+                &[],
+            ),
+            (
+                "a summary of one sample is checked as any (its quantile out of range)",
+                &[("a", "# TYPE s summary\ns{quantile=\"2\"} 1\n")],
+                "# TYPE s unknown\ns{quantile=\"2\",container=\"a\"} 1\n# EOF\n",
                 &[],
             ),
             (
