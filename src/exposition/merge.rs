@@ -2243,8 +2243,6 @@ impl Merger {
         let merged = &self.merged[m];
         let family_type = merged.om;
         let name = merged_key(sources, &self.contributions, merged, written);
-        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
-        check.reset(family_type);
         // Two families of one source written as one (names that escape
         // alike): a label set of one repeated in the other breaks the
         // family, which only the full check of both sees.
@@ -2256,6 +2254,71 @@ impl Merger {
                 .zip(kept.skip(1))
                 .any(|(a, b)| a.source == b.source)
         };
+        let valid = (family_type.is_simple()
+            && !repeated_source
+            && self.one_sample_each(sources, range.start as usize..range.end as usize))
+            || self.check_family_openmetrics(sources, range, family_type, repeated_source);
+        if !valid {
+            self.write_openmetrics_unknowns(sources, m, written, out, pieces);
+            return;
+        }
+        let whole = range.start as usize..range.end as usize;
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
+        for i in whole {
+            let c = self.contributions[i];
+            if c.resolution != Resolution::Dropped {
+                self.write_openmetrics_contribution(
+                    sources,
+                    &c,
+                    family_type,
+                    name,
+                    None,
+                    out,
+                    pieces,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Whether each kept contribution of `whole` is one text sample named
+    /// as its family. In a family of a type with no suffix and no rule on
+    /// values, each of another source, each is one metric that keeps every
+    /// rule: the family needs no check.
+    fn one_sample_each(&mut self, sources: &[Source<'_>], whole: std::ops::Range<usize>) -> bool {
+        for i in whole {
+            let c = self.contributions[i];
+            if c.resolution == Resolution::Dropped {
+                continue;
+            }
+            let SourceView::Text(view) = sources[c.source as usize].snapshot.view() else {
+                return false;
+            };
+            let samples = openmetrics_samples(view, &c, &self.children, &mut self.order);
+            if samples.count != 1 {
+                return false;
+            }
+            let sample = contribution_sample(view, samples, &self.order, 0);
+            let item_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+            if sample_suffix(view.body(), &sample, item_name, &mut self.scratch) != Some(b"") {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the kept contributions of family `range` keep the rules of
+    /// `family_type` ([`Check`]); what the check learnt of each text one
+    /// that does is remembered for the next build.
+    fn check_family_openmetrics(
+        &mut self,
+        sources: &[Source<'_>],
+        range: Span,
+        family_type: OpenMetricsType,
+        repeated_source: bool,
+    ) -> bool {
+        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        check.reset(family_type);
         for i in range.start as usize..range.end as usize {
             let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
@@ -2272,17 +2335,6 @@ impl Merger {
                     let count = samples.count as usize;
                     let item_name =
                         name_of_item(sources, c.source, c.family, c.parent(), c.whole());
-                    if count == 1 && family_type.is_simple() && !repeated_source {
-                        // One sample named as its family, of a type with no
-                        // suffix and no rule on values: alone in its source,
-                        // it is one metric that keeps every rule.
-                        let sample = contribution_sample(view, samples, &self.order, 0);
-                        if sample_suffix(view.body(), &sample, item_name, &mut self.scratch)
-                            == Some(b"")
-                        {
-                            continue;
-                        }
-                    }
                     let key = remembered_key(&c);
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
@@ -2384,28 +2436,7 @@ impl Merger {
                 self.remembered.insert(key, remembered);
             }
         }
-        if !valid {
-            self.write_openmetrics_unknowns(sources, m, written, out, pieces);
-            return;
-        }
-
-        let whole = range.start as usize..range.end as usize;
-        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
-        for i in whole {
-            let c = self.contributions[i];
-            if c.resolution != Resolution::Dropped {
-                self.write_openmetrics_contribution(
-                    sources,
-                    &c,
-                    family_type,
-                    name,
-                    None,
-                    out,
-                    pieces,
-                    None,
-                );
-            }
-        }
+        valid
     }
 
     /// A family whose every kept contribution is a remembered text one,
@@ -3898,6 +3929,19 @@ mod openmetrics_tests {
         );
         assert!(!out.contains("# TYPE a_b gauge"), "{out}");
         assert!(out.contains("a_b{x=\"1\",container=\"b\"} 1"), "{out}");
+        // Three families of one sample each, written as one: the first's
+        // label set comes back in the third.
+        let body = "# TYPE \"a.b\" gauge\n{\"a.b\",x=\"1\"} 1\n# TYPE a_b gauge\na_b{x=\"2\"} 2\n\
+                    # TYPE \"a-b\" gauge\n{\"a-b\",x=\"1\"} 3\n";
+        let out = build_as(
+            &mut Merger::new("container"),
+            &[(Some("a"), body)],
+            Escaping::Underscores,
+        );
+        // Written as unknown, the series repeated dropped as Prometheus
+        // drops it.
+        assert!(!out.contains("# TYPE a_b gauge"), "{out}");
+        assert!(out.contains("a_b{x=\"2\",container=\"a\"} 2"), "{out}");
     }
 
     /// Two families of one source whose names escape alike are one
