@@ -702,7 +702,9 @@ impl Merger {
                             target.as_ref(),
                             &mut self.scratch,
                             out,
-                            &mut |out| emit_if_full(out, pieces),
+                            &mut |out| {
+                                emit_if_full(out, pieces);
+                            },
                         );
                     }
                     continue;
@@ -1079,14 +1081,17 @@ impl MetricSink for Pieced<'_, '_, '_> {
     }
 }
 
-/// Hands `out` on and clears it if the merge is in pieces and it is full.
-fn emit_if_full(out: &mut Vec<u8>, pieces: &mut Option<Pieces<'_>>) {
+/// Hands `out` on and clears it if the merge is in pieces and it is full;
+/// returns whether it did.
+fn emit_if_full(out: &mut Vec<u8>, pieces: &mut Option<Pieces<'_>>) -> bool {
     if let Some((piece_bytes, emit)) = pieces {
         if out.len() >= *piece_bytes {
             emit(out);
             out.clear();
+            return true;
         }
     }
+    false
 }
 
 /// Under an untyped family (a downgrade), every simple metric's value moves
@@ -2651,12 +2656,14 @@ impl Merger {
             out.extend_from_slice(b" unknown\n");
             let before = out.len();
             self.series_seen.clear();
+            // A piece handed on holds the header: what is left is kept.
+            let mut handed_on = false;
             for i in range.start as usize..range.end as usize {
                 let c = self.contributions[i];
                 if c.resolution == Resolution::Dropped {
                     continue;
                 }
-                self.write_openmetrics_contribution(
+                handed_on |= self.write_openmetrics_contribution(
                     sources,
                     &c,
                     OpenMetricsType::Unknown,
@@ -2667,14 +2674,15 @@ impl Merger {
                     None,
                 );
             }
-            if out.len() == before && header <= out.len() {
+            if !handed_on && out.len() == before {
+                // No sample has this suffix.
                 out.truncate(header);
             }
         }
     }
 
     /// Writes the samples of one contribution (only those whose suffix is
-    /// `only`, when given).
+    /// `only`, when given); returns whether a piece was handed on.
     #[allow(clippy::too_many_arguments)]
     fn write_openmetrics_contribution(
         &mut self,
@@ -2686,7 +2694,8 @@ impl Merger {
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
         mut known: Option<&mut KnownWrite<'_>>,
-    ) {
+    ) -> bool {
+        let mut handed_on = false;
         let spans = self.source_label_spans[c.source as usize];
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
@@ -2710,7 +2719,7 @@ impl Merger {
                     None => None,
                     Some(known) if samples.count != known.remembered.samples => {
                         known.abandoned = true;
-                        return;
+                        return false;
                     }
                     Some(known) => Some(KnownWalk::start(
                         view,
@@ -2775,12 +2784,13 @@ impl Merger {
                             writer.flush(&mut pending, out);
                             emit(out);
                             out.clear();
+                            handed_on = true;
                         }
                     }
                     if let Some(known) = known.as_deref_mut() {
                         if out.len() + (pending.end - pending.start) as usize > known.out_limit {
                             known.abandoned = true;
-                            return;
+                            return handed_on;
                         }
                     }
                 }
@@ -2808,11 +2818,12 @@ impl Merger {
                         only,
                         &mut self.scratch,
                         out,
-                        &mut |out| emit_if_full(out, pieces),
+                        &mut |out| handed_on |= emit_if_full(out, pieces),
                     );
                 }
             }
         }
+        handed_on
     }
 
     /// Feeds one text sample to the family's check (`group`: the hash of
@@ -3627,6 +3638,61 @@ mod openmetrics_tests {
         }
         // Escapes were among them, not only plain letters.
         assert!(copied > 500, "{copied}");
+    }
+
+    /// A family written as `unknown` families loses nothing when a piece
+    /// is handed on while one of them is written: before, the header of
+    /// one with no sample was taken back by comparing lengths, which cut
+    /// the output when what was left after a piece happened to be as long.
+    #[test]
+    fn unknown_families_written_in_pieces_lose_nothing() {
+        let body = "# TYPE req summary\n\
+                    req{l=\"6\",quantile=\"0.9\"} 1\n\
+                    req_sum{l=\"6\"} 2\n\
+                    req_count{l=\"6\"} 2\n\
+                    req{quantile=\"0.5\"} 1\n\
+                    req{quantile=\"0.9\"} 1\n\
+                    req_sum{} 2\n\
+                    req_count{} 2\n\
+                    req{l=\"1\",quantile=\"0.5\"} 1\n\
+                    req{l=\"1\",quantile=\"0.9\"} 1\n\
+                    req_sum{l=\"1\"} 2\n\
+                    req_count{l=\"1\"} 2\n\
+                    # HELP f2 help \\\\ text\n\
+                    f2{l=\"2\"} 1\n\
+                    f2{l=\"2\"} 1\n\
+                    f2{l=\"5\"} 1\n\
+                    a_b{l=\"6\",m=\"x\"} 1\n\
+                    a_b{l=\"2\",m=\"x\"} 1\n\
+                    a_b{l=\"3\",m=\"x\"} 1\n\
+                    a_b{l=\"2\",m=\"x\"} 1\n\
+                    a_b 1\n\
+                    a_b{l=\"5\",m=\"x\"} 1\n";
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
+        snapshot.index().expect("parses");
+        let sources = [Source {
+            container: Some("a"),
+            snapshot: &snapshot,
+        }];
+        let mut whole = Vec::new();
+        Merger::new("container").merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
+        assert!(String::from_utf8_lossy(&whole).contains("# TYPE a_b unknown"));
+        for piece_bytes in 100..=140 {
+            let (mut joined, mut piece) = (Vec::new(), Vec::new());
+            Merger::new("container").merge_in_pieces(
+                &sources,
+                OutputFormat::OpenMetrics,
+                &mut piece,
+                piece_bytes,
+                &mut |bytes| joined.extend_from_slice(bytes),
+            );
+            assert!(
+                joined == whole,
+                "pieces of {piece_bytes}:\n{}",
+                String::from_utf8_lossy(&joined)
+            );
+        }
     }
 
     /// A remembered family is written in one walk and handed on only once
