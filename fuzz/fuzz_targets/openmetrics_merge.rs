@@ -9,7 +9,8 @@
 //! also be taken by Prometheus 2.42, which reads no quoted name (so an
 //! underscores, dots or values output with one is refused). Then the
 //! first body is replaced by the second: the merger, which remembers what
-//! its check learnt, must write what a fresh one writes.
+//! its check learnt, must write what a fresh one writes, whole and in
+//! pieces of a size the input's first byte picks.
 use libfuzzer_sys::fuzz_target;
 use multiplexer::exposition::negotiate::{Escaping, OutputFormat, OutputKind};
 use multiplexer::exposition::{Format, Merger, Snapshot, Source};
@@ -68,6 +69,18 @@ fuzz_target!(|data: &[u8]| {
                 out == fresh,
                 "a remembering merger wrote ({escaping:?})\n{}\na fresh one\n{}",
                 String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&fresh)
+            );
+            // In pieces (of a size the input picks), the same bytes.
+            let piece_bytes = 1 + 4 * usize::from(data.first().copied().unwrap_or(0));
+            let (mut joined, mut piece) = (Vec::new(), Vec::new());
+            merger.merge_in_pieces(&changed, kind, &mut piece, piece_bytes, &mut |bytes| {
+                joined.extend_from_slice(bytes)
+            });
+            assert!(
+                joined == fresh,
+                "a remembering merger in pieces of {piece_bytes} wrote ({escaping:?})\n{}\na fresh one\n{}",
+                String::from_utf8_lossy(&joined),
                 String::from_utf8_lossy(&fresh)
             );
         }
