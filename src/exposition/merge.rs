@@ -3668,13 +3668,8 @@ mod openmetrics_tests {
                     a_b{l=\"2\",m=\"x\"} 1\n\
                     a_b 1\n\
                     a_b{l=\"5\",m=\"x\"} 1\n";
-        let mut snapshot = Snapshot::new();
-        snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
-        snapshot.index().expect("parses");
-        let sources = [Source {
-            container: Some("a"),
-            snapshot: &snapshot,
-        }];
+        let snapshot = text_snapshot(body);
+        let sources = one_source(&snapshot);
         let mut whole = Vec::new();
         Merger::new("container").merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
         assert!(String::from_utf8_lossy(&whole).contains("# TYPE a_b unknown"));
@@ -3709,13 +3704,8 @@ mod openmetrics_tests {
         for i in 0..2_000 {
             body.push_str(&format!("large{{path=\"/api/v1/items/{i}\"}} {i}\n"));
         }
-        let mut snapshot = Snapshot::new();
-        snapshot.replace_as(&mut body.into_bytes(), Format::Text);
-        snapshot.index().expect("parses");
-        let sources = [Source {
-            container: Some("a"),
-            snapshot: &snapshot,
-        }];
+        let snapshot = text_snapshot(&body);
+        let sources = one_source(&snapshot);
         let mut merger = Merger::new("container");
         let mut whole = Vec::new();
         merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
@@ -3751,13 +3741,8 @@ mod openmetrics_tests {
                 body.push_str(&format!("g{family}{{i=\"{i}\"}} 1\n"));
             }
         }
-        let mut snapshot = Snapshot::new();
-        snapshot.replace_as(&mut body.into_bytes(), Format::Text);
-        snapshot.index().expect("parses");
-        let sources = [Source {
-            container: Some("a"),
-            snapshot: &snapshot,
-        }];
+        let snapshot = text_snapshot(&body);
+        let sources = one_source(&snapshot);
         let mut merger = Merger::new("container");
         let mut first = Vec::new();
         merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut first);
@@ -3769,6 +3754,22 @@ mod openmetrics_tests {
     }
 
     /// (container, body) inputs, indexed (a refused body kept failed).
+    /// A text body indexed (it must parse).
+    fn text_snapshot(body: &str) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
+        snapshot.index().expect("parses");
+        snapshot
+    }
+
+    /// `snapshot` as the one source, of container `a`.
+    fn one_source(snapshot: &Snapshot) -> [Source<'_>; 1] {
+        [Source {
+            container: Some("a"),
+            snapshot,
+        }]
+    }
+
     fn indexed_inputs(inputs: &[(Option<&str>, &str)]) -> Vec<Snapshot> {
         inputs
             .iter()
@@ -4289,13 +4290,8 @@ mod openmetrics_tests {
     #[test]
     fn names_are_written_for_each_escaping_scheme() {
         let body = "# TYPE \"http.requests\" counter\n{\"http.requests_total\",\"my.label\"=\"v\",code=\"200\"} 3\n# EOF\n";
-        let mut snapshot = Snapshot::new();
-        snapshot.replace_as(&mut body.as_bytes().to_vec(), Format::Text);
-        snapshot.index().expect("parses");
-        let sources = [Source {
-            container: Some("a"),
-            snapshot: &snapshot,
-        }];
+        let snapshot = text_snapshot(body);
+        let sources = one_source(&snapshot);
         let cases = [
             (
                 OutputFormat::OpenMetrics,
