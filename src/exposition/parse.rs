@@ -872,7 +872,19 @@ impl Index {
         if text.of(b).first().is_some_and(|&c| c & 0xC0 == 0x80) {
             return Err((ParseErrorKind::InvalidUtf8, text.start as usize));
         }
-        let decl = self.declaration(b, name);
+        // A family's metadata lines usually follow one another (HELP, then
+        // TYPE): the second finds the declaration the first left current.
+        let decl = match cursor.current {
+            Some(current)
+                if same_bytes(
+                    kept_name(&self.names, b, self.declarations[current as usize].name),
+                    self.name_bytes(b, name),
+                ) =>
+            {
+                current
+            }
+            _ => self.declaration(b, name),
+        };
         cursor.current = Some(decl);
         let declaration = &mut self.declarations[decl as usize];
         match keyword {
