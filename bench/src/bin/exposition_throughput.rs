@@ -10,7 +10,9 @@
 //! the other cases leave out); the output is text 0.0.4 and then
 //! OpenMetrics 1.0, or only the one named; the bodies are text 0.0.4, or
 //! with a last `openmetrics` the synthetic families as OpenMetrics 1.0, as a
-//! container answers while an OpenMetrics client is served).
+//! container answers while an OpenMetrics client is served). With
+//! `BODY_FILE=path`, the 1-container case reads that body instead (a
+//! captured exporter's answer; OpenMetrics when it ends in `# EOF`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -254,7 +256,10 @@ fn main() {
             continue;
         }
         if only != Some("3") {
-            let body = synthetic_body(1_000_000);
+            let body = match std::env::var_os("BODY_FILE") {
+                Some(path) => std::fs::read(&path).expect("BODY_FILE reads"),
+                None => synthetic_body(1_000_000),
+            };
             run(
                 "1 container x 1 MB",
                 std::slice::from_ref(&body),
