@@ -2363,6 +2363,7 @@ impl Merger {
                             check.end_known();
                             if let Some(r) = self.remembered.get_mut(&key) {
                                 r.build = self.build;
+                                r.held = true;
                             }
                             if !check.ok {
                                 break;
@@ -2406,6 +2407,7 @@ impl Merger {
                                 group_size,
                                 family_type,
                                 timestamped,
+                                held: false,
                                 build: self.build,
                             },
                         ));
@@ -2482,12 +2484,17 @@ impl Merger {
             let SourceView::Text(view) = sources[c.source as usize].snapshot.view() else {
                 return false;
             };
-            if openmetrics_sample_count(view, c, &self.children) < REMEMBERED_MIN_SAMPLES {
+            let count = openmetrics_sample_count(view, c, &self.children);
+            if count < REMEMBERED_MIN_SAMPLES {
                 return false;
             }
             let key = remembered_key(c);
             match self.remembered.get(&key) {
-                Some(r) if r.family_type == family_type => self.known.push((key, *r)),
+                Some(r)
+                    if r.held && r.family_type == family_type && r.samples as usize == count =>
+                {
+                    self.known.push((key, *r))
+                }
                 _ => return false,
             }
         }
@@ -2518,7 +2525,7 @@ impl Merger {
             // The source is in each group's hash: label sets of two
             // sources never match, so each source's are checked apart.
             check.forget_groups();
-            let remembered = self.known[known].1;
+            let (key, remembered) = self.known[known];
             known += 1;
             let mut walk = KnownWrite {
                 remembered,
@@ -2537,11 +2544,16 @@ impl Merger {
                 &mut None,
                 Some(&mut walk),
             );
-            let same_names = !walk.abandoned && walk.fingerprint == remembered.fingerprint;
+            let outgrew = walk.abandoned;
+            let same_names = walk.fingerprint == remembered.fingerprint;
             // Its last metric is finished here: nothing is left for
             // `Check::finish`.
             check.end_known();
-            if !same_names || !check.ok {
+            if !outgrew && !same_names {
+                // Checked whole by the two walks, not compared again.
+                self.remembered.remove(&key);
+            }
+            if outgrew || !same_names || !check.ok {
                 stands = false;
                 break;
             }
@@ -2717,10 +2729,6 @@ impl Merger {
                 let samples = openmetrics_samples(view, c, &self.children, &mut self.order);
                 let mut walk = match known.as_deref_mut() {
                     None => None,
-                    Some(known) if samples.count != known.remembered.samples => {
-                        known.abandoned = true;
-                        return false;
-                    }
                     Some(known) => Some(KnownWalk::start(
                         view,
                         c,
@@ -2949,8 +2957,7 @@ struct KnownWrite<'k> {
     check: &'k mut Check,
     /// The output may grow to this length; past it the walk is abandoned.
     out_limit: usize,
-    /// The walk cannot stand: more output than `out_limit`, or another
-    /// number of samples than remembered.
+    /// The output outgrew `out_limit`: the walk stopped there.
     abandoned: bool,
     /// The fingerprint of the names and labels written.
     fingerprint: u64,
@@ -3127,6 +3134,12 @@ struct Remembered {
     /// fingerprint). Without, the samples of a gauge or unknown family
     /// have nothing left to check once their names and labels are known.
     timestamped: bool,
+    /// Its names and labels were found the same bytes again in a later
+    /// build: only such a contribution is written in one walk
+    /// ([`Merger::write_known_family_openmetrics`]), whose output is
+    /// thrown away when they changed. One whose labels change every scrape
+    /// never gets there, so it does not pay for a walk thrown away.
+    held: bool,
     /// The last build that checked it; older ones are forgotten.
     build: u32,
 }
@@ -3234,17 +3247,11 @@ fn openmetrics_samples(
     if !c.parent() {
         return in_turn(c.family);
     }
-    let at =
-        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
-    let children = &children[at..];
-    let of_parent = children
-        .iter()
-        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family)
-        .count();
-    if of_parent == 1 {
-        return in_turn(children[0].2);
+    let children = children_of(children, c);
+    if let [(_, _, only)] = children {
+        return in_turn(*only);
     }
-    for &(_, _, family) in &children[..of_parent] {
+    for &(_, _, family) in children {
         for number in view.sample_numbers(family) {
             order.push((view.sample_position(number), number));
         }
@@ -3263,13 +3270,20 @@ fn openmetrics_sample_count(view: IndexView<'_>, c: &Contribution, children: &[C
     if !c.parent() {
         return view.family_sample_count(c.family);
     }
-    let at =
-        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
-    children[at..]
+    children_of(children, c)
         .iter()
-        .take_while(|&&(source, parent, _)| source == c.source && parent == c.family)
         .map(|&(_, _, family)| view.family_sample_count(family))
         .sum()
+}
+
+/// The families of OpenMetrics contribution `c` (a parent) in `children`,
+/// which is sorted by source and parent.
+fn children_of<'a>(children: &'a [Child], c: &Contribution) -> &'a [Child] {
+    let start =
+        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
+    let end =
+        children.partition_point(|&(source, parent, _)| (source, parent) <= (c.source, c.family));
+    &children[start..end]
 }
 
 /// Sample `k` of a contribution whose samples are where `samples` and
@@ -3569,7 +3583,7 @@ mod openmetrics_tests {
         let build = |merger: &mut Merger, body: &str| {
             build_as(merger, &[(Some("a"), body)], Escaping::Underscores)
         };
-        let mut remembered = 0;
+        let (mut remembered, mut held) = (0, 0);
         for template in templates {
             let base = template.replace('@', "1");
             let positions = template.matches('@').count();
@@ -3601,15 +3615,24 @@ mod openmetrics_tests {
             changed.push(base.replacen("quantile=\"0.9\"", "quantile=\"1.5\"", 1));
             changed.push(base.replacen("_sum", "_count", 1));
             for body in &changed {
-                let mut warm = Merger::new("container");
-                build(&mut warm, &base);
-                remembered += warm.remembered.len();
                 let fresh = build(&mut Merger::new("container"), body);
-                assert_eq!(build(&mut warm, body), fresh, "{base}\nthen\n{body}");
+                // Built once, a remembered family is checked before it is
+                // written; twice (held), as it is written.
+                for builds in 1..=2 {
+                    let mut warm = Merger::new("container");
+                    for _ in 0..builds {
+                        build(&mut warm, &base);
+                    }
+                    remembered += warm.remembered.len();
+                    held += warm.remembered.values().filter(|r| r.held).count();
+                    assert_eq!(build(&mut warm, body), fresh, "{base}\nthen\n{body}");
+                }
             }
         }
-        // The fast path was taken (each template's family is remembered).
+        // Both fast paths were taken (each template's family is
+        // remembered, and held after a second build).
         assert!(remembered > 0);
+        assert!(held > 0);
     }
 
     /// HELP copied as it stands is what unescaping and escaping it again
@@ -3708,8 +3731,11 @@ mod openmetrics_tests {
         let sources = one_source(&snapshot);
         let mut merger = Merger::new("container");
         let mut whole = Vec::new();
-        merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
-        assert_eq!(merger.remembered.len(), 2);
+        // Built twice: both families held, written in one walk.
+        for _ in 0..2 {
+            merger.merge_as(&sources, OutputFormat::OpenMetrics, &mut whole);
+        }
+        assert_eq!(merger.remembered.values().filter(|r| r.held).count(), 2);
         for piece_bytes in [64, 4096] {
             let (mut joined, mut largest, mut piece) = (Vec::new(), 0, Vec::new());
             merger.merge_in_pieces(
@@ -3724,9 +3750,48 @@ mod openmetrics_tests {
             );
             assert!(joined == whole);
             assert!(largest < piece_bytes + 100, "{largest} for {piece_bytes}");
-            // Still remembered: the walk was only abandoned.
-            assert_eq!(merger.remembered.len(), 2);
+            // Still remembered and held: the walk was only abandoned.
+            assert_eq!(merger.remembered.values().filter(|r| r.held).count(), 2);
         }
+    }
+
+    /// A contribution is written in one walk only once its names and
+    /// labels were found the same again: one whose labels change every
+    /// build is never held, so no walk of it is thrown away.
+    #[test]
+    fn only_contributions_found_the_same_again_are_held() {
+        let body = |host: &str| {
+            let mut body = String::from("# TYPE g gauge\n");
+            for i in 0..8 {
+                body.push_str(&format!("g{{i=\"{i}\",host=\"{host}\"}} 1\n"));
+            }
+            body
+        };
+        let (first, second) = (body("a"), body("b"));
+        let held = |merger: &Merger| merger.remembered.values().filter(|r| r.held).count();
+        let mut changing = Merger::new("container");
+        for round in 0..6 {
+            let body = if round % 2 == 0 { &first } else { &second };
+            build_as(&mut changing, &[(Some("a"), body)], Escaping::Underscores);
+            assert_eq!(changing.remembered.len(), 1);
+            assert_eq!(held(&changing), 0, "round {round}");
+        }
+        let mut steady = Merger::new("container");
+        build_as(&mut steady, &[(Some("a"), &first)], Escaping::Underscores);
+        assert_eq!(held(&steady), 0);
+        build_as(&mut steady, &[(Some("a"), &first)], Escaping::Underscores);
+        assert_eq!(held(&steady), 1);
+        // Changed once held: forgotten by the walk, remembered anew.
+        let out = build_as(&mut steady, &[(Some("a"), &second)], Escaping::Underscores);
+        assert_eq!(
+            out,
+            build_as(
+                &mut Merger::new("container"),
+                &[(Some("a"), &second)],
+                Escaping::Underscores
+            )
+        );
+        assert_eq!((steady.remembered.len(), held(&steady)), (1, 0));
     }
 
     /// What is remembered is bounded: past [`REMEMBERED_FAMILIES`]
@@ -3816,8 +3881,22 @@ mod openmetrics_tests {
         b: &[(Option<&str>, &str)],
         b_escaping: Escaping,
     ) -> (String, String, usize) {
+        warmed_and_fresh(a, a_escaping, 1, b, b_escaping)
+    }
+
+    /// [`warm_and_fresh`] with `a` built `builds` times first (twice: its
+    /// remembered families are held, written in one walk).
+    fn warmed_and_fresh(
+        a: &[(Option<&str>, &str)],
+        a_escaping: Escaping,
+        builds: usize,
+        b: &[(Option<&str>, &str)],
+        b_escaping: Escaping,
+    ) -> (String, String, usize) {
         let mut warm = Merger::new("container");
-        build_as(&mut warm, a, a_escaping);
+        for _ in 0..builds {
+            build_as(&mut warm, a, a_escaping);
+        }
         let remembered = warm.remembered.len();
         let warm_out = build_as(&mut warm, b, b_escaping);
         let fresh_out = build_as(&mut Merger::new("container"), b, b_escaping);
@@ -4261,7 +4340,10 @@ mod openmetrics_tests {
             } else {
                 escapings[rng.below(2) as usize]
             };
-            let (warm, fresh, remembered) = warm_and_fresh(&a_in, ea, &b_in, eb);
+            // Half the rounds build A twice: its families held, B is
+            // written in one walk where its names and labels are A's.
+            let builds = 1 + round % 2;
+            let (warm, fresh, remembered) = warmed_and_fresh(&a_in, ea, builds, &b_in, eb);
             remembered_total += remembered;
             if warm != fresh {
                 failures.push(format!(

@@ -879,20 +879,11 @@ mod tests {
     /// (and none, a text counter's).
     #[test]
     fn suffixes_are_told_apart_by_length_in_the_remembered_types() {
-        use OpenMetricsType as T;
-        let types = [
-            T::Counter,
-            T::Gauge,
-            T::Histogram,
-            T::GaugeHistogram,
-            T::Summary,
-            T::Info,
-            T::StateSet,
-            T::Unknown,
-            T::None,
-        ];
         let mut checked = 0;
-        for t in types.into_iter().filter(|&t| Check::takes_known(t)) {
+        for t in OpenMetricsType::ALL
+            .into_iter()
+            .filter(|&t| Check::takes_known(t))
+        {
             for suffix in t.suffixes().iter().copied().chain([&b""[..]]) {
                 assert_eq!(
                     Suffix::of_length(t, suffix.len()),

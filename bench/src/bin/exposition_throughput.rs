@@ -12,7 +12,9 @@
 //! with a last `openmetrics` the synthetic families as OpenMetrics 1.0, as a
 //! container answers while an OpenMetrics client is served). With
 //! `BODY_FILE=path`, the 1-container case reads that body instead (a
-//! captured exporter's answer; OpenMetrics when it ends in `# EOF`).
+//! captured exporter's answer; OpenMetrics when it ends in `# EOF`). With
+//! `CHANGING_LABELS` set, every other round's label values differ, so the
+//! OpenMetrics check remembers nothing from round to round.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,6 +146,16 @@ fn as_openmetrics(body: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The synthetic body with other label values where it has paths, hosts
+/// and routes (the same length, so every round costs the same).
+fn with_other_labels(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body)
+        .replace("/api/v1/", "/api/v2/")
+        .replace("node-", "host-")
+        .replace("\"/r", "\"/s")
+        .into_bytes()
+}
+
 fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let names: Vec<String> = (0..bodies.len())
         .map(|i| format!("container-{i}"))
@@ -159,9 +171,23 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     let mut families = 0;
     let mut index_bytes = 0;
     let mut merge_bytes = 0;
+    // With CHANGING_LABELS, every other round's bodies have other label
+    // values (paths, hosts, routes): no family is the same bytes as in the
+    // round before, so none is remembered.
+    let changing = std::env::var_os("CHANGING_LABELS").is_some();
+    let changed: Vec<Vec<u8>> = if changing {
+        bodies.iter().map(|body| with_other_labels(body)).collect()
+    } else {
+        Vec::new()
+    };
     for round in 0..rounds + 3 {
         // Refilling the bodies stands for the socket read; not timed.
-        for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(bodies) {
+        let this_round = if changing && round % 2 == 1 {
+            &changed
+        } else {
+            bodies
+        };
+        for ((snapshot, spare), body) in snapshots.iter_mut().zip(&mut spare).zip(this_round) {
             spare.extend_from_slice(body);
             snapshot.replace(spare);
         }

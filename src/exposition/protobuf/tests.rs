@@ -1122,6 +1122,20 @@ fn merge(sources: &[Source<'_>], format: crate::exposition::negotiate::OutputFor
     out
 }
 
+/// A protobuf body of container `go` merged into OpenMetrics.
+fn openmetrics_of_protobuf(body: &[u8]) -> String {
+    let snapshot = snapshot(body, crate::exposition::Format::Protobuf);
+    let sources = [Source {
+        container: Some("go"),
+        snapshot: &snapshot,
+    }];
+    let out = merge(
+        &sources,
+        crate::exposition::negotiate::OutputFormat::OpenMetrics,
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A protobuf container, a text container and the sidecar's own metrics
 /// (text, no label) merged into protobuf: families joined by name, every
 /// metric labelled, text converted up, nothing else changed.
@@ -1509,17 +1523,8 @@ fn openmetrics_output_keeps_exemplars_and_created_timestamps() {
         family("latency_seconds", 4, vec![histogram]),
         family("events", 0, vec![plain]),
     ]);
-    let snapshot = snapshot(&body, crate::exposition::Format::Protobuf);
-    let sources = [Source {
-        container: Some("go"),
-        snapshot: &snapshot,
-    }];
-    let out = merge(
-        &sources,
-        crate::exposition::negotiate::OutputFormat::OpenMetrics,
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out),
+        openmetrics_of_protobuf(&body),
         "# TYPE requests counter\n\
          requests_total{container=\"go\"} 42 # {trace_id=\"abc\"} 1 1700000000.5\n\
          requests_created{container=\"go\"} 1.6e+09\n\
@@ -1563,17 +1568,8 @@ fn openmetrics_output_drops_an_exemplar_with_a_quote() {
         0,
         vec![counter(1.0, "a\"b"), counter(2.0, "ab")],
     )]);
-    let snapshot = snapshot(&body, crate::exposition::Format::Protobuf);
-    let sources = [Source {
-        container: Some("go"),
-        snapshot: &snapshot,
-    }];
-    let out = merge(
-        &sources,
-        crate::exposition::negotiate::OutputFormat::OpenMetrics,
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out),
+        openmetrics_of_protobuf(&body),
         "# TYPE requests counter\n\
          requests_total{n=\"3\",container=\"go\"} 1\n\
          requests_total{n=\"2\",container=\"go\"} 2 # {trace_id=\"ab\"} 1\n\
