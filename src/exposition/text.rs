@@ -132,13 +132,36 @@ pub(crate) fn scan_quote_stop(b: &[u8], mut p: usize) -> usize {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // Lowest set bit is exact; borrows only disturb bits above it.
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let stops = |word: u64| {
+        has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')))
+            | has_zero(word ^ (ONES * u64::from(b'\n')))
+    };
+    // Sixteen bytes a step: most label values end within the first, so the
+    // loop's exit is one well-predicted branch rather than one per word.
+    while p + 16 <= b.len() {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&b[p..p + 16]);
+        let low = stops(u64::from_le_bytes(
+            bytes[..8].try_into().unwrap_or_default(),
+        ));
+        let high = stops(u64::from_le_bytes(
+            bytes[8..].try_into().unwrap_or_default(),
+        ));
+        if low | high != 0 {
+            let at = if low != 0 {
+                low.trailing_zeros() / 8
+            } else {
+                8 + high.trailing_zeros() / 8
+            };
+            return p + at as usize;
+        }
+        p += 16;
+    }
     while p + 8 <= b.len() {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&b[p..p + 8]);
-        let word = u64::from_le_bytes(bytes);
-        let found = has_zero(word ^ (ONES * u64::from(b'"')))
-            | has_zero(word ^ (ONES * u64::from(b'\\')))
-            | has_zero(word ^ (ONES * u64::from(b'\n')));
+        let found = stops(u64::from_le_bytes(bytes));
         if found != 0 {
             return p + (found.trailing_zeros() / 8) as usize;
         }
@@ -857,6 +880,28 @@ mod tests {
             assert_eq!(find_byte(body, from, b'\n'), naive, "from {from}");
         }
         assert_eq!(find_byte(body, body.len() + 1, b'\n'), body.len());
+    }
+
+    #[test]
+    fn scan_quote_stop_matches_a_byte_loop() {
+        // Each stop at every position of a 40-byte string (so in the first
+        // and second word of a 16-byte step, and in the tail), also with
+        // high bytes beside it, which the zero-byte test must not take.
+        for stop in [b'"', b'\\', b'\n'] {
+            for at in 0..40 {
+                for filler in [b'a', 0xe9, 0x21] {
+                    let mut body = vec![filler; 40];
+                    body[at] = stop;
+                    for from in 0..=body.len() {
+                        let naive = body[from..]
+                            .iter()
+                            .position(|c| matches!(c, b'"' | b'\\' | b'\n'))
+                            .map_or(body.len(), |i| from + i);
+                        assert_eq!(scan_quote_stop(&body, from), naive, "{stop} {at} {from}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
