@@ -111,6 +111,19 @@ impl LabelScanner {
         self.names.capacity() * std::mem::size_of::<LabelName>() + self.escaped_names.capacity()
     }
 
+    /// The bloom of the names seen so far.
+    pub(super) fn bloom(&self) -> LabelBloom {
+        self.bloom
+    }
+
+    /// Adds the names of `bloom` to the body's: those of label sets taken
+    /// without a scan (the parser's series memo), which were in it.
+    pub(super) fn add_names_of(&mut self, bloom: LabelBloom) {
+        for (word, other) in self.bloom.0.iter_mut().zip(bloom.0) {
+            *word |= other;
+        }
+    }
+
     /// Whether a label named `name` may occur in the body (no false
     /// negatives).
     pub(super) fn may_contain(&self, name: &[u8]) -> bool {

@@ -31,7 +31,7 @@ use super::escaping::{escape_name, is_legacy_name, write_name, write_quoted};
 use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
-    fingerprint_text, hash_key, stamp_of_millis, stamp_of_seconds, takes_exemplar,
+    fingerprint_text, hash_key, mix, stamp_of_millis, stamp_of_seconds, takes_exemplar,
     write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet, IdentityHasher,
     OpenMetricsType, Suffix, ALL_SUFFIXES, EXEMPLAR_LABEL_CHARACTERS,
 };
@@ -2379,7 +2379,8 @@ impl Merger {
                     let mut groups = GroupSizes::default();
                     let mut timestamped = false;
                     for k in 0..count {
-                        let sample = contribution_sample(view, samples, &self.order, k);
+                        let number = contribution_number(samples, &self.order, k);
+                        let sample = view.numbered_sample(number);
                         let group = self.check_text_sample(
                             view,
                             &sample,
@@ -2393,7 +2394,7 @@ impl Merger {
                         }
                         if rememberable {
                             fingerprint =
-                                sample_fingerprint(fingerprint, view.body(), &sample, item_name);
+                                sample_fingerprint(fingerprint, view, number, &sample, item_name);
                             groups.add(group);
                             timestamped |= !sample.timestamp.is_empty();
                         }
@@ -2742,9 +2743,17 @@ impl Merger {
                 };
                 let mut pending = Span::default();
                 for k in 0..samples.count as usize {
-                    let sample = contribution_sample(view, samples, &self.order, k);
+                    let number = contribution_number(samples, &self.order, k);
+                    let sample = view.numbered_sample(number);
                     if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
-                        walk.sample(view, &sample, raw_name, &mut self.scratch, known.check);
+                        walk.sample(
+                            view,
+                            number,
+                            &sample,
+                            raw_name,
+                            &mut self.scratch,
+                            known.check,
+                        );
                     }
                     let mut exemplar = None;
                     if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
@@ -2920,8 +2929,9 @@ impl Merger {
             &mut self.scratch,
         );
         for k in 0..samples.count as usize {
-            let sample = contribution_sample(view, samples, &self.order, k);
-            walk.sample(view, &sample, name, &mut self.scratch, check);
+            let number = contribution_number(samples, &self.order, k);
+            let sample = view.numbered_sample(number);
+            walk.sample(view, number, &sample, name, &mut self.scratch, check);
         }
         walk.fingerprint
     }
@@ -3015,13 +3025,14 @@ impl KnownWalk {
     fn sample(
         &mut self,
         view: IndexView<'_>,
+        number: u32,
         sample: &Sample,
         name: &[u8],
         scratch: &mut Vec<u8>,
         check: &mut Check,
     ) {
         let body = view.body();
-        self.fingerprint = sample_fingerprint(self.fingerprint, body, sample, name);
+        self.fingerprint = sample_fingerprint(self.fingerprint, view, number, sample, name);
         match self.reads {
             KnownReads::Nothing => {}
             KnownReads::Signs => {
@@ -3094,12 +3105,24 @@ fn checked_value(
     (value, timestamp)
 }
 
-/// The fingerprint of a text sample's name and labels, after `hash`: the
-/// text from its name to the end of its labels, and whether it has a
-/// timestamp. An unquoted sample name starts with its family's (`name`,
-/// as the parser sorted it): that part, in the seed, is not read again.
+/// The fingerprint of a text sample's name and labels, after `hash`, and
+/// whether it has a timestamp: the parser's hash of their text when the
+/// index keeps it ([`IndexView::series`]), else a hash of the text from
+/// after the family's name (`name`, as the parser sorted it, is in the
+/// seed) to the end of its labels. The two never match each other but by
+/// chance, so a family remembered by one is checked whole by the other.
 #[inline(always)]
-fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample, name: &[u8]) -> u64 {
+fn sample_fingerprint(
+    hash: u64,
+    view: IndexView<'_>,
+    number: u32,
+    sample: &Sample,
+    name: &[u8],
+) -> u64 {
+    let timestamped = u64::from(!sample.timestamp.is_empty());
+    if let Some(series) = view.series(number) {
+        return mix(hash ^ timestamped, series);
+    }
     // A quoted name is inside the braces, where BRACES is not set: the
     // labels' span (empty at the name's end when there are none) ends it.
     let end = sample.labels.end.max(sample.name.end);
@@ -3108,9 +3131,12 @@ fn sample_fingerprint(hash: u64, body: &[u8], sample: &Sample, name: &[u8]) -> u
     } else {
         name.len() as u32
     };
-    let timestamped = u64::from(!sample.timestamp.is_empty());
     let start = sample.name.start + known;
-    fingerprint_text(hash ^ timestamped, body, start as usize..end as usize)
+    fingerprint_text(
+        hash ^ timestamped,
+        view.body(),
+        start as usize..end as usize,
+    )
 }
 
 /// OpenMetrics output: what the full check learnt of one text
@@ -3295,12 +3321,17 @@ fn contribution_sample(
     order: &[(u32, u32)],
     k: usize,
 ) -> Sample {
-    let number = if samples.ordered {
+    view.numbered_sample(contribution_number(samples, order, k))
+}
+
+/// The number in its body of a contribution's `k`th sample.
+#[inline]
+fn contribution_number(samples: SampleOrder, order: &[(u32, u32)], k: usize) -> u32 {
+    if samples.ordered {
         order[k].1
     } else {
         samples.first + k as u32
-    };
-    view.numbered_sample(number)
+    }
 }
 
 /// `le` or `quantile` as prometheus_client reads it: a float, `+Inf` only

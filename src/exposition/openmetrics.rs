@@ -786,7 +786,7 @@ const MIX_K: u64 = 0x9e37_79b9_7f4a_7c15;
 /// the hash before it (FxHash's rotate and multiply let a difference in a
 /// word's top bit through unchanged, whatever the key).
 #[inline]
-fn mix(hash: u64, word: u64) -> u64 {
+pub(super) fn mix(hash: u64, word: u64) -> u64 {
     let x = (hash ^ word).wrapping_mul(MIX_K);
     x ^ (x >> 32)
 }

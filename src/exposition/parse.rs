@@ -18,7 +18,8 @@
 
 use std::fmt;
 
-use super::labels::LabelScanner;
+use super::labels::{LabelBloom, LabelScanner};
+use super::openmetrics::{fingerprint_text, hash_key};
 use super::text::IndexTable;
 use super::text::{classify_value, decimal_in_range, is_float64, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
@@ -324,6 +325,22 @@ pub(super) struct Index {
     starts: Vec<u32>,
     labels: LabelScanner,
     sample_name: Vec<u8>,
+    /// The series memo (see [`Index::remembered_set`]): each sample's
+    /// series hash, in body order. Written while parsing; kept after the
+    /// build, for the merge's fingerprints and the next build, only when
+    /// the body is of the shape it pays for ([`Index::keep_memo`]), and
+    /// through [`Index::retire`] and [`Index::release`].
+    series: Series,
+    /// How many of `series` the build under way may compare with (they
+    /// were kept from the previous build, read by the same rules).
+    remembered: usize,
+    /// The rules `series` were read by: OpenMetrics or text.
+    memo_openmetrics: bool,
+    /// The bloom of label names of the build `series` were kept from: the
+    /// names of the sets the memo takes are in it.
+    memo_bloom: LabelBloom,
+    /// Label sets of the build under way that the memo took.
+    memo_hits: usize,
 }
 
 /// One family of an index, as the merge writer reads it.
@@ -417,6 +434,15 @@ impl<'a> IndexView<'a> {
     pub(super) fn numbered_sample(self, number: u32) -> Sample {
         self.index
             .sample(&self.index.samples[number as usize], self.body)
+    }
+
+    /// The parser's hash of the text of the sample numbered `number`, from
+    /// its name through its label set ([`Index::remembered_set`]), when
+    /// the index keeps them: equal for two samples of one family type whose
+    /// text is the same, and different otherwise but by a chance of 2^-64.
+    #[inline]
+    pub(super) fn series(self, number: u32) -> Option<u64> {
+        self.index.series.hashes.get(number as usize).copied()
     }
 
     /// Where the body's sample numbered `number` starts (its name's
@@ -535,6 +561,8 @@ impl Index {
         self.families.clear();
         self.helps.clear();
         self.samples.clear();
+        self.series.clear();
+        self.remembered = 0;
         self.long_samples.clear();
         self.runs.clear();
         self.names.clear();
@@ -549,6 +577,45 @@ impl Index {
         self.family_table = IndexTable::default();
     }
 
+    /// Empties the index when its body goes, as [`Index::clear`], but
+    /// keeps the series memo for the next build.
+    pub(super) fn retire(&mut self) {
+        let series = std::mem::take(&mut self.series);
+        self.clear();
+        self.series = series;
+    }
+
+    /// Frees the index, as a new one, but for the series memo (10 bytes a
+    /// sample, at most a quarter of the body it was built from).
+    pub(super) fn release(&mut self) {
+        let series = std::mem::take(&mut self.series);
+        let (openmetrics, bloom) = (self.memo_openmetrics, self.memo_bloom);
+        *self = Index::default();
+        self.series = series;
+        self.memo_openmetrics = openmetrics;
+        self.memo_bloom = bloom;
+    }
+
+    /// After a successful parse: keeps the series for the merge and the
+    /// next build when the body is grouped (they are in body order only
+    /// then), averages two samples a family or more (one-sample families
+    /// cost their families, not their label sets, and issue 19 holds their
+    /// index to 48 bytes a family), and they take at most a quarter of its
+    /// `body_length` (the memo is held between builds, beside the body);
+    /// frees them otherwise.
+    fn keep_memo(&mut self, body_length: usize) {
+        let samples = self.samples.len();
+        let keep = self.runs.is_empty()
+            && samples >= 2 * self.families.len()
+            && samples * Series::BYTES_A_SAMPLE <= body_length / 4;
+        if keep {
+            self.memo_openmetrics = self.openmetrics;
+            self.memo_bloom = self.labels.bloom();
+        } else {
+            self.series = Series::default();
+        }
+    }
+
     pub(super) fn shrink(&mut self) {
         fn shrink_vec<T>(v: &mut Vec<T>) {
             if v.capacity() > 1024 && v.len() * 4 < v.capacity() {
@@ -558,6 +625,8 @@ impl Index {
         shrink_vec(&mut self.families);
         shrink_vec(&mut self.helps);
         shrink_vec(&mut self.samples);
+        shrink_vec(&mut self.series.hashes);
+        shrink_vec(&mut self.series.lengths);
         shrink_vec(&mut self.long_samples);
         shrink_vec(&mut self.runs);
         shrink_vec(&mut self.names);
@@ -583,6 +652,8 @@ impl Index {
         bytes(&self.families)
             + bytes(&self.helps)
             + bytes(&self.samples)
+            + bytes(&self.series.hashes)
+            + bytes(&self.series.lengths)
             + bytes(&self.names)
             + bytes(&self.declarations)
             + bytes(&self.parents)
@@ -650,9 +721,22 @@ impl Index {
     /// Validates `body` by the rules of its format (OpenMetrics, else
     /// Prometheus text) and indexes it. On error the index is left empty.
     pub(super) fn build(&mut self, body: &[u8], openmetrics: bool) -> Result<(), ParseError> {
+        // The memo is overwritten in place as the new series are hashed.
+        let series = std::mem::take(&mut self.series);
+        let remembered = if self.memo_openmetrics == openmetrics {
+            series.len()
+        } else {
+            0
+        };
+        let memo_bloom = self.memo_bloom;
         self.clear();
+        self.series = series;
+        self.remembered = remembered;
+        self.memo_bloom = memo_bloom;
+        self.memo_hits = 0;
         match self.parse(body, openmetrics) {
             Ok(()) => {
+                self.keep_memo(body.len());
                 self.release_scratch();
                 Ok(())
             }
@@ -713,6 +797,11 @@ impl Index {
                 }
             }
         }
+        self.series.truncate(self.samples.len());
+        if self.memo_hits > 0 {
+            // The sets the memo took were not scanned.
+            self.labels.add_names_of(self.memo_bloom);
+        }
         self.openmetrics = openmetrics;
         self.group(cursor.grouped);
         if self.openmetrics {
@@ -766,6 +855,8 @@ impl Index {
             }
         }
         fit(&mut self.samples);
+        fit(&mut self.series.hashes);
+        fit(&mut self.series.lengths);
         fit(&mut self.families);
         fit(&mut self.helps);
         fit(&mut self.names);
@@ -1176,6 +1267,7 @@ impl Index {
         let mut labels = Span::new(name_span.end as usize, name_span.end as usize);
         let mut q = after_name;
         let mut closed_brace = false;
+        let mut series = None;
         if in_braces {
             let r = if om { q } else { skip_blanks(b, q) };
             match b.get(r) {
@@ -1190,15 +1282,35 @@ impl Index {
         } else {
             let r = if om { q } else { skip_blanks(b, q) };
             if b.get(r) == Some(&b'{') {
-                if r != q {
-                    flags.insert(SampleFlags::SLOW_LABELS);
+                match self.remembered_set(b, p, r, kind) {
+                    Some((end, hash)) => {
+                        q = end;
+                        series = Some(hash);
+                        self.memo_hits += 1;
+                    }
+                    None => {
+                        if r != q {
+                            flags.insert(SampleFlags::SLOW_LABELS);
+                        }
+                        q = self.labels.scan(b, r + 1, kind, &mut flags)?;
+                    }
                 }
-                q = self.labels.scan(b, r + 1, kind, &mut flags)?;
                 labels = Span::new(r + 1, q - 1);
                 closed_brace = true;
                 flags.insert(SampleFlags::BRACES);
             }
         }
+        // Sets the memo may take again are hashed apart from the others.
+        let series = series.unwrap_or_else(|| fingerprint_text(series_seed(kind), b, p..q));
+        // The memo takes plain sets only: those the writer copies as they
+        // are, which it would otherwise have to be told apart.
+        let plain = flags.contains(SampleFlags::BRACES)
+            && !flags.intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME);
+        let set_length = if plain {
+            u16::try_from(q - p).unwrap_or(0)
+        } else {
+            0
+        };
 
         let (value_start, value_end, value_form, next) = match plain_line_end(b, q) {
             Some(value_end) => {
@@ -1255,6 +1367,9 @@ impl Index {
                 value_form,
             }
         });
+        // The memo's hash of this number is read (above) before it is
+        // overwritten.
+        self.series.set(self.samples.len(), series, set_length);
         if self.samples.len() == self.samples.capacity() {
             // Grow by a quarter rather than doubling: the buffer is kept for
             // the next body of about the same size, so doubling would hold
@@ -1264,6 +1379,34 @@ impl Index {
         }
         self.samples.push(packed);
         Ok(next)
+    }
+
+    /// The series memo. Prometheus' scrape cache knows a series by its text
+    /// and does not parse its labels again; this is that for validation.
+    /// The previous build hashed each sample's text from its name through
+    /// its label set, keyed by the process's random key and the family's
+    /// type (which decides whether `le` or `quantile` must be numbers), and
+    /// kept the length of that text when the set was plain (no blanks,
+    /// quoted names or odd escapes). When this sample's text from its name
+    /// at `p`, as long as the previous build's sample of this number, ends
+    /// in `}` and hashes as that one did, it is that text: valid and plain.
+    /// Returns the position after its `}` and the hash, without a scan. A
+    /// set of this text is valid or not by its text, the type and the
+    /// format alone (the memo is kept for one format). `brace` is the
+    /// position of this sample's `{`.
+    #[inline]
+    fn remembered_set(&self, b: &[u8], p: usize, brace: usize, kind: Kind) -> Option<(usize, u64)> {
+        let n = self.samples.len();
+        if n >= self.remembered {
+            return None;
+        }
+        let (remembered, length) = self.series.get(n);
+        let end = p + usize::from(length);
+        if length == 0 || b.get(end - 1) != Some(&b'}') || end <= brace {
+            return None;
+        }
+        let hash = fingerprint_text(series_seed(kind), b, p..end);
+        (hash == remembered).then_some((end, hash))
     }
 
     /// The rest of a sample line from `q` (after the name or the `}`): value,
@@ -1458,6 +1601,64 @@ fn first_invalid_utf8(b: &[u8]) -> Option<usize> {
         .map(|error| ascii_prefix + error.valid_up_to())
 }
 
+/// Where a sample's series hash starts: the process's key and the family's
+/// type.
+#[inline]
+fn series_seed(kind: Kind) -> u64 {
+    hash_key() ^ (kind as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The series memo's record of a build's samples, in body order: each one's
+/// hash from its name through its label set ([`series_seed`]), and for a
+/// plain set the length of that text (0 for others, and for a text of 64
+/// KiB or more, which the memo does not take).
+#[derive(Default)]
+struct Series {
+    hashes: Vec<u64>,
+    lengths: Vec<u16>,
+}
+
+impl Series {
+    const BYTES_A_SAMPLE: usize = std::mem::size_of::<u64>() + std::mem::size_of::<u16>();
+
+    fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn clear(&mut self) {
+        self.hashes.clear();
+        self.lengths.clear();
+    }
+
+    fn truncate(&mut self, samples: usize) {
+        self.hashes.truncate(samples);
+        self.lengths.truncate(samples);
+    }
+
+    #[inline]
+    fn get(&self, n: usize) -> (u64, u16) {
+        (self.hashes[n], self.lengths[n])
+    }
+
+    /// Sample `n`'s record: the previous build's is overwritten, past its
+    /// end one is added (growing by a quarter, as `samples` does).
+    #[inline]
+    fn set(&mut self, n: usize, hash: u64, length: u16) {
+        if n < self.hashes.len() {
+            self.hashes[n] = hash;
+            self.lengths[n] = length;
+            return;
+        }
+        if self.hashes.len() == self.hashes.capacity() {
+            let more = self.hashes.capacity() / 4 + 1024;
+            self.hashes.reserve_exact(more);
+            self.lengths.reserve_exact(more);
+        }
+        self.hashes.push(hash);
+        self.lengths.push(length);
+    }
+}
+
 /// End of a whitespace-delimited token.
 fn scan_token(b: &[u8], p: usize) -> usize {
     scan_until_class(b, p, TOKEN_END)
@@ -1589,6 +1790,152 @@ mod tests {
         }
     }
 
+    /// All a built index tells its readers, as text: the verdict, and each
+    /// family with its samples (spans' text, flags, value form).
+    fn everything(index: &Index, result: Result<(), ParseError>, body: &[u8]) -> String {
+        use std::fmt::Write;
+        let mut out = format!("{result:?}\n");
+        let view = IndexView::new(index, body);
+        for family in 0..view.family_count() as u32 {
+            let f = view.family(family);
+            let help = f.help.map(String::from_utf8_lossy);
+            let _ = writeln!(
+                out,
+                "{} {:?} {} {help:?}",
+                String::from_utf8_lossy(f.name),
+                f.kind,
+                f.typed
+            );
+            for sample in view.samples(family) {
+                let text = |span: Span| String::from_utf8_lossy(span.of(body)).into_owned();
+                let _ = writeln!(
+                    out,
+                    "  {} {{{}}} {} {} {:?} {:?}",
+                    text(sample.name),
+                    text(sample.labels),
+                    text(sample.value),
+                    text(sample.timestamp),
+                    sample.flags,
+                    sample.value_form
+                );
+            }
+        }
+        out
+    }
+
+    /// The series memo: a body built after another (with the index retired
+    /// or released between, as snapshots do) reads exactly as when built on
+    /// a fresh index, verdict included, whatever the body before it. Each
+    /// pair is a way the memo could take a set it should not: a type that
+    /// makes `le` a number, the other format's rules, blanks or an odd
+    /// escape the writer must be told of, a `}` in a value, a set cut
+    /// short, a previous body interleaved or refused; and the bloom must
+    /// hold the names of the sets taken without a scan.
+    #[test]
+    fn a_body_built_after_another_reads_as_on_a_fresh_index() {
+        // Buckets of a histogram, or samples of an untyped `h_bucket`
+        // beside a gauge `h`, whose `le` need not be a number.
+        let buckets = |family_type: &str, le: &str| {
+            let mut body = format!("# TYPE h {family_type}\n");
+            for path in 0..4 {
+                for le in [le, "+Inf"] {
+                    body += &format!("h_bucket{{path=\"/api/v1/items/{path}\",le=\"{le}\"}} 1\n");
+                }
+            }
+            body
+        };
+        let hist = |le: &str| buckets("histogram", le);
+        let gauge_le = buckets("gauge", "x");
+        let labels = |values: [&str; 3]| {
+            values
+                .iter()
+                .map(|v| {
+                    format!(
+                        "m{{a=\"{v}\",container=\"c\",path=\"/api/v1/items/0\"}} 1\n\
+                         m{{a=\"{v}\",b=\"2\",path=\"/api/v1/items/1\"}} 2\n"
+                    )
+                })
+                .collect::<String>()
+        };
+        let plain = labels(["1", "22", "333"]);
+        let bodies: Vec<(String, bool)> = vec![
+            (plain.clone(), false),
+            (labels(["1", "22", "334"]), false),
+            (labels(["1", "2}", "333"]), false),
+            (labels(["x\\z", "22", "333"]), false),
+            (plain.replace("a=", "a ="), false),
+            (plain.replace("container", "pod"), false),
+            (plain.replace("1\n", "5 17\n"), false),
+            (format!("{plain}# EOF\n"), true),
+            (
+                plain.replace("container=\"c\"", "container=\"c\",container=\"d\""),
+                false,
+            ),
+            (format!("x 1\n{plain}"), false),
+            (format!("{plain}m{{a=\"1\",container=\"c\"}} 9\n"), false),
+            (
+                "m{a=\"1\",container=\"c\"} 1\nq 1\nm{a=\"22\",b=\"2\"} 2\n".to_string(),
+                false,
+            ),
+            (plain.replace("} 2\n", "} 2\n\n"), false),
+            (plain.replace("{a=", "{\"m\",a="), false),
+            (hist("0.5"), false),
+            (hist("x"), false),
+            (gauge_le.clone(), false),
+            (gauge_le.replace("gauge", "histogram"), false),
+            (format!("{}# EOF\n", hist("0.5")), true),
+            ("not a body\n".to_string(), false),
+            (String::new(), false),
+        ];
+        let names = ["a", "b", "container", "pod", "le"];
+        let mut hits = 0;
+        for (before, before_om) in &bodies {
+            for (body, om) in &bodies {
+                for release in [false, true] {
+                    let mut index = Index::default();
+                    let _ = index.build(before.as_bytes(), *before_om);
+                    // Twice, so a memo that took sets is taken again.
+                    for _ in 0..2 {
+                        if release {
+                            index.release();
+                        } else {
+                            index.retire();
+                        }
+                        let result = index.build(body.as_bytes(), *om);
+                        let mut fresh = Index::default();
+                        let fresh_result = fresh.build(body.as_bytes(), *om);
+                        assert_eq!(
+                            everything(&index, result, body.as_bytes()),
+                            everything(&fresh, fresh_result, body.as_bytes()),
+                            "{body:?} after {before:?}"
+                        );
+                        // The bloom may hold more (names of the body the
+                        // sets were remembered from), never fewer.
+                        for name in names {
+                            let name = name.as_bytes();
+                            assert!(
+                                index.labels.may_contain(name) || !fresh.labels.may_contain(name),
+                                "{body:?} after {before:?}"
+                            );
+                        }
+                        assert_eq!(
+                            index.series.hashes, fresh.series.hashes,
+                            "{body:?} after {before:?}"
+                        );
+                        hits += index.memo_hits;
+                    }
+                }
+            }
+        }
+        assert!(hits > 0);
+        // The same body, built again, is taken whole.
+        let mut index = Index::default();
+        index.build(plain.as_bytes(), false).unwrap();
+        index.release();
+        index.build(plain.as_bytes(), false).unwrap();
+        assert_eq!(index.memo_hits, 6);
+    }
+
     /// Every family's name and its samples, as the writer would read them.
     fn decode(body: &str) -> Vec<(String, Vec<Texts>)> {
         let body = body.as_bytes();
@@ -1659,6 +2006,8 @@ mod tests {
                 index.clear();
                 index.parse(body.as_bytes(), om).expect("parses");
                 let peak = index.capacity_bytes() as f64 / FAMILIES as f64;
+                // What `build` does after parsing.
+                index.keep_memo(body.len());
                 index.release_scratch();
                 let held = index.capacity_bytes() as f64 / FAMILIES as f64;
                 assert_eq!(index.families.len(), FAMILIES);

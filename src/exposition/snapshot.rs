@@ -122,7 +122,7 @@ impl Snapshot {
     /// `upstream/receive_buffer.rs`), which a cleared vector would lose.
     pub fn swap_in_as(&mut self, body: &mut Vec<u8>, format: Format) {
         std::mem::swap(&mut self.body, body);
-        self.index.clear();
+        self.index.retire();
         self.proto_index.clear();
         self.format = format;
         self.state = State::Stale;
@@ -236,7 +236,7 @@ impl Snapshot {
     /// bodies that outlive the merge that needed their index: the memory
     /// serves the scrapes in between.
     pub fn release_index(&mut self) {
-        self.index = Default::default();
+        self.index.release();
         if self.state == State::Indexed && !self.body.is_empty() {
             self.state = State::Stale;
         }
