@@ -3305,11 +3305,15 @@ fn openmetrics_sample_count(view: IndexView<'_>, c: &Contribution, children: &[C
 /// The families of OpenMetrics contribution `c` (a parent) in `children`,
 /// which is sorted by source and parent.
 fn children_of<'a>(children: &'a [Child], c: &Contribution) -> &'a [Child] {
-    let start =
-        children.partition_point(|&(source, parent, _)| (source, parent) < (c.source, c.family));
-    let end =
-        children.partition_point(|&(source, parent, _)| (source, parent) <= (c.source, c.family));
-    &children[start..end]
+    let key = (c.source, c.family);
+    let start = children.partition_point(|&(source, parent, _)| (source, parent) < key);
+    // A parent has a few children (a counter's `_total` and `_created`, a
+    // histogram's four): found in turn rather than by a second search.
+    let count = children[start..]
+        .iter()
+        .take_while(|&&(source, parent, _)| (source, parent) == key)
+        .count();
+    &children[start..start + count]
 }
 
 /// Sample `k` of a contribution whose samples are where `samples` and

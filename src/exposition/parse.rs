@@ -436,8 +436,8 @@ impl<'a> IndexView<'a> {
             .sample(&self.index.samples[number as usize], self.body)
     }
 
-    /// The parser's hash of the text of the sample numbered `number`, from
-    /// its name through its label set ([`Index::remembered_set`]), when
+    /// The parser's hash of the sample numbered `number`'s name and label
+    /// set ([`Index::remembered_set`]), when
     /// the index keeps them: equal for two samples of one family type whose
     /// text is the same, and different otherwise but by a chance of 2^-64.
     #[inline]
@@ -550,6 +550,10 @@ struct Cursor {
     /// Last legacy sample name and its family, for runs of one name.
     last_name: Span,
     last_family: u32,
+    /// The series hash of `last_name` alone (keyed with its family's type,
+    /// which a sample line cannot change): what its samples' hashes start
+    /// from.
+    last_name_hash: u64,
     grouped: bool,
     eof_seen: bool,
     /// The body is read by the OpenMetrics rules (its `Content-Type`).
@@ -761,6 +765,7 @@ impl Index {
             current: None,
             last_name: Span::default(),
             last_family: u32::MAX,
+            last_name_hash: 0,
             grouped: true,
             eof_seen: false,
             openmetrics,
@@ -1254,6 +1259,9 @@ impl Index {
                 if let NameRef::Legacy(span) = name {
                     cursor.last_name = span;
                     cursor.last_family = family;
+                    let kind = self.families[family as usize].kind;
+                    cursor.last_name_hash =
+                        fingerprint_text(series_seed(kind), b, p..span.end as usize);
                 }
                 family
             }
@@ -1282,7 +1290,7 @@ impl Index {
         } else {
             let r = if om { q } else { skip_blanks(b, q) };
             if b.get(r) == Some(&b'{') {
-                match self.remembered_set(b, p, r, kind) {
+                match self.remembered_set(b, r, cursor.last_name_hash) {
                     Some((end, hash)) => {
                         q = end;
                         series = Some(hash);
@@ -1301,13 +1309,23 @@ impl Index {
             }
         }
         // Sets the memo may take again are hashed apart from the others.
-        let series = series.unwrap_or_else(|| fingerprint_text(series_seed(kind), b, p..q));
+        // The name's hash (once for a run of one name), then its set from
+        // the `{`; a quoted name's text whole, from the line's `{`.
+        let series = series.unwrap_or_else(|| {
+            if in_braces {
+                fingerprint_text(series_seed(kind), b, p..q)
+            } else if closed_brace {
+                fingerprint_text(cursor.last_name_hash, b, labels.start as usize - 1..q)
+            } else {
+                cursor.last_name_hash
+            }
+        });
         // The memo takes plain sets only: those the writer copies as they
         // are, which it would otherwise have to be told apart.
         let plain = flags.contains(SampleFlags::BRACES)
             && !flags.intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME);
         let set_length = if plain {
-            u16::try_from(q - p).unwrap_or(0)
+            u16::try_from(q - (labels.start as usize - 1)).unwrap_or(0)
         } else {
             0
         };
@@ -1383,29 +1401,29 @@ impl Index {
 
     /// The series memo. Prometheus' scrape cache knows a series by its text
     /// and does not parse its labels again; this is that for validation.
-    /// The previous build hashed each sample's text from its name through
-    /// its label set, keyed by the process's random key and the family's
-    /// type (which decides whether `le` or `quantile` must be numbers), and
-    /// kept the length of that text when the set was plain (no blanks,
-    /// quoted names or odd escapes). When this sample's text from its name
-    /// at `p`, as long as the previous build's sample of this number, ends
-    /// in `}` and hashes as that one did, it is that text: valid and plain.
-    /// Returns the position after its `}` and the hash, without a scan. A
-    /// set of this text is valid or not by its text, the type and the
-    /// format alone (the memo is kept for one format). `brace` is the
-    /// position of this sample's `{`.
+    /// Each sample's series hash is its name's (keyed by the process's
+    /// random key and the family's type, which decides whether `le` or
+    /// `quantile` must be numbers), `name_hash`, continued over its label
+    /// set's text; a build keeps it, and the text's length when the set was
+    /// plain (no blanks, quoted names or odd escapes). When this sample's
+    /// text from its `{` at `brace`, as long as the previous build's sample
+    /// of this number, ends in `}` and hashes as that one did, it is that
+    /// text: valid and plain. Returns the position after its `}` and the
+    /// hash, without a scan. A set of this text is valid or not by its
+    /// text, the type and the format alone (the memo is kept for one
+    /// format).
     #[inline]
-    fn remembered_set(&self, b: &[u8], p: usize, brace: usize, kind: Kind) -> Option<(usize, u64)> {
+    fn remembered_set(&self, b: &[u8], brace: usize, name_hash: u64) -> Option<(usize, u64)> {
         let n = self.samples.len();
         if n >= self.remembered {
             return None;
         }
         let (remembered, length) = self.series.get(n);
-        let end = p + usize::from(length);
-        if length == 0 || b.get(end - 1) != Some(&b'}') || end <= brace {
+        let end = brace + usize::from(length);
+        if length < 2 || b.get(end - 1) != Some(&b'}') {
             return None;
         }
-        let hash = fingerprint_text(series_seed(kind), b, p..end);
+        let hash = fingerprint_text(name_hash, b, brace..end);
         (hash == remembered).then_some((end, hash))
     }
 
@@ -1609,9 +1627,9 @@ fn series_seed(kind: Kind) -> u64 {
 }
 
 /// The series memo's record of a build's samples, in body order: each one's
-/// hash from its name through its label set ([`series_seed`]), and for a
-/// plain set the length of that text (0 for others, and for a text of 64
-/// KiB or more, which the memo does not take).
+/// hash of its name and label set ([`Index::remembered_set`]), and for a
+/// plain set the length of the set's text (0 for others, and for a text of
+/// 64 KiB or more, which the memo does not take).
 #[derive(Default)]
 struct Series {
     hashes: Vec<u64>,
