@@ -204,7 +204,7 @@ pub struct Merger {
     /// OpenMetrics output: each OpenMetrics body's families by parent, the
     /// order a contribution's samples are written in `(position, sample
     /// number)`, the rules' check, and the names families claimed.
-    children: Vec<Child>,
+    children: Children,
     order: Vec<(u32, u32)>,
     /// The remembered contributions of the family being written in one
     /// walk, by key ([`Merger::write_known_family_openmetrics`]).
@@ -251,7 +251,7 @@ impl Merger {
             converted: Vec::new(),
             converted_spans: Vec::new(),
             help: Vec::new(),
-            children: Vec::new(),
+            children: Children::default(),
             order: Vec::new(),
             known: Vec::new(),
             name_kinds: Vec::new(),
@@ -1888,7 +1888,7 @@ impl Merger {
         self.children.clear();
         self.name_kinds.clear();
         self.moves_counters = false;
-        let mut children = std::mem::take(&mut self.children);
+        let mut children = std::mem::take(&mut self.children.list);
         for (source_index, source) in sources.iter().enumerate() {
             if !source.snapshot.is_indexed() {
                 continue;
@@ -1899,7 +1899,7 @@ impl Merger {
                 self.add_openmetrics_item(sources, source_index, item, parent);
             });
         }
-        self.children = children;
+        self.children.list = children;
         if self.moves_counters {
             self.move_stripped_counters(sources);
         }
@@ -1912,8 +1912,7 @@ impl Merger {
             }
         }
         // Stable: each parent's families stay in order.
-        self.children
-            .sort_by_key(|&(source, parent, _)| (source, parent));
+        self.children.index();
         self.group_contributions();
         self.resolve_openmetrics_types(sources);
         self.resolve_openmetrics_claims(sources);
@@ -3258,7 +3257,7 @@ struct SampleOrder {
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
-    children: &[Child],
+    children: &Children,
     order: &mut Vec<(u32, u32)>,
 ) -> SampleOrder {
     order.clear();
@@ -3273,7 +3272,7 @@ fn openmetrics_samples(
     if !c.parent() {
         return in_turn(c.family);
     }
-    let children = children_of(children, c);
+    let children = children.of(c);
     if let [(_, _, only)] = children {
         return in_turn(*only);
     }
@@ -3292,28 +3291,89 @@ fn openmetrics_samples(
 
 /// How many samples contribution `c` has (what [`openmetrics_samples`]
 /// counts, without ordering them).
-fn openmetrics_sample_count(view: IndexView<'_>, c: &Contribution, children: &[Child]) -> usize {
+fn openmetrics_sample_count(view: IndexView<'_>, c: &Contribution, children: &Children) -> usize {
     if !c.parent() {
         return view.family_sample_count(c.family);
     }
-    children_of(children, c)
+    children
+        .of(c)
         .iter()
         .map(|&(_, _, family)| view.family_sample_count(family))
         .sum()
 }
 
-/// The families of OpenMetrics contribution `c` (a parent) in `children`,
-/// which is sorted by source and parent.
-fn children_of<'a>(children: &'a [Child], c: &Contribution) -> &'a [Child] {
-    let key = (c.source, c.family);
-    let start = children.partition_point(|&(source, parent, _)| (source, parent) < key);
-    // A parent has a few children (a counter's `_total` and `_created`, a
-    // histogram's four): found in turn rather than by a second search.
-    let count = children[start..]
-        .iter()
-        .take_while(|&&(source, parent, _)| (source, parent) == key)
-        .count();
-    &children[start..start + count]
+/// The families of each OpenMetrics body's parent families, for one
+/// build: `(source, parent, family)`, sorted by source and parent (a
+/// source's parents are numbered from 0, each has a family), and where each
+/// parent's start, so that a contribution finds its families without a
+/// search.
+#[derive(Default)]
+struct Children {
+    list: Vec<Child>,
+    /// Where each `(source, parent)`'s families start in `list`, in order,
+    /// then `list`'s length.
+    starts: Vec<u32>,
+    /// Each source's parent 0 in `starts` (a source without parents has
+    /// the next source's).
+    sources: Vec<u32>,
+}
+
+impl Children {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.starts.clear();
+        self.sources.clear();
+    }
+
+    /// Sorts `list` (stably: a parent's families stay in order) and finds
+    /// where each parent's start.
+    fn index(&mut self) {
+        self.list
+            .sort_by_key(|&(source, parent, _)| (source, parent));
+        self.starts.clear();
+        self.sources.clear();
+        let mut last = None;
+        for (at, &(source, parent, _)) in self.list.iter().enumerate() {
+            if last != Some((source, parent)) {
+                while self.sources.len() <= source as usize {
+                    self.sources.push(self.starts.len() as u32);
+                }
+                self.starts.push(at as u32);
+                last = Some((source, parent));
+            }
+        }
+        self.starts.push(self.list.len() as u32);
+    }
+
+    /// The families of OpenMetrics contribution `c` (a parent).
+    fn of(&self, c: &Contribution) -> &[Child] {
+        let key = (c.source, c.family);
+        let group = self
+            .sources
+            .get(c.source as usize)
+            .map_or(usize::MAX, |&first| first as usize + c.family as usize);
+        if let (Some(&start), Some(&end)) = (
+            self.starts.get(group),
+            self.starts.get(group.wrapping_add(1)),
+        ) {
+            let found = &self.list[start as usize..end as usize];
+            if found
+                .first()
+                .is_some_and(|&(source, parent, _)| (source, parent) == key)
+            {
+                return found;
+            }
+        }
+        // Not where dense parent numbers put it: searched for.
+        let start = self
+            .list
+            .partition_point(|&(source, parent, _)| (source, parent) < key);
+        let count = self.list[start..]
+            .iter()
+            .take_while(|&&(source, parent, _)| (source, parent) == key)
+            .count();
+        &self.list[start..start + count]
+    }
 }
 
 /// Sample `k` of a contribution whose samples are where `samples` and
