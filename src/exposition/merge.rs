@@ -4565,8 +4565,13 @@ fn decimal_value(text: &[u8]) -> f64 {
             .unwrap_or(f64::NAN);
     }
     // Both exact in a double (15 digits, a power of ten up to 10^15), so the
-    // division is correctly rounded, as parsing the text is.
-    let value = mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize];
+    // division is correctly rounded, as parsing the text is; counts, the
+    // most of these, are integers and need none.
+    let value = if fraction_digits == 0 {
+        mantissa as f64
+    } else {
+        mantissa as f64 / POWERS_OF_TEN[fraction_digits as usize]
+    };
     if negative {
         -value
     } else {

@@ -584,6 +584,12 @@ impl Index {
         self.family_table = IndexTable::default();
     }
 
+    /// Label sets of the last build that the series memo took.
+    #[cfg(test)]
+    pub(super) fn memo_hits(&self) -> usize {
+        self.memo_hits
+    }
+
     /// Empties the index when its body goes, as [`Index::clear`], but
     /// keeps the series memo for the next build.
     pub(super) fn retire(&mut self) {

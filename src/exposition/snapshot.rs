@@ -378,4 +378,42 @@ mod tests {
         snapshot.index().unwrap();
         assert_eq!(snapshot.sample_count(), 1);
     }
+
+    /// The parser's series memo lives as the sidecar uses a snapshot: many
+    /// bodies replace one another between two builds, and the index is
+    /// released after each build. The third build of a steady body takes
+    /// every label set from the memo (the first tells its shape, the second
+    /// hashes); a body that changed a value still does; a refused body, and
+    /// a body of the other format, forget it.
+    #[test]
+    fn the_series_memo_outlives_bodies_and_index_releases() {
+        let body = |value: u32| {
+            (0..50)
+                .map(|i| {
+                    format!("requests_total{{path=\"/api/v1/items/{i}\",code=\"200\"}} {value}\n")
+                })
+                .collect::<String>()
+        };
+        let mut snapshot = Snapshot::new();
+        let mut build = |text: &str, format: Format| {
+            for stale in ["a 1\n", "b 2\n"] {
+                snapshot.swap_in_as(&mut stale.as_bytes().to_vec(), Format::Text);
+            }
+            snapshot.swap_in_as(&mut text.as_bytes().to_vec(), format);
+            let result = snapshot.index();
+            let hits = snapshot.index.memo_hits();
+            snapshot.release_index();
+            (result.is_ok(), hits)
+        };
+        assert_eq!(build(&body(1), Format::Text), (true, 0));
+        assert_eq!(build(&body(2), Format::Text), (true, 0));
+        assert_eq!(build(&body(3), Format::Text), (true, 50));
+        assert_eq!(build(&body(4), Format::Text), (true, 50));
+        assert!(!build("a{x=\"1\",x=\"2\"} 1\n", Format::Text).0);
+        assert_eq!(build(&body(5), Format::Text), (true, 0));
+        assert_eq!(build(&body(6), Format::Text), (true, 50));
+        let openmetrics = format!("{}# EOF\n", body(7));
+        assert_eq!(build(&openmetrics, Format::OpenMetrics), (true, 0));
+        assert_eq!(build(&openmetrics, Format::OpenMetrics), (true, 50));
+    }
 }
