@@ -2604,9 +2604,20 @@ impl Merger {
                 break;
             }
         }
+        // Looked at once, when a line names the family: most names are
+        // written as they are.
+        let mut legacy = None;
+        let escaping = self.escaping;
+        let mut write_family_name = |out: &mut Vec<u8>| {
+            if *legacy.get_or_insert_with(|| is_legacy_name(name, false)) {
+                out.extend_from_slice(name);
+            } else {
+                write_name(name, escaping, false, out);
+            }
+        };
         if let Some((help, form)) = help {
             out.extend_from_slice(b"# HELP ");
-            write_name(name, self.escaping, false, out);
+            write_family_name(out);
             out.push(b' ');
             if help_written_as_is(help, form) {
                 out.extend_from_slice(help);
@@ -2622,7 +2633,7 @@ impl Merger {
         let quoted = self.escaping == Escaping::AllowUtf8 && !is_legacy_name(name, false);
         if family_type != OpenMetricsType::None || (quoted && help.is_none()) {
             out.extend_from_slice(b"# TYPE ");
-            write_name(name, self.escaping, false, out);
+            write_family_name(out);
             out.push(b' ');
             out.extend_from_slice(family_type.as_str().as_bytes());
             out.push(b'\n');
@@ -2636,7 +2647,7 @@ impl Merger {
         });
         if let Some(unit) = unit {
             out.extend_from_slice(b"# UNIT ");
-            write_name(name, self.escaping, false, out);
+            write_family_name(out);
             out.push(b' ');
             out.extend_from_slice(unit);
             out.push(b'\n');

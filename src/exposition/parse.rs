@@ -15,6 +15,14 @@
 //!
 //! Label sets are read by [`LabelScanner`] (labels.rs); the merge writer
 //! reads a built index only through [`IndexView`].
+//!
+//! The series memo: as Prometheus' scrape cache knows a series by its text,
+//! a build keeps a keyed hash of each sample's name and label set, and a
+//! plain set's length (10 bytes a sample, kept through
+//! [`Index::retire`] and [`Index::release`] while the body is of a shape
+//! it pays for), and the next build takes a set whose text hashes as the
+//! same sample's did without scanning it ([`Index::remembered_set`]). The
+//! merge's fingerprints of remembered families are made of these hashes.
 
 use std::fmt;
 
