@@ -576,7 +576,9 @@ impl Index {
         self.families.clear();
         self.helps.clear();
         self.samples.clear();
-        self.series.clear();
+        // A refused body's memo goes with its allocation: the next build
+        // would only overwrite it.
+        self.series = Series::default();
         self.remembered = 0;
         self.long_samples.clear();
         self.runs.clear();
@@ -1317,7 +1319,14 @@ impl Index {
         } else {
             let r = if om { q } else { skip_blanks(b, q) };
             if b.get(r) == Some(&b'{') {
-                match self.remembered_set(b, r, cursor.last_name_hash) {
+                // Blanks before the `{` are in neither hash (and make the
+                // set one the writer must be told of): no memo for them.
+                let remembered = if r == q {
+                    self.remembered_set(b, r, cursor.last_name_hash)
+                } else {
+                    None
+                };
+                match remembered {
                     Some((end, hash, true)) => {
                         q = end;
                         series = Some(hash);
@@ -1676,11 +1685,6 @@ impl Series {
         self.hashes.len()
     }
 
-    fn clear(&mut self) {
-        self.hashes.clear();
-        self.lengths.clear();
-    }
-
     fn truncate(&mut self, samples: usize) {
         self.hashes.truncate(samples);
         self.lengths.truncate(samples);
@@ -1915,6 +1919,8 @@ mod tests {
             (labels(["1", "2}", "333"]), false),
             (labels(["x\\z", "22", "333"]), false),
             (plain.replace("a=", "a ="), false),
+            (plain.replace("m{", "m {"), false),
+            (plain.replace("m{", "m\t{"), false),
             (plain.replace("container", "pod"), false),
             (plain.replace("1\n", "5 17\n"), false),
             (format!("{plain}# EOF\n"), true),

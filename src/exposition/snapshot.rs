@@ -383,8 +383,8 @@ mod tests {
     /// bodies replace one another between two builds, and the index is
     /// released after each build. The third build of a steady body takes
     /// every label set from the memo (the first tells its shape, the second
-    /// hashes); a body that changed a value still does; a refused body, and
-    /// a body of the other format, forget it.
+    /// hashes); a body that changed a value still does; a refused body (and
+    /// the memory it held), and a body of the other format, forget it.
     #[test]
     fn the_series_memo_outlives_bodies_and_index_releases() {
         let body = |value: u32| {
@@ -395,6 +395,7 @@ mod tests {
                 .collect::<String>()
         };
         let mut snapshot = Snapshot::new();
+        let held_after = std::cell::Cell::new(0);
         let mut build = |text: &str, format: Format| {
             for stale in ["a 1\n", "b 2\n"] {
                 snapshot.swap_in_as(&mut stale.as_bytes().to_vec(), Format::Text);
@@ -403,6 +404,7 @@ mod tests {
             let result = snapshot.index();
             let hits = snapshot.index.memo_hits();
             snapshot.release_index();
+            held_after.set(snapshot.index_bytes());
             (result.is_ok(), hits)
         };
         assert_eq!(build(&body(1), Format::Text), (true, 0));
@@ -410,6 +412,8 @@ mod tests {
         assert_eq!(build(&body(3), Format::Text), (true, 50));
         assert_eq!(build(&body(4), Format::Text), (true, 50));
         assert!(!build("a{x=\"1\",x=\"2\"} 1\n", Format::Text).0);
+        // Nothing of the memo is held past a refused body.
+        assert_eq!(held_after.get(), 0);
         assert_eq!(build(&body(5), Format::Text), (true, 0));
         assert_eq!(build(&body(6), Format::Text), (true, 50));
         let openmetrics = format!("{}# EOF\n", body(7));
