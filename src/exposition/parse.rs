@@ -629,13 +629,14 @@ impl Index {
     /// family or more (bodies of one-sample families, Envoy's, cost their
     /// families, not their label sets, and issue 19 holds their index to 48
     /// bytes a family; node_exporter's has 1.8), and a memo of at most a
-    /// quarter of its `body_length` (it is held between builds, beside the
-    /// body).
+    /// quarter of its `body_length` and of [`MEMO_BYTES`] (it is held
+    /// between builds, beside the body).
     fn keep_memo(&mut self, body_length: usize) {
         let samples = self.samples.len();
+        let memo_bytes = samples * Series::BYTES_A_SAMPLE;
         let shape = self.runs.is_empty()
             && 2 * samples >= 3 * self.families.len()
-            && samples * Series::BYTES_A_SAMPLE <= body_length / 4;
+            && memo_bytes <= (body_length / 4).min(MEMO_BYTES);
         let keep = shape && self.hash_series;
         self.hash_series = shape;
         if keep {
@@ -1660,6 +1661,13 @@ fn first_invalid_utf8(b: &[u8]) -> Option<usize> {
         .err()
         .map(|error| ascii_prefix + error.valid_up_to())
 }
+
+/// The most a series memo may hold between builds: a pod of bodies at the
+/// size limit (4 MiB each, about 500 KiB of memo) keeps none, so its
+/// memory is what the model had before the memo (the hostile pod's cgroup
+/// peak went from 24.4 to 25.7 MiB with them); a 1 MB body's (140 KiB)
+/// is kept.
+const MEMO_BYTES: usize = 256 << 10;
 
 /// Where a sample's series hash starts: the process's key and the family's
 /// type.
