@@ -1436,6 +1436,49 @@ fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
 mod tests {
     use super::*;
 
+    /// A parent's families are found where dense parent numbers put them,
+    /// and by a search where they are not (a source whose parent 1 has no
+    /// family): each parent gets exactly its own, in order.
+    #[test]
+    fn children_are_found_with_or_without_dense_parents() {
+        // (source, parent, family), as the merge pushes them: by family.
+        let mut children = Children {
+            list: vec![
+                (0, 0, 0),
+                (0, 1, 1),
+                (0, 0, 2),
+                (2, 0, 0),
+                (2, 2, 1),
+                (2, 2, 3),
+            ],
+            ..Children::default()
+        };
+        children.index();
+        let of = |source, parent| {
+            let c = Contribution {
+                source,
+                family: parent,
+                kind: Kind::Untyped,
+                resolution: Resolution::Kept,
+                om: OpenMetricsType::None,
+                item: PARENT,
+            };
+            children
+                .of(&c)
+                .iter()
+                .map(|&(_, _, family)| family)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(0, 0), [0, 2]);
+        assert_eq!(of(0, 1), [1]);
+        assert_eq!(of(0, 2), [0u32; 0]);
+        assert_eq!(of(1, 0), [0u32; 0]);
+        assert_eq!(of(2, 0), [0]);
+        assert_eq!(of(2, 1), [0u32; 0]);
+        assert_eq!(of(2, 2), [1, 3]);
+        assert_eq!(of(3, 0), [0u32; 0]);
+    }
+
     /// Merges `(container, body)` pairs; None is the sidecar's own source.
     fn merge(inputs: &[(Option<&str>, &str)]) -> (String, Vec<(usize, String)>) {
         let snapshots: Vec<Snapshot> = inputs

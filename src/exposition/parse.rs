@@ -333,25 +333,11 @@ pub(super) struct Index {
     starts: Vec<u32>,
     labels: LabelScanner,
     sample_name: Vec<u8>,
-    /// The series memo (see [`Index::remembered_set`]): each sample's
-    /// series hash, in body order. Written while parsing; kept after the
-    /// build, for the merge's fingerprints and the next build, only when
-    /// the body is of the shape it pays for ([`Index::keep_memo`]), and
-    /// through [`Index::retire`] and [`Index::release`].
-    series: Series,
-    /// How many of `series` the build under way may compare with (they
-    /// were kept from the previous build, read by the same rules).
-    remembered: usize,
-    /// The rules `series` were read by: OpenMetrics or text.
-    memo_openmetrics: bool,
-    /// The bloom of label names of the build `series` were kept from: the
-    /// names of the sets the memo takes are in it.
-    memo_bloom: LabelBloom,
+    /// The series memo ([`Index::remembered_set`]): what a build leaves
+    /// the next one, kept through [`Index::retire`] and [`Index::release`].
+    memo: Memo,
     /// Label sets of the build under way that the memo took.
     memo_hits: usize,
-    /// The last build's body was of the shape the memo pays for: this one
-    /// hashes its series ([`Index::keep_memo`]).
-    hash_series: bool,
 }
 
 /// One family of an index, as the merge writer reads it.
@@ -453,7 +439,7 @@ impl<'a> IndexView<'a> {
     /// text is the same, and different otherwise but by a chance of 2^-64.
     #[inline]
     pub(super) fn series(self, number: u32) -> Option<u64> {
-        self.index.series.hashes.get(number as usize).copied()
+        self.index.memo.hashes.get(number as usize).copied()
     }
 
     /// Where the body's sample numbered `number` starts (its name's
@@ -578,8 +564,7 @@ impl Index {
         self.samples.clear();
         // A refused body's memo goes with its allocation: the next build
         // would only overwrite it.
-        self.series = Series::default();
-        self.remembered = 0;
+        self.memo.forget();
         self.long_samples.clear();
         self.runs.clear();
         self.names.clear();
@@ -603,22 +588,17 @@ impl Index {
     /// Empties the index when its body goes, as [`Index::clear`], but
     /// keeps the series memo for the next build.
     pub(super) fn retire(&mut self) {
-        let series = std::mem::take(&mut self.series);
+        let memo = std::mem::take(&mut self.memo);
         self.clear();
-        self.series = series;
+        self.memo = memo;
     }
 
     /// Frees the index, as a new one, but for the series memo (10 bytes a
     /// sample, at most a quarter of the body it was built from).
     pub(super) fn release(&mut self) {
-        let series = std::mem::take(&mut self.series);
-        let (openmetrics, bloom, hash_series) =
-            (self.memo_openmetrics, self.memo_bloom, self.hash_series);
+        let memo = std::mem::take(&mut self.memo);
         *self = Index::default();
-        self.series = series;
-        self.memo_openmetrics = openmetrics;
-        self.memo_bloom = bloom;
-        self.hash_series = hash_series;
+        self.memo = memo;
     }
 
     /// After a successful parse: keeps the series for the merge and the
@@ -633,18 +613,17 @@ impl Index {
     /// between builds, beside the body).
     fn keep_memo(&mut self, body_length: usize) {
         let samples = self.samples.len();
-        let memo_bytes = samples * Series::BYTES_A_SAMPLE;
+        let memo_bytes = samples * Memo::BYTES_A_SAMPLE;
         let shape = self.runs.is_empty()
             && 2 * samples >= 3 * self.families.len()
             && memo_bytes <= (body_length / 4).min(MEMO_BYTES);
-        let keep = shape && self.hash_series;
-        self.hash_series = shape;
-        if keep {
-            self.memo_openmetrics = self.openmetrics;
-            self.memo_bloom = self.labels.bloom();
+        if shape && self.memo.hash {
+            self.memo.openmetrics = self.openmetrics;
+            self.memo.bloom = self.labels.bloom();
         } else {
-            self.series = Series::default();
+            self.memo.forget();
         }
+        self.memo.hash = shape;
     }
 
     pub(super) fn shrink(&mut self) {
@@ -656,8 +635,8 @@ impl Index {
         shrink_vec(&mut self.families);
         shrink_vec(&mut self.helps);
         shrink_vec(&mut self.samples);
-        shrink_vec(&mut self.series.hashes);
-        shrink_vec(&mut self.series.lengths);
+        shrink_vec(&mut self.memo.hashes);
+        shrink_vec(&mut self.memo.lengths);
         shrink_vec(&mut self.long_samples);
         shrink_vec(&mut self.runs);
         shrink_vec(&mut self.names);
@@ -683,8 +662,8 @@ impl Index {
         bytes(&self.families)
             + bytes(&self.helps)
             + bytes(&self.samples)
-            + bytes(&self.series.hashes)
-            + bytes(&self.series.lengths)
+            + bytes(&self.memo.hashes)
+            + bytes(&self.memo.lengths)
             + bytes(&self.names)
             + bytes(&self.declarations)
             + bytes(&self.parents)
@@ -752,18 +731,14 @@ impl Index {
     /// Validates `body` by the rules of its format (OpenMetrics, else
     /// Prometheus text) and indexes it. On error the index is left empty.
     pub(super) fn build(&mut self, body: &[u8], openmetrics: bool) -> Result<(), ParseError> {
-        // The memo is overwritten in place as the new series are hashed.
-        let series = std::mem::take(&mut self.series);
-        let remembered = if self.memo_openmetrics == openmetrics {
-            series.len()
-        } else {
-            0
-        };
-        let memo_bloom = self.memo_bloom;
+        // The memo is overwritten in place as the new series are hashed; one
+        // of the other format's rules is no memo.
+        let mut memo = std::mem::take(&mut self.memo);
+        if memo.openmetrics != openmetrics {
+            memo.forget();
+        }
         self.clear();
-        self.series = series;
-        self.remembered = remembered;
-        self.memo_bloom = memo_bloom;
+        self.memo = memo;
         self.memo_hits = 0;
         match self.parse(body, openmetrics) {
             Ok(()) => {
@@ -829,10 +804,10 @@ impl Index {
                 }
             }
         }
-        self.series.truncate(self.samples.len());
+        self.memo.truncate(self.samples.len());
         if self.memo_hits > 0 {
             // The sets the memo took were not scanned.
-            self.labels.add_names_of(self.memo_bloom);
+            self.labels.add_names_of(self.memo.bloom);
         }
         self.openmetrics = openmetrics;
         self.group(cursor.grouped);
@@ -887,8 +862,8 @@ impl Index {
             }
         }
         fit(&mut self.samples);
-        fit(&mut self.series.hashes);
-        fit(&mut self.series.lengths);
+        fit(&mut self.memo.hashes);
+        fit(&mut self.memo.lengths);
         fit(&mut self.families);
         fit(&mut self.helps);
         fit(&mut self.names);
@@ -1286,7 +1261,7 @@ impl Index {
                 if let NameRef::Legacy(span) = name {
                     cursor.last_name = span;
                     cursor.last_family = family;
-                    if self.hash_series {
+                    if self.memo.hash {
                         let kind = self.families[family as usize].kind;
                         cursor.last_name_hash =
                             fingerprint_text(series_seed(kind), b, p..span.end as usize);
@@ -1353,7 +1328,7 @@ impl Index {
         // is as long as the one remembered, that hash is its own.
         let series = match (series, hashed) {
             (Some(hash), _) => hash,
-            _ if !self.hash_series => 0,
+            _ if !self.memo.hash => 0,
             (None, Some((end, hash))) if end == q => hash,
             (None, _) if in_braces => fingerprint_text(series_seed(kind), b, p..q),
             (None, _) if closed_brace => {
@@ -1363,7 +1338,9 @@ impl Index {
         };
         // The memo takes plain sets only: those the writer copies as they
         // are, which it would otherwise have to be told apart.
-        let plain = flags.contains(SampleFlags::BRACES)
+        // (Looked at only while series are hashed.)
+        let plain = self.memo.hash
+            && flags.contains(SampleFlags::BRACES)
             && !flags.intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME);
         let set_length = if plain {
             u16::try_from(q - (labels.start as usize - 1)).unwrap_or(0)
@@ -1428,8 +1405,8 @@ impl Index {
         });
         // The memo's hash of this number is read (above) before it is
         // overwritten.
-        if self.hash_series {
-            self.series.set(self.samples.len(), series, set_length);
+        if self.memo.hash {
+            self.memo.set(self.samples.len(), series, set_length);
         }
         if self.samples.len() == self.samples.capacity() {
             // Grow by a quarter rather than doubling: the buffer is kept for
@@ -1458,10 +1435,11 @@ impl Index {
     #[inline]
     fn remembered_set(&self, b: &[u8], brace: usize, name_hash: u64) -> Option<(usize, u64, bool)> {
         let n = self.samples.len();
-        if n >= self.remembered {
+        // Those from `n` on are still the previous build's.
+        if n >= self.memo.len() {
             return None;
         }
-        let (remembered, length) = self.series.get(n);
+        let (remembered, length) = self.memo.get(n);
         let end = brace + usize::from(length);
         if length < 2 || b.get(end - 1) != Some(&b'}') {
             return None;
@@ -1644,18 +1622,14 @@ fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
 }
 
 /// Where `b` stops being UTF-8, if it does. Bodies are mostly ASCII, so
-/// blocks whose bytes all lack the high bit are passed by one OR over them,
-/// which the compiler vectorises (`str::from_utf8` walks two words at a
-/// time and costs three times as much on a 1 MB body); from the first block
-/// with a high bit, the standard validator reads the rest. That block
-/// starts on a character boundary, as every byte before it is ASCII.
+/// blocks of it are passed by `<[u8]>::is_ascii` (`str::from_utf8` costs
+/// about twice as much on a 1 MB body); from the first block that is not,
+/// the standard validator reads the rest. That block starts on a character
+/// boundary, as every byte before it is ASCII.
 fn first_invalid_utf8(b: &[u8]) -> Option<usize> {
     const BLOCK: usize = 4096;
-    let ascii_prefix = b
-        .chunks(BLOCK)
-        .take_while(|block| block.iter().fold(0, |high, &c| high | c) < 0x80)
-        .count()
-        * BLOCK;
+    let ascii_prefix = b.chunks(BLOCK).take_while(|block| block.is_ascii()).count() * BLOCK;
+    // Past the end when every block is ASCII.
     let rest = b.get(ascii_prefix..)?;
     std::str::from_utf8(rest)
         .err()
@@ -1676,21 +1650,38 @@ fn series_seed(kind: Kind) -> u64 {
     hash_key() ^ (kind as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// The series memo's record of a build's samples, in body order: each one's
-/// hash of its name and label set ([`Index::remembered_set`]), and for a
-/// plain set the length of the set's text (0 for others, and for a text of
-/// 64 KiB or more, which the memo does not take).
+/// The series memo: what a build leaves the next one.
 #[derive(Default)]
-struct Series {
+struct Memo {
+    /// Each sample's hash of its name and label set, in body order
+    /// ([`Index::remembered_set`]); none when no memo is kept. While a
+    /// build parses, those from its current sample on are the previous
+    /// build's.
     hashes: Vec<u64>,
+    /// For a plain set, the length of its text from the `{`; 0 for others,
+    /// and for a text of 64 KiB or more, which the memo does not take.
     lengths: Vec<u16>,
+    /// The rules they were read by (a memo is kept for one format).
+    openmetrics: bool,
+    /// The bloom of label names of the build they were kept from: the
+    /// names of the sets the memo takes are in it.
+    bloom: LabelBloom,
+    /// The last body was of the shape the memo pays for: this build hashes
+    /// its series ([`Index::keep_memo`]).
+    hash: bool,
 }
 
-impl Series {
+impl Memo {
     const BYTES_A_SAMPLE: usize = std::mem::size_of::<u64>() + std::mem::size_of::<u16>();
 
     fn len(&self) -> usize {
         self.hashes.len()
+    }
+
+    /// Drops the hashes with their allocation.
+    fn forget(&mut self) {
+        self.hashes = Vec::new();
+        self.lengths = Vec::new();
     }
 
     fn truncate(&mut self, samples: usize) {
@@ -1995,9 +1986,9 @@ mod tests {
                         // A build hashes its series when the body before
                         // was of the memo's shape: then they are the ones a
                         // build without a memo hashes.
-                        if !index.series.hashes.is_empty() {
+                        if !index.memo.hashes.is_empty() {
                             assert_eq!(
-                                index.series.hashes, fresh.series.hashes,
+                                index.memo.hashes, fresh.memo.hashes,
                                 "{body:?} after {before:?}"
                             );
                         }

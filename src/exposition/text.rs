@@ -142,12 +142,8 @@ pub(crate) fn scan_quote_stop(b: &[u8], mut p: usize) -> usize {
     while p + 16 <= b.len() {
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&b[p..p + 16]);
-        let low = stops(u64::from_le_bytes(
-            bytes[..8].try_into().unwrap_or_default(),
-        ));
-        let high = stops(u64::from_le_bytes(
-            bytes[8..].try_into().unwrap_or_default(),
-        ));
+        let both = u128::from_le_bytes(bytes);
+        let (low, high) = (stops(both as u64), stops((both >> 64) as u64));
         if low | high != 0 {
             let at = if low != 0 {
                 low.trailing_zeros() / 8
