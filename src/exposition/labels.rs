@@ -20,8 +20,8 @@
 //! [`clear`]: LabelScanner::clear
 
 use super::text::{
-    escape_quoted_name, is_float64, is_label_continue, is_label_start, same_bytes, scan_class,
-    unescape_into, NameRule, LABEL_CONTINUE,
+    escape_quoted_name, is_float64, is_label_continue, is_label_start, same_bytes, scan_name,
+    unescape_into, NameRule,
 };
 use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
 
@@ -200,12 +200,12 @@ impl LabelScanner {
                                 end
                             } else {
                                 repeating = false;
-                                scan_class(b, p + 1, LABEL_CONTINUE)
+                                scan_name(b, p + 1, false)
                             }
                         }
                         _ => {
                             repeating = false;
-                            scan_class(b, p + 1, LABEL_CONTINUE)
+                            scan_name(b, p + 1, false)
                         }
                     };
                     let span = Span::new(p, end);

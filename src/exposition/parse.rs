@@ -32,8 +32,7 @@ use super::text::IndexTable;
 use super::text::{classify_value, decimal_in_range, is_float64, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
     find_byte, hash_name, is_metric_continue, is_metric_start, parse_int_timestamp, same_bytes,
-    scan_class, scan_until_class, unescape_into, value_form, NameTable, ValueForm, METRIC_CONTINUE,
-    TOKEN_END,
+    scan_name, scan_until_class, unescape_into, value_form, NameTable, ValueForm, TOKEN_END,
 };
 pub use super::tokens::ParseErrorKind;
 pub(super) use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, SampleFlags, Span};
@@ -956,7 +955,16 @@ impl Index {
             (keyword, skip_blanks(b, q + 4))
         };
         cursor.last_family = u32::MAX;
-        let (name, after) = self.metric_name(b, name_start, true)?;
+        // A family's metadata lines usually follow one another (HELP, then
+        // TYPE): the second names the declaration the first left current,
+        // which is compared with it rather than scanned and looked up.
+        let named_again = cursor
+            .current
+            .and_then(|current| self.names_declaration_at(b, name_start, current));
+        let (name, after) = match named_again {
+            Some(span) => (NameRef::Legacy(span), span.end as usize),
+            None => self.metric_name(b, name_start, true)?,
+        };
         if cursor.openmetrics && b.get(after) != Some(&b' ') {
             return Err((ParseErrorKind::NameEnd, after));
         }
@@ -970,9 +978,8 @@ impl Index {
         if text.of(b).first().is_some_and(|&c| c & 0xC0 == 0x80) {
             return Err((ParseErrorKind::InvalidUtf8, text.start as usize));
         }
-        // A family's metadata lines usually follow one another (HELP, then
-        // TYPE): the second finds the declaration the first left current.
         let decl = match cursor.current {
+            Some(current) if named_again.is_some() => current,
             Some(current)
                 if same_bytes(
                     kept_name(&self.names, b, self.declarations[current as usize].name),
@@ -1065,11 +1072,38 @@ impl Index {
                 Ok((NameRef::Quoted(content), close + 1))
             }
             Some(&c) if is_metric_start(c) => {
-                let end = scan_class(b, p + 1, METRIC_CONTINUE);
+                let end = scan_name(b, p + 1, true);
                 Ok((NameRef::Legacy(Span::new(p, end)), end))
             }
             _ => Err((ParseErrorKind::MetricName, p)),
         }
+    }
+
+    /// The span of the legacy name at `p` when it is declaration
+    /// `current`'s (kept in the body): what [`Self::metric_name`] would
+    /// read there, told by comparing instead of scanning.
+    fn names_declaration_at(&self, b: &[u8], p: usize, current: u32) -> Option<Span> {
+        let declared = self.declarations[current as usize].name;
+        if declared.in_names {
+            return None;
+        }
+        let name = declared.span.of(b);
+        let end = p + name.len();
+        (same_bytes(b.get(p..end)?, name) && !b.get(end).is_some_and(|&c| is_metric_continue(c)))
+            .then(|| Span::new(p, end))
+    }
+
+    /// The end of the legacy name at `p` when it starts with the current
+    /// declaration's name (kept in the body), found by comparing that much
+    /// and scanning the rest: what [`Self::metric_name`] would read there.
+    fn extends_declared_name(&self, b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
+        let declared = self.declarations.get(cursor.current? as usize)?.name;
+        if declared.in_names {
+            return None;
+        }
+        let name = declared.span.of(b);
+        let end = p + name.len();
+        same_bytes(b.get(p..end)?, name).then(|| scan_name(b, end, true))
     }
 
     fn name_bytes<'a>(&'a self, b: &'a [u8], name: NameRef) -> &'a [u8] {
@@ -1080,11 +1114,15 @@ impl Index {
     }
 
     fn declaration(&mut self, b: &[u8], name: NameRef) -> u32 {
-        let bytes = self.name_bytes(b, name);
+        let bytes = match name {
+            NameRef::Legacy(span) => span.of(b),
+            NameRef::Quoted(_) => &self.sample_name,
+        };
         let hash = hash_name(bytes);
+        let index = self.declarations.len() as u32;
         let (declarations, names) = (&self.declarations, &self.names);
-        if let Some(found) = self.declaration_table.find(hash, |i| {
-            kept_name(names, b, declarations[i as usize].name) == bytes
+        if let Some(found) = self.declaration_table.find_or_insert(hash, index, |i| {
+            same_bytes(kept_name(names, b, declarations[i as usize].name), bytes)
         }) {
             return found;
         }
@@ -1102,7 +1140,6 @@ impl Index {
                 }
             }
         };
-        let index = self.declarations.len() as u32;
         self.declarations.push(Declaration {
             name,
             declared: Declared::Untyped,
@@ -1110,7 +1147,6 @@ impl Index {
             help: None,
             unit: None,
         });
-        self.declaration_table.insert(hash, index);
         index
     }
 
@@ -1244,6 +1280,10 @@ impl Index {
             // and the family lookup.
             let name = NameRef::Legacy(Span::new(p, end));
             (name, end, false, Some(cursor.last_family))
+        } else if let Some(end) = self.extends_declared_name(b, p, cursor) {
+            // A family's first sample is usually named as its metadata
+            // (or with a suffix): only what follows that name is scanned.
+            (NameRef::Legacy(Span::new(p, end)), end, false, None)
         } else {
             let (name, after) = self.metric_name(b, p, false)?;
             (name, after, false, None)
@@ -2005,6 +2045,41 @@ mod tests {
             index.build(plain.as_bytes(), false).unwrap();
         }
         assert_eq!(index.memo_hits, 6);
+    }
+
+    /// A name read by comparing it with the current declaration's (the
+    /// metadata line after another, a family's first sample) ends where a
+    /// scan of it ends: at the first byte no name has, past a longer name
+    /// the declared one is the start of, and not inside a quoted one.
+    #[test]
+    fn names_compared_with_the_declared_one_end_where_a_scan_ends() {
+        let body = "# HELP x_y Help.\n# TYPE x_y summary\nx_y{quantile=\"0.5\"} 1\nx_y_sum 2\nx_y_count 3\n\
+                    # HELP x_yz Other.\n# TYPE x_yz gauge\nx_yz:w 4\n\
+                    # HELP x_y:z Other.\n# TYPE x_y:z counter\nx_y:z 5\n\
+                    # TYPE x gauge\nx_y\t6\n";
+        let families = decode(body);
+        let names: Vec<(&str, Vec<&str>)> = families
+            .iter()
+            .map(|(family, samples)| {
+                (
+                    family.as_str(),
+                    samples.iter().map(|s| s.0.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("x_y", vec!["x_y", "x_y_sum", "x_y_count", "x_y"]),
+                ("x_yz:w", vec!["x_yz:w"]),
+                ("x_y:z", vec!["x_y:z"]),
+            ]
+        );
+        // The second TYPE of x_y disagrees with the first: refused, as a
+        // lookup of the name refuses it.
+        let mut index = Index::default();
+        let refused = "# TYPE x_y summary\n# HELP x_y Help.\n# TYPE x_y gauge\n";
+        assert!(index.build(refused.as_bytes(), false).is_err());
     }
 
     /// Every family's name and its samples, as the writer would read them.

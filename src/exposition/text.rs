@@ -80,6 +80,49 @@ pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
     }
 }
 
+/// First position from `p` whose byte cannot continue a name (or the end):
+/// `[a-zA-Z0-9_]`, and `:` when `colon` (a metric name's). Eight bytes at
+/// a time: names are the most scanned bytes of a body's metadata (each
+/// HELP and TYPE line names its family), and a byte loop with a table
+/// lookup costs about four instructions a byte.
+#[inline]
+pub(crate) fn scan_name(b: &[u8], mut p: usize, colon: bool) -> usize {
+    while p + 8 <= b.len() {
+        let outside = outside_name(word_at(b, p), colon);
+        if outside != 0 {
+            return p + (outside.trailing_zeros() / 8) as usize;
+        }
+        p += 8;
+    }
+    let class = if colon {
+        METRIC_CONTINUE
+    } else {
+        LABEL_CONTINUE
+    };
+    scan_class(b, p, class)
+}
+
+/// The high bit of each byte of `word` that is not a name's (see
+/// [`scan_name`]). Each byte's low seven bits are compared with a range by
+/// adding to them: the sum of a 7-bit value and at most 0x80 does not
+/// carry into the next byte, and its high bit tells the comparison.
+#[inline]
+fn outside_name(word: u64, colon: bool) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let low = word & !HIGHS;
+    // High bit set where the byte is at least `lo` and at most `hi`.
+    let within = |x: u64, lo: u8, hi: u8| {
+        (x + ONES * u64::from(0x80 - lo)) & !(x + ONES * u64::from(0x7f - hi)) & HIGHS
+    };
+    let digits = within(low, b'0', if colon { b':' } else { b'9' });
+    // Upper case folds onto lower; `@` and `[` to `_` fold outside it.
+    let letters = within(low | (ONES * 0x20), b'a', b'z');
+    let underscore = !((low ^ (ONES * u64::from(b'_'))) + ONES * 0x7f) & HIGHS;
+    // A byte with its high bit set is never a name's.
+    (!(digits | letters | underscore) | word) & HIGHS
+}
+
 /// Equality of short byte strings (names) without a call to `memcmp`: eight
 /// bytes at a time, then one overlapping load for the tail, so no byte loop.
 #[inline]
@@ -876,6 +919,35 @@ mod tests {
             assert_eq!(find_byte(body, from, b'\n'), naive, "from {from}");
         }
         assert_eq!(find_byte(body, body.len() + 1, b'\n'), body.len());
+    }
+
+    #[test]
+    fn scan_name_matches_the_class_table() {
+        // Every byte at every position of a 20-byte name (in the first and
+        // second word and in the tail), after each start, for both classes.
+        for colon in [true, false] {
+            let class = if colon {
+                METRIC_CONTINUE
+            } else {
+                LABEL_CONTINUE
+            };
+            for byte in 0..=255u8 {
+                for at in 0..20 {
+                    let mut body =
+                        b"abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:"
+                            [at..at + 20]
+                            .to_vec();
+                    body[at % 20] = byte;
+                    for from in 0..=body.len() {
+                        let naive = body[from..]
+                            .iter()
+                            .position(|&c| CLASS[c as usize] & class == 0)
+                            .map_or(body.len(), |i| from + i);
+                        assert_eq!(scan_name(&body, from, colon), naive, "{byte} {at} {from}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
