@@ -550,6 +550,10 @@ struct Cursor {
     /// which a sample line cannot change): what its samples' hashes start
     /// from.
     last_name_hash: u64,
+    /// The declaration a sample last resolved to by its declared name, and
+    /// that family: its next names (a histogram's `_sum` after its
+    /// `_bucket`s) find it without a lookup.
+    declared_family: (u32, u32),
     grouped: bool,
     eof_seen: bool,
     /// The body is read by the OpenMetrics rules (its `Content-Type`).
@@ -767,6 +771,7 @@ impl Index {
             last_name: Span::default(),
             last_family: u32::MAX,
             last_name_hash: 0,
+            declared_family: (u32::MAX, u32::MAX),
             grouped: true,
             eof_seen: false,
             openmetrics,
@@ -1165,7 +1170,7 @@ impl Index {
         b: &[u8],
         name: &[u8],
         at: Option<Span>,
-        cursor: &Cursor,
+        cursor: &mut Cursor,
     ) -> Result<u32, ParseErrorKind> {
         // (where the name comes from, kind, declaration)
         let mut found: Option<(FamilyName, Kind, u32)> = None;
@@ -1197,6 +1202,15 @@ impl Index {
         }
         let (from, kind, declaration) =
             found.unwrap_or((FamilyName::Sample, Kind::Untyped, NO_PARENT));
+        let declared = from == FamilyName::Declared;
+        if declared && cursor.declared_family.0 == declaration {
+            // The family named as the declaration: the one the lookup below
+            // would find.
+            let family = cursor.declared_family.1;
+            if self.families[family as usize].kind == kind {
+                return Ok(family);
+            }
+        }
         let (declared_name, help, typed) = match self.declarations.get(declaration as usize) {
             Some(d) => (d.name, d.help, d.typed),
             None => (NameAt::default(), None, false),
@@ -1217,6 +1231,9 @@ impl Index {
         if let Some(index) = existing {
             if self.families[index as usize].kind != kind {
                 return Err(ParseErrorKind::FamilyType);
+            }
+            if declared {
+                cursor.declared_family = (declaration, index);
             }
             return Ok(index);
         }
@@ -1259,6 +1276,9 @@ impl Index {
         let families = &self.families;
         self.family_table
             .insert(hash, index, |i| families[i as usize].hash);
+        if declared {
+            cursor.declared_family = (declaration, index);
+        }
         Ok(index)
     }
 
