@@ -1518,6 +1518,7 @@ impl Index {
     /// OpenMetrics (openmetricslex.l, openmetricsparse.go): one space, the
     /// value, optionally one space and a timestamp (seconds, `parseFloat`,
     /// finite), optionally ` # {labels} value [timestamp]`, the newline.
+    #[inline(never)]
     fn line_end_slow(
         &mut self,
         b: &[u8],
