@@ -30,6 +30,7 @@
 //! Legacy names (nearly all of them) cost one scan and one copy.
 
 use super::negotiate::Escaping;
+use super::text::all_name_bytes;
 
 /// Whether `name` is a legacy name, written as it is under every scheme:
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*` for a metric, the same without `:` for a
@@ -39,38 +40,12 @@ pub(crate) fn is_legacy_name(name: &[u8], label: bool) -> bool {
     match name.split_first() {
         None => false,
         Some((&first, rest)) => {
-            // Bit 0: valid after the first byte; bit 1: first byte too; bit
-            // 2: `:` (not in a label name). One lookup a byte.
-            let not = if label { LEGACY_COLON } else { 0 };
-            LEGACY_BYTES[usize::from(first)] & (LEGACY_FIRST | not) == LEGACY_FIRST
-                && rest
-                    .iter()
-                    .all(|&c| LEGACY_BYTES[usize::from(c)] & (LEGACY_REST | not) == LEGACY_REST)
+            // The rest eight bytes at a time: every family's name is
+            // looked at.
+            is_valid_legacy_byte(first, 0, label) && all_name_bytes(rest, !label)
         }
     }
 }
-
-const LEGACY_REST: u8 = 1;
-const LEGACY_FIRST: u8 = 2;
-const LEGACY_COLON: u8 = 4;
-
-/// [`is_valid_legacy_byte`] of every byte, as the bits above.
-const LEGACY_BYTES: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        if b.is_ascii_alphabetic() || b == b'_' {
-            table[c] = LEGACY_REST | LEGACY_FIRST;
-        } else if b == b':' {
-            table[c] = LEGACY_REST | LEGACY_FIRST | LEGACY_COLON;
-        } else if b.is_ascii_digit() {
-            table[c] = LEGACY_REST;
-        }
-        c += 1;
-    }
-    table
-};
 
 /// Go's `isValidLegacyRune` for an ASCII byte at byte index `i` (`:` not
 /// for a label).

@@ -102,6 +102,29 @@ pub(crate) fn scan_name(b: &[u8], mut p: usize, colon: bool) -> usize {
     scan_class(b, p, class)
 }
 
+/// Whether every byte of `bytes` may continue a name (see [`scan_name`]):
+/// eight at a time, the last eight overlapping those before.
+#[inline]
+pub(crate) fn all_name_bytes(bytes: &[u8], colon: bool) -> bool {
+    let len = bytes.len();
+    if len < 8 {
+        let class = if colon {
+            METRIC_CONTINUE
+        } else {
+            LABEL_CONTINUE
+        };
+        return all_in_class(bytes, class);
+    }
+    let mut at = 0;
+    while at + 8 < len {
+        if outside_name(word_at(bytes, at), colon) != 0 {
+            return false;
+        }
+        at += 8;
+    }
+    outside_name(word_at(bytes, len - 8), colon) == 0
+}
+
 /// The high bit of each byte of `word` that is not a name's (see
 /// [`scan_name`]). Each byte's low seven bits are compared with a range by
 /// adding to them: the sum of a 7-bit value and at most 0x80 does not
@@ -919,6 +942,29 @@ mod tests {
             assert_eq!(find_byte(body, from, b'\n'), naive, "from {from}");
         }
         assert_eq!(find_byte(body, body.len() + 1, b'\n'), body.len());
+    }
+
+    #[test]
+    fn all_name_bytes_matches_the_class_table() {
+        for colon in [true, false] {
+            let class = if colon {
+                METRIC_CONTINUE
+            } else {
+                LABEL_CONTINUE
+            };
+            for len in 0..20 {
+                for byte in 0..=255u8 {
+                    for at in 0..len.max(1) {
+                        let mut name = b"Zz_09:aQ_mm7Kk_:x9yA"[..len].to_vec();
+                        if let Some(c) = name.get_mut(at) {
+                            *c = byte;
+                        }
+                        let naive = name.iter().all(|&c| CLASS[c as usize] & class != 0);
+                        assert_eq!(all_name_bytes(&name, colon), naive, "{name:?} {colon}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
