@@ -741,6 +741,13 @@ impl Index {
             memo.forget();
         }
         self.clear();
+        // A body after one the memo was kept from has about as many
+        // samples: one allocation instead of a growth by quarters, each
+        // copying what came before (the index is freed after every build).
+        let expected = memo.len() + memo.len() / 16;
+        if self.samples.capacity() < expected {
+            self.samples.reserve_exact(expected);
+        }
         self.memo = memo;
         self.memo_hits = 0;
         match self.parse(body, openmetrics) {

@@ -14,7 +14,10 @@
 //! `BODY_FILE=path`, the 1-container case reads that body instead (a
 //! captured exporter's answer; OpenMetrics when it ends in `# EOF`). With
 //! `CHANGING_LABELS` set, every other round's label values differ, so the
-//! OpenMetrics check remembers nothing from round to round.
+//! OpenMetrics check remembers nothing from round to round. With
+//! `RELEASE_INDEX` set, each round ends as the sidecar ends an output build:
+//! the indexes are freed (but for their series memo), so every build
+//! allocates them again.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -175,6 +178,7 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     // values (paths, hosts, routes): no family is the same bytes as in the
     // round before, so none is remembered.
     let changing = std::env::var_os("CHANGING_LABELS").is_some();
+    let release = std::env::var_os("RELEASE_INDEX").is_some();
     let changed: Vec<Vec<u8>> = if changing {
         bodies.iter().map(|body| with_other_labels(body)).collect()
     } else {
@@ -218,6 +222,12 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
         samples = snapshots.iter().map(Snapshot::sample_count).sum::<usize>();
         families = snapshots.iter().map(Snapshot::family_count).sum::<usize>();
         index_bytes = snapshots.iter().map(Snapshot::index_bytes).sum::<usize>();
+        if release {
+            // What the sidecar does after each output build.
+            for snapshot in &mut snapshots {
+                snapshot.release_index();
+            }
+        }
     }
     let mb = input_bytes as f64 * f64::from(rounds) / 1e6;
     println!(
