@@ -112,6 +112,14 @@ fn classify(declared: Declared, decl: &[u8], sample: &[u8]) -> Option<(FamilyNam
     })
 }
 
+/// `name` without `suffix`, compared without a call to `memcmp` (each
+/// sample name of a new family is tried with every suffix).
+#[inline]
+fn strip_suffix<'a>(name: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let base = name.len().checked_sub(suffix.len())?;
+    same_bytes(&name[base..], suffix).then(|| &name[..base])
+}
+
 /// Suffixes tried when a sample does not belong to the current declaration.
 const SUFFIXES: [&[u8]; 8] = [
     b"_total",
@@ -1189,10 +1197,12 @@ impl Index {
                 found = Some((from, kind, current));
             }
         }
-        if found.is_none() {
+        // A body without metadata (or a name that ends in no suffix) has no
+        // declaration to look for.
+        if found.is_none() && !self.declarations.is_empty() {
             let whole = self.find_declaration(b, name).into_iter();
             let stripped = SUFFIXES.iter().filter_map(|suffix| {
-                let base = name.strip_suffix(*suffix)?;
+                let base = strip_suffix(name, suffix)?;
                 self.find_declaration(b, base)
             });
             for d in whole.chain(stripped) {

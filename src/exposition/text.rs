@@ -600,15 +600,23 @@ pub(crate) fn write_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// FxHash-style hash of a name: fast on short keys, good enough for a table
-/// whose keys come from one body.
+/// Hash of a name for the name tables: a multiply a word, its high half
+/// folded down each time. (FxHash's rotate-and-multiply, used before, lets
+/// a difference in a word's high bytes reach only the product's high bits:
+/// names that differ by digits in the middle, Envoy's
+/// `envoy_cluster_N_upstream_rq_total`, collided 1,700 times in 65,536,
+/// and `bench_family_NNNNNNN` filled under a third of a table's slots.)
 pub(crate) fn hash_name(name: &[u8]) -> u32 {
+    let round = |h: u64, word: u64| {
+        let x = (h ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        x ^ (x >> 32)
+    };
     let mut h: u64 = name.len() as u64;
     let mut chunks = name.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        h = round(h, u64::from_le_bytes(word));
     }
     // The last 0 to 7 bytes as a little-endian word padded with zeros, read
     // as overlapping words rather than copied byte by byte (a call to
@@ -627,8 +635,7 @@ pub(crate) fn hash_name(name: &[u8]) -> u32 {
                 | u64::from(name[len - 1]) << (8 * (len - 1))
         }
     };
-    h = (h.rotate_left(5) ^ tail).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    (h >> 32) as u32
+    round(h, tail) as u32
 }
 
 /// Open-addressing table from a name's hash to an index in some list owned
@@ -807,7 +814,8 @@ mod tests {
     /// `hash_name` as first written: the tail copied into a zeroed word.
     fn hash_name_naive(name: &[u8]) -> u32 {
         let mix = |h: u64, word: [u8; 8]| {
-            (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+            let x = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            x ^ (x >> 32)
         };
         let whole = name.len() / 8 * 8;
         let mut h = name.len() as u64;
@@ -818,7 +826,29 @@ mod tests {
         }
         let mut tail = [0u8; 8];
         tail[..name.len() - whole].copy_from_slice(&name[whole..]);
-        (mix(h, tail) >> 32) as u32
+        mix(h, tail) as u32
+    }
+
+    /// Names that differ only by digits, at their end or in their middle,
+    /// hash apart and spread over a table as random keys would (about
+    /// 39% of slots for as many keys as half the slots).
+    #[test]
+    fn hash_name_spreads_names_that_differ_by_digits() {
+        let shapes: [fn(u32) -> String; 3] = [
+            |i| format!("bench_family_{i:07}"),
+            |i| format!("envoy_cluster_{i}_upstream_rq_total"),
+            |i| format!("m{i}"),
+        ];
+        for shape in shapes {
+            let hashes: Vec<u32> = (0..65_536)
+                .map(|i| hash_name(shape(i).as_bytes()))
+                .collect();
+            let distinct: std::collections::HashSet<u32> = hashes.iter().copied().collect();
+            let slots: std::collections::HashSet<u32> =
+                hashes.iter().map(|hash| hash & (131_072 - 1)).collect();
+            assert!(distinct.len() >= 65_530, "{}: {}", shape(0), distinct.len());
+            assert!(slots.len() >= 48_000, "{}: {} slots", shape(0), slots.len());
+        }
     }
 
     #[test]
