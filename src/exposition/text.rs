@@ -3,6 +3,8 @@
 //! open-addressing name table that is reused across bodies (no allocation
 //! after warm-up).
 
+use super::openmetrics::hash_key;
+
 /// Byte classes, one lookup per byte in the hot loops.
 pub(crate) const METRIC_START: u8 = 1;
 pub(crate) const METRIC_CONTINUE: u8 = 2;
@@ -606,12 +608,15 @@ pub(crate) fn write_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
 /// names that differ by digits in the middle, Envoy's
 /// `envoy_cluster_N_upstream_rq_total`, collided 1,700 times in 65,536,
 /// and `bench_family_NNNNNNN` filled under a third of a table's slots.)
+/// It starts from the process' random key: a container cannot write names
+/// that fall on one slot, whose probes would cost the square of their
+/// number (the event loop serves every container).
 pub(crate) fn hash_name(name: &[u8]) -> u32 {
     let round = |h: u64, word: u64| {
         let x = (h ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         x ^ (x >> 32)
     };
-    let mut h: u64 = name.len() as u64;
+    let mut h: u64 = name.len() as u64 ^ hash_key();
     let mut chunks = name.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
@@ -818,7 +823,7 @@ mod tests {
             x ^ (x >> 32)
         };
         let whole = name.len() / 8 * 8;
-        let mut h = name.len() as u64;
+        let mut h = name.len() as u64 ^ hash_key();
         for chunk in name[..whole].chunks(8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
