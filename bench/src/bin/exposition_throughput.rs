@@ -253,8 +253,35 @@ fn run(label: &str, bodies: &[Vec<u8>], rounds: u32, format: OutputFormat) {
     );
 }
 
+/// The processor the figures were taken on (wall time per byte differs by
+/// 1.7 times between two of the machines this bench has run on, for the
+/// same instructions): `/proc/cpuinfo`'s model, family and clock.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|line| line.split(':').next().map(str::trim) == Some(key))
+            .and_then(|line| line.split_once(':'))
+            .map_or("?", |(_, value)| value.trim())
+            .to_string()
+    };
+    let cpus = info
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    format!(
+        "{} (family {}, model {}), {cpus} CPUs at {} MHz",
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("cpu MHz")
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // On stderr: the figures' lines stay the first on stdout.
+    eprintln!("machine: {}", machine());
     let rounds = args.get(1).and_then(|arg| arg.parse().ok()).unwrap_or(500);
     let only = args.get(2).map(String::as_str);
     let formats: &[OutputFormat] = match args.get(3).map(String::as_str) {
