@@ -2290,6 +2290,7 @@ impl Merger {
         let merged = &self.merged[m];
         let family_type = merged.om;
         let name = merged_key(sources, &self.contributions, merged, written);
+        let escaped = !merged.written.is_empty();
         // Two families of one source written as one (names that escape
         // alike): a label set of one repeated in the other breaks the
         // family, which only the full check of both sees.
@@ -2310,7 +2311,7 @@ impl Merger {
             return;
         }
         let whole = range.start as usize..range.end as usize;
-        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, escaped, out);
         for i in whole {
             let c = self.contributions[i];
             if c.resolution != Resolution::Dropped {
@@ -2542,6 +2543,7 @@ impl Merger {
             }
         }
         let name = merged_key(sources, &self.contributions, merged, written);
+        let escaped = !merged.written.is_empty();
         // The family is written whole into this piece: one that has less
         // room left than a family usually takes is handed on first.
         let out_limit = match pieces {
@@ -2557,7 +2559,7 @@ impl Merger {
         let mark = out.len();
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
         check.reset(family_type);
-        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, escaped, out);
         let mut stands = true;
         let mut known = 0;
         for i in whole {
@@ -2617,6 +2619,7 @@ impl Merger {
 
     /// A valid family's header: HELP of the first kept source that has
     /// one, TYPE unless no source had one, UNIT where the name ends with it.
+    /// `escaped`: `name` is the family's escaped name (`Merged::written`).
     #[inline(always)]
     fn write_openmetrics_header(
         &mut self,
@@ -2624,6 +2627,7 @@ impl Merger {
         whole: std::ops::Range<usize>,
         family_type: OpenMetricsType,
         name: &[u8],
+        escaped: bool,
         out: &mut Vec<u8>,
     ) {
         let kept = || {
@@ -2647,12 +2651,15 @@ impl Merger {
                 break;
             }
         }
-        // Looked at once, when a line names the family: most names are
-        // written as they are.
-        let mut legacy = None;
+        // Most names are written as they are. Unless every name is
+        // (allow-utf-8), one that is not legacy was given its escaped form
+        // when its family was made (`escape_written`): a name without one
+        // is legacy, with no scan.
         let escaping = self.escaping;
-        let mut write_family_name = |out: &mut Vec<u8>| {
-            if *legacy.get_or_insert_with(|| is_legacy_name(name, false)) {
+        let legacy = (escaping != Escaping::AllowUtf8 && !escaped) || is_legacy_name(name, false);
+        debug_assert_eq!(legacy, is_legacy_name(name, false));
+        let write_family_name = |out: &mut Vec<u8>| {
+            if legacy {
                 out.extend_from_slice(name);
             } else {
                 write_name(name, escaping, false, out);
@@ -2673,7 +2680,7 @@ impl Merger {
         // `{"a.b"} 1` alone is refused by prometheus_client): a family
         // without TYPE gets `unknown` then, the type Prometheus gives a
         // series without one anyway.
-        let quoted = self.escaping == Escaping::AllowUtf8 && !is_legacy_name(name, false);
+        let quoted = escaping == Escaping::AllowUtf8 && !legacy;
         if family_type != OpenMetricsType::None || (quoted && help.is_none()) {
             out.extend_from_slice(b"# TYPE ");
             write_family_name(out);
