@@ -105,9 +105,13 @@ const _: () = assert!(std::mem::size_of::<Contribution>() == 12);
 const _: () = assert!(std::mem::size_of::<Merged>() == 16);
 
 /// `Merger::name_kinds`' bits: a family has an item that is not a counter,
-/// or a text counter `x_total` named `x`.
+/// or a text counter `x_total` named `x`; for rule 3, its name ends with a
+/// suffix of [`ALL_SUFFIXES`] (`x_count`), and a family is named as another
+/// with such a suffix (both `x` and `x_count` then).
 const NOT_COUNTER: u8 = 1;
 const STRIPPED_COUNTER: u8 = 2;
+const SUFFIXED: u8 = 4;
+const MAY_CLASH: u8 = 8;
 
 /// `Contribution::item`'s bits.
 const PARENT: u8 = 1;
@@ -210,8 +214,9 @@ pub struct Merger {
     /// walk, by key ([`Merger::write_known_family_openmetrics`]).
     known: Vec<(u64, Remembered)>,
     /// OpenMetrics output: what each merged family holds
-    /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]), and whether a stripped
-    /// counter must move to its whole name.
+    /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]) and how its name may clash
+    /// ([`SUFFIXED`], [`MAY_CLASH`]), and whether a stripped counter must
+    /// move to its whole name.
     name_kinds: Vec<u8>,
     moves_counters: bool,
     /// The output's escaping scheme, and the names it escaped.
@@ -2061,7 +2066,13 @@ impl Merger {
             reserved: false,
             first: contribution,
         });
-        self.name_kinds.push(0);
+        // Whether rule 3 must look at it: a name that ends with no suffix
+        // is claimed by no other family's name (see
+        // `Merger::resolve_openmetrics_claims`).
+        let suffixed = ALL_SUFFIXES[1..]
+            .iter()
+            .any(|suffix| ends_with_suffix(key, suffix));
+        self.name_kinds.push(if suffixed { SUFFIXED } else { 0 });
         id
     }
 
@@ -2073,7 +2084,8 @@ impl Merger {
         for i in 0..self.contributions.len() {
             let c = self.contributions[i];
             let m = self.destinations[i] as usize;
-            if self.name_kinds[m] != NOT_COUNTER | STRIPPED_COUNTER || c.whole() {
+            let both = NOT_COUNTER | STRIPPED_COUNTER;
+            if self.name_kinds[m] & both != both || c.whole() {
                 continue;
             }
             let view = sources[c.source as usize].snapshot.view();
@@ -2200,9 +2212,27 @@ impl Merger {
     /// A claimed name is found through the family it strips to, in the
     /// table of names, so the claims cost no memory of their own.
     fn resolve_openmetrics_claims(&mut self, sources: &[Source<'_>]) {
+        // Two families clash only when one is named as the other with a
+        // suffix of `ALL_SUFFIXES` (each suffix a type claims is one):
+        // found from the few names that end with one ([`SUFFIXED`]), so
+        // that the claims are looked up for those families alone.
+        for m in 0..self.merged.len() {
+            if self.name_kinds[m] & SUFFIXED == 0 {
+                continue;
+            }
+            let name = merged_key(sources, &self.contributions, &self.merged[m], &self.written);
+            let base = ALL_SUFFIXES[1..]
+                .iter()
+                .find(|suffix| ends_with_suffix(name, suffix))
+                .and_then(|suffix| self.family_named(sources, &name[..name.len() - suffix.len()]));
+            if let Some(base) = base {
+                self.name_kinds[m] |= MAY_CLASH;
+                self.name_kinds[base as usize] |= MAY_CLASH;
+            }
+        }
         let mut key = std::mem::take(&mut self.scratch);
         for m in 0..self.merged.len() {
-            if !self.is_kept(m) {
+            if self.name_kinds[m] & MAY_CLASH == 0 || !self.is_kept(m) {
                 continue;
             }
             let merged = &self.merged[m];
@@ -2246,18 +2276,22 @@ impl Merger {
     /// Whether a family before `m`, still kept, is named `base` and
     /// claims `base` + `suffix`.
     fn claimed_before(&self, sources: &[Source<'_>], m: usize, base: &[u8], suffix: &[u8]) -> bool {
-        let found = self.table.find(hash_name(base), |x| {
-            let x = &self.merged[x as usize];
-            same_bytes(
-                merged_key(sources, &self.contributions, x, &self.written),
-                base,
-            )
-        });
-        found.is_some_and(|earlier| {
+        self.family_named(sources, base).is_some_and(|earlier| {
             let earlier = earlier as usize;
             earlier < m
                 && claimed_suffixes(self.merged[earlier].om).any(|s| s == suffix)
                 && self.is_kept(earlier)
+        })
+    }
+
+    /// The family named `name` as the output writes it, if there is one.
+    fn family_named(&self, sources: &[Source<'_>], name: &[u8]) -> Option<u32> {
+        self.table.find(hash_name(name), |x| {
+            let x = &self.merged[x as usize];
+            same_bytes(
+                merged_key(sources, &self.contributions, x, &self.written),
+                name,
+            )
         })
     }
 
@@ -4156,6 +4190,26 @@ mod openmetrics_tests {
         );
         assert!(!out.contains("# TYPE x summary"), "{out}");
         assert_eq!(conflicts, ["2:x"], "{out}");
+    }
+
+    /// A counter moves to its whole name when its stripped name is a
+    /// gauge's, also when that name ends with a suffix (whose family is
+    /// marked for rule 3 in the same byte as what it holds).
+    #[test]
+    fn a_counter_named_with_a_suffix_moves_to_its_whole_name() {
+        let (out, conflicts) = merge_openmetrics(&[
+            ("a", "# TYPE x_count_total counter\nx_count_total 1\n"),
+            ("b", "# TYPE x_count gauge\nx_count 2\n"),
+        ]);
+        assert!(
+            out.contains("# TYPE x_count_total unknown\nx_count_total{container=\"a\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE x_count gauge\nx_count{container=\"b\"} 2\n"),
+            "{out}"
+        );
+        assert!(conflicts.is_empty(), "{conflicts:?}");
     }
 
     /// From the second review: an OpenMetrics timestamp is compared as
