@@ -1202,7 +1202,7 @@ impl SampleWriter<'_> {
         let retokenise = sample
             .flags
             .intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME)
-            || (self.check_labels && has_label(labels, self.label, scratch));
+            || (self.check_labels && canonical_has_label(labels, self.label, scratch));
         let canonical = !retokenise;
         if canonical && sample.flags.contains(SampleFlags::PLAIN_END) {
             // `name{labels` + target + `} value\n` (or `name` + `{target}`
@@ -1437,9 +1437,70 @@ fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
     })
 }
 
+/// [`has_label`] of a label set without [`SampleFlags::SLOW_LABELS`]: its
+/// names are unquoted, so a label named `name` puts those bytes in the
+/// set. Most sets lack them (the body's label bloom asks for the look
+/// when another name shares `name`'s bit): found by a search of them,
+/// without tokenising the set. Not inlined: most bodies never ask, and
+/// the writer's loop is smaller without it.
+#[inline(never)]
+fn canonical_has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
+    contains_bytes(labels, name) && has_label(labels, name, scratch)
+}
+
+/// Whether `needle` (not empty) occurs in `haystack`: each of its first
+/// byte found eight bytes at a time, then compared whole.
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    let mut at = 0;
+    while at + needle.len() <= haystack.len() {
+        at = find_byte(haystack, at, first);
+        match haystack.get(at..at + needle.len()) {
+            Some(here) if same_bytes(here, needle) => return true,
+            Some(_) => at += 1,
+            None => return false,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A label set holds the added label's name only if it has its bytes;
+    /// bytes found elsewhere (a value, a longer name) are told apart by
+    /// the tokenising fallback.
+    #[test]
+    fn a_label_is_found_in_a_canonical_set_by_its_bytes_first() {
+        let mut scratch = Vec::new();
+        let has = |labels: &str, scratch: &mut Vec<u8>| {
+            let fast = canonical_has_label(labels.as_bytes(), b"container", scratch);
+            assert_eq!(
+                fast,
+                has_label(labels.as_bytes(), b"container", scratch),
+                "{labels}"
+            );
+            fast
+        };
+        assert!(has("container=\"x\"", &mut scratch));
+        assert!(has("a=\"1\",container=\"x\"", &mut scratch));
+        assert!(has("a=\"contain\",container=\"\"", &mut scratch));
+        assert!(!has("", &mut scratch));
+        assert!(!has("a=\"1\",b=\"2\"", &mut scratch));
+        assert!(!has("a=\"container\"", &mut scratch));
+        assert!(!has(
+            "a=\"x\",xcontainer=\"1\",container_x=\"2\"",
+            &mut scratch
+        ));
+        assert!(contains_bytes(b"abcabd", b"abd"));
+        assert!(contains_bytes(b"0123456789abcdef-abd", b"abd"));
+        assert!(!contains_bytes(b"0123456789abcdef-ab", b"abd"));
+        assert!(!contains_bytes(b"ab", b"abd"));
+        assert!(contains_bytes(b"ab", b""));
+    }
 
     /// A parent's families are found where dense parent numbers put them,
     /// and by a search where they are not (a source whose parent 1 has no
