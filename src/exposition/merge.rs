@@ -1142,6 +1142,46 @@ fn merged_key<'a>(
     }
 }
 
+/// A merged family's name as the output writes it ([`merged_key`]), and
+/// whether that is its escaped form (`Merged::written`).
+#[derive(Clone, Copy)]
+struct FamilyName<'n> {
+    written: &'n [u8],
+    escaped: bool,
+}
+
+impl<'n> FamilyName<'n> {
+    fn of(
+        sources: &[Source<'n>],
+        contributions: &[Contribution],
+        merged: &Merged,
+        written: &'n [u8],
+    ) -> FamilyName<'n> {
+        FamilyName {
+            written: merged_key(sources, contributions, merged, written),
+            escaped: !merged.written.is_empty(),
+        }
+    }
+
+    /// The name of OpenMetrics contribution `c`'s item. Unless the
+    /// family's name is escaped, it is that name: each contribution found
+    /// the family by its own name (one the output escapes gives the family
+    /// its escaped form, in `Merger::openmetrics_family`), so it is not
+    /// read again.
+    fn of_item(self, sources: &[Source<'n>], c: &Contribution) -> &'n [u8] {
+        let name = if self.escaped {
+            name_of_item(sources, c.source, c.family, c.parent(), c.whole())
+        } else {
+            self.written
+        };
+        debug_assert_eq!(
+            name,
+            name_of_item(sources, c.source, c.family, c.parent(), c.whole())
+        );
+        name
+    }
+}
+
 /// The name of the family numbered `family` in source `source`'s index.
 #[inline]
 fn name_of<'a>(sources: &[Source<'a>], source: u32, family: u32) -> &'a [u8] {
@@ -2384,8 +2424,7 @@ impl Merger {
         }
         let merged = &self.merged[m];
         let family_type = merged.om;
-        let name = merged_key(sources, &self.contributions, merged, written);
-        let escaped = !merged.written.is_empty();
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         // Two families of one source written as one (names that escape
         // alike): a label set of one repeated in the other breaks the
         // family, which only the full check of both sees.
@@ -2399,14 +2438,14 @@ impl Merger {
         };
         let valid = (family_type.is_simple()
             && !repeated_source
-            && self.one_sample_each(sources, range.start as usize..range.end as usize))
-            || self.check_family_openmetrics(sources, range, family_type, repeated_source);
+            && self.one_sample_each(sources, range.start as usize..range.end as usize, name))
+            || self.check_family_openmetrics(sources, range, family_type, name, repeated_source);
         if !valid {
             self.write_openmetrics_unknowns(sources, m, written, out, pieces);
             return;
         }
         let whole = range.start as usize..range.end as usize;
-        self.write_openmetrics_header(sources, whole.clone(), family_type, name, escaped, out);
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
         for i in whole {
             let c = self.contributions[i];
             if c.resolution != Resolution::Dropped {
@@ -2428,7 +2467,12 @@ impl Merger {
     /// as its family. In a family of a type with no suffix and no rule on
     /// values, each of another source, each is one metric that keeps every
     /// rule: the family needs no check.
-    fn one_sample_each(&mut self, sources: &[Source<'_>], whole: std::ops::Range<usize>) -> bool {
+    fn one_sample_each(
+        &mut self,
+        sources: &[Source<'_>],
+        whole: std::ops::Range<usize>,
+        name: FamilyName<'_>,
+    ) -> bool {
         for i in whole {
             let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
@@ -2442,7 +2486,7 @@ impl Merger {
                 return false;
             }
             let sample = contribution_sample(view, samples, &self.order, 0);
-            let item_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+            let item_name = name.of_item(sources, &c);
             if sample_suffix(view.body(), &sample, item_name, &mut self.scratch) != Some(b"") {
                 return false;
             }
@@ -2458,6 +2502,7 @@ impl Merger {
         sources: &[Source<'_>],
         range: Span,
         family_type: OpenMetricsType,
+        name: FamilyName<'_>,
         repeated_source: bool,
     ) -> bool {
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
@@ -2476,8 +2521,7 @@ impl Merger {
                 SourceView::Text(view) => {
                     let samples = openmetrics_samples(view, &c, &self.children, &mut self.order);
                     let count = samples.count as usize;
-                    let item_name =
-                        name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+                    let item_name = name.of_item(sources, &c);
                     let key = remembered_key(&c);
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
@@ -2637,8 +2681,7 @@ impl Merger {
                 _ => return false,
             }
         }
-        let name = merged_key(sources, &self.contributions, merged, written);
-        let escaped = !merged.written.is_empty();
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         // The family is written whole into this piece: one that has less
         // room left than a family usually takes is handed on first.
         let out_limit = match pieces {
@@ -2654,7 +2697,7 @@ impl Merger {
         let mark = out.len();
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
         check.reset(family_type);
-        self.write_openmetrics_header(sources, whole.clone(), family_type, name, escaped, out);
+        self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
         let mut stands = true;
         let mut known = 0;
         for i in whole {
@@ -2714,15 +2757,13 @@ impl Merger {
 
     /// A valid family's header: HELP of the first kept source that has
     /// one, TYPE unless no source had one, UNIT where the name ends with it.
-    /// `escaped`: `name` is the family's escaped name (`Merged::written`).
     #[inline(always)]
     fn write_openmetrics_header(
         &mut self,
         sources: &[Source<'_>],
         whole: std::ops::Range<usize>,
         family_type: OpenMetricsType,
-        name: &[u8],
-        escaped: bool,
+        name: FamilyName<'_>,
         out: &mut Vec<u8>,
     ) {
         let kept = || {
@@ -2750,6 +2791,7 @@ impl Merger {
         // (allow-utf-8), one that is not legacy was given its escaped form
         // when its family was made (`escape_written`): a name without one
         // is legacy, with no scan.
+        let (escaped, name) = (name.escaped, name.written);
         let escaping = self.escaping;
         let legacy = (escaping != Escaping::AllowUtf8 && !escaped) || is_legacy_name(name, false);
         debug_assert_eq!(legacy, is_legacy_name(name, false));
@@ -2812,13 +2854,13 @@ impl Merger {
         let merged = &self.merged[m];
         let range = self.group(m);
         let family_type = merged.om;
-        let name = merged_key(sources, &self.contributions, merged, written);
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         let suffixes = family_type.suffixes().iter().filter(|s| !s.is_empty());
         for suffix in std::iter::once(&b""[..]).chain(suffixes.copied()) {
             let header = out.len();
             out.extend_from_slice(b"# TYPE ");
             self.scratch.clear();
-            self.scratch.extend_from_slice(name);
+            self.scratch.extend_from_slice(name.written);
             self.scratch.extend_from_slice(suffix);
             write_name(&self.scratch, self.escaping, false, out);
             out.extend_from_slice(b" unknown\n");
@@ -2857,7 +2899,7 @@ impl Merger {
         sources: &[Source<'_>],
         c: &Contribution,
         family_type: OpenMetricsType,
-        name: &[u8],
+        name: FamilyName<'_>,
         only: Option<&[u8]>,
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
@@ -2868,7 +2910,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
-                let raw_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+                let raw_name = name.of_item(sources, c);
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
@@ -2879,7 +2921,7 @@ impl Merger {
                     label: &self.label,
                     check_labels: comma.is_some() && view.may_have_label(&self.label),
                     escaping: self.escaping,
-                    family_written: name,
+                    family_written: name.written,
                     family_raw_len: raw_name.len(),
                 };
                 let samples = openmetrics_samples(view, c, &self.children, &mut self.order);
@@ -2982,7 +3024,7 @@ impl Merger {
                 for metric in view.metrics(c.family) {
                     down::write_openmetrics(
                         view.body,
-                        name,
+                        name.written,
                         metric_type,
                         family_type,
                         metric,
