@@ -405,7 +405,7 @@ impl Merger {
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
                 let id = self.merged.len() as u32;
-                let written = escape_written(family.name, self.escaping, &mut self.written);
+                let written = escape_written(family.name, self.escaping, false, &mut self.written);
                 let (key, hash) = if written.is_empty() {
                     (family.name, family.hash)
                 } else {
@@ -1107,9 +1107,11 @@ fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
 }
 
 /// `name` escaped for the output into `written` when the output writes it
-/// otherwise than the source did; an empty span when it is written as it is.
-fn escape_written(name: &[u8], escaping: Escaping, written: &mut Vec<u8>) -> Span {
-    if escaping == Escaping::AllowUtf8 || is_legacy_name(name, false) {
+/// otherwise than the source did; an empty span when it is written as it is
+/// (`legacy`: the caller knows it is a legacy name, see [`legacy_by_sample`]).
+fn escape_written(name: &[u8], escaping: Escaping, legacy: bool, written: &mut Vec<u8>) -> Span {
+    debug_assert!(!legacy || is_legacy_name(name, false));
+    if escaping == Escaping::AllowUtf8 || legacy || is_legacy_name(name, false) {
         return Span::default();
     }
     let start = written.len();
@@ -1875,15 +1877,17 @@ fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
     name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
 }
 
-/// Calls `each(item, parent)` for each OpenMetrics item of a source in
-/// order: its families, except that an OpenMetrics body's families of one
-/// parent are one item, the parent (`parent` true), given with its first.
-/// With `children`, each such family is added there.
+/// Calls `each(item, parent, family)` for each OpenMetrics item of a
+/// source in order: its families, except that an OpenMetrics body's
+/// families of one parent are one item, the parent (`parent` true), given
+/// with its first. `family` is the family it is given with, whose samples'
+/// names start with the item's name. With `children`, each such family is
+/// added there.
 fn for_each_openmetrics_item(
     view: SourceView<'_>,
     source_index: u32,
     mut children: Option<&mut Vec<Child>>,
-    mut each: impl FnMut(u32, bool),
+    mut each: impl FnMut(u32, bool, u32),
 ) {
     let mut next_parent = 0u32;
     for family in 0..view.family_count() as u32 {
@@ -1903,7 +1907,27 @@ fn for_each_openmetrics_item(
             },
             SourceView::Protobuf(_) => (family, false),
         };
-        each(item, parent);
+        each(item, parent, family);
+    }
+}
+
+/// Whether the name of an item of `view` whose 0.0.4 family (one of them)
+/// is `family` is known to be a legacy name without a scan: that family's
+/// first sample has an unquoted name, a legacy name that starts with the
+/// item's (as every name of its samples does, see [`sample_suffix`]).
+/// Else (a quoted name, protobuf; no sample, which an indexed family
+/// always has) it is not known.
+fn legacy_by_sample(view: SourceView<'_>, family: u32) -> bool {
+    match view {
+        SourceView::Text(text) => {
+            let numbers = text.sample_numbers(family);
+            !numbers.is_empty()
+                && !text
+                    .numbered_sample(numbers.start)
+                    .flags
+                    .contains(SampleFlags::QUOTED_NAME)
+        }
+        SourceView::Protobuf(_) => false,
     }
 }
 
@@ -2044,9 +2068,14 @@ impl Merger {
             }
             let view = source.snapshot.view();
             let source_index = source_index as u32;
-            for_each_openmetrics_item(view, source_index, Some(&mut children), |item, parent| {
-                self.add_openmetrics_item(sources, source_index, item, parent);
-            });
+            for_each_openmetrics_item(
+                view,
+                source_index,
+                Some(&mut children),
+                |item, parent, family| {
+                    self.add_openmetrics_item(sources, source_index, item, parent, family);
+                },
+            );
         }
         self.children.list = children;
         if self.moves_counters {
@@ -2084,17 +2113,21 @@ impl Merger {
     /// `unknown` `x_total`, rather than losing them to a conflict: at once
     /// when such an `x` came first, else moved there once one comes
     /// ([`Merger::move_stripped_counters`]).
+    /// `family`: the item's 0.0.4 family (its first, for a parent).
     fn add_openmetrics_item(
         &mut self,
         sources: &[Source<'_>],
         source: u32,
         item: u32,
         parent: bool,
+        family: u32,
     ) {
         let view = sources[source as usize].snapshot.view();
         let named = openmetrics_item(view, item, parent, false);
         let contribution = self.contributions.len() as u32;
-        let mut merged = self.openmetrics_family(sources, named.name, named.om, contribution);
+        let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, family);
+        let mut merged =
+            self.openmetrics_family(sources, named.name, named.om, legacy, contribution);
         let mut this = named;
         let mut whole = false;
         let kinds = self.name_kinds[merged as usize];
@@ -2102,7 +2135,7 @@ impl Merger {
             if kinds & NOT_COUNTER != 0 {
                 whole = true;
                 this = openmetrics_item(view, item, parent, true);
-                merged = self.openmetrics_family(sources, this.name, this.om, contribution);
+                merged = self.openmetrics_family(sources, this.name, this.om, legacy, contribution);
             } else {
                 self.name_kinds[merged as usize] |= STRIPPED_COUNTER;
             }
@@ -2126,16 +2159,18 @@ impl Merger {
     }
 
     /// The family named `name` as the output writes it, new (first read
-    /// from `contribution`) if no family has that name yet.
+    /// from `contribution`) if no family has that name yet; `legacy`: the
+    /// name is known to be a legacy name.
     fn openmetrics_family(
         &mut self,
         sources: &[Source<'_>],
         name: &[u8],
         om: OpenMetricsType,
+        legacy: bool,
         contribution: u32,
     ) -> u32 {
         let id = self.merged.len() as u32;
-        let written = escape_written(name, self.escaping, &mut self.written);
+        let written = escape_written(name, self.escaping, legacy, &mut self.written);
         let key = if written.is_empty() {
             name
         } else {
@@ -2199,7 +2234,9 @@ impl Merger {
             // from it.
             self.contributions[i].item = Contribution::item(false, true);
             self.contributions[i].om = this.om;
-            self.destinations[i] = self.openmetrics_family(sources, this.name, this.om, i as u32);
+            let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, c.family);
+            self.destinations[i] =
+                self.openmetrics_family(sources, this.name, this.om, legacy, i as u32);
         }
         self.order_families_by_first_contribution();
     }
