@@ -405,7 +405,9 @@ impl Merger {
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
                 let id = self.merged.len() as u32;
-                let written = escape_written(family.name, self.escaping, false, &mut self.written);
+                let legacy = self.escaping != Escaping::AllowUtf8
+                    && legacy_by_sample(view, family_index as u32);
+                let written = escape_written(family.name, self.escaping, legacy, &mut self.written);
                 let (key, hash) = if written.is_empty() {
                     (family.name, family.hash)
                 } else {
