@@ -1917,8 +1917,7 @@ fn for_each_openmetrics_item(
 /// is `family` is known to be a legacy name without a scan: that family's
 /// first sample has an unquoted name, a legacy name that starts with the
 /// item's (as every name of its samples does, see [`sample_suffix`]).
-/// Else (a quoted name, protobuf; no sample, which an indexed family
-/// always has) it is not known.
+/// Else (a quoted name, no sample, protobuf) it is not known.
 fn legacy_by_sample(view: SourceView<'_>, family: u32) -> bool {
     match view {
         SourceView::Text(text) => {
