@@ -105,9 +105,13 @@ const _: () = assert!(std::mem::size_of::<Contribution>() == 12);
 const _: () = assert!(std::mem::size_of::<Merged>() == 16);
 
 /// `Merger::name_kinds`' bits: a family has an item that is not a counter,
-/// or a text counter `x_total` named `x`.
+/// or a text counter `x_total` named `x`; for rule 3, its name ends with a
+/// suffix of [`ALL_SUFFIXES`] (`x_count`), and a family is named as another
+/// with such a suffix (both `x` and `x_count` then).
 const NOT_COUNTER: u8 = 1;
 const STRIPPED_COUNTER: u8 = 2;
+const SUFFIXED: u8 = 4;
+const MAY_CLASH: u8 = 8;
 
 /// `Contribution::item`'s bits.
 const PARENT: u8 = 1;
@@ -210,8 +214,9 @@ pub struct Merger {
     /// walk, by key ([`Merger::write_known_family_openmetrics`]).
     known: Vec<(u64, Remembered)>,
     /// OpenMetrics output: what each merged family holds
-    /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]), and whether a stripped
-    /// counter must move to its whole name.
+    /// ([`NOT_COUNTER`], [`STRIPPED_COUNTER`]) and how its name may clash
+    /// ([`SUFFIXED`], [`MAY_CLASH`]), and whether a stripped counter must
+    /// move to its whole name.
     name_kinds: Vec<u8>,
     moves_counters: bool,
     /// The output's escaping scheme, and the names it escaped.
@@ -400,7 +405,9 @@ impl Merger {
             for family_index in 0..view.family_count() {
                 let family = view.family(family_index as u32);
                 let id = self.merged.len() as u32;
-                let written = escape_written(family.name, self.escaping, &mut self.written);
+                let legacy = self.escaping != Escaping::AllowUtf8
+                    && legacy_by_sample(view, family_index as u32);
+                let written = escape_written(family.name, self.escaping, legacy, &mut self.written);
                 let (key, hash) = if written.is_empty() {
                     (family.name, family.hash)
                 } else {
@@ -1102,9 +1109,11 @@ fn retype(source_type: MetricType, kind: Kind) -> Option<MetricType> {
 }
 
 /// `name` escaped for the output into `written` when the output writes it
-/// otherwise than the source did; an empty span when it is written as it is.
-fn escape_written(name: &[u8], escaping: Escaping, written: &mut Vec<u8>) -> Span {
-    if escaping == Escaping::AllowUtf8 || is_legacy_name(name, false) {
+/// otherwise than the source did; an empty span when it is written as it is
+/// (`legacy`: the caller knows it is a legacy name, see [`legacy_by_sample`]).
+fn escape_written(name: &[u8], escaping: Escaping, legacy: bool, written: &mut Vec<u8>) -> Span {
+    debug_assert!(!legacy || is_legacy_name(name, false));
+    if escaping == Escaping::AllowUtf8 || legacy || is_legacy_name(name, false) {
         return Span::default();
     }
     let start = written.len();
@@ -1134,6 +1143,46 @@ fn merged_key<'a>(
         )
     } else {
         name_of(sources, first.source, first.family)
+    }
+}
+
+/// A merged family's name as the output writes it ([`merged_key`]), and
+/// whether that is its escaped form (`Merged::written`).
+#[derive(Clone, Copy)]
+struct FamilyName<'n> {
+    written: &'n [u8],
+    escaped: bool,
+}
+
+impl<'n> FamilyName<'n> {
+    fn of(
+        sources: &[Source<'n>],
+        contributions: &[Contribution],
+        merged: &Merged,
+        written: &'n [u8],
+    ) -> FamilyName<'n> {
+        FamilyName {
+            written: merged_key(sources, contributions, merged, written),
+            escaped: !merged.written.is_empty(),
+        }
+    }
+
+    /// The name of OpenMetrics contribution `c`'s item. Unless the
+    /// family's name is escaped, it is that name: each contribution found
+    /// the family by its own name (one the output escapes gives the family
+    /// its escaped form, in `Merger::openmetrics_family`), so it is not
+    /// read again.
+    fn of_item(self, sources: &[Source<'n>], c: &Contribution) -> &'n [u8] {
+        let name = if self.escaped {
+            name_of_item(sources, c.source, c.family, c.parent(), c.whole())
+        } else {
+            self.written
+        };
+        debug_assert_eq!(
+            name,
+            name_of_item(sources, c.source, c.family, c.parent(), c.whole())
+        );
+        name
     }
 }
 
@@ -1197,7 +1246,7 @@ impl SampleWriter<'_> {
         let retokenise = sample
             .flags
             .intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME)
-            || (self.check_labels && has_label(labels, self.label, scratch));
+            || (self.check_labels && canonical_has_label(labels, self.label, scratch));
         let canonical = !retokenise;
         if canonical && sample.flags.contains(SampleFlags::PLAIN_END) {
             // `name{labels` + target + `} value\n` (or `name` + `{target}`
@@ -1432,9 +1481,70 @@ fn has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
     })
 }
 
+/// [`has_label`] of a label set without [`SampleFlags::SLOW_LABELS`]: its
+/// names are unquoted, so a label named `name` puts those bytes in the
+/// set. Most sets lack them (the body's label bloom asks for the look
+/// when another name shares `name`'s bit): found by a search of them,
+/// without tokenising the set. Not inlined: most bodies never ask, and
+/// the writer's loop is smaller without it.
+#[inline(never)]
+fn canonical_has_label(labels: &[u8], name: &[u8], scratch: &mut Vec<u8>) -> bool {
+    contains_bytes(labels, name) && has_label(labels, name, scratch)
+}
+
+/// Whether `needle` (not empty) occurs in `haystack`: each of its first
+/// byte found eight bytes at a time, then compared whole.
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    let mut at = 0;
+    while at + needle.len() <= haystack.len() {
+        at = find_byte(haystack, at, first);
+        match haystack.get(at..at + needle.len()) {
+            Some(here) if same_bytes(here, needle) => return true,
+            Some(_) => at += 1,
+            None => return false,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A label set holds the added label's name only if it has its bytes;
+    /// bytes found elsewhere (a value, a longer name) are told apart by
+    /// the tokenising fallback.
+    #[test]
+    fn a_label_is_found_in_a_canonical_set_by_its_bytes_first() {
+        let mut scratch = Vec::new();
+        let has = |labels: &str, scratch: &mut Vec<u8>| {
+            let fast = canonical_has_label(labels.as_bytes(), b"container", scratch);
+            assert_eq!(
+                fast,
+                has_label(labels.as_bytes(), b"container", scratch),
+                "{labels}"
+            );
+            fast
+        };
+        assert!(has("container=\"x\"", &mut scratch));
+        assert!(has("a=\"1\",container=\"x\"", &mut scratch));
+        assert!(has("a=\"contain\",container=\"\"", &mut scratch));
+        assert!(!has("", &mut scratch));
+        assert!(!has("a=\"1\",b=\"2\"", &mut scratch));
+        assert!(!has("a=\"container\"", &mut scratch));
+        assert!(!has(
+            "a=\"x\",xcontainer=\"1\",container_x=\"2\"",
+            &mut scratch
+        ));
+        assert!(contains_bytes(b"abcabd", b"abd"));
+        assert!(contains_bytes(b"0123456789abcdef-abd", b"abd"));
+        assert!(!contains_bytes(b"0123456789abcdef-ab", b"abd"));
+        assert!(!contains_bytes(b"ab", b"abd"));
+        assert!(contains_bytes(b"ab", b""));
+    }
 
     /// A parent's families are found where dense parent numbers put them,
     /// and by a search where they are not (a source whose parent 1 has no
@@ -1769,15 +1879,17 @@ fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
     name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
 }
 
-/// Calls `each(item, parent)` for each OpenMetrics item of a source in
-/// order: its families, except that an OpenMetrics body's families of one
-/// parent are one item, the parent (`parent` true), given with its first.
-/// With `children`, each such family is added there.
+/// Calls `each(item, parent, family)` for each OpenMetrics item of a
+/// source in order: its families, except that an OpenMetrics body's
+/// families of one parent are one item, the parent (`parent` true), given
+/// with its first. `family` is the family it is given with, whose samples'
+/// names start with the item's name. With `children`, each such family is
+/// added there.
 fn for_each_openmetrics_item(
     view: SourceView<'_>,
     source_index: u32,
     mut children: Option<&mut Vec<Child>>,
-    mut each: impl FnMut(u32, bool),
+    mut each: impl FnMut(u32, bool, u32),
 ) {
     let mut next_parent = 0u32;
     for family in 0..view.family_count() as u32 {
@@ -1797,7 +1909,26 @@ fn for_each_openmetrics_item(
             },
             SourceView::Protobuf(_) => (family, false),
         };
-        each(item, parent);
+        each(item, parent, family);
+    }
+}
+
+/// Whether the name of an item of `view` whose 0.0.4 family (one of them)
+/// is `family` is known to be a legacy name without a scan: that family's
+/// first sample has an unquoted name, a legacy name that starts with the
+/// item's (as every name of its samples does, see [`sample_suffix`]).
+/// Else (a quoted name, no sample, protobuf) it is not known.
+fn legacy_by_sample(view: SourceView<'_>, family: u32) -> bool {
+    match view {
+        SourceView::Text(text) => {
+            let numbers = text.sample_numbers(family);
+            !numbers.is_empty()
+                && !text
+                    .numbered_sample(numbers.start)
+                    .flags
+                    .contains(SampleFlags::QUOTED_NAME)
+        }
+        SourceView::Protobuf(_) => false,
     }
 }
 
@@ -1938,16 +2069,25 @@ impl Merger {
             }
             let view = source.snapshot.view();
             let source_index = source_index as u32;
-            for_each_openmetrics_item(view, source_index, Some(&mut children), |item, parent| {
-                self.add_openmetrics_item(sources, source_index, item, parent);
-            });
+            for_each_openmetrics_item(
+                view,
+                source_index,
+                Some(&mut children),
+                |item, parent, family| {
+                    self.add_openmetrics_item(sources, source_index, item, parent, family);
+                },
+            );
         }
         self.children.list = children;
         if self.moves_counters {
             self.move_stripped_counters(sources);
         }
+        // Rule 0 looks at the sidecar's own sources (without a container)
+        // alone, when there are any.
+        let own = sources.iter().any(|source| source.container.is_none());
         for (c, &m) in self.contributions.iter().zip(&self.destinations) {
-            if sources[c.source as usize].container.is_none()
+            if own
+                && sources[c.source as usize].container.is_none()
                 && name_of_item(sources, c.source, c.family, c.parent(), c.whole())
                     .starts_with(RESERVED_PREFIX.as_bytes())
             {
@@ -1978,17 +2118,21 @@ impl Merger {
     /// `unknown` `x_total`, rather than losing them to a conflict: at once
     /// when such an `x` came first, else moved there once one comes
     /// ([`Merger::move_stripped_counters`]).
+    /// `family`: the item's 0.0.4 family (its first, for a parent).
     fn add_openmetrics_item(
         &mut self,
         sources: &[Source<'_>],
         source: u32,
         item: u32,
         parent: bool,
+        family: u32,
     ) {
         let view = sources[source as usize].snapshot.view();
         let named = openmetrics_item(view, item, parent, false);
         let contribution = self.contributions.len() as u32;
-        let mut merged = self.openmetrics_family(sources, named.name, named.om, contribution);
+        let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, family);
+        let mut merged =
+            self.openmetrics_family(sources, named.name, named.om, legacy, contribution);
         let mut this = named;
         let mut whole = false;
         let kinds = self.name_kinds[merged as usize];
@@ -1996,7 +2140,7 @@ impl Merger {
             if kinds & NOT_COUNTER != 0 {
                 whole = true;
                 this = openmetrics_item(view, item, parent, true);
-                merged = self.openmetrics_family(sources, this.name, this.om, contribution);
+                merged = self.openmetrics_family(sources, this.name, this.om, legacy, contribution);
             } else {
                 self.name_kinds[merged as usize] |= STRIPPED_COUNTER;
             }
@@ -2020,16 +2164,18 @@ impl Merger {
     }
 
     /// The family named `name` as the output writes it, new (first read
-    /// from `contribution`) if no family has that name yet.
+    /// from `contribution`) if no family has that name yet; `legacy`: the
+    /// name is known to be a legacy name.
     fn openmetrics_family(
         &mut self,
         sources: &[Source<'_>],
         name: &[u8],
         om: OpenMetricsType,
+        legacy: bool,
         contribution: u32,
     ) -> u32 {
         let id = self.merged.len() as u32;
-        let written = escape_written(name, self.escaping, &mut self.written);
+        let written = escape_written(name, self.escaping, legacy, &mut self.written);
         let key = if written.is_empty() {
             name
         } else {
@@ -2061,7 +2207,13 @@ impl Merger {
             reserved: false,
             first: contribution,
         });
-        self.name_kinds.push(0);
+        // Whether rule 3 must look at it: a name that ends with no suffix
+        // is claimed by no other family's name (see
+        // `Merger::resolve_openmetrics_claims`).
+        let suffixed = ALL_SUFFIXES[1..]
+            .iter()
+            .any(|suffix| ends_with_suffix(key, suffix));
+        self.name_kinds.push(if suffixed { SUFFIXED } else { 0 });
         id
     }
 
@@ -2073,7 +2225,8 @@ impl Merger {
         for i in 0..self.contributions.len() {
             let c = self.contributions[i];
             let m = self.destinations[i] as usize;
-            if self.name_kinds[m] != NOT_COUNTER | STRIPPED_COUNTER || c.whole() {
+            let both = NOT_COUNTER | STRIPPED_COUNTER;
+            if self.name_kinds[m] & both != both || c.whole() {
                 continue;
             }
             let view = sources[c.source as usize].snapshot.view();
@@ -2086,7 +2239,9 @@ impl Merger {
             // from it.
             self.contributions[i].item = Contribution::item(false, true);
             self.contributions[i].om = this.om;
-            self.destinations[i] = self.openmetrics_family(sources, this.name, this.om, i as u32);
+            let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, c.family);
+            self.destinations[i] =
+                self.openmetrics_family(sources, this.name, this.om, legacy, i as u32);
         }
         self.order_families_by_first_contribution();
     }
@@ -2149,6 +2304,12 @@ impl Merger {
             let range = self.group(m);
             let whole = range.start as usize..range.end as usize;
             let reserved = self.merged[m].reserved;
+            if whole.len() == 1 {
+                // One contribution (most families): nothing to resolve (a
+                // reserved family's one is the sidecar's own).
+                self.merged[m].om = self.contributions[whole.start].om;
+                continue;
+            }
             if reserved {
                 for i in whole.clone() {
                     if !is_own(&self.contributions[i]) {
@@ -2200,9 +2361,27 @@ impl Merger {
     /// A claimed name is found through the family it strips to, in the
     /// table of names, so the claims cost no memory of their own.
     fn resolve_openmetrics_claims(&mut self, sources: &[Source<'_>]) {
+        // Two families clash only when one is named as the other with a
+        // suffix of `ALL_SUFFIXES` (each suffix a type claims is one):
+        // found from the few names that end with one ([`SUFFIXED`]), so
+        // that the claims are looked up for those families alone.
+        for m in 0..self.merged.len() {
+            if self.name_kinds[m] & SUFFIXED == 0 {
+                continue;
+            }
+            let name = merged_key(sources, &self.contributions, &self.merged[m], &self.written);
+            let base = ALL_SUFFIXES[1..]
+                .iter()
+                .find(|suffix| ends_with_suffix(name, suffix))
+                .and_then(|suffix| self.family_named(sources, &name[..name.len() - suffix.len()]));
+            if let Some(base) = base {
+                self.name_kinds[m] |= MAY_CLASH;
+                self.name_kinds[base as usize] |= MAY_CLASH;
+            }
+        }
         let mut key = std::mem::take(&mut self.scratch);
         for m in 0..self.merged.len() {
-            if !self.is_kept(m) {
+            if self.name_kinds[m] & MAY_CLASH == 0 || !self.is_kept(m) {
                 continue;
             }
             let merged = &self.merged[m];
@@ -2246,18 +2425,22 @@ impl Merger {
     /// Whether a family before `m`, still kept, is named `base` and
     /// claims `base` + `suffix`.
     fn claimed_before(&self, sources: &[Source<'_>], m: usize, base: &[u8], suffix: &[u8]) -> bool {
-        let found = self.table.find(hash_name(base), |x| {
-            let x = &self.merged[x as usize];
-            same_bytes(
-                merged_key(sources, &self.contributions, x, &self.written),
-                base,
-            )
-        });
-        found.is_some_and(|earlier| {
+        self.family_named(sources, base).is_some_and(|earlier| {
             let earlier = earlier as usize;
             earlier < m
                 && claimed_suffixes(self.merged[earlier].om).any(|s| s == suffix)
                 && self.is_kept(earlier)
+        })
+    }
+
+    /// The family named `name` as the output writes it, if there is one.
+    fn family_named(&self, sources: &[Source<'_>], name: &[u8]) -> Option<u32> {
+        self.table.find(hash_name(name), |x| {
+            let x = &self.merged[x as usize];
+            same_bytes(
+                merged_key(sources, &self.contributions, x, &self.written),
+                name,
+            )
         })
     }
 
@@ -2289,7 +2472,7 @@ impl Merger {
         }
         let merged = &self.merged[m];
         let family_type = merged.om;
-        let name = merged_key(sources, &self.contributions, merged, written);
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         // Two families of one source written as one (names that escape
         // alike): a label set of one repeated in the other breaks the
         // family, which only the full check of both sees.
@@ -2303,8 +2486,8 @@ impl Merger {
         };
         let valid = (family_type.is_simple()
             && !repeated_source
-            && self.one_sample_each(sources, range.start as usize..range.end as usize))
-            || self.check_family_openmetrics(sources, range, family_type, repeated_source);
+            && self.one_sample_each(sources, range.start as usize..range.end as usize, name))
+            || self.check_family_openmetrics(sources, range, family_type, name, repeated_source);
         if !valid {
             self.write_openmetrics_unknowns(sources, m, written, out, pieces);
             return;
@@ -2332,7 +2515,12 @@ impl Merger {
     /// as its family. In a family of a type with no suffix and no rule on
     /// values, each of another source, each is one metric that keeps every
     /// rule: the family needs no check.
-    fn one_sample_each(&mut self, sources: &[Source<'_>], whole: std::ops::Range<usize>) -> bool {
+    fn one_sample_each(
+        &mut self,
+        sources: &[Source<'_>],
+        whole: std::ops::Range<usize>,
+        name: FamilyName<'_>,
+    ) -> bool {
         for i in whole {
             let c = self.contributions[i];
             if c.resolution == Resolution::Dropped {
@@ -2346,7 +2534,7 @@ impl Merger {
                 return false;
             }
             let sample = contribution_sample(view, samples, &self.order, 0);
-            let item_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+            let item_name = name.of_item(sources, &c);
             if sample_suffix(view.body(), &sample, item_name, &mut self.scratch) != Some(b"") {
                 return false;
             }
@@ -2362,6 +2550,7 @@ impl Merger {
         sources: &[Source<'_>],
         range: Span,
         family_type: OpenMetricsType,
+        name: FamilyName<'_>,
         repeated_source: bool,
     ) -> bool {
         let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
@@ -2380,8 +2569,7 @@ impl Merger {
                 SourceView::Text(view) => {
                     let samples = openmetrics_samples(view, &c, &self.children, &mut self.order);
                     let count = samples.count as usize;
-                    let item_name =
-                        name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+                    let item_name = name.of_item(sources, &c);
                     let key = remembered_key(&c);
                     let rememberable = count >= REMEMBERED_MIN_SAMPLES
                         && Check::takes_known(family_type)
@@ -2541,7 +2729,7 @@ impl Merger {
                 _ => return false,
             }
         }
-        let name = merged_key(sources, &self.contributions, merged, written);
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         // The family is written whole into this piece: one that has less
         // room left than a family usually takes is handed on first.
         let out_limit = match pieces {
@@ -2623,7 +2811,7 @@ impl Merger {
         sources: &[Source<'_>],
         whole: std::ops::Range<usize>,
         family_type: OpenMetricsType,
-        name: &[u8],
+        name: FamilyName<'_>,
         out: &mut Vec<u8>,
     ) {
         let kept = || {
@@ -2647,12 +2835,16 @@ impl Merger {
                 break;
             }
         }
-        // Looked at once, when a line names the family: most names are
-        // written as they are.
-        let mut legacy = None;
+        // Most names are written as they are. Unless every name is
+        // (allow-utf-8), one that is not legacy was given its escaped form
+        // when its family was made (`escape_written`): a name without one
+        // is legacy, with no scan.
+        let (escaped, name) = (name.escaped, name.written);
         let escaping = self.escaping;
-        let mut write_family_name = |out: &mut Vec<u8>| {
-            if *legacy.get_or_insert_with(|| is_legacy_name(name, false)) {
+        let legacy = (escaping != Escaping::AllowUtf8 && !escaped) || is_legacy_name(name, false);
+        debug_assert_eq!(legacy, is_legacy_name(name, false));
+        let write_family_name = |out: &mut Vec<u8>| {
+            if legacy {
                 out.extend_from_slice(name);
             } else {
                 write_name(name, escaping, false, out);
@@ -2673,7 +2865,7 @@ impl Merger {
         // `{"a.b"} 1` alone is refused by prometheus_client): a family
         // without TYPE gets `unknown` then, the type Prometheus gives a
         // series without one anyway.
-        let quoted = self.escaping == Escaping::AllowUtf8 && !is_legacy_name(name, false);
+        let quoted = escaping == Escaping::AllowUtf8 && !legacy;
         if family_type != OpenMetricsType::None || (quoted && help.is_none()) {
             out.extend_from_slice(b"# TYPE ");
             write_family_name(out);
@@ -2710,13 +2902,13 @@ impl Merger {
         let merged = &self.merged[m];
         let range = self.group(m);
         let family_type = merged.om;
-        let name = merged_key(sources, &self.contributions, merged, written);
+        let name = FamilyName::of(sources, &self.contributions, merged, written);
         let suffixes = family_type.suffixes().iter().filter(|s| !s.is_empty());
         for suffix in std::iter::once(&b""[..]).chain(suffixes.copied()) {
             let header = out.len();
             out.extend_from_slice(b"# TYPE ");
             self.scratch.clear();
-            self.scratch.extend_from_slice(name);
+            self.scratch.extend_from_slice(name.written);
             self.scratch.extend_from_slice(suffix);
             write_name(&self.scratch, self.escaping, false, out);
             out.extend_from_slice(b" unknown\n");
@@ -2755,7 +2947,7 @@ impl Merger {
         sources: &[Source<'_>],
         c: &Contribution,
         family_type: OpenMetricsType,
-        name: &[u8],
+        name: FamilyName<'_>,
         only: Option<&[u8]>,
         out: &mut Vec<u8>,
         pieces: &mut Option<Pieces<'_>>,
@@ -2766,7 +2958,7 @@ impl Merger {
         let comma = spans.map(|spans| spans.comma.of(&self.source_labels));
         match sources[c.source as usize].snapshot.view() {
             SourceView::Text(view) => {
-                let raw_name = name_of_item(sources, c.source, c.family, c.parent(), c.whole());
+                let raw_name = name.of_item(sources, c);
                 let writer = SampleWriter {
                     body: view.body(),
                     openmetrics: view.is_openmetrics(),
@@ -2777,7 +2969,7 @@ impl Merger {
                     label: &self.label,
                     check_labels: comma.is_some() && view.may_have_label(&self.label),
                     escaping: self.escaping,
-                    family_written: name,
+                    family_written: name.written,
                     family_raw_len: raw_name.len(),
                 };
                 let samples = openmetrics_samples(view, c, &self.children, &mut self.order);
@@ -2880,7 +3072,7 @@ impl Merger {
                 for metric in view.metrics(c.family) {
                     down::write_openmetrics(
                         view.body,
-                        name,
+                        name.written,
                         metric_type,
                         family_type,
                         metric,
@@ -3307,7 +3499,10 @@ struct SampleOrder {
 
 /// Where contribution `c`'s samples are; for an OpenMetrics family of
 /// several sample names, their `(position, number)` in body order go into
-/// `order`. A family's samples are in body order already.
+/// `order`. A family's samples are in body order already. Inlined for
+/// such a family (most contributions, each asked two or three times: the
+/// call cost more than the answer), a parent's found apart.
+#[inline]
 fn openmetrics_samples(
     view: IndexView<'_>,
     c: &Contribution,
@@ -3315,17 +3510,31 @@ fn openmetrics_samples(
     order: &mut Vec<(u32, u32)>,
 ) -> SampleOrder {
     order.clear();
-    let in_turn = |family: u32| {
-        let numbers = view.sample_numbers(family);
-        SampleOrder {
-            first: numbers.start,
-            count: numbers.len() as u32,
-            ordered: false,
-        }
-    };
     if !c.parent() {
-        return in_turn(c.family);
+        return samples_in_turn(view, c.family);
     }
+    parent_samples(view, c, children, order)
+}
+
+/// The samples of `family`, in body order.
+#[inline]
+fn samples_in_turn(view: IndexView<'_>, family: u32) -> SampleOrder {
+    let numbers = view.sample_numbers(family);
+    SampleOrder {
+        first: numbers.start,
+        count: numbers.len() as u32,
+        ordered: false,
+    }
+}
+
+/// [`openmetrics_samples`] of a parent (`order` cleared).
+fn parent_samples(
+    view: IndexView<'_>,
+    c: &Contribution,
+    children: &Children,
+    order: &mut Vec<(u32, u32)>,
+) -> SampleOrder {
+    let in_turn = |family: u32| samples_in_turn(view, family);
     let children = children.of(c);
     if let [(_, _, only)] = children {
         return in_turn(*only);
@@ -4149,6 +4358,26 @@ mod openmetrics_tests {
         );
         assert!(!out.contains("# TYPE x summary"), "{out}");
         assert_eq!(conflicts, ["2:x"], "{out}");
+    }
+
+    /// A counter moves to its whole name when its stripped name is a
+    /// gauge's, also when that name ends with a suffix (whose family is
+    /// marked for rule 3 in the same byte as what it holds).
+    #[test]
+    fn a_counter_named_with_a_suffix_moves_to_its_whole_name() {
+        let (out, conflicts) = merge_openmetrics(&[
+            ("a", "# TYPE x_count_total counter\nx_count_total 1\n"),
+            ("b", "# TYPE x_count gauge\nx_count 2\n"),
+        ]);
+        assert!(
+            out.contains("# TYPE x_count_total unknown\nx_count_total{container=\"a\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE x_count gauge\nx_count{container=\"b\"} 2\n"),
+            "{out}"
+        );
+        assert!(conflicts.is_empty(), "{conflicts:?}");
     }
 
     /// From the second review: an OpenMetrics timestamp is compared as
