@@ -20,7 +20,7 @@
 //! [`clear`]: LabelScanner::clear
 
 use super::text::{
-    escape_quoted_name, hash_name, is_float64, is_label_continue, is_label_start, same_bytes,
+    escape_quoted_name, hash_name_from, is_float64, is_label_continue, is_label_start, same_bytes,
     scan_name, unescape_into, NameRule,
 };
 use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, ParseErrorKind, SampleFlags, Span};
@@ -40,7 +40,8 @@ struct LabelName {
     bound: bool,
 }
 
-/// Two bits per label name (of its name hash) present anywhere in a body:
+/// Two bits per label name (of its name hash, unkeyed: a body says the
+/// same of a name on every run) present anywhere in a body:
 /// lets the writer skip looking for the container label in bodies without
 /// it. With 512 bits, a body of 50 label names says "may" of another name
 /// about once in thirty; one bit of a hash of the first two bytes, the
@@ -51,7 +52,7 @@ pub(super) struct LabelBloom([u64; 8]);
 
 impl LabelBloom {
     fn bits(name: &[u8]) -> [usize; 2] {
-        let hash = hash_name(name) as usize;
+        let hash = hash_name_from(0, name) as usize;
         [hash & 511, (hash >> 9) & 511]
     }
 

@@ -611,12 +611,20 @@ pub(crate) fn write_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
 /// It starts from the process' random key: a container cannot write names
 /// that fall on one slot, whose probes would cost the square of their
 /// number (the event loop serves every container).
+#[inline]
 pub(crate) fn hash_name(name: &[u8]) -> u32 {
+    hash_name_from(hash_key(), name)
+}
+
+/// [`hash_name`] from `seed` instead of the process' key: the same on
+/// every run, for what a chosen collision cannot make slow (the label
+/// bloom: a false "may have" costs a walk of one body's label sets).
+pub(crate) fn hash_name_from(seed: u64, name: &[u8]) -> u32 {
     let round = |h: u64, word: u64| {
         let x = (h ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         x ^ (x >> 32)
     };
-    let mut h: u64 = name.len() as u64 ^ hash_key();
+    let mut h: u64 = name.len() as u64 ^ seed;
     let mut chunks = name.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
