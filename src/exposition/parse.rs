@@ -435,6 +435,7 @@ impl<'a> IndexView<'a> {
 
     /// The body's sample numbered `number` (in input order); panics if out
     /// of range (a bug in the caller).
+    #[inline]
     pub(super) fn numbered_sample(self, number: u32) -> Sample {
         self.index
             .sample(&self.index.samples[number as usize], self.body)
