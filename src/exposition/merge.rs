@@ -1233,6 +1233,9 @@ impl SampleWriter<'_> {
 
     /// [`Self::write`], with an exemplar to write after the value
     /// (OpenMetrics output only; the caller decides where one may go).
+    /// The common line is written here, inlined into the loops over
+    /// samples; any other by [`Self::write_other`].
+    #[inline(always)]
     fn write_with(
         &self,
         sample: &Sample,
@@ -1247,8 +1250,7 @@ impl SampleWriter<'_> {
             .flags
             .intersects(SampleFlags::SLOW_LABELS | SampleFlags::QUOTED_NAME)
             || (self.check_labels && canonical_has_label(labels, self.label, scratch));
-        let canonical = !retokenise;
-        if canonical && sample.flags.contains(SampleFlags::PLAIN_END) {
+        if !retokenise && sample.flags.contains(SampleFlags::PLAIN_END) {
             // `name{labels` + target + `} value\n` (or `name` + `{target}`
             // + ` value\n`): the line is valid 0.0.4 as it is.
             let braces = sample.flags.contains(SampleFlags::BRACES);
@@ -1270,6 +1272,32 @@ impl SampleWriter<'_> {
             self.copy_later(pending, head_end, sample.value.end + 1, out);
             return;
         }
+        self.write_other(
+            sample,
+            exemplar,
+            !retokenise,
+            out,
+            pending,
+            scratch,
+            candidate,
+        );
+    }
+
+    /// [`Self::write_with`] of a line that is not copied as it is: other
+    /// value forms, timestamps, exemplars, labels to tokenise again.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn write_other(
+        &self,
+        sample: &Sample,
+        exemplar: Option<ExemplarSpans>,
+        canonical: bool,
+        out: &mut Vec<u8>,
+        pending: &mut Span,
+        scratch: &mut Vec<u8>,
+        candidate: &mut Vec<u8>,
+    ) {
+        let labels = sample.labels.of(self.body);
         self.flush(pending, out);
         if canonical {
             self.write_canonical(sample, out);
