@@ -95,7 +95,11 @@ enum FamilyName {
 /// info `foo` is gauge `foo_info`, stateset is a gauge, gaugehistogram is a
 /// histogram whose `_gsum`/`_gcount` become gauges.
 fn classify(declared: Declared, decl: &[u8], sample: &[u8]) -> Option<(FamilyName, Kind)> {
-    let suffix = sample.strip_prefix(decl)?;
+    // Compared without a call to `memcmp`: every new sample name is.
+    let suffix = sample
+        .get(..decl.len())
+        .filter(|head| same_bytes(head, decl))
+        .map(|_| &sample[decl.len()..])?;
     use Declared as D;
     Some(match (declared, suffix) {
         (D::Counter, b"") => (FamilyName::Declared, Kind::Counter),
@@ -1174,7 +1178,10 @@ impl Index {
     fn find_declaration(&self, b: &[u8], name: &[u8]) -> Option<u32> {
         let hash = hash_name(name);
         self.declaration_table.find(hash, |i| {
-            kept_name(&self.names, b, self.declarations[i as usize].name) == name
+            same_bytes(
+                kept_name(&self.names, b, self.declarations[i as usize].name),
+                name,
+            )
         })
     }
 
@@ -1243,7 +1250,8 @@ impl Index {
             let (families, names) = (&self.families, &self.names);
             self.family_table.find(hash, |i| {
                 let family = &families[i as usize];
-                family.hash == hash && kept_name(names, b, family.name_at()) == family_name
+                family.hash == hash
+                    && same_bytes(kept_name(names, b, family.name_at()), family_name)
             })
         };
         if let Some(index) = existing {
