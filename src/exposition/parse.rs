@@ -95,11 +95,7 @@ enum FamilyName {
 /// info `foo` is gauge `foo_info`, stateset is a gauge, gaugehistogram is a
 /// histogram whose `_gsum`/`_gcount` become gauges.
 fn classify(declared: Declared, decl: &[u8], sample: &[u8]) -> Option<(FamilyName, Kind)> {
-    // Compared without a call to `memcmp`: every new sample name is.
-    let suffix = sample
-        .get(..decl.len())
-        .filter(|head| same_bytes(head, decl))
-        .map(|_| &sample[decl.len()..])?;
+    let suffix = strip_prefix(sample, decl)?;
     use Declared as D;
     Some(match (declared, suffix) {
         (D::Counter, b"") => (FamilyName::Declared, Kind::Counter),
@@ -116,8 +112,16 @@ fn classify(declared: Declared, decl: &[u8], sample: &[u8]) -> Option<(FamilyNam
     })
 }
 
-/// `name` without `suffix`, compared without a call to `memcmp` (each
-/// sample name of a new family is tried with every suffix).
+/// `name` without `prefix`, compared without a call to `memcmp` (each
+/// sample name of a new family is matched with its declaration's).
+#[inline]
+fn strip_prefix<'a>(name: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let rest = name.get(prefix.len()..)?;
+    same_bytes(&name[..prefix.len()], prefix).then_some(rest)
+}
+
+/// `name` without `suffix`, as [`strip_prefix`] (each sample name of a new
+/// family is tried with every suffix).
 #[inline]
 fn strip_suffix<'a>(name: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
     let base = name.len().checked_sub(suffix.len())?;
@@ -983,9 +987,10 @@ impl Index {
         // A family's metadata lines usually follow one another (HELP, then
         // TYPE): the second names the declaration the first left current,
         // which is compared with it rather than scanned and looked up.
-        let named_again = cursor
-            .current
-            .and_then(|current| self.names_declaration_at(b, name_start, current));
+        let named_again = self
+            .after_declared_name(b, name_start, cursor)
+            .filter(|&end| !b.get(end).is_some_and(|&c| is_metric_continue(c)))
+            .map(|end| Span::new(name_start, end));
         let (name, after) = match named_again {
             Some(span) => (NameRef::Legacy(span), span.end as usize),
             None => self.metric_name(b, name_start, true)?,
@@ -1104,31 +1109,18 @@ impl Index {
         }
     }
 
-    /// The span of the legacy name at `p` when it is declaration
-    /// `current`'s (kept in the body): what [`Self::metric_name`] would
-    /// read there, told by comparing instead of scanning.
-    fn names_declaration_at(&self, b: &[u8], p: usize, current: u32) -> Option<Span> {
-        let declared = self.declarations[current as usize].name;
-        if declared.in_names {
-            return None;
-        }
-        let name = declared.span.of(b);
-        let end = p + name.len();
-        (same_bytes(b.get(p..end)?, name) && !b.get(end).is_some_and(|&c| is_metric_continue(c)))
-            .then(|| Span::new(p, end))
-    }
-
-    /// The end of the legacy name at `p` when it starts with the current
-    /// declaration's name (kept in the body), found by comparing that much
-    /// and scanning the rest: what [`Self::metric_name`] would read there.
-    fn extends_declared_name(&self, b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
+    /// Where the current declaration's name (kept in the body) ends when
+    /// the text at `p` starts with it: compared, not scanned. The name
+    /// [`Self::metric_name`] reads there is that one when the next byte
+    /// cannot continue it, else starts with it and goes on from there.
+    fn after_declared_name(&self, b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
         let declared = self.declarations.get(cursor.current? as usize)?.name;
         if declared.in_names {
             return None;
         }
         let name = declared.span.of(b);
         let end = p + name.len();
-        same_bytes(b.get(p..end)?, name).then(|| scan_name(b, end, true))
+        same_bytes(b.get(p..end)?, name).then_some(end)
     }
 
     fn name_bytes<'a>(&'a self, b: &'a [u8], name: NameRef) -> &'a [u8] {
@@ -1326,7 +1318,10 @@ impl Index {
             // and the family lookup.
             let name = NameRef::Legacy(Span::new(p, end));
             (name, end, false, Some(cursor.last_family))
-        } else if let Some(end) = self.extends_declared_name(b, p, cursor) {
+        } else if let Some(end) = self
+            .after_declared_name(b, p, cursor)
+            .map(|end| scan_name(b, end, true))
+        {
             // A family's first sample is usually named as its metadata
             // (or with a suffix): only what follows that name is scanned.
             (NameRef::Legacy(Span::new(p, end)), end, false, None)

@@ -3,7 +3,7 @@
 //! open-addressing name table that is reused across bodies (no allocation
 //! after warm-up).
 
-use super::openmetrics::hash_key;
+use super::openmetrics::{hash_key, mix};
 
 /// Byte classes, one lookup per byte in the hot loops.
 pub(crate) const METRIC_START: u8 = 1;
@@ -82,6 +82,17 @@ pub(crate) fn scan_class(b: &[u8], p: usize, class: u8) -> usize {
     }
 }
 
+/// The class of a name's bytes after its first: a metric name's (with `:`,
+/// `colon`) or a label name's.
+#[inline]
+pub(crate) fn name_class(colon: bool) -> u8 {
+    if colon {
+        METRIC_CONTINUE
+    } else {
+        LABEL_CONTINUE
+    }
+}
+
 /// First position from `p` whose byte cannot continue a name (or the end):
 /// `[a-zA-Z0-9_]`, and `:` when `colon` (a metric name's). Eight bytes at
 /// a time: names are the most scanned bytes of a body's metadata (each
@@ -96,12 +107,7 @@ pub(crate) fn scan_name(b: &[u8], mut p: usize, colon: bool) -> usize {
         }
         p += 8;
     }
-    let class = if colon {
-        METRIC_CONTINUE
-    } else {
-        LABEL_CONTINUE
-    };
-    scan_class(b, p, class)
+    scan_class(b, p, name_class(colon))
 }
 
 /// Whether every byte of `bytes` may continue a name (see [`scan_name`]):
@@ -110,12 +116,7 @@ pub(crate) fn scan_name(b: &[u8], mut p: usize, colon: bool) -> usize {
 pub(crate) fn all_name_bytes(bytes: &[u8], colon: bool) -> bool {
     let len = bytes.len();
     if len < 8 {
-        let class = if colon {
-            METRIC_CONTINUE
-        } else {
-            LABEL_CONTINUE
-        };
-        return all_in_class(bytes, class);
+        return all_in_class(bytes, name_class(colon));
     }
     let mut at = 0;
     while at + 8 < len {
@@ -602,8 +603,8 @@ pub(crate) fn write_help(raw: &[u8], openmetrics: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// Hash of a name for the name tables: a multiply a word, its high half
-/// folded down each time. (FxHash's rotate-and-multiply, used before, lets
+/// Hash of a name for the name tables: [`mix`] a word (a multiply, its high
+/// half folded down each time). (FxHash's rotate-and-multiply, used before, lets
 /// a difference in a word's high bytes reach only the product's high bits:
 /// names that differ by digits in the middle, Envoy's
 /// `envoy_cluster_N_upstream_rq_total`, collided 1,700 times in 65,536,
@@ -620,16 +621,12 @@ pub(crate) fn hash_name(name: &[u8]) -> u32 {
 /// every run, for what a chosen collision cannot make slow (the label
 /// bloom: a false "may have" costs a walk of one body's label sets).
 pub(crate) fn hash_name_from(seed: u64, name: &[u8]) -> u32 {
-    let round = |h: u64, word: u64| {
-        let x = (h ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        x ^ (x >> 32)
-    };
     let mut h: u64 = name.len() as u64 ^ seed;
     let mut chunks = name.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        h = round(h, u64::from_le_bytes(word));
+        h = mix(h, u64::from_le_bytes(word));
     }
     // The last 0 to 7 bytes as a little-endian word padded with zeros, read
     // as overlapping words rather than copied byte by byte (a call to
@@ -648,7 +645,7 @@ pub(crate) fn hash_name_from(seed: u64, name: &[u8]) -> u32 {
                 | u64::from(name[len - 1]) << (8 * (len - 1))
         }
     };
-    round(h, tail) as u32
+    mix(h, tail) as u32
 }
 
 /// Open-addressing table from a name's hash to an index in some list owned
@@ -826,10 +823,7 @@ mod tests {
 
     /// `hash_name` as first written: the tail copied into a zeroed word.
     fn hash_name_naive(name: &[u8]) -> u32 {
-        let mix = |h: u64, word: [u8; 8]| {
-            let x = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-            x ^ (x >> 32)
-        };
+        let mix = |h: u64, word: [u8; 8]| mix(h, u64::from_le_bytes(word));
         let whole = name.len() / 8 * 8;
         let mut h = name.len() as u64 ^ hash_key();
         for chunk in name[..whole].chunks(8) {
@@ -862,6 +856,26 @@ mod tests {
             assert!(distinct.len() >= 65_530, "{}: {}", shape(0), distinct.len());
             assert!(slots.len() >= 48_000, "{}: {} slots", shape(0), slots.len());
         }
+    }
+
+    /// The tables' hash depends on the process' key, whole: another seed
+    /// moves every name, so names a container finds colliding under one
+    /// key do not collide under the sidecar's.
+    #[test]
+    fn hash_name_starts_from_the_process_key() {
+        let names: Vec<String> = (0..1_000).map(|i| format!("family_{i}_total")).collect();
+        for name in &names {
+            let name = name.as_bytes();
+            assert_eq!(hash_name(name), hash_name_from(hash_key(), name));
+        }
+        let moved = names
+            .iter()
+            .filter(|name| {
+                hash_name_from(hash_key(), name.as_bytes())
+                    != hash_name_from(hash_key() ^ 1, name.as_bytes())
+            })
+            .count();
+        assert!(moved >= 995, "{moved}");
     }
 
     #[test]
@@ -990,11 +1004,7 @@ mod tests {
     #[test]
     fn all_name_bytes_matches_the_class_table() {
         for colon in [true, false] {
-            let class = if colon {
-                METRIC_CONTINUE
-            } else {
-                LABEL_CONTINUE
-            };
+            let class = name_class(colon);
             for len in 0..20 {
                 for byte in 0..=255u8 {
                     for at in 0..len.max(1) {
@@ -1015,11 +1025,7 @@ mod tests {
         // Every byte at every position of a 20-byte name (in the first and
         // second word and in the tail), after each start, for both classes.
         for colon in [true, false] {
-            let class = if colon {
-                METRIC_CONTINUE
-            } else {
-                LABEL_CONTINUE
-            };
+            let class = name_class(colon);
             for byte in 0..=255u8 {
                 for at in 0..20 {
                     let mut body =
