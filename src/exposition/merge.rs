@@ -3308,6 +3308,8 @@ impl KnownWalk {
         self.fingerprint = sample_fingerprint(self.fingerprint, view, number, sample, name);
         match self.reads {
             KnownReads::Nothing => {}
+            // A plain line end (` <digits>[.<digits>]\n`) is never negative.
+            KnownReads::Signs if sample.flags.contains(SampleFlags::PLAIN_END) => {}
             KnownReads::Signs => {
                 let (value, _) = checked_value(view, sample, self.family_type, Suffix::Total);
                 if value.is_nan() || value < 0.0 {
@@ -3329,7 +3331,11 @@ impl KnownWalk {
                         let length = (sample.name.end - sample.name.start) as usize;
                         Suffix::of_length(self.family_type, length.saturating_sub(name.len()))
                     };
-                    let (value, timestamp) = checked_value(view, sample, self.family_type, suffix);
+                    let (value, timestamp) = if sample.flags.contains(SampleFlags::PLAIN_END) {
+                        (plain_value(body, sample, suffix), None)
+                    } else {
+                        checked_value(view, sample, self.family_type, suffix)
+                    };
                     check.known_sample(suffix, new_group, value, timestamp);
                 }
             }
@@ -3376,6 +3382,30 @@ fn checked_value(
         parse_int_timestamp(sample.timestamp.of(body)).map(stamp_of_millis)
     };
     (value, timestamp)
+}
+
+/// [`checked_value`] of a sample whose line ends ` <digits>[.<digits>]\n`
+/// (`PLAIN_END`): never negative, never NaN, no timestamp. Only the values
+/// the check compares are read: a bucket's and a count's, mostly whole
+/// numbers of a few digits, read here without [`decimal_value`]'s call.
+#[inline(always)]
+fn plain_value(body: &[u8], sample: &Sample, suffix: Suffix) -> f64 {
+    if !matches!(suffix, Suffix::Bucket | Suffix::Count | Suffix::GCount) {
+        return 0.0;
+    }
+    let text = sample.value.of(body);
+    if text.len() > 15 {
+        return decimal_value(text);
+    }
+    let mut whole = 0u64;
+    for &c in text {
+        if c == b'.' {
+            return decimal_value(text);
+        }
+        whole = whole * 10 + u64::from(c.wrapping_sub(b'0'));
+    }
+    // Up to 15 digits: exact in a double.
+    whole as f64
 }
 
 /// The fingerprint of a text sample's name and labels, after `hash`, and
@@ -3965,7 +3995,22 @@ mod openmetrics_tests {
             // Metrics of two samples each: a timestamp on one breaks it.
             "# TYPE g gauge\ng{x=\"1\"} @\ng{x=\"1\"} @\ng{x=\"2\"} @\ng{x=\"2\"} @\n",
         ];
-        let values = ["1", "2", "0", "-1", "NaN", "+Inf", "0.5", "1 1700000000000"];
+        // Whole numbers written otherwise (`1.0`, `0001`), and past the 15
+        // digits that are read as whole numbers without `decimal_value`.
+        let values = [
+            "1",
+            "2",
+            "0",
+            "-1",
+            "NaN",
+            "+Inf",
+            "0.5",
+            "1 1700000000000",
+            "1.0",
+            "0001",
+            "999999999999999",
+            "1000000000000001",
+        ];
         let build = |merger: &mut Merger, body: &str| {
             build_as(merger, &[(Some("a"), body)], Escaping::Underscores)
         };

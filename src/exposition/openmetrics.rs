@@ -394,13 +394,13 @@ const KNOWN_GROUP: u64 = 0x6b6e_6f77_6e00_0000;
 /// negative, a count not whole.
 fn value_breaks(suffix: Suffix, value: f64) -> bool {
     use Suffix as S;
-    let counter_like = matches!(
-        suffix,
-        S::Total | S::Sum | S::Count | S::Bucket | S::GCount | S::GSum
-    );
-    (counter_like && value.is_nan())
-        || (matches!(suffix, S::Total | S::Sum | S::Count | S::Bucket | S::GCount) && value < 0.0)
-        || (matches!(suffix, S::Bucket | S::Count | S::GCount) && !is_integral(value))
+    match suffix {
+        // `is_integral` is false for NaN.
+        S::Bucket | S::Count | S::GCount => value < 0.0 || !is_integral(value),
+        S::Total | S::Sum => value.is_nan() || value < 0.0,
+        S::GSum => value.is_nan(),
+        _ => false,
+    }
 }
 
 /// `value.fract() == 0.0` (false for NaN and the infinities) without
@@ -542,7 +542,10 @@ impl Check {
             // source's samples.
             self.group = Some(KNOWN_GROUP);
             self.group_timestamp = Some(timestamp);
-        } else if !self.timestamp_follows(timestamp) {
+        } else if (timestamp.is_some() || self.group_timestamp != Some(None))
+            && !self.timestamp_follows(timestamp)
+        {
+            // (An untimed sample follows an untimed one.)
             self.ok = false;
             return;
         }
