@@ -32,8 +32,9 @@ use super::labels::LabelIter;
 use super::negotiate::{Escaping, OutputFormat, OutputKind};
 use super::openmetrics::{
     fingerprint_text, hash_key, mix, stamp_of_millis, stamp_of_seconds, takes_exemplar,
-    write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet, IdentityHasher,
-    OpenMetricsType, Suffix, ALL_SUFFIXES, EXEMPLAR_LABEL_CHARACTERS,
+    value_breaks, write_seconds_of_millis, Check, CheckedSample, GroupHash, HashSet as SeriesSet,
+    IdentityHasher, OpenMetricsType, Suffix, SuffixByLength, ALL_SUFFIXES,
+    EXEMPLAR_LABEL_CHARACTERS,
 };
 use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
@@ -3271,6 +3272,7 @@ impl Merger {
 struct KnownWalk {
     fingerprint: u64,
     family_type: OpenMetricsType,
+    suffixes: SuffixByLength,
     reads: KnownReads,
     group_size: u32,
     /// Samples left in the metric being read.
@@ -3343,6 +3345,7 @@ impl KnownWalk {
         KnownWalk {
             fingerprint: seed,
             family_type,
+            suffixes: Suffix::by_length(family_type),
             reads,
             group_size: remembered.group_size,
             left_in_group: 0,
@@ -3385,14 +3388,20 @@ impl KnownWalk {
                         Suffix::of(sample_suffix(body, sample, name, scratch).unwrap_or(b""))
                     } else {
                         let length = (sample.name.end - sample.name.start) as usize;
-                        Suffix::of_length(self.family_type, length.saturating_sub(name.len()))
+                        self.suffixes.get(length.saturating_sub(name.len()))
                     };
-                    let (value, timestamp) = if sample.flags.contains(SampleFlags::PLAIN_END) {
-                        (plain_value(body, sample, suffix), None)
+                    if sample.flags.contains(SampleFlags::PLAIN_END) {
+                        // Never negative or NaN: only a bucket or count
+                        // that is not whole breaks a rule.
+                        let (value, whole) = plain_value(body, sample, suffix);
+                        let breaks = !whole && value_breaks(suffix, value);
+                        check.known_sample(suffix, new_group, value, None, breaks);
                     } else {
-                        checked_value(view, sample, self.family_type, suffix)
-                    };
-                    check.known_sample(suffix, new_group, value, timestamp);
+                        let (value, timestamp) =
+                            checked_value(view, sample, self.family_type, suffix);
+                        let breaks = value_breaks(suffix, value);
+                        check.known_sample(suffix, new_group, value, timestamp, breaks);
+                    }
                 }
             }
         }
@@ -3444,24 +3453,26 @@ fn checked_value(
 /// (`PLAIN_END`): never negative, never NaN, no timestamp. Only the values
 /// the check compares are read: a bucket's and a count's, mostly whole
 /// numbers of a few digits, read here without [`decimal_value`]'s call.
+/// Also whether the value is known to be whole (then it breaks no rule
+/// on values alone).
 #[inline(always)]
-fn plain_value(body: &[u8], sample: &Sample, suffix: Suffix) -> f64 {
+fn plain_value(body: &[u8], sample: &Sample, suffix: Suffix) -> (f64, bool) {
     if !matches!(suffix, Suffix::Bucket | Suffix::Count | Suffix::GCount) {
-        return 0.0;
+        return (0.0, true);
     }
     let text = sample.value.of(body);
     if text.len() > 15 {
-        return decimal_value(text);
+        return (decimal_value(text), false);
     }
     let mut whole = 0u64;
     for &c in text {
         if c == b'.' {
-            return decimal_value(text);
+            return (decimal_value(text), false);
         }
         whole = whole * 10 + u64::from(c.wrapping_sub(b'0'));
     }
     // Up to 15 digits: exact in a double.
-    whole as f64
+    (whole as f64, true)
 }
 
 /// The fingerprint of a text sample's name and labels, after `hash`, and
