@@ -811,7 +811,10 @@ impl Index {
                 }
                 p = match b[p] {
                     b'#' => self.comment(b, p, &mut cursor)?,
-                    _ => self.sample_line(b, p, &mut cursor)?,
+                    _ => match self.remembered_line(b, p, &mut cursor) {
+                        Some(next) => next,
+                        None => self.sample_line(b, p, &mut cursor)?,
+                    },
                 };
             }
             // Prometheus main takes an empty body as an empty scrape before
@@ -828,7 +831,12 @@ impl Index {
                     None => break,
                     Some(b'\n') => p += 1,
                     Some(b'#') => p = self.comment(b, p, &mut cursor)?,
-                    Some(_) => p = self.sample_line(b, p, &mut cursor)?,
+                    Some(_) => {
+                        p = match self.remembered_line(b, p, &mut cursor) {
+                            Some(next) => next,
+                            None => self.sample_line(b, p, &mut cursor)?,
+                        }
+                    }
                 }
             }
         }
@@ -1437,31 +1445,6 @@ impl Index {
             None => self.line_end_slow(b, q, closed_brace, &mut flags, cursor)?,
         };
 
-        if cursor.grouped {
-            // Grouped so far: each family's samples follow its first, so
-            // the runs are the families themselves and none is recorded.
-            // A sample of a family other than the last one breaks that.
-            if family as usize + 1 != self.families.len() {
-                cursor.grouped = false;
-                self.runs.clear();
-                self.runs.extend(
-                    self.families
-                        .iter()
-                        .enumerate()
-                        .map(|(at, entry)| FamilyRun {
-                            family: at as u32,
-                            samples: entry.samples,
-                        }),
-                );
-                self.runs.push(FamilyRun { family, samples: 1 });
-            }
-        } else {
-            match self.runs.last_mut() {
-                Some(run) if run.family == family => run.samples += 1,
-                _ => self.runs.push(FamilyRun { family, samples: 1 }),
-            }
-        }
-        self.families[family as usize].samples += 1;
         let sample = Sample {
             name: name_span,
             labels,
@@ -1489,6 +1472,72 @@ impl Index {
         if self.memo.hash {
             self.memo.set(self.samples.len(), series, set_length);
         }
+        self.record(family, packed, cursor);
+        Ok(next)
+    }
+
+    /// The steady state of a scrape, before [`Self::sample_line`]'s general
+    /// path: a line of the last line's family (its name again, then `{`)
+    /// whose label set is the text the series memo remembers for this
+    /// sample, and whose value ends the line plainly. Records what the
+    /// general path would, without its choices; the memo's record of the
+    /// sample stays as it is, the same. None for any other line, which the
+    /// general path then reads from its start.
+    #[inline(always)]
+    fn remembered_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Option<usize> {
+        if cursor.last_family == u32::MAX {
+            return None;
+        }
+        let name = cursor.last_name.of(b);
+        let brace = p + name.len();
+        if b.get(brace) != Some(&b'{') || !same_bytes(b.get(p..brace)?, name) {
+            return None;
+        }
+        let (end, _, true) = self.remembered_set(b, brace, cursor.last_name_hash)? else {
+            return None;
+        };
+        let value_end = plain_line_end(b, end)?;
+        let packed = PackedSample::pack(&Sample {
+            name: Span::new(p, brace),
+            labels: Span::new(brace + 1, end - 1),
+            value: Span::new(end + 1, value_end),
+            timestamp: Span::default(),
+            flags: SampleFlags::BRACES | SampleFlags::PLAIN_END,
+            value_form: ValueForm::Decimal,
+        })?;
+        self.memo_hits += 1;
+        self.record(cursor.last_family, packed, cursor);
+        Some(value_end + 1)
+    }
+
+    /// Adds a sample of `family`, the next in body order.
+    #[inline(always)]
+    fn record(&mut self, family: u32, packed: PackedSample, cursor: &mut Cursor) {
+        if cursor.grouped {
+            // Grouped so far: each family's samples follow its first, so
+            // the runs are the families themselves and none is recorded.
+            // A sample of a family other than the last one breaks that.
+            if family as usize + 1 != self.families.len() {
+                cursor.grouped = false;
+                self.runs.clear();
+                self.runs.extend(
+                    self.families
+                        .iter()
+                        .enumerate()
+                        .map(|(at, entry)| FamilyRun {
+                            family: at as u32,
+                            samples: entry.samples,
+                        }),
+                );
+                self.runs.push(FamilyRun { family, samples: 1 });
+            }
+        } else {
+            match self.runs.last_mut() {
+                Some(run) if run.family == family => run.samples += 1,
+                _ => self.runs.push(FamilyRun { family, samples: 1 }),
+            }
+        }
+        self.families[family as usize].samples += 1;
         if self.samples.len() == self.samples.capacity() {
             // Grow by a quarter rather than doubling: the buffer is kept for
             // the next body of about the same size, so doubling would hold
@@ -1497,7 +1546,6 @@ impl Index {
                 .reserve_exact(self.samples.capacity() / 4 + 1024);
         }
         self.samples.push(packed);
-        Ok(next)
     }
 
     /// The series memo. Prometheus' scrape cache knows a series by its text
