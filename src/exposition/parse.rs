@@ -811,7 +811,7 @@ impl Index {
                 }
                 p = match b[p] {
                     b'#' => self.comment(b, p, &mut cursor)?,
-                    _ => match self.remembered_line(b, p, &mut cursor) {
+                    _ => match self.remembered_line(b, p, &mut cursor)? {
                         Some(next) => next,
                         None => self.sample_line(b, p, &mut cursor)?,
                     },
@@ -832,7 +832,7 @@ impl Index {
                     Some(b'\n') => p += 1,
                     Some(b'#') => p = self.comment(b, p, &mut cursor)?,
                     Some(_) => {
-                        p = match self.remembered_line(b, p, &mut cursor) {
+                        p = match self.remembered_line(b, p, &mut cursor)? {
                             Some(next) => next,
                             None => self.sample_line(b, p, &mut cursor)?,
                         }
@@ -1484,30 +1484,48 @@ impl Index {
     /// sample stays as it is, the same. None for any other line, which the
     /// general path then reads from its start.
     #[inline(always)]
-    fn remembered_line(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Option<usize> {
+    fn remembered_line(
+        &mut self,
+        b: &[u8],
+        p: usize,
+        cursor: &mut Cursor,
+    ) -> Result<Option<usize>, Fail> {
         if cursor.last_family == u32::MAX {
-            return None;
+            return Ok(None);
         }
         let name = cursor.last_name.of(b);
         let brace = p + name.len();
-        if b.get(brace) != Some(&b'{') || !same_bytes(b.get(p..brace)?, name) {
-            return None;
+        if b.get(brace) != Some(&b'{')
+            || !b.get(p..brace).is_some_and(|here| same_bytes(here, name))
+        {
+            return Ok(None);
         }
-        let (end, _, true) = self.remembered_set(b, brace, cursor.last_name_hash)? else {
-            return None;
+        let Some((end, _, true)) = self.remembered_set(b, brace, cursor.last_name_hash) else {
+            return Ok(None);
         };
-        let value_end = plain_line_end(b, end)?;
-        let packed = PackedSample::pack(&Sample {
+        let mut flags = SampleFlags::BRACES;
+        // The rest of the line as the general path reads it (with the same
+        // error, if any).
+        let (value_start, value_end, value_form, next) = match plain_line_end(b, end) {
+            Some(value_end) => {
+                flags.insert(SampleFlags::PLAIN_END);
+                (end + 1, value_end, ValueForm::Decimal, value_end + 1)
+            }
+            None => self.line_end_slow(b, end, true, &mut flags, cursor)?,
+        };
+        let Some(packed) = PackedSample::pack(&Sample {
             name: Span::new(p, brace),
             labels: Span::new(brace + 1, end - 1),
-            value: Span::new(end + 1, value_end),
+            value: Span::new(value_start, value_end),
             timestamp: Span::default(),
-            flags: SampleFlags::BRACES | SampleFlags::PLAIN_END,
-            value_form: ValueForm::Decimal,
-        })?;
+            flags,
+            value_form,
+        }) else {
+            return Ok(None); // a line of 64 KiB or more
+        };
         self.memo_hits += 1;
         self.record(cursor.last_family, packed, cursor);
-        Some(value_end + 1)
+        Ok(Some(next))
     }
 
     /// Adds a sample of `family`, the next in body order.
@@ -2070,6 +2088,35 @@ mod tests {
             (gauge_le.clone(), false),
             (gauge_le.replace("gauge", "histogram"), false),
             (format!("{}# EOF\n", hist("0.5")), true),
+            // Remembered sets followed by values that are not plain: an
+            // exponent, NaN, a timestamp, exemplars, and values that break
+            // the line (the same error at the same line).
+            (plain.replace("} 2\n", "} 2e3\n"), false),
+            (plain.replace("} 2\n", "} NaN\n"), false),
+            (plain.replace("} 2\n", "} x\n"), false),
+            (plain.replace("} 2\n", "} 2 1 1\n"), false),
+            (
+                format!("{}# EOF\n", plain.replace("} 2\n", "} 2 17.5\n")),
+                true,
+            ),
+            (
+                format!("{}# EOF\n", plain.replace("} 2\n", "} 2 # {t=\"1\"} 1\n")),
+                true,
+            ),
+            (
+                format!(
+                    "{}# EOF\n",
+                    hist("0.5").replace("} 1\n", "} 1 # {t=\"1\"} 1\n")
+                ),
+                true,
+            ),
+            (
+                format!(
+                    "{}# EOF\n",
+                    hist("0.5").replace("} 1\n", "} 1 # {t=\"1\"}\n")
+                ),
+                true,
+            ),
             ("not a body\n".to_string(), false),
             (String::new(), false),
         ];
