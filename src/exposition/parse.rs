@@ -2047,6 +2047,19 @@ mod tests {
             body
         };
         let hist = |le: &str| buckets("histogram", le);
+        // A histogram whose lines turn from `_bucket` to `_sum` and `_count`
+        // and back for each label set; `between` comes after each set's.
+        let turning = |between: &str| {
+            let mut body = "# TYPE h histogram\n".to_string();
+            for path in 0..3 {
+                for le in ["0.5", "+Inf"] {
+                    body += &format!("h_bucket{{path=\"/{path}\",le=\"{le}\"}} 1\n");
+                }
+                body += &format!("h_sum{{path=\"/{path}\"}} 2\nh_count{{path=\"/{path}\"}} 1\n");
+                body += between;
+            }
+            body
+        };
         let gauge_le = buckets("gauge", "x");
         let labels = |values: [&str; 3]| {
             values
@@ -2117,6 +2130,29 @@ mod tests {
                 ),
                 true,
             ),
+            (turning(""), false),
+            (format!("{}# EOF\n", turning("")), true),
+            // Another family's line, or metadata, between the turns: the
+            // names are resolved again.
+            (turning("g{path=\"/\"} 1\n"), false),
+            // `h_sum` after another family's line, numbered as in the
+            // grouped body after it, whose memo takes its set: it is `h`'s
+            // again, not the last line's family's.
+            (
+                "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum{p=\"/api/v1/items/0\",q=\"a long label value to keep the memo\"} 2\n\
+                 h_count 1\ng{p=\"/\"} 1\nh_sum{p=\"/api/v1/items/1\",q=\"a long label value to keep the memo\"} 2\n"
+                    .to_string(),
+                false,
+            ),
+            (
+                "# TYPE a gauge\na 1\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\n\
+                 h_sum{p=\"/api/v1/items/0\",q=\"a long label value to keep the memo\"} 2\nh_count 1\nh_sum{p=\"/api/v1/items/1\",q=\"a long label value to keep the memo\"} 2\n"
+                    .to_string(),
+                false,
+            ),
+            (turning("# TYPE h_sum gauge\n"), false),
+            (turning("# HELP h x\n"), false),
+            (format!("{}# EOF\n", turning("# TYPE g gauge\ng 1\n")), true),
             ("not a body\n".to_string(), false),
             (String::new(), false),
         ];
