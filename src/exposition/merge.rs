@@ -3071,6 +3071,13 @@ impl Merger {
                         &mut self.scratch,
                     )),
                 };
+                // The output length at which the loop looks at its limits: a
+                // piece to hand on, a remembered walk that outgrew its own.
+                let piece_limit = pieces.as_ref().map_or(usize::MAX, |(bytes, _)| *bytes);
+                let known_limit = known
+                    .as_ref()
+                    .map_or(usize::MAX, |known| known.out_limit.saturating_add(1));
+                let look_at = piece_limit.min(known_limit);
                 let mut pending = Span::default();
                 for k in 0..samples.count as usize {
                     let number = contribution_number(samples, &self.order, k);
@@ -3126,6 +3133,9 @@ impl Merger {
                         &mut self.scratch,
                         &mut self.candidate,
                     );
+                    if out.len() + ((pending.end - pending.start) as usize) < look_at {
+                        continue;
+                    }
                     if let Some((piece_bytes, emit)) = pieces {
                         if out.len() + (pending.end - pending.start) as usize >= *piece_bytes {
                             writer.flush(&mut pending, out);
