@@ -36,7 +36,7 @@ use super::openmetrics::{
     IdentityHasher, OpenMetricsType, Suffix, SuffixByLength, ALL_SUFFIXES,
     EXEMPLAR_LABEL_CHARACTERS,
 };
-use super::parse::{ExemplarSpans, IndexView, Kind, Sample, SampleFlags, Span};
+use super::parse::{ExemplarSpans, IndexView, Kind, PlainSample, Sample, SampleFlags, Span};
 use super::protobuf::down::{self, TextTarget};
 use super::protobuf::read::{Metric, MetricType, NATIVE_HISTOGRAM};
 use super::protobuf::up::{
@@ -1383,6 +1383,21 @@ impl SampleWriter<'_> {
             out.push(b' ');
             out.extend_from_slice(exemplar.timestamp.of(self.body));
         }
+    }
+
+    /// [`Self::write_with`]'s common line, of a sample the index found
+    /// plain ([`PlainSample`]) in a body whose labels need no look for the
+    /// target's (`check_labels` false): `name{labels` + `,target` +
+    /// `} value\n`, without the sample decoded.
+    #[inline(always)]
+    fn write_plain(&self, sample: &PlainSample, out: &mut Vec<u8>, pending: &mut Span) {
+        self.copy_later(pending, sample.name.start, sample.labels_end, out);
+        if self.target.is_some() {
+            self.flush(pending, out);
+            self.write_target_comma(out);
+        }
+        // The value is followed by its newline.
+        self.copy_later(pending, sample.labels_end, sample.value.end + 1, out);
     }
 
     /// `,label="container"`, which most lines take: copied as one block of
@@ -3078,61 +3093,71 @@ impl Merger {
                     .as_ref()
                     .map_or(usize::MAX, |known| known.out_limit.saturating_add(1));
                 let look_at = piece_limit.min(known_limit);
+                // Plain lines are written without being decoded: where no
+                // sample is dropped (`only`) and no label is looked for.
+                let plain_lines = only.is_none() && !writer.check_labels;
                 let mut pending = Span::default();
                 for k in 0..samples.count as usize {
                     let number = contribution_number(samples, &self.order, k);
-                    let sample = view.numbered_sample(number);
-                    if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
-                        walk.sample(
-                            view,
-                            number,
+                    if let Some(plain) = view.plain_sample(number).filter(|_| plain_lines) {
+                        if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
+                            walk.plain_sample(view, number, &plain, raw_name, known.check);
+                        }
+                        writer.write_plain(&plain, out, &mut pending);
+                    } else {
+                        let sample = view.numbered_sample(number);
+                        if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
+                            walk.sample(
+                                view,
+                                number,
+                                &sample,
+                                raw_name,
+                                &mut self.scratch,
+                                known.check,
+                            );
+                        }
+                        let mut exemplar = None;
+                        if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
+                            let suffix =
+                                sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
+                            if let Some(only) = only {
+                                if suffix != Some(only)
+                                    || !self.series_seen.insert(series_hash(
+                                        view,
+                                        &sample,
+                                        c.source,
+                                        &mut self.candidate,
+                                    ))
+                                {
+                                    // Not this family's, or the same series again:
+                                    // Prometheus keeps the first (and counts the
+                                    // rest as duplicates); prometheus_client refuses
+                                    // a family that has it twice apart.
+                                    continue;
+                                }
+                            }
+                            let exemplar_allowed = only.is_none()
+                                && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
+                            exemplar = view.exemplar(&sample).filter(|e| {
+                                exemplar_allowed
+                                    && exemplar_fits(
+                                        view.body(),
+                                        e,
+                                        self.escaping,
+                                        &mut self.scratch,
+                                        &mut self.candidate,
+                                    )
+                            });
+                        }
+                        writer.write_with(
                             &sample,
-                            raw_name,
+                            exemplar,
+                            out,
+                            &mut pending,
                             &mut self.scratch,
-                            known.check,
+                            &mut self.candidate,
                         );
                     }
-                    let mut exemplar = None;
-                    if only.is_some() || sample.flags.contains(SampleFlags::EXEMPLAR) {
-                        let suffix =
-                            sample_suffix(view.body(), &sample, raw_name, &mut self.scratch);
-                        if let Some(only) = only {
-                            if suffix != Some(only)
-                                || !self.series_seen.insert(series_hash(
-                                    view,
-                                    &sample,
-                                    c.source,
-                                    &mut self.candidate,
-                                ))
-                            {
-                                // Not this family's, or the same series again:
-                                // Prometheus keeps the first (and counts the
-                                // rest as duplicates); prometheus_client refuses
-                                // a family that has it twice apart.
-                                continue;
-                            }
-                        }
-                        let exemplar_allowed = only.is_none()
-                            && suffix.is_some_and(|suffix| takes_exemplar(family_type, suffix));
-                        exemplar = view.exemplar(&sample).filter(|e| {
-                            exemplar_allowed
-                                && exemplar_fits(
-                                    view.body(),
-                                    e,
-                                    self.escaping,
-                                    &mut self.scratch,
-                                    &mut self.candidate,
-                                )
-                        });
-                    }
-                    writer.write_with(
-                        &sample,
-                        exemplar,
-                        out,
-                        &mut pending,
-                        &mut self.scratch,
-                        &mut self.candidate,
-                    );
                     if out.len() + ((pending.end - pending.start) as usize) < look_at {
                         continue;
                     }
@@ -3362,6 +3387,47 @@ impl KnownWalk {
         }
     }
 
+    /// [`Self::sample`] of a plain sample ([`PlainSample`]): no timestamp,
+    /// a value never negative, a legacy name.
+    #[inline(always)]
+    fn plain_sample(
+        &mut self,
+        view: IndexView<'_>,
+        number: u32,
+        sample: &PlainSample,
+        name: &[u8],
+        check: &mut Check,
+    ) {
+        self.fingerprint = match view.series(number) {
+            Some(series) => mix(self.fingerprint, series),
+            None => fingerprint_text(
+                self.fingerprint,
+                view.body(),
+                sample.name.start as usize + name.len()..sample.labels_end as usize,
+            ),
+        };
+        if self.reads == KnownReads::Values {
+            let new_group = self.next_in_group();
+            if check.ok {
+                let length = (sample.name.end - sample.name.start) as usize;
+                let suffix = self.suffixes.get(length.saturating_sub(name.len()));
+                check_plain_value(check, suffix, new_group, sample.value.of(view.body()));
+            }
+        }
+    }
+
+    /// Whether the next sample starts a metric (group), as the full check
+    /// found them.
+    #[inline(always)]
+    fn next_in_group(&mut self) -> bool {
+        let new_group = self.left_in_group == 0;
+        if new_group {
+            self.left_in_group = self.group_size;
+        }
+        self.left_in_group -= 1;
+        new_group
+    }
+
     /// Reads the contribution's next sample.
     #[inline(always)]
     fn sample(
@@ -3386,11 +3452,7 @@ impl KnownWalk {
                 }
             }
             KnownReads::Values => {
-                let new_group = self.left_in_group == 0;
-                if new_group {
-                    self.left_in_group = self.group_size;
-                }
-                self.left_in_group -= 1;
+                let new_group = self.next_in_group();
                 if check.ok {
                     // Told by its length: the names are the ones that passed
                     // (or the fingerprint will differ and this is undone).
@@ -3401,11 +3463,7 @@ impl KnownWalk {
                         self.suffixes.get(length.saturating_sub(name.len()))
                     };
                     if sample.flags.contains(SampleFlags::PLAIN_END) {
-                        // Never negative or NaN: only a bucket or count
-                        // that is not whole breaks a rule.
-                        let (value, whole) = plain_value(body, sample, suffix);
-                        let breaks = !whole && value_breaks(suffix, value);
-                        check.known_sample(suffix, new_group, value, None, breaks);
+                        check_plain_value(check, suffix, new_group, sample.value.of(body));
                     } else {
                         let (value, timestamp) =
                             checked_value(view, sample, self.family_type, suffix);
@@ -3466,11 +3524,10 @@ fn checked_value(
 /// Also whether the value is known to be whole (then it breaks no rule
 /// on values alone).
 #[inline(always)]
-fn plain_value(body: &[u8], sample: &Sample, suffix: Suffix) -> (f64, bool) {
+fn plain_value(text: &[u8], suffix: Suffix) -> (f64, bool) {
     if !matches!(suffix, Suffix::Bucket | Suffix::Count | Suffix::GCount) {
         return (0.0, true);
     }
-    let text = sample.value.of(body);
     if text.len() > 15 {
         return (decimal_value(text), false);
     }
@@ -3483,6 +3540,16 @@ fn plain_value(body: &[u8], sample: &Sample, suffix: Suffix) -> (f64, bool) {
     }
     // Up to 15 digits: exact in a double.
     (whole as f64, true)
+}
+
+/// [`Check::known_sample`] of a sample whose value `text` ends its line
+/// plainly (`PLAIN_END`): never negative or NaN, so only a bucket or count
+/// that is not whole breaks a rule on values alone.
+#[inline(always)]
+fn check_plain_value(check: &mut Check, suffix: Suffix, new_group: bool, text: &[u8]) {
+    let (value, whole) = plain_value(text, suffix);
+    let breaks = !whole && value_breaks(suffix, value);
+    check.known_sample(suffix, new_group, value, None, breaks);
 }
 
 /// The fingerprint of a text sample's name and labels, after `hash`, and
@@ -3929,6 +3996,44 @@ mod openmetrics_tests {
     fn openmetrics_of(body: &str) -> String {
         let inputs = [(Some("a"), body)];
         build_as(&mut Merger::new("container"), &inputs, Escaping::AllowUtf8)
+    }
+
+    /// Lines that are not plain are rewritten, beside plain ones written
+    /// without being decoded: blanks and a trailing comma in a text label
+    /// set, a quoted name, a line longer than a packed sample holds, and a
+    /// body with a label named as the target; built once, then again by
+    /// the walk of a remembered family.
+    #[test]
+    fn only_plain_lines_are_copied_as_they_are() {
+        let long = "v".repeat(70_000);
+        let body = format!(
+            "# TYPE m gauge\nm{{a=\"1\"}} 1\nm{{a = \"2\"}} 2\nm{{a=\"3\",}} 3\n\
+             {{\"m\",a=\"4\"}} 4\nm{{a=\"{long}\"}} 5\nm{{a=\"6\"}} 6\n"
+        );
+        let expected = format!(
+            "# TYPE m gauge\nm{{a=\"1\",container=\"a\"}} 1\nm{{a=\"2\",container=\"a\"}} 2\n\
+             m{{a=\"3\",container=\"a\"}} 3\nm{{a=\"4\",container=\"a\"}} 4\n\
+             m{{a=\"{long}\",container=\"a\"}} 5\nm{{a=\"6\",container=\"a\"}} 6\n# EOF\n"
+        );
+        // The target's label in the body is kept as `exported_container`.
+        let clashing = "# TYPE m gauge\nm{a=\"1\"} 1\nm{container=\"x\"} 2\nm{a=\"3\"} 3\n";
+        let clashing_expected = "# TYPE m gauge\nm{a=\"1\",container=\"a\"} 1\n\
+             m{exported_container=\"x\",container=\"a\"} 2\nm{a=\"3\",container=\"a\"} 3\n# EOF\n";
+        for (body, expected) in [
+            (body.as_str(), expected.as_str()),
+            (clashing, clashing_expected),
+        ] {
+            let inputs = [(Some("a"), body)];
+            let mut merger = Merger::new("container");
+            for build in 0..3 {
+                let out = build_as(&mut merger, &inputs, Escaping::AllowUtf8);
+                assert!(
+                    out == expected,
+                    "build {build}: {}",
+                    &out[..out.len().min(400)]
+                );
+            }
+        }
     }
 
     /// Each rule of `openmetrics.rs`, one case each, with the exact output.

@@ -262,6 +262,18 @@ impl PackedSample {
     }
 }
 
+/// A sample whose line the writers copy as it is, `name{labels} value\n`:
+/// labels in braces, canonical (no quoted name, no blanks); a plain value
+/// ([`SampleFlags::PLAIN_END`]: ` <digits>[.<digits>]` and the newline,
+/// never negative); no timestamp, no exemplar. Most lines of a body.
+#[derive(Clone, Copy)]
+pub(super) struct PlainSample {
+    pub(super) name: Span,
+    /// Where its `}` is.
+    pub(super) labels_end: u32,
+    pub(super) value: Span,
+}
+
 /// A run of consecutive samples of one family, in input order: enough to
 /// regroup the samples of a body whose families are interleaved.
 #[derive(Clone, Copy)]
@@ -447,6 +459,31 @@ impl<'a> IndexView<'a> {
     pub(super) fn numbered_sample(self, number: u32) -> Sample {
         self.index
             .sample(&self.index.samples[number as usize], self.body)
+    }
+
+    /// The sample numbered `number` when the writers copy its line as it
+    /// is ([`PlainSample`]); None for any other.
+    #[inline]
+    pub(super) fn plain_sample(self, number: u32) -> Option<PlainSample> {
+        let packed = &self.index.samples[number as usize];
+        // LONG, TIMESTAMP, EXEMPLAR, SLOW_LABELS or QUOTED_NAME: another.
+        if packed.flags != SampleFlags::BRACES | SampleFlags::PLAIN_END
+            || packed.labels_start == packed.labels_end
+        {
+            return None;
+        }
+        let at = |offset: u16| packed.start + u32::from(offset);
+        Some(PlainSample {
+            name: Span {
+                start: packed.start,
+                end: at(packed.name_end),
+            },
+            labels_end: at(packed.labels_end),
+            value: Span {
+                start: at(packed.value_start),
+                end: at(packed.value_end),
+            },
+        })
     }
 
     /// The parser's hash of the sample numbered `number`'s name and label
