@@ -1616,7 +1616,7 @@ impl Index {
     /// hash, and whether the set is that one (then it is taken without a
     /// scan). A set of this text is valid or not by its text, the type and
     /// the format alone (the memo is kept for one format).
-    #[inline]
+    #[inline(always)]
     fn remembered_set(&self, b: &[u8], brace: usize, name_hash: u64) -> Option<(usize, u64, bool)> {
         let n = self.samples.len();
         // Those from `n` on are still the previous build's.
@@ -1782,6 +1782,7 @@ enum NameRef {
 /// value's end (the newline's position). Such a value is always a valid
 /// decimal, so the general path (blanks, value syntax, timestamp, exemplar,
 /// CRLF) is skipped; anything else returns None and takes it.
+#[inline(always)]
 fn plain_line_end(b: &[u8], q: usize) -> Option<usize> {
     if b.get(q) != Some(&b' ') {
         return None;
