@@ -651,13 +651,16 @@ impl Merger {
             .filter(|c| c.resolution != Resolution::Dropped)
             .find_map(|c| {
                 let view = sources[c.source as usize].snapshot.view();
-                Some((view.family(c.family).help?, view))
+                let family = view.family(c.family);
+                Some((family.help?, family.help_verbatim, view))
             });
-        if let Some((help, view)) = help {
+        if let Some((help, verbatim, view)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
             out.push(b' ');
             match view {
+                // Its parser saw no backslash (nor quote): no scan again.
+                SourceView::Text(_) if verbatim => out.extend_from_slice(help),
                 SourceView::Text(view) => write_help(help, view.is_openmetrics(), out),
                 SourceView::Protobuf(_) => down::escape_help(help, out),
             }
@@ -1824,6 +1827,9 @@ mod tests {
 /// one OpenMetrics has too, and nothing it escapes left bare (what
 /// [`rewrite_help`] would give back unchanged).
 fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
+    if form == HelpForm::Verbatim {
+        return true;
+    }
     let mut i = 0;
     loop {
         // The next backslash, quote or newline, eight bytes at a time.
@@ -1845,7 +1851,7 @@ fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
 fn rewrite_help(help: &[u8], form: HelpForm, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     scratch.clear();
     match form {
-        HelpForm::Plain => scratch.extend_from_slice(help),
+        HelpForm::Plain | HelpForm::Verbatim => scratch.extend_from_slice(help),
         HelpForm::Text => unescape_help(help, false, scratch),
         HelpForm::OpenMetrics => unescape_help(help, true, scratch),
     }
@@ -1861,6 +1867,9 @@ enum HelpForm {
     OpenMetrics,
     /// Protobuf: not escaped.
     Plain,
+    /// A text body's HELP that holds no backslash and no quote (its parser
+    /// saw): the same in every form.
+    Verbatim,
 }
 
 /// One family of one source as OpenMetrics output sees it.
@@ -1981,7 +1990,9 @@ fn openmetrics_item_as_named(
             OpenMetricsItem {
                 name: p.name,
                 om: OpenMetricsType::of_declared(p.declared),
-                help: p.help.map(|help| (help, HelpForm::OpenMetrics)),
+                help: p
+                    .help
+                    .map(|help| (help, text_help_form(view, p.help_verbatim))),
                 unit: p.unit,
             }
         }
@@ -1991,7 +2002,9 @@ fn openmetrics_item_as_named(
             OpenMetricsItem {
                 name: &f.name[..len],
                 om,
-                help: f.help.map(|help| (help, help_form(view))),
+                help: f
+                    .help
+                    .map(|help| (help, text_help_form(view, f.help_verbatim))),
                 unit: None,
             }
         }
@@ -2054,6 +2067,22 @@ fn help_form(view: SourceView<'_>) -> HelpForm {
         SourceView::Text(_) => HelpForm::Text,
         SourceView::Protobuf(_) => HelpForm::Plain,
     }
+}
+
+/// How a text source's HELP text is escaped, `verbatim` as its parser told.
+fn text_help_form(view: SourceView<'_>, verbatim: bool) -> HelpForm {
+    if verbatim {
+        HelpForm::Verbatim
+    } else {
+        help_form(view)
+    }
+}
+
+/// A family's HELP text and how it is escaped.
+fn help_of(view: SourceView<'_>, family: u32) -> Option<(&[u8], HelpForm)> {
+    let f = view.family(family);
+    f.help
+        .map(|help| (help, text_help_form(view, f.help_verbatim)))
 }
 
 fn item_of<'a>(
@@ -2856,8 +2885,7 @@ impl Merger {
                 help = help.or(item.help);
                 unit = unit.or(item.unit);
             } else if help.is_none() {
-                let view = sources[c.source as usize].snapshot.view();
-                help = view.help(c.family).map(|help| (help, help_form(view)));
+                help = help_of(sources[c.source as usize].snapshot.view(), c.family);
             }
             if help.is_some() && unit.is_some() {
                 break;
@@ -4040,7 +4068,10 @@ mod openmetrics_tests {
                     help.push(alphabet[code % alphabet.len()]);
                     code /= alphabet.len();
                 }
+                // What the parser calls verbatim reads the same in each.
+                let verbatim = !help.iter().any(|&c| c == b'\\' || c == b'"' || c == b'\n');
                 for form in [HelpForm::Plain, HelpForm::Text, HelpForm::OpenMetrics] {
+                    assert!(!verbatim || help_written_as_is(&help, form));
                     if help_written_as_is(&help, form) {
                         let mut rewritten = Vec::new();
                         rewrite_help(&help, form, &mut Vec::new(), &mut rewritten);
