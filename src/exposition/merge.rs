@@ -1884,6 +1884,10 @@ struct OpenMetricsItem<'a> {
 /// The OpenMetrics family that `family` (a parent's number when `parent`)
 /// of `view` is written as; `whole`: a text or protobuf counter named
 /// `..._total` keeps that name as `unknown` (see [`Merger::merge_openmetrics`]).
+/// Inlined, with [`openmetrics_item_as_named`]: a caller that reads its
+/// name and type alone (each item's, at every build) then does not pay for
+/// its HELP and unit found and handed back.
+#[inline(always)]
 fn openmetrics_item(
     view: SourceView<'_>,
     family: u32,
@@ -1979,6 +1983,7 @@ fn is_stripped_counter(
     !parent && item.om == OpenMetricsType::Counter && item.name.len() < view.name(family).len()
 }
 
+#[inline(always)]
 fn openmetrics_item_as_named(
     view: SourceView<'_>,
     family: u32,
