@@ -1965,8 +1965,7 @@ fn legacy_by_sample(view: SourceView<'_>, family: u32) -> bool {
             let numbers = text.sample_numbers(family);
             !numbers.is_empty()
                 && !text
-                    .numbered_sample(numbers.start)
-                    .flags
+                    .sample_flags(numbers.start)
                     .contains(SampleFlags::QUOTED_NAME)
         }
         SourceView::Protobuf(_) => false,

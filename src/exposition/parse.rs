@@ -475,6 +475,13 @@ impl<'a> IndexView<'a> {
         self.index.memo.hashes.get(number as usize).copied()
     }
 
+    /// The flags of the body's sample numbered `number`, without decoding
+    /// the rest of it.
+    #[inline]
+    pub(super) fn sample_flags(self, number: u32) -> SampleFlags {
+        self.index.samples[number as usize].flags
+    }
+
     /// Where the body's sample numbered `number` starts (its name's
     /// position), without decoding the rest of it.
     pub(super) fn sample_position(self, number: u32) -> u32 {
