@@ -1920,6 +1920,26 @@ fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
     name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
 }
 
+/// Whether `name` ends with some suffix of [`ALL_SUFFIXES`] after at
+/// least one byte. Most names end with a byte that no suffix ends with
+/// (`_seconds`, `_bytes`): one look-up tells them, not a test per suffix.
+fn ends_with_a_suffix(name: &[u8]) -> bool {
+    const LAST_BYTES: [bool; 256] = {
+        let mut last_bytes = [false; 256];
+        let mut i = 1;
+        while i < ALL_SUFFIXES.len() {
+            let suffix = ALL_SUFFIXES[i];
+            last_bytes[suffix[suffix.len() - 1] as usize] = true;
+            i += 1;
+        }
+        last_bytes
+    };
+    name.last().is_some_and(|&last| LAST_BYTES[last as usize])
+        && ALL_SUFFIXES[1..]
+            .iter()
+            .any(|suffix| ends_with_suffix(name, suffix))
+}
+
 /// Calls `each(item, parent, family)` for each OpenMetrics item of a
 /// source in order: its families, except that an OpenMetrics body's
 /// families of one parent are one item, the parent (`parent` true), given
@@ -2271,9 +2291,7 @@ impl Merger {
         // Whether rule 3 must look at it: a name that ends with no suffix
         // is claimed by no other family's name (see
         // `Merger::resolve_openmetrics_claims`).
-        let suffixed = ALL_SUFFIXES[1..]
-            .iter()
-            .any(|suffix| ends_with_suffix(key, suffix));
+        let suffixed = ends_with_a_suffix(key);
         self.name_kinds.push(if suffixed { SUFFIXED } else { 0 });
         id
     }
@@ -3832,6 +3850,26 @@ mod openmetrics_tests {
             for b in &ALL_SUFFIXES[1..] {
                 assert!(a == b || !a.ends_with(b), "{a:?} ends with {b:?}");
             }
+        }
+    }
+
+    /// The table of last bytes tells what a test per suffix tells: names
+    /// that end with each suffix, a part of one, or any other byte.
+    #[test]
+    fn a_suffix_is_told_by_its_last_byte_first() {
+        let mut names: Vec<Vec<u8>> = (0..=255u8).map(|last| vec![b'x', last]).collect();
+        for suffix in &ALL_SUFFIXES[1..] {
+            for cut in 0..suffix.len() {
+                names.push(suffix[cut..].to_vec());
+                names.push([b"x", &suffix[cut..]].concat());
+                names.push([b"x", &suffix[..cut]].concat());
+            }
+        }
+        for name in names {
+            let by_each = ALL_SUFFIXES[1..]
+                .iter()
+                .any(|suffix| ends_with_suffix(&name, suffix));
+            assert_eq!(ends_with_a_suffix(&name), by_each, "{name:?}");
         }
     }
 
