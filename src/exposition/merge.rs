@@ -474,6 +474,18 @@ impl Merger {
     /// first; the contributions are moved by following the permutation's
     /// cycles. No second copy of the records.
     fn group_contributions(&mut self) {
+        if self.destinations.windows(2).all(|pair| pair[0] <= pair[1]) {
+            // Grouped already (one source, or each family found in one
+            // only): each family's first is where its run starts.
+            let mut at = 0;
+            for (m, merged) in self.merged.iter_mut().enumerate() {
+                merged.first = at as u32;
+                while self.destinations.get(at) == Some(&(m as u32)) {
+                    at += 1;
+                }
+            }
+            return;
+        }
         for merged in &mut self.merged {
             merged.first = 0;
         }
