@@ -366,6 +366,12 @@ pub(super) struct Index {
     memo: Memo,
     /// Label sets of the build under way that the memo took.
     memo_hits: usize,
+    /// How many declarations and families the last body parsed had, kept
+    /// as the memo is: the next parse makes its tables and declarations
+    /// that large at once, rather than grow them from empty (freed after
+    /// every build, [`Index::release_scratch`]) and rehash them as they
+    /// grow. Never more than a build of that body held at its peak.
+    last_counts: (u32, u32),
 }
 
 /// One family of an index, as the merge writer reads it.
@@ -642,8 +648,10 @@ impl Index {
     /// sample, at most a quarter of the body it was built from).
     pub(super) fn release(&mut self) {
         let memo = std::mem::take(&mut self.memo);
+        let last_counts = self.last_counts;
         *self = Index::default();
         self.memo = memo;
+        self.last_counts = last_counts;
     }
 
     /// After a successful parse: keeps the series for the merge and the
@@ -792,6 +800,10 @@ impl Index {
         }
         self.memo = memo;
         self.memo_hits = 0;
+        let (declarations, families) = self.last_counts;
+        self.declarations.reserve_exact(declarations as usize);
+        self.declaration_table.make_room(declarations as usize);
+        self.family_table.make_room(families as usize);
         match self.parse(body, openmetrics) {
             Ok(()) => {
                 self.keep_memo(body.len());
@@ -903,6 +915,7 @@ impl Index {
     /// cost as much again as what the merge reads. The next parse
     /// allocates them again, once.
     fn release_scratch(&mut self) {
+        self.last_counts = (self.declarations.len() as u32, self.families.len() as u32);
         self.runs = Vec::new();
         self.starts = Vec::new();
         self.order = Vec::new();
