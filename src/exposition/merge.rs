@@ -225,7 +225,10 @@ pub struct Merger {
     /// OpenMetrics output, a family written as `unknown` families: the
     /// series of the one being written (a series twice is written once).
     series_seen: SeriesSet,
-    check: Check,
+    /// Boxed: a family's check is taken out while the merger is borrowed
+    /// and put back after, a pointer moved rather than the whole check
+    /// (and a placeholder made and dropped), every family.
+    check: Option<Box<Check>>,
     /// OpenMetrics output: the text contributions remembered from the last
     /// build (see [`Remembered`]), those the family being checked adds,
     /// and the number of the build.
@@ -264,7 +267,7 @@ impl Merger {
             escaping: Escaping::Underscores,
             written: Vec::new(),
             series_seen: SeriesSet::default(),
-            check: Check::new(OpenMetricsType::None),
+            check: None,
             remembered: RememberedSet::default(),
             pending: Vec::new(),
             build: 0,
@@ -2644,7 +2647,10 @@ impl Merger {
         name: FamilyName<'_>,
         repeated_source: bool,
     ) -> bool {
-        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        let mut check = self
+            .check
+            .take()
+            .unwrap_or_else(|| Box::new(Check::new(family_type)));
         check.reset(family_type);
         for i in range.start as usize..range.end as usize {
             let c = self.contributions[i];
@@ -2754,7 +2760,7 @@ impl Merger {
             }
         }
         let valid = check.finish();
-        self.check = check;
+        self.check = Some(check);
         // A family that kept every rule: what its names and labels passed
         // holds for the next build while they stay the same bytes.
         for (key, remembered) in self.pending.drain(..) {
@@ -2834,7 +2840,10 @@ impl Merger {
             None => usize::MAX,
         };
         let mark = out.len();
-        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        let mut check = self
+            .check
+            .take()
+            .unwrap_or_else(|| Box::new(Check::new(family_type)));
         check.reset(family_type);
         self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
         let mut stands = true;
@@ -2880,7 +2889,7 @@ impl Merger {
                 break;
             }
         }
-        self.check = check;
+        self.check = Some(check);
         if !stands {
             out.truncate(mark);
             return false;
