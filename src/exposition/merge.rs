@@ -2124,6 +2124,9 @@ fn help_of(view: SourceView<'_>, family: u32) -> Option<(&[u8], HelpForm)> {
         .map(|help| (help, text_help_form(view, f.help_verbatim)))
 }
 
+/// [`openmetrics_item`] of a source's item; inlined as it is, so that a
+/// header reading a parent's HELP and unit alone pays for nothing else.
+#[inline(always)]
 fn item_of<'a>(
     sources: &[Source<'a>],
     source: u32,
