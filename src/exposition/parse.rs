@@ -278,6 +278,9 @@ struct FamilyRun {
 
 struct Declaration {
     name: NameAt,
+    /// `hash_name` of the name: a family named as the declaration takes
+    /// it, not hashed again.
+    hash: u32,
     declared: Declared,
     typed: bool,
     help: Option<Span>,
@@ -1205,6 +1208,7 @@ impl Index {
         };
         self.declarations.push(Declaration {
             name,
+            hash,
             declared: Declared::Untyped,
             typed: false,
             help: None,
@@ -1275,18 +1279,19 @@ impl Index {
                 return Ok(family);
             }
         }
-        let (declared_name, help, help_verbatim, typed) =
+        let (declared_name, declared_hash, help, help_verbatim, typed) =
             match self.declarations.get(declaration as usize) {
-                Some(d) => (d.name, d.help, d.help_verbatim, d.typed),
-                None => (NameAt::default(), None, false, false),
+                Some(d) => (d.name, d.hash, d.help, d.help_verbatim, d.typed),
+                None => (NameAt::default(), 0, None, false, false),
             };
         let hash;
         let existing = {
-            let family_name = match from {
-                FamilyName::Declared => kept_name(&self.names, b, declared_name),
-                FamilyName::Sample => name,
+            // The declaration's name was hashed when it was declared.
+            let family_name;
+            (hash, family_name) = match from {
+                FamilyName::Declared => (declared_hash, kept_name(&self.names, b, declared_name)),
+                FamilyName::Sample => (hash_name(name), name),
             };
-            hash = hash_name(family_name);
             let (families, names) = (&self.families, &self.names);
             self.family_table.find(hash, |i| {
                 let family = &families[i as usize];
