@@ -1891,6 +1891,9 @@ enum HelpForm {
 #[derive(Clone, Copy)]
 struct OpenMetricsItem<'a> {
     name: &'a [u8],
+    /// `hash_name(name)` when its parser computed it: not for a counter's
+    /// name stripped of `_total`.
+    hash: Option<u32>,
     om: OpenMetricsType,
     help: Option<(&'a [u8], HelpForm)>,
     unit: Option<&'a [u8]>,
@@ -1913,8 +1916,10 @@ fn openmetrics_item(
     if !whole {
         return item;
     }
+    let f = view.family(family);
     OpenMetricsItem {
-        name: view.name(family),
+        name: f.name,
+        hash: Some(f.hash),
         om: OpenMetricsType::Unknown,
         ..item
     }
@@ -2028,6 +2033,7 @@ fn openmetrics_item_as_named(
             let p = text.openmetrics_family(family);
             OpenMetricsItem {
                 name: p.name,
+                hash: Some(p.hash),
                 om: OpenMetricsType::of_declared(p.declared),
                 help: p
                     .help
@@ -2040,6 +2046,7 @@ fn openmetrics_item_as_named(
             let (om, len) = OpenMetricsType::of_text(f.kind, f.typed, f.name);
             OpenMetricsItem {
                 name: &f.name[..len],
+                hash: (len == f.name.len()).then_some(f.hash),
                 om,
                 help: f
                     .help
@@ -2053,6 +2060,7 @@ fn openmetrics_item_as_named(
             let (om, len) = OpenMetricsType::of_protobuf(f.metric_type, name);
             OpenMetricsItem {
                 name: &name[..len],
+                hash: (len == name.len()).then_some(f.hash),
                 om,
                 help: f.help.map(|help| (help.of(proto.body), HelpForm::Plain)),
                 unit: None,
@@ -2230,8 +2238,14 @@ impl Merger {
         let named = openmetrics_item(view, item, parent, false);
         let contribution = self.contributions.len() as u32;
         let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, family);
-        let mut merged =
-            self.openmetrics_family(sources, named.name, named.om, legacy, contribution);
+        let mut merged = self.openmetrics_family(
+            sources,
+            named.name,
+            named.hash,
+            named.om,
+            legacy,
+            contribution,
+        );
         let mut this = named;
         let mut whole = false;
         let kinds = self.name_kinds[merged as usize];
@@ -2239,7 +2253,14 @@ impl Merger {
             if kinds & NOT_COUNTER != 0 {
                 whole = true;
                 this = openmetrics_item(view, item, parent, true);
-                merged = self.openmetrics_family(sources, this.name, this.om, legacy, contribution);
+                merged = self.openmetrics_family(
+                    sources,
+                    this.name,
+                    this.hash,
+                    this.om,
+                    legacy,
+                    contribution,
+                );
             } else {
                 self.name_kinds[merged as usize] |= STRIPPED_COUNTER;
             }
@@ -2263,26 +2284,33 @@ impl Merger {
     }
 
     /// The family named `name` as the output writes it, new (first read
-    /// from `contribution`) if no family has that name yet; `legacy`: the
-    /// name is known to be a legacy name.
+    /// from `contribution`) if no family has that name yet; `hash`:
+    /// `hash_name(name)` when its parser computed it
+    /// ([`OpenMetricsItem::hash`]); `legacy`: the name is known to be a
+    /// legacy name.
     fn openmetrics_family(
         &mut self,
         sources: &[Source<'_>],
         name: &[u8],
+        hash: Option<u32>,
         om: OpenMetricsType,
         legacy: bool,
         contribution: u32,
     ) -> u32 {
         let id = self.merged.len() as u32;
         let written = escape_written(name, self.escaping, legacy, &mut self.written);
-        let key = if written.is_empty() {
-            name
-        } else {
-            written.of(&self.written)
+        let (key, hash) = match hash {
+            Some(hash) if written.is_empty() => (name, hash),
+            _ if written.is_empty() => (name, hash_name(name)),
+            _ => {
+                let key = written.of(&self.written);
+                (key, hash_name(key))
+            }
         };
+        debug_assert_eq!(hash, hash_name(key));
         let (merged_list, firsts, written_names) =
             (&self.merged, &self.contributions, &self.written);
-        let found = self.table.find_or_insert(hash_name(key), id, |m| {
+        let found = self.table.find_or_insert(hash, id, |m| {
             let m = &merged_list[m as usize];
             same_bytes(merged_key(sources, firsts, m, written_names), key)
         });
@@ -2338,7 +2366,7 @@ impl Merger {
             self.contributions[i].om = this.om;
             let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, c.family);
             self.destinations[i] =
-                self.openmetrics_family(sources, this.name, this.om, legacy, i as u32);
+                self.openmetrics_family(sources, this.name, this.hash, this.om, legacy, i as u32);
         }
         self.order_families_by_first_contribution();
     }

@@ -298,6 +298,9 @@ struct Declaration {
 #[derive(Clone, Copy)]
 struct OpenMetricsFamily {
     name: NameAt,
+    /// `hash_name` of the name, for the merge's table of names (4 bytes
+    /// an OpenMetrics family, of an OpenMetrics body alone).
+    hash: u32,
     declared: Declared,
     typed: bool,
     help: Option<Span>,
@@ -309,6 +312,8 @@ struct OpenMetricsFamily {
 #[derive(Clone, Copy)]
 pub(super) struct OpenMetricsFamilyView<'a> {
     pub(super) name: &'a [u8],
+    /// `hash_name(name)`, computed once by the parser.
+    pub(super) hash: u32,
     /// None: no `# TYPE` line.
     pub(super) declared: Option<Declared>,
     /// Raw HELP text (OpenMetrics escapes).
@@ -525,6 +530,7 @@ impl<'a> IndexView<'a> {
         let entry = &self.index.openmetrics_families[parent as usize];
         OpenMetricsFamilyView {
             name: kept_name(&self.index.names, self.body, entry.name),
+            hash: entry.hash,
             declared: entry.typed.then_some(entry.declared),
             help: entry.help.map(|help| help.of(self.body)),
             help_verbatim: entry.help_verbatim,
@@ -901,6 +907,7 @@ impl Index {
                 *number = self.openmetrics_families.len() as u32;
                 self.openmetrics_families.push(OpenMetricsFamily {
                     name: d.name,
+                    hash: d.hash,
                     declared: d.declared,
                     typed: d.typed,
                     help: d.help,
