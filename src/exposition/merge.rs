@@ -226,7 +226,10 @@ pub struct Merger {
     /// OpenMetrics output, a family written as `unknown` families: the
     /// series of the one being written (a series twice is written once).
     series_seen: SeriesSet,
-    check: Check,
+    /// Boxed: a family's check is taken out while the merger is borrowed
+    /// and put back after, a pointer moved rather than the whole check
+    /// (and a placeholder made and dropped), every family.
+    check: Option<Box<Check>>,
     /// OpenMetrics output: the text contributions remembered from the last
     /// build (see [`Remembered`]), those the family being checked adds,
     /// and the number of the build.
@@ -265,7 +268,7 @@ impl Merger {
             escaping: Escaping::Underscores,
             written: Vec::new(),
             series_seen: SeriesSet::default(),
-            check: Check::new(OpenMetricsType::None),
+            check: None,
             remembered: RememberedSet::default(),
             pending: Vec::new(),
             build: 0,
@@ -475,6 +478,18 @@ impl Merger {
     /// first; the contributions are moved by following the permutation's
     /// cycles. No second copy of the records.
     fn group_contributions(&mut self) {
+        if self.destinations.windows(2).all(|pair| pair[0] <= pair[1]) {
+            // Grouped already (one source, or each family found in one
+            // only): each family's first is where its run starts.
+            let mut at = 0;
+            for (m, merged) in self.merged.iter_mut().enumerate() {
+                merged.first = at as u32;
+                while self.destinations.get(at) == Some(&(m as u32)) {
+                    at += 1;
+                }
+            }
+            return;
+        }
         for merged in &mut self.merged {
             merged.first = 0;
         }
@@ -652,13 +667,16 @@ impl Merger {
             .filter(|c| c.resolution != Resolution::Dropped)
             .find_map(|c| {
                 let view = sources[c.source as usize].snapshot.view();
-                Some((view.family(c.family).help?, view))
+                let family = view.family(c.family);
+                Some((family.help?, family.help_verbatim, view))
             });
-        if let Some((help, view)) = help {
+        if let Some((help, verbatim, view)) = help {
             out.extend_from_slice(b"# HELP ");
             write_name(name, self.escaping, false, out);
             out.push(b' ');
             match view {
+                // Its parser saw no backslash (nor quote): no scan again.
+                SourceView::Text(_) if verbatim => out.extend_from_slice(help),
                 SourceView::Text(view) => write_help(help, view.is_openmetrics(), out),
                 SourceView::Protobuf(_) => down::escape_help(help, out),
             }
@@ -1895,6 +1913,9 @@ mod tests {
 /// one OpenMetrics has too, and nothing it escapes left bare (what
 /// [`rewrite_help`] would give back unchanged).
 fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
+    if form == HelpForm::Verbatim {
+        return true;
+    }
     let mut i = 0;
     loop {
         // The next backslash, quote or newline, eight bytes at a time.
@@ -1916,7 +1937,7 @@ fn help_written_as_is(help: &[u8], form: HelpForm) -> bool {
 fn rewrite_help(help: &[u8], form: HelpForm, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
     scratch.clear();
     match form {
-        HelpForm::Plain => scratch.extend_from_slice(help),
+        HelpForm::Plain | HelpForm::Verbatim => scratch.extend_from_slice(help),
         HelpForm::Text => unescape_help(help, false, scratch),
         HelpForm::OpenMetrics => unescape_help(help, true, scratch),
     }
@@ -1932,12 +1953,18 @@ enum HelpForm {
     OpenMetrics,
     /// Protobuf: not escaped.
     Plain,
+    /// A text body's HELP that holds no backslash and no quote (its parser
+    /// saw): the same in every form.
+    Verbatim,
 }
 
 /// One family of one source as OpenMetrics output sees it.
 #[derive(Clone, Copy)]
 struct OpenMetricsItem<'a> {
     name: &'a [u8],
+    /// `hash_name(name)` when its parser computed it: not for a counter's
+    /// name stripped of `_total`.
+    hash: Option<u32>,
     om: OpenMetricsType,
     help: Option<(&'a [u8], HelpForm)>,
     unit: Option<&'a [u8]>,
@@ -1946,6 +1973,10 @@ struct OpenMetricsItem<'a> {
 /// The OpenMetrics family that `family` (a parent's number when `parent`)
 /// of `view` is written as; `whole`: a text or protobuf counter named
 /// `..._total` keeps that name as `unknown` (see [`Merger::merge_openmetrics`]).
+/// Inlined, with [`openmetrics_item_as_named`]: a caller that reads its
+/// name and type alone (each item's, at every build) then does not pay for
+/// its HELP and unit found and handed back.
+#[inline(always)]
 fn openmetrics_item(
     view: SourceView<'_>,
     family: u32,
@@ -1956,8 +1987,10 @@ fn openmetrics_item(
     if !whole {
         return item;
     }
+    let f = view.family(family);
     OpenMetricsItem {
-        name: view.name(family),
+        name: f.name,
+        hash: Some(f.hash),
         om: OpenMetricsType::Unknown,
         ..item
     }
@@ -1976,6 +2009,26 @@ fn claimed_suffixes(om: OpenMetricsType) -> impl Iterator<Item = &'static [u8]> 
 /// after at least one byte; most names are told by their last byte.
 fn ends_with_suffix(name: &[u8], suffix: &[u8]) -> bool {
     name.len() > suffix.len() && name.last() == suffix.last() && name.ends_with(suffix)
+}
+
+/// Whether `name` ends with some suffix of [`ALL_SUFFIXES`] after at
+/// least one byte. Most names end with a byte that no suffix ends with
+/// (`_seconds`, `_bytes`): one look-up tells them, not a test per suffix.
+fn ends_with_a_suffix(name: &[u8]) -> bool {
+    const LAST_BYTES: [bool; 256] = {
+        let mut last_bytes = [false; 256];
+        let mut i = 1;
+        while i < ALL_SUFFIXES.len() {
+            let suffix = ALL_SUFFIXES[i];
+            last_bytes[suffix[suffix.len() - 1] as usize] = true;
+            i += 1;
+        }
+        last_bytes
+    };
+    name.last().is_some_and(|&last| LAST_BYTES[last as usize])
+        && ALL_SUFFIXES[1..]
+            .iter()
+            .any(|suffix| ends_with_suffix(name, suffix))
 }
 
 /// Calls `each(item, parent, family)` for each OpenMetrics item of a
@@ -2023,8 +2076,7 @@ fn legacy_by_sample(view: SourceView<'_>, family: u32) -> bool {
             let numbers = text.sample_numbers(family);
             !numbers.is_empty()
                 && !text
-                    .numbered_sample(numbers.start)
-                    .flags
+                    .sample_flags(numbers.start)
                     .contains(SampleFlags::QUOTED_NAME)
         }
         SourceView::Protobuf(_) => false,
@@ -2041,6 +2093,7 @@ fn is_stripped_counter(
     !parent && item.om == OpenMetricsType::Counter && item.name.len() < view.name(family).len()
 }
 
+#[inline(always)]
 fn openmetrics_item_as_named(
     view: SourceView<'_>,
     family: u32,
@@ -2051,8 +2104,11 @@ fn openmetrics_item_as_named(
             let p = text.openmetrics_family(family);
             OpenMetricsItem {
                 name: p.name,
+                hash: Some(p.hash),
                 om: OpenMetricsType::of_declared(p.declared),
-                help: p.help.map(|help| (help, HelpForm::OpenMetrics)),
+                help: p
+                    .help
+                    .map(|help| (help, text_help_form(view, p.help_verbatim))),
                 unit: p.unit,
             }
         }
@@ -2061,8 +2117,11 @@ fn openmetrics_item_as_named(
             let (om, len) = OpenMetricsType::of_text(f.kind, f.typed, f.name);
             OpenMetricsItem {
                 name: &f.name[..len],
+                hash: (len == f.name.len()).then_some(f.hash),
                 om,
-                help: f.help.map(|help| (help, help_form(view))),
+                help: f
+                    .help
+                    .map(|help| (help, text_help_form(view, f.help_verbatim))),
                 unit: None,
             }
         }
@@ -2072,6 +2131,7 @@ fn openmetrics_item_as_named(
             let (om, len) = OpenMetricsType::of_protobuf(f.metric_type, name);
             OpenMetricsItem {
                 name: &name[..len],
+                hash: (len == name.len()).then_some(f.hash),
                 om,
                 help: f.help.map(|help| (help.of(proto.body), HelpForm::Plain)),
                 unit: None,
@@ -2127,6 +2187,25 @@ fn help_form(view: SourceView<'_>) -> HelpForm {
     }
 }
 
+/// How a text source's HELP text is escaped, `verbatim` as its parser told.
+fn text_help_form(view: SourceView<'_>, verbatim: bool) -> HelpForm {
+    if verbatim {
+        HelpForm::Verbatim
+    } else {
+        help_form(view)
+    }
+}
+
+/// A family's HELP text and how it is escaped.
+fn help_of(view: SourceView<'_>, family: u32) -> Option<(&[u8], HelpForm)> {
+    let f = view.family(family);
+    f.help
+        .map(|help| (help, text_help_form(view, f.help_verbatim)))
+}
+
+/// [`openmetrics_item`] of a source's item; inlined as it is, so that a
+/// header reading a parent's HELP and unit alone pays for nothing else.
+#[inline(always)]
 fn item_of<'a>(
     sources: &[Source<'a>],
     source: u32,
@@ -2230,8 +2309,14 @@ impl Merger {
         let named = openmetrics_item(view, item, parent, false);
         let contribution = self.contributions.len() as u32;
         let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, family);
-        let mut merged =
-            self.openmetrics_family(sources, named.name, named.om, legacy, contribution);
+        let mut merged = self.openmetrics_family(
+            sources,
+            named.name,
+            named.hash,
+            named.om,
+            legacy,
+            contribution,
+        );
         let mut this = named;
         let mut whole = false;
         let kinds = self.name_kinds[merged as usize];
@@ -2239,7 +2324,14 @@ impl Merger {
             if kinds & NOT_COUNTER != 0 {
                 whole = true;
                 this = openmetrics_item(view, item, parent, true);
-                merged = self.openmetrics_family(sources, this.name, this.om, legacy, contribution);
+                merged = self.openmetrics_family(
+                    sources,
+                    this.name,
+                    this.hash,
+                    this.om,
+                    legacy,
+                    contribution,
+                );
             } else {
                 self.name_kinds[merged as usize] |= STRIPPED_COUNTER;
             }
@@ -2263,26 +2355,33 @@ impl Merger {
     }
 
     /// The family named `name` as the output writes it, new (first read
-    /// from `contribution`) if no family has that name yet; `legacy`: the
-    /// name is known to be a legacy name.
+    /// from `contribution`) if no family has that name yet; `hash`:
+    /// `hash_name(name)` when its parser computed it
+    /// ([`OpenMetricsItem::hash`]); `legacy`: the name is known to be a
+    /// legacy name.
     fn openmetrics_family(
         &mut self,
         sources: &[Source<'_>],
         name: &[u8],
+        hash: Option<u32>,
         om: OpenMetricsType,
         legacy: bool,
         contribution: u32,
     ) -> u32 {
         let id = self.merged.len() as u32;
         let written = escape_written(name, self.escaping, legacy, &mut self.written);
-        let key = if written.is_empty() {
-            name
-        } else {
-            written.of(&self.written)
+        let (key, hash) = match hash {
+            Some(hash) if written.is_empty() => (name, hash),
+            _ if written.is_empty() => (name, hash_name(name)),
+            _ => {
+                let key = written.of(&self.written);
+                (key, hash_name(key))
+            }
         };
+        debug_assert_eq!(hash, hash_name(key));
         let (merged_list, firsts, written_names) =
             (&self.merged, &self.contributions, &self.written);
-        let found = self.table.find_or_insert(hash_name(key), id, |m| {
+        let found = self.table.find_or_insert(hash, id, |m| {
             let m = &merged_list[m as usize];
             same_bytes(merged_key(sources, firsts, m, written_names), key)
         });
@@ -2309,9 +2408,7 @@ impl Merger {
         // Whether rule 3 must look at it: a name that ends with no suffix
         // is claimed by no other family's name (see
         // `Merger::resolve_openmetrics_claims`).
-        let suffixed = ALL_SUFFIXES[1..]
-            .iter()
-            .any(|suffix| ends_with_suffix(key, suffix));
+        let suffixed = ends_with_a_suffix(key);
         self.name_kinds.push(if suffixed { SUFFIXED } else { 0 });
         id
     }
@@ -2340,7 +2437,7 @@ impl Merger {
             self.contributions[i].om = this.om;
             let legacy = self.escaping != Escaping::AllowUtf8 && legacy_by_sample(view, c.family);
             self.destinations[i] =
-                self.openmetrics_family(sources, this.name, this.om, legacy, i as u32);
+                self.openmetrics_family(sources, this.name, this.hash, this.om, legacy, i as u32);
         }
         self.order_families_by_first_contribution();
     }
@@ -2652,7 +2749,10 @@ impl Merger {
         name: FamilyName<'_>,
         repeated_source: bool,
     ) -> bool {
-        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        let mut check = self
+            .check
+            .take()
+            .unwrap_or_else(|| Box::new(Check::new(family_type)));
         check.reset(family_type);
         for i in range.start as usize..range.end as usize {
             let c = self.contributions[i];
@@ -2762,7 +2862,7 @@ impl Merger {
             }
         }
         let valid = check.finish();
-        self.check = check;
+        self.check = Some(check);
         // A family that kept every rule: what its names and labels passed
         // holds for the next build while they stay the same bytes.
         for (key, remembered) in self.pending.drain(..) {
@@ -2842,7 +2942,10 @@ impl Merger {
             None => usize::MAX,
         };
         let mark = out.len();
-        let mut check = std::mem::replace(&mut self.check, Check::new(family_type));
+        let mut check = self
+            .check
+            .take()
+            .unwrap_or_else(|| Box::new(Check::new(family_type)));
         check.reset(family_type);
         self.write_openmetrics_header(sources, whole.clone(), family_type, name, out);
         let mut stands = true;
@@ -2888,7 +2991,7 @@ impl Merger {
                 break;
             }
         }
-        self.check = check;
+        self.check = Some(check);
         if !stands {
             out.truncate(mark);
             return false;
@@ -2927,8 +3030,7 @@ impl Merger {
                 help = help.or(item.help);
                 unit = unit.or(item.unit);
             } else if help.is_none() {
-                let view = sources[c.source as usize].snapshot.view();
-                help = view.help(c.family).map(|help| (help, help_form(view)));
+                help = help_of(sources[c.source as usize].snapshot.view(), c.family);
             }
             if help.is_some() && unit.is_some() {
                 break;
@@ -3633,10 +3735,15 @@ const REMEMBERED_FAMILIES: usize = 8_192;
 
 /// A contribution's key among those remembered: its source, family and
 /// how it is written, one to one (sources and families fit in 24 and 32
-/// bits), then spread by an odd multiplier.
+/// bits), then spread by [`mix`] (one to one too). The table takes the key
+/// as its hash and finds a bucket by its low bits: a multiplication alone
+/// left those to the family's lowest three bits and `item`, so every
+/// lookup probed through long runs of full buckets (a fifth of the
+/// per-family cost of a 1 MB OpenMetrics build); the fold of the high half
+/// into the low spreads them.
 fn remembered_key(c: &Contribution) -> u64 {
     let key = u64::from(c.source) << 40 | u64::from(c.family) << 8 | u64::from(c.item);
-    key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    mix(0, key)
 }
 
 /// Where a remembered fingerprint starts: the process' key, the family's
@@ -3972,6 +4079,26 @@ mod openmetrics_tests {
         }
     }
 
+    /// The table of last bytes tells what a test per suffix tells: names
+    /// that end with each suffix, a part of one, or any other byte.
+    #[test]
+    fn a_suffix_is_told_by_its_last_byte_first() {
+        let mut names: Vec<Vec<u8>> = (0..=255u8).map(|last| vec![b'x', last]).collect();
+        for suffix in &ALL_SUFFIXES[1..] {
+            for cut in 0..suffix.len() {
+                names.push(suffix[cut..].to_vec());
+                names.push([b"x", &suffix[cut..]].concat());
+                names.push([b"x", &suffix[..cut]].concat());
+            }
+        }
+        for name in names {
+            let by_each = ALL_SUFFIXES[1..]
+                .iter()
+                .any(|suffix| ends_with_suffix(&name, suffix));
+            assert_eq!(ends_with_a_suffix(&name), by_each, "{name:?}");
+        }
+    }
+
     /// The OpenMetrics output (underscores) of `(container, body)` inputs,
     /// each body asserted to parse, and the conflicts it reported.
     fn merge_openmetrics(inputs: &[(&str, &str)]) -> (String, Vec<String>) {
@@ -4262,7 +4389,10 @@ mod openmetrics_tests {
                     help.push(alphabet[code % alphabet.len()]);
                     code /= alphabet.len();
                 }
+                // What the parser calls verbatim reads the same in each.
+                let verbatim = !help.iter().any(|&c| c == b'\\' || c == b'"' || c == b'\n');
                 for form in [HelpForm::Plain, HelpForm::Text, HelpForm::OpenMetrics] {
+                    assert!(!verbatim || help_written_as_is(&help, form));
                     if help_written_as_is(&help, form) {
                         let mut rewritten = Vec::new();
                         rewrite_help(&help, form, &mut Vec::new(), &mut rewritten);

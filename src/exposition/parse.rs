@@ -32,7 +32,8 @@ use super::text::IndexTable;
 use super::text::{classify_value, decimal_in_range, is_float64, MAX_IN_RANGE_INTEGER_DIGITS};
 use super::text::{
     find_byte, hash_name, is_metric_continue, is_metric_start, parse_int_timestamp, same_bytes,
-    scan_name, scan_until_class, unescape_into, value_form, NameTable, ValueForm, TOKEN_END,
+    scan_name, scan_quote_stop, scan_until_class, unescape_into, value_form, NameTable, ValueForm,
+    TOKEN_END,
 };
 pub use super::tokens::ParseErrorKind;
 pub(super) use super::tokens::{scan_quoted, skip_blanks, Fail, Kind, SampleFlags, Span};
@@ -176,7 +177,12 @@ struct Family {
     /// A `# TYPE` line declared it; a family without one is written without.
     typed: bool,
     name_in_names: bool,
+    /// Its HELP text is verbatim ([`Declaration::help_verbatim`]).
+    help_verbatim: bool,
 }
+
+// The budget counts it at that (`help_verbatim` took a byte of padding).
+const _: () = assert!(std::mem::size_of::<Family>() == 24);
 
 /// A family without HELP text.
 const NO_HELP: u32 = u32::MAX;
@@ -284,9 +290,16 @@ struct FamilyRun {
 
 struct Declaration {
     name: NameAt,
+    /// `hash_name` of the name: a family named as the declaration takes
+    /// it, not hashed again.
+    hash: u32,
     declared: Declared,
     typed: bool,
     help: Option<Span>,
+    /// `help` holds no backslash and no quote: every form escapes it as
+    /// it is, so a writer copies it without a scan of its own (told by the
+    /// scan that finds the line's end).
+    help_verbatim: bool,
     /// `# UNIT` text in the body (OpenMetrics).
     unit: Option<Span>,
 }
@@ -297,9 +310,13 @@ struct Declaration {
 #[derive(Clone, Copy)]
 struct OpenMetricsFamily {
     name: NameAt,
+    /// `hash_name` of the name, for the merge's table of names (4 bytes
+    /// an OpenMetrics family, of an OpenMetrics body alone).
+    hash: u32,
     declared: Declared,
     typed: bool,
     help: Option<Span>,
+    help_verbatim: bool,
     unit: Option<Span>,
 }
 
@@ -307,10 +324,14 @@ struct OpenMetricsFamily {
 #[derive(Clone, Copy)]
 pub(super) struct OpenMetricsFamilyView<'a> {
     pub(super) name: &'a [u8],
+    /// `hash_name(name)`, computed once by the parser.
+    pub(super) hash: u32,
     /// None: no `# TYPE` line.
     pub(super) declared: Option<Declared>,
     /// Raw HELP text (OpenMetrics escapes).
     pub(super) help: Option<&'a [u8]>,
+    /// The HELP text holds no backslash and no quote.
+    pub(super) help_verbatim: bool,
     pub(super) unit: Option<&'a [u8]>,
 }
 
@@ -365,6 +386,12 @@ pub(super) struct Index {
     memo: Memo,
     /// Label sets of the build under way that the memo took.
     memo_hits: usize,
+    /// How many declarations and families the last body parsed had, kept
+    /// as the memo is: the next parse makes its tables and declarations
+    /// that large at once, rather than grow them from empty (freed after
+    /// every build, [`Index::release_scratch`]) and rehash them as they
+    /// grow. Never more than a build of that body held at its peak.
+    last_counts: (u32, u32),
 }
 
 /// One family of an index, as the merge writer reads it.
@@ -380,6 +407,9 @@ pub(super) struct FamilyView<'a> {
     pub(super) typed: bool,
     /// Raw (still escaped) HELP text from the body.
     pub(super) help: Option<&'a [u8]>,
+    /// The HELP text holds no backslash and no quote: it reads the same in
+    /// every format's escapes.
+    pub(super) help_verbatim: bool,
 }
 
 /// Read access to an index and the body it was built from: everything the
@@ -416,6 +446,7 @@ impl<'a> IndexView<'a> {
             kind: entry.kind,
             typed: entry.typed,
             help: self.index.help(entry).map(|help| help.of(self.body)),
+            help_verbatim: entry.help_verbatim,
         }
     }
 
@@ -495,6 +526,13 @@ impl<'a> IndexView<'a> {
         self.index.memo.hashes.get(number as usize).copied()
     }
 
+    /// The flags of the body's sample numbered `number`, without decoding
+    /// the rest of it.
+    #[inline]
+    pub(super) fn sample_flags(self, number: u32) -> SampleFlags {
+        self.index.samples[number as usize].flags
+    }
+
     /// Where the body's sample numbered `number` starts (its name's
     /// position), without decoding the rest of it.
     pub(super) fn sample_position(self, number: u32) -> u32 {
@@ -529,8 +567,10 @@ impl<'a> IndexView<'a> {
         let entry = &self.index.openmetrics_families[parent as usize];
         OpenMetricsFamilyView {
             name: kept_name(&self.index.names, self.body, entry.name),
+            hash: entry.hash,
             declared: entry.typed.then_some(entry.declared),
             help: entry.help.map(|help| help.of(self.body)),
+            help_verbatim: entry.help_verbatim,
             unit: entry.unit.map(|unit| unit.of(self.body)),
         }
     }
@@ -654,8 +694,10 @@ impl Index {
     /// sample, at most a quarter of the body it was built from).
     pub(super) fn release(&mut self) {
         let memo = std::mem::take(&mut self.memo);
+        let last_counts = self.last_counts;
         *self = Index::default();
         self.memo = memo;
+        self.last_counts = last_counts;
     }
 
     /// After a successful parse: keeps the series for the merge and the
@@ -804,6 +846,10 @@ impl Index {
         }
         self.memo = memo;
         self.memo_hits = 0;
+        let (declarations, families) = self.last_counts;
+        self.declarations.reserve_exact(declarations as usize);
+        self.declaration_table.make_room(declarations as usize);
+        self.family_table.make_room(families as usize);
         match self.parse(body, openmetrics) {
             Ok(()) => {
                 self.keep_memo(body.len());
@@ -906,9 +952,11 @@ impl Index {
                 *number = self.openmetrics_families.len() as u32;
                 self.openmetrics_families.push(OpenMetricsFamily {
                     name: d.name,
+                    hash: d.hash,
                     declared: d.declared,
                     typed: d.typed,
                     help: d.help,
+                    help_verbatim: d.help_verbatim,
                     unit: d.unit,
                 });
             }
@@ -922,6 +970,7 @@ impl Index {
     /// cost as much again as what the merge reads. The next parse
     /// allocates them again, once.
     fn release_scratch(&mut self) {
+        self.last_counts = (self.declarations.len() as u32, self.families.len() as u32);
         self.runs = Vec::new();
         self.starts = Vec::new();
         self.order = Vec::new();
@@ -998,8 +1047,7 @@ impl Index {
     /// Metadata: the name, then one byte (a blank), then the text through
     /// the newline (OpenMetrics: which must be there).
     fn comment(&mut self, b: &[u8], p: usize, cursor: &mut Cursor) -> Result<usize, Fail> {
-        let eol = find_newline(b, p);
-        let next_line = (eol + 1).min(b.len());
+        let next_line = |eol: usize| (eol + 1).min(b.len());
         let (keyword, name_start) = if cursor.openmetrics {
             if b.get(p + 1) != Some(&b' ') {
                 return Err((ParseErrorKind::Comment, p));
@@ -1008,7 +1056,7 @@ impl Index {
             if let Some(after) = rest.strip_prefix(b"EOF") {
                 if matches!(after.first(), None | Some(b'\n')) {
                     cursor.eof_seen = true;
-                    return Ok(next_line);
+                    return Ok(next_line(p + 5));
                 }
                 return Err((ParseErrorKind::AfterEof, p + 5));
             }
@@ -1024,7 +1072,7 @@ impl Index {
                 || !matches!(keyword, b"HELP" | b"TYPE")
                 || !matches!(b.get(q + 4), Some(b' ' | b'\t'))
             {
-                return Ok(next_line); // a comment
+                return Ok(next_line(find_newline(b, p))); // a comment
             }
             (keyword, skip_blanks(b, q + 4))
         };
@@ -1043,6 +1091,13 @@ impl Index {
         if cursor.openmetrics && b.get(after) != Some(&b' ') {
             return Err((ParseErrorKind::NameEnd, after));
         }
+        // No name holds a newline: the line ends after it. A HELP text's
+        // end is found by the scan that tells whether it is verbatim.
+        let (eol, help_verbatim) = if keyword == b"HELP" {
+            help_line_end(b, after)
+        } else {
+            (find_newline(b, after), false)
+        };
         if cursor.openmetrics && eol >= b.len() {
             return Err((ParseErrorKind::LineEnd, eol));
         }
@@ -1088,6 +1143,7 @@ impl Index {
             b"HELP" => {
                 if declaration.help.is_none() {
                     declaration.help = Some(text);
+                    declaration.help_verbatim = help_verbatim;
                 }
             }
             _ => {
@@ -1123,7 +1179,7 @@ impl Index {
                 declaration.declared = declared;
             }
         }
-        Ok(next_line)
+        Ok(next_line(eol))
     }
 
     /// Reads a legacy or quoted metric name at `p`; a quoted one is
@@ -1204,9 +1260,11 @@ impl Index {
         };
         self.declarations.push(Declaration {
             name,
+            hash,
             declared: Declared::Untyped,
             typed: false,
             help: None,
+            help_verbatim: false,
             unit: None,
         });
         index
@@ -1273,17 +1331,19 @@ impl Index {
                 return Ok(family);
             }
         }
-        let (declared_name, help, typed) = match self.declarations.get(declaration as usize) {
-            Some(d) => (d.name, d.help, d.typed),
-            None => (NameAt::default(), None, false),
-        };
+        let (declared_name, declared_hash, help, help_verbatim, typed) =
+            match self.declarations.get(declaration as usize) {
+                Some(d) => (d.name, d.hash, d.help, d.help_verbatim, d.typed),
+                None => (NameAt::default(), 0, None, false, false),
+            };
         let hash;
         let existing = {
-            let family_name = match from {
-                FamilyName::Declared => kept_name(&self.names, b, declared_name),
-                FamilyName::Sample => name,
+            // The declaration's name was hashed when it was declared.
+            let family_name;
+            (hash, family_name) = match from {
+                FamilyName::Declared => (declared_hash, kept_name(&self.names, b, declared_name)),
+                FamilyName::Sample => (hash_name(name), name),
             };
-            hash = hash_name(family_name);
             let (families, names) = (&self.families, &self.names);
             self.family_table.find(hash, |i| {
                 let family = &families[i as usize];
@@ -1332,6 +1392,7 @@ impl Index {
             kind,
             typed,
             name_in_names: family_name.in_names,
+            help_verbatim,
         });
         if cursor.openmetrics {
             self.family_declarations.push(declaration);
@@ -1904,8 +1965,25 @@ fn scan_token(b: &[u8], p: usize) -> usize {
     scan_until_class(b, p, TOKEN_END)
 }
 
+#[inline]
 fn find_newline(b: &[u8], p: usize) -> usize {
     find_byte(b, p, b'\n')
+}
+
+/// The end of a HELP line whose name ends at `after`, and whether its
+/// text (from the byte after that one, which is dropped) holds no
+/// backslash and no quote: found by one scan for the three bytes, where
+/// the writers would scan the text again at every build.
+#[inline]
+fn help_line_end(b: &[u8], after: usize) -> (usize, bool) {
+    if matches!(b.get(after), None | Some(b'\n')) {
+        return (after.min(b.len()), true);
+    }
+    let stop = scan_quote_stop(b, after + 1);
+    match b.get(stop) {
+        None | Some(b'\n') => (stop, true),
+        Some(_) => (find_newline(b, stop), false),
+    }
 }
 
 fn line_of(b: &[u8], at: usize) -> u32 {
@@ -2256,6 +2334,55 @@ mod tests {
             index.build(plain.as_bytes(), false).unwrap();
         }
         assert_eq!(index.memo_hits, 6);
+    }
+
+    /// A HELP text is verbatim exactly when it holds no backslash and no
+    /// quote, whatever the byte dropped after the name, and wherever its
+    /// line ends (a newline, the body's end); the index keeps that of each
+    /// family and parent.
+    #[test]
+    fn help_is_verbatim_when_it_holds_no_backslash_and_no_quote() {
+        let alphabet = [b'a', b'\\', b'"', b'\n'];
+        for length in 0..=18u32 {
+            // Every string up to five bytes, then longer ones made of runs.
+            let count = if length <= 5 {
+                alphabet.len().pow(length)
+            } else {
+                64
+            };
+            for mut code in 0..count {
+                let mut line = vec![b'x'];
+                for i in 0..length as usize {
+                    let at = if length <= 5 {
+                        code % alphabet.len()
+                    } else {
+                        (code >> (i / 5)) & 3
+                    };
+                    line.push(alphabet[at]);
+                    if length <= 5 {
+                        code /= alphabet.len();
+                    }
+                }
+                let eol = line.iter().position(|&c| c == b'\n').unwrap_or(line.len());
+                let text = &line[2.min(eol)..eol];
+                let verbatim = !text.iter().any(|&c| c == b'\\' || c == b'"');
+                assert_eq!(help_line_end(&line, 1), (eol, verbatim), "{line:?}");
+            }
+        }
+        let text = "# HELP a Quoted \"a\".\na 1\n# HELP b Plain.\nb 1\n# HELP c A \\\\.\nc 1\n";
+        let openmetrics = format!("{text}# EOF\n");
+        for (body, openmetrics) in [(text.to_string(), false), (openmetrics, true)] {
+            let mut index = Index::default();
+            index.build(body.as_bytes(), openmetrics).unwrap();
+            let view = IndexView::new(&index, body.as_bytes());
+            for (family, verbatim) in [(0, false), (1, true), (2, false)] {
+                assert_eq!(view.family(family).help_verbatim, verbatim, "{body}");
+                if openmetrics {
+                    let parent = view.openmetrics_family(family);
+                    assert_eq!(parent.help_verbatim, verbatim, "{body}");
+                }
+            }
+        }
     }
 
     /// A name read by comparing it with the current declaration's (the

@@ -317,6 +317,8 @@ impl<'a> SourceView<'a> {
                     kind: metric_kind(entry.metric_type),
                     typed: true,
                     help: entry.help.map(|help| help.of(view.body)),
+                    // Not looked at: its writers scan it.
+                    help_verbatim: false,
                 }
             }
         }

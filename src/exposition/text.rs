@@ -657,7 +657,23 @@ pub(crate) struct NameTable {
     len: usize,
 }
 
+/// The slots a table needs for `entries` without growing (it grows past
+/// half full).
+fn slots_for(entries: usize) -> usize {
+    (2 * entries).next_power_of_two().max(64)
+}
+
 impl NameTable {
+    /// Makes an empty table as large as `entries` need, unless it is, so
+    /// that they go in without the table growing (each growth rehashes
+    /// what it holds).
+    pub(crate) fn make_room(&mut self, entries: usize) {
+        debug_assert_eq!(self.len, 0);
+        if entries > 0 && self.slots.len() < slots_for(entries) {
+            self.slots = vec![(0, 0); slots_for(entries)];
+        }
+    }
+
     pub(crate) fn clear(&mut self) {
         if self.len > 0 {
             self.slots.iter_mut().for_each(|slot| *slot = (0, 0));
@@ -772,6 +788,14 @@ pub(crate) struct IndexTable {
 }
 
 impl IndexTable {
+    /// [`NameTable::make_room`].
+    pub(crate) fn make_room(&mut self, entries: usize) {
+        debug_assert_eq!(self.len, 0);
+        if entries > 0 && self.slots.len() < slots_for(entries) {
+            self.slots = vec![0; slots_for(entries)];
+        }
+    }
+
     pub(crate) fn find(&self, hash: u32, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
@@ -820,6 +844,31 @@ impl IndexTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table given room for its entries takes them without growing.
+    #[test]
+    fn tables_given_room_do_not_grow() {
+        for entries in [1, 31, 32, 33, 100, 1000] {
+            let mut names = NameTable::default();
+            let mut indexes = IndexTable::default();
+            names.make_room(entries);
+            indexes.make_room(entries);
+            let (name_slots, index_slots) = (names.slots.len(), indexes.slots.len());
+            for i in 0..entries as u32 {
+                let hash = i.wrapping_mul(0x9e37_79b9);
+                names.insert(hash, i);
+                indexes.insert(hash, i, |i| i.wrapping_mul(0x9e37_79b9));
+            }
+            assert_eq!(names.slots.len(), name_slots, "{entries}");
+            assert_eq!(indexes.slots.len(), index_slots, "{entries}");
+            // No larger than growing to them would have made it.
+            let mut grown = NameTable::default();
+            for i in 0..entries as u32 {
+                grown.insert(i, i);
+            }
+            assert_eq!(grown.slots.len(), name_slots, "{entries}");
+        }
+    }
 
     /// `hash_name` as first written: the tail copied into a zeroed word.
     fn hash_name_naive(name: &[u8]) -> u32 {
