@@ -644,6 +644,10 @@ struct Cursor {
     /// which a sample line cannot change): what its samples' hashes start
     /// from.
     last_name_hash: u64,
+    /// A label set that [`Index::remembered_line`] hashed and the memo did
+    /// not take: where its `{` is, where it ends, and its hash, for the
+    /// general path reading the same line.
+    hashed_set: Option<(usize, usize, u64)>,
     /// The declaration a sample last resolved to by its declared name, and
     /// that family: its next names (a histogram's `_sum` after its
     /// `_bucket`s) find it without a lookup.
@@ -878,6 +882,7 @@ impl Index {
             last_name: Span::default(),
             last_family: u32::MAX,
             last_name_hash: 0,
+            hashed_set: None,
             declared_family: (u32::MAX, u32::MAX),
             grouped: true,
             eof_seen: false,
@@ -1485,7 +1490,10 @@ impl Index {
                 // Blanks before the `{` are in neither hash (and make the
                 // set one the writer must be told of): no memo for them.
                 let remembered = if r == q {
-                    self.remembered_set(b, r, cursor.last_name_hash)
+                    match cursor.hashed_set.take() {
+                        Some((brace, end, hash)) if brace == r => Some((end, hash, false)),
+                        _ => self.remembered_set(b, r, cursor.last_name_hash),
+                    }
                 } else {
                     None
                 };
@@ -1598,9 +1606,16 @@ impl Index {
         {
             return Ok(None);
         }
-        let Some((end, _, true)) = self.remembered_set(b, brace, cursor.last_name_hash) else {
-            return Ok(None);
+        let (end, hash, remembered) = match self.remembered_set(b, brace, cursor.last_name_hash) {
+            Some(answer) => answer,
+            None => return Ok(None),
         };
+        if !remembered {
+            // Its set changed: the general path takes the line, and this
+            // hash of its text with it.
+            cursor.hashed_set = Some((brace, end, hash));
+            return Ok(None);
+        }
         let mut flags = SampleFlags::BRACES;
         // The rest of the line as the general path reads it (with the same
         // error, if any).
