@@ -193,6 +193,9 @@ pub struct Merger {
     /// each source, in the two forms a sample line takes them.
     source_labels: Vec<u8>,
     source_label_spans: Vec<Option<TargetSpans>>,
+    /// Each source's `,label="escaped container"` as the writer copies it
+    /// ([`SampleWriter::write_target_comma`]), made once a build.
+    source_label_blocks: Vec<Option<[u8; TARGET_BLOCK]>>,
     scratch: Vec<u8>,
     candidate: Vec<u8>,
     /// Protobuf output: each source's encoded container `LabelPair` field.
@@ -252,6 +255,7 @@ impl Merger {
             conflicts: Vec::new(),
             source_labels: Vec::new(),
             source_label_spans: Vec::new(),
+            source_label_blocks: Vec::new(),
             scratch: Vec::new(),
             candidate: Vec::new(),
             proto_labels: Vec::new(),
@@ -350,6 +354,7 @@ impl Merger {
         self.conflicts.clear();
         self.source_labels.clear();
         self.source_label_spans.clear();
+        self.source_label_blocks.clear();
         self.proto_labels.clear();
         self.proto_targets.clear();
 
@@ -386,6 +391,8 @@ impl Merger {
                 }
             });
             self.source_label_spans.push(label);
+            self.source_label_blocks
+                .push(label.and_then(|spans| target_block(spans.comma.of(&self.source_labels))));
             let proto_label = source
                 .container
                 .filter(|_| format == OutputFormat::Protobuf);
@@ -742,7 +749,7 @@ impl Merger {
                 output_openmetrics: false,
                 target: comma.and_then(|comma| comma.get(1..)),
                 target_comma: comma.unwrap_or(b""),
-                target_comma_block: comma.and_then(target_block),
+                target_comma_block: self.source_label_blocks[c.source as usize].as_ref(),
                 target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                 label: &self.label,
                 check_labels: comma.is_some() && view.may_have_label(&self.label),
@@ -1224,7 +1231,7 @@ struct SampleWriter<'a> {
     /// `,label="container"` and `{label="container"}` (empty when none).
     target_comma: &'a [u8],
     /// `target_comma` and zeros after it, when it fits.
-    target_comma_block: Option<[u8; TARGET_BLOCK]>,
+    target_comma_block: Option<&'a [u8; TARGET_BLOCK]>,
     target_braced: &'a [u8],
     label: &'a [u8],
     /// The body may have a label named like the target: look for it.
@@ -1423,7 +1430,7 @@ impl SampleWriter<'_> {
     /// length. A call to `memcpy` for it cost more than the copy.
     #[inline(always)]
     fn write_target_comma(&self, out: &mut Vec<u8>) {
-        match &self.target_comma_block {
+        match self.target_comma_block {
             Some(block) => {
                 let end = out.len() + self.target_comma.len();
                 out.extend_from_slice(block);
@@ -3166,7 +3173,7 @@ impl Merger {
                     output_openmetrics: true,
                     target: comma.and_then(|comma| comma.get(1..)),
                     target_comma: comma.unwrap_or(b""),
-                    target_comma_block: comma.and_then(target_block),
+                    target_comma_block: self.source_label_blocks[c.source as usize].as_ref(),
                     target_braced: spans.map_or(&[], |spans| spans.braced.of(&self.source_labels)),
                     label: &self.label,
                     check_labels: comma.is_some() && view.may_have_label(&self.label),
