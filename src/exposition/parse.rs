@@ -749,6 +749,7 @@ impl Index {
         self.labels.shrink();
         self.declaration_table.shrink();
         self.family_table = IndexTable::default();
+        self.last_counts = (0, 0);
     }
 
     /// Samples in the index.
@@ -850,10 +851,10 @@ impl Index {
         }
         self.memo = memo;
         self.memo_hits = 0;
-        let (declarations, families) = self.last_counts;
-        self.declarations.reserve_exact(declarations as usize);
-        self.declaration_table.make_room(declarations as usize);
-        self.family_table.make_room(families as usize);
+        let (declarations, families) = presized(self.last_counts, body.len());
+        self.declarations.reserve_exact(declarations);
+        self.declaration_table.make_room(declarations);
+        self.family_table.make_room(families);
         match self.parse(body, openmetrics) {
             Ok(()) => {
                 self.keep_memo(body.len());
@@ -861,7 +862,10 @@ impl Index {
                 Ok(())
             }
             Err((kind, at)) => {
+                // Nothing of a refused body's parse is kept, and the next
+                // parse makes no room for it (its counts are now none).
                 self.clear();
+                self.release_scratch();
                 Err(ParseError {
                     line: line_of(body, at),
                     kind,
@@ -1839,6 +1843,15 @@ impl Index {
     }
 }
 
+/// How many declarations and families a parse of `body_length` bytes
+/// makes room for at once: as many as the last body had (`last`), but
+/// never more than the body could hold (each takes a line of four bytes
+/// or more), so that a body smaller than the last does not pay for it.
+fn presized(last: (u32, u32), body_length: usize) -> (usize, usize) {
+    let most = body_length / 4 + 1;
+    ((last.0 as usize).min(most), (last.1 as usize).min(most))
+}
+
 fn repeats_last_name(b: &[u8], p: usize, cursor: &Cursor) -> Option<usize> {
     if cursor.last_family == u32::MAX {
         return None;
@@ -2169,6 +2182,28 @@ mod tests {
     /// escape the writer must be told of, a `}` in a value, a set cut
     /// short, a previous body interleaved or refused; and the bloom must
     /// hold the names of the sets taken without a scan.
+    /// A parse makes room at once for the last body's declarations and
+    /// families, never for more than its own body could hold; a refused
+    /// body keeps no tables and leaves no counts, and neither does a
+    /// shrunk index.
+    #[test]
+    fn a_parse_makes_room_for_no_more_than_its_body_holds() {
+        assert_eq!(presized((65_536, 65_536), 10), (3, 3));
+        assert_eq!(presized((10, 20), 1_000_000), (10, 20));
+        let big: String = (0..10_000)
+            .map(|i| format!("# TYPE f{i} gauge\nf{i} 1\n"))
+            .collect();
+        let mut index = Index::default();
+        assert!(index.build(big.as_bytes(), false).is_ok());
+        assert_eq!(index.last_counts, (10_000, 10_000));
+        assert!(index.build(b"a{\n", false).is_err());
+        assert_eq!(index.last_counts, (0, 0));
+        assert_eq!(index.declarations.capacity(), 0);
+        assert!(index.build(big.as_bytes(), false).is_ok());
+        index.shrink();
+        assert_eq!(index.last_counts, (0, 0));
+    }
+
     #[test]
     fn a_body_built_after_another_reads_as_on_a_fresh_index() {
         // Buckets of a histogram, or samples of an untyped `h_bucket`
