@@ -893,9 +893,6 @@ impl Index {
             openmetrics,
         };
         self.labels.set_openmetrics(openmetrics);
-        // Lines are taken as the last build's only where a memo was kept
-        // (none is for bodies not of its shape: one-sample families).
-        let remembering = self.memo.len() > 0;
         let mut p = 0;
         if openmetrics {
             // openmetricslex.l: a line starts with `# ` or a sample, never
@@ -906,11 +903,10 @@ impl Index {
                 }
                 p = match b[p] {
                     b'#' => self.comment(b, p, &mut cursor)?,
-                    _ if remembering => match self.remembered_line(b, p, &mut cursor)? {
+                    _ => match self.remembered_line(b, p, &mut cursor)? {
                         Some(next) => next,
                         None => self.sample_line(b, p, &mut cursor)?,
                     },
-                    _ => self.sample_line(b, p, &mut cursor)?,
                 };
             }
             // Prometheus main takes an empty body as an empty scrape before
@@ -927,13 +923,12 @@ impl Index {
                     None => break,
                     Some(b'\n') => p += 1,
                     Some(b'#') => p = self.comment(b, p, &mut cursor)?,
-                    Some(_) if remembering => {
+                    Some(_) => {
                         p = match self.remembered_line(b, p, &mut cursor)? {
                             Some(next) => next,
                             None => self.sample_line(b, p, &mut cursor)?,
                         }
                     }
-                    Some(_) => p = self.sample_line(b, p, &mut cursor)?,
                 }
             }
         }
