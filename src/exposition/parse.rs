@@ -390,7 +390,8 @@ pub(super) struct Index {
     /// as the memo is: the next parse makes its tables and declarations
     /// that large at once, rather than grow them from empty (freed after
     /// every build, [`Index::release_scratch`]) and rehash them as they
-    /// grow. Never more than a build of that body held at its peak.
+    /// grow; never larger than its own body could need ([`presized`]).
+    /// None after a refused body or a shrink.
     last_counts: (u32, u32),
 }
 
@@ -1589,9 +1590,10 @@ impl Index {
     /// The steady state of a scrape, before [`Self::sample_line`]'s general
     /// path: a line of the last line's family (its name again, then `{`)
     /// whose label set is the text the series memo remembers for this
-    /// sample, and whose value ends the line plainly. Records what the
-    /// general path would, without its choices; the memo's record of the
-    /// sample stays as it is, the same. None for any other line, which the
+    /// sample; its value and the rest of the line are read as the general
+    /// path reads them (a plain value at once). Records what the general
+    /// path would, without its choices; the memo's record of the sample
+    /// stays as it is, the same. None for any other line, which the
     /// general path then reads from its start.
     #[inline(always)]
     fn remembered_line(
