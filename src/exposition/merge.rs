@@ -3208,12 +3208,7 @@ impl Merger {
                 let mut pending = Span::default();
                 for k in 0..samples.count as usize {
                     let number = contribution_number(samples, &self.order, k);
-                    let plain = if plain_lines {
-                        view.plain_sample(number)
-                    } else {
-                        None
-                    };
-                    if let Some(plain) = plain {
+                    if let Some(plain) = plain_lines.then(|| view.plain_sample(number)).flatten() {
                         if let (Some(walk), Some(known)) = (walk.as_mut(), known.as_deref_mut()) {
                             walk.plain_sample(view, number, &plain, raw_name, known.check);
                         }
@@ -3512,14 +3507,17 @@ impl KnownWalk {
         name: &[u8],
         check: &mut Check,
     ) {
-        // No timestamp: nothing to add to the hash for one.
-        self.fingerprint = names_fingerprint(
-            self.fingerprint,
-            view,
-            number,
-            sample.name.start + name.len() as u32,
-            sample.labels_end,
-        );
+        // `sample_fingerprint` for a sample without timestamp, written out
+        // here: sharing one function with it cost 1.5 to 2% of wall time
+        // on the 1 MB OpenMetrics round (code layout), for the same count.
+        self.fingerprint = match view.series(number) {
+            Some(series) => mix(self.fingerprint, series),
+            None => fingerprint_text(
+                self.fingerprint,
+                view.body(),
+                sample.name.start as usize + name.len()..sample.labels_end as usize,
+            ),
+        };
         if self.reads == KnownReads::Values {
             let new_group = self.next_in_group();
             if check.ok {
@@ -3681,6 +3679,9 @@ fn sample_fingerprint(
     name: &[u8],
 ) -> u64 {
     let timestamped = u64::from(!sample.timestamp.is_empty());
+    if let Some(series) = view.series(number) {
+        return mix(hash ^ timestamped, series);
+    }
     // A quoted name is inside the braces, where BRACES is not set: the
     // labels' span (empty at the name's end when there are none) ends it.
     let end = sample.labels.end.max(sample.name.end);
@@ -3689,24 +3690,12 @@ fn sample_fingerprint(
     } else {
         name.len() as u32
     };
-    names_fingerprint(
+    let start = sample.name.start + known;
+    fingerprint_text(
         hash ^ timestamped,
-        view,
-        number,
-        sample.name.start + known,
-        end,
+        view.body(),
+        start as usize..end as usize,
     )
-}
-
-/// [`sample_fingerprint`] of the sample numbered `number` whose text from
-/// after its family's name is `start..end` of the body: the parser's hash
-/// when the index keeps it, else a hash of that text.
-#[inline(always)]
-fn names_fingerprint(hash: u64, view: IndexView<'_>, number: u32, start: u32, end: u32) -> u64 {
-    match view.series(number) {
-        Some(series) => mix(hash, series),
-        None => fingerprint_text(hash, view.body(), start as usize..end as usize),
-    }
 }
 
 /// OpenMetrics output: what the full check learnt of one text
